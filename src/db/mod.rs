@@ -1,0 +1,192 @@
+//! The database layer: one pool for SQLite, PostgreSQL or MariaDB/MySQL, picked at run
+//! time from `DATABASE_URL`, plus a background health check the probes read.
+
+mod health;
+pub mod migrate;
+mod url;
+
+use std::time::{Duration, Instant};
+
+use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbErr};
+
+pub use self::health::{DbHealth, HealthStatus};
+pub use self::url::{Backend, DbUrl};
+use crate::config::Config;
+
+/// How long one connection attempt, or one wait for a pooled connection, may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest pause between two start-up connection attempts.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+/// How long a SQLite writer waits for another writer before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The pool and what the service knows about it. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Database {
+    conn: DatabaseConnection,
+    backend: Backend,
+    health: DbHealth,
+    max_connections: u32,
+}
+
+/// Why the database could not be opened at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum DbStartError {
+    #[error("DATABASE_URL: database unreachable after {waited:?}: {cause}")]
+    Unreachable { waited: Duration, cause: String },
+    #[error("DATABASE_URL: migrations failed: {0}")]
+    Migration(DbErr),
+}
+
+/// Pool figures for `/metrics`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+impl Database {
+    /// Connects, retrying with backoff for `DB_CONNECT_RETRY_SECONDS`, then runs migrations.
+    pub async fn open(config: &Config) -> Result<Self, DbStartError> {
+        let url = &config.database_url;
+        let max_connections = if url.is_in_memory() { 1 } else { config.max_db_connections() };
+        let options = connect_options(url, max_connections);
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(250);
+        let conn = loop {
+            match sea_orm::Database::connect(options.clone()).await {
+                Ok(conn) => break conn,
+                Err(err) => {
+                    let waited = started.elapsed();
+                    if waited + delay > config.db_connect_retry {
+                        return Err(DbStartError::Unreachable { waited, cause: err.to_string() });
+                    }
+                    tracing::warn!(
+                        event = "database_connect_retry",
+                        database = %url,
+                        error = %err,
+                        retry_in_ms = delay.as_millis() as u64,
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_RETRY_DELAY);
+                }
+            }
+        };
+        let applied = migrate::run(&conn).await.map_err(DbStartError::Migration)?;
+        tracing::info!(
+            event = "database_ready",
+            database = %url,
+            backend = url.backend().as_str(),
+            max_connections,
+            migrations_applied = applied,
+        );
+        Ok(Self {
+            conn,
+            backend: url.backend(),
+            health: DbHealth::new_healthy(),
+            max_connections,
+        })
+    }
+
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The last result of the background health check.
+    pub fn health(&self) -> HealthStatus {
+        self.health.get()
+    }
+
+    /// Checks the database now and records the result.
+    pub async fn check(&self) -> HealthStatus {
+        let result = tokio::time::timeout(health::CHECK_TIMEOUT, self.conn.execute_unprepared("SELECT 1")).await;
+        let status = match result {
+            Ok(Ok(_)) => HealthStatus::Ok,
+            Ok(Err(err)) => HealthStatus::Failing(err.to_string()),
+            Err(_) => HealthStatus::Failing("timed out".to_owned()),
+        };
+        self.health.set(status.clone());
+        status
+    }
+
+    /// Keeps [`Database::health`] fresh until the returned task is aborted.
+    pub fn spawn_health_monitor(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let db = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let before = db.health.get();
+                let now = db.check().await;
+                if before != now {
+                    match &now {
+                        HealthStatus::Ok => tracing::info!(event = "database_recovered"),
+                        HealthStatus::Failing(error) => tracing::error!(event = "database_unhealthy", error = %error),
+                    }
+                }
+            }
+        })
+    }
+
+    /// Connections open and idle, for `/metrics`.
+    pub fn pool_stats(&self) -> PoolStats {
+        let (size, idle) = match self.backend {
+            Backend::Sqlite => {
+                let pool = self.conn.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            Backend::Postgres => {
+                let pool = self.conn.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            Backend::MySql => {
+                let pool = self.conn.get_mysql_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+        };
+        PoolStats {
+            size,
+            idle: u32::try_from(idle).unwrap_or(u32::MAX),
+            max: self.max_connections,
+        }
+    }
+
+    /// Closes every pooled connection; used at shutdown.
+    pub async fn close(&self) {
+        if let Err(err) = self.conn.close_by_ref().await {
+            tracing::warn!(event = "database_close_failed", error = %err);
+        }
+    }
+}
+
+fn connect_options(url: &DbUrl, max_connections: u32) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url.connect_url().to_owned());
+    options
+        .max_connections(max_connections)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .sqlx_logging(false);
+    if url.is_in_memory() {
+        // The database vanishes with its last connection: keep exactly one, forever.
+        options
+            .min_connections(1)
+            .idle_timeout(None::<Duration>)
+            .max_lifetime(None::<Duration>);
+    }
+    if url.backend() == Backend::Sqlite {
+        use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+        options.map_sqlx_sqlite_opts(|opts| {
+            opts.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                .foreign_keys(true)
+        });
+    }
+    options
+}

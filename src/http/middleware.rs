@@ -1,0 +1,145 @@
+//! What every request passes through: a correlation id, the one error body, security
+//! headers, one JSON log line and the request metrics.
+
+use std::{net::SocketAddr, sync::Arc, time::Instant};
+
+use axum::{
+    body::Body,
+    extract::{ConnectInfo, MatchedPath, Request, State},
+    http::{HeaderName, HeaderValue, Response, StatusCode, header},
+    middleware::Next,
+};
+use uuid::Uuid;
+
+use crate::{
+    error::{ErrorBody, ErrorInfo, default_message},
+    metrics::UNMATCHED_ENDPOINT,
+    state::AppState,
+};
+
+pub const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
+const MAX_CORRELATION_ID_LEN: usize = 128;
+
+/// The request's correlation id, available to handlers as an extension.
+#[derive(Clone, Debug)]
+pub struct CorrelationId(pub Arc<str>);
+
+impl CorrelationId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Uses the caller's id when it is sane (1–128 visible ASCII characters), else a new UUID v4.
+fn correlation_id(request: &Request) -> Arc<str> {
+    request
+        .headers()
+        .get(&X_CORRELATION_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= MAX_CORRELATION_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| Arc::from(Uuid::new_v4().to_string()), Arc::from)
+}
+
+/// The outermost layer of every route (and of the fallback).
+pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response<Body> {
+    let started = Instant::now();
+    let id = correlation_id(&request);
+    request.extensions_mut().insert(CorrelationId(id.clone()));
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED_ENDPOINT, MatchedPath::as_str)
+        .to_owned();
+    let client_ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string());
+
+    let mut response = next.run(request).await;
+
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        response = render_error(response, &id, method.as_str(), &path);
+    }
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        headers.insert(X_CORRELATION_ID, value);
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+
+    let elapsed = started.elapsed().as_secs_f64();
+    state
+        .metrics
+        .observe_request(&endpoint, method.as_str(), status.as_u16(), elapsed);
+    let client_ip = client_ip.as_deref().unwrap_or("unknown");
+    macro_rules! log_request {
+        ($level:ident) => {
+            tracing::$level!(
+                event = "request_completed",
+                correlation_id = &*id,
+                method = method.as_str(),
+                path = path,
+                status_code = status.as_u16(),
+                duration_seconds = elapsed,
+                client_ip = client_ip,
+            )
+        };
+    }
+    if status.is_server_error() {
+        log_request!(error);
+    } else if status.is_client_error() {
+        log_request!(warn);
+    } else {
+        log_request!(info);
+    }
+    response
+}
+
+/// Gives an error response our JSON body, keeping its status and headers (`Allow`,
+/// `WWW-Authenticate`, `Retry-After`). A JSON body written on purpose by a handler
+/// (e.g. `/healthz` answering 503) is left alone.
+fn render_error(response: Response<Body>, id: &str, method: &str, path: &str) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    let info = parts.extensions.remove::<ErrorInfo>();
+    let is_json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if info.is_none() && is_json {
+        return Response::from_parts(parts, body);
+    }
+    let status = parts.status;
+    let (message, details) = match info {
+        Some(info) => {
+            if let Some(cause) = &info.internal_cause {
+                tracing::error!(event = "internal_error", correlation_id = id, error = %cause);
+            }
+            (info.message, info.details)
+        }
+        None => (default_message(status, method, path), Vec::new()),
+    };
+    let body = ErrorBody {
+        error: status.canonical_reason().unwrap_or("Error"),
+        message: &message,
+        correlation_id: id,
+        status_code: status.as_u16(),
+        details: &details,
+    };
+    let bytes = match serde_json::to_vec(&body) {
+        Ok(bytes) => bytes,
+        Err(_) => return Response::from_parts(parts, Body::empty()),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut response = Response::from_parts(parts, Body::from(bytes));
+    if status == StatusCode::UNAUTHORIZED && !response.headers().contains_key(header::WWW_AUTHENTICATE) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}

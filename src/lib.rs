@@ -1,0 +1,50 @@
+//! The KillKrill backend: centralized logs and metrics over HTTP (and, later, gRPC).
+//!
+//! `main.rs` only parses the configuration and calls [`run`]; tests call [`build`] and
+//! [`App::router`] / [`App::serve`] to get exactly what production runs.
+
+mod app;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod router;
+pub mod server;
+pub mod state;
+pub mod telemetry;
+pub mod time;
+
+pub use app::{App, HEALTH_CHECK_INTERVAL, build};
+
+use crate::config::{Config, RunMode};
+
+/// Runs the service with `config` until SIGTERM/SIGINT. Returns when fully stopped.
+pub async fn run(config: Config, log_level: telemetry::LogLevelHandle) -> anyhow::Result<()> {
+    let address = std::net::SocketAddr::new(config.host, config.port);
+    let run_mode = config.run_mode;
+    if run_mode == RunMode::GrpcOnly {
+        tracing::warn!(event = "grpc_not_available", detail = "the gRPC server is not built yet; --grpc-only serves nothing");
+    }
+    let app = build(config, log_level).await?;
+    if run_mode == RunMode::GrpcOnly {
+        server::shutdown_signal().await;
+        app.shutdown().await;
+        return Ok(());
+    }
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|err| anyhow::anyhow!("FLASK_PORT: cannot listen on {address}: {err}"))?;
+    let bound = listener.local_addr()?;
+    tracing::info!(
+        event = "server_started",
+        address = %bound,
+        port = bound.port(),
+        environment = app.state().config.environment.as_str(),
+        database = app.state().db.backend().as_str(),
+        version = env!("CARGO_PKG_VERSION"),
+    );
+    app.serve(listener, server::shutdown_signal()).await?;
+    tracing::info!(event = "server_stopped");
+    Ok(())
+}

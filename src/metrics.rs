@@ -1,0 +1,191 @@
+//! Prometheus metrics: the seed's request metrics (same names, labelled by route
+//! template), plus process and database-pool figures read at scrape time.
+
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
+    metrics::{
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::ConstGauge,
+        histogram::Histogram,
+    },
+    registry::{Registry, Unit},
+};
+
+use crate::db::Database;
+
+/// Label value of requests that matched no route, so unknown paths share one series.
+pub const UNMATCHED_ENDPOINT: &str = "unmatched";
+
+const DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DurationLabels {
+    endpoint: String,
+    method: String,
+}
+
+type HistogramFamily = Family<DurationLabels, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
+/// The registry and the metrics the request path updates.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Option<HistogramFamily>,
+}
+
+impl Metrics {
+    /// `detailed` turns the request-duration histogram on (`ENABLE_DETAILED_METRICS`).
+    pub fn new(db: Database, detailed: bool) -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let durations: Option<HistogramFamily> =
+            detailed.then(|| Family::new_with_constructor(duration_histogram as fn() -> Histogram));
+        {
+            let seed = registry.sub_registry_with_prefix("killkrill_flask_backend");
+            seed.register("requests", "HTTP requests served", requests.clone());
+            if let Some(durations) = &durations {
+                seed.register_with_unit(
+                    "request_duration",
+                    "Time to serve an HTTP request",
+                    Unit::Seconds,
+                    durations.clone(),
+                );
+            }
+        }
+        registry.register_collector(Box::new(ProcessCollector));
+        registry.register_collector(Box::new(PoolCollector { db }));
+        Self {
+            registry,
+            requests,
+            durations,
+        }
+    }
+
+    /// Records one served request. `endpoint` is the matched route template.
+    pub fn observe_request(&self, endpoint: &str, method: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                endpoint: endpoint.to_owned(),
+                method: method.to_owned(),
+                status,
+            })
+            .inc();
+        if let Some(durations) = &self.durations {
+            durations
+                .get_or_create(&DurationLabels {
+                    endpoint: endpoint.to_owned(),
+                    method: method.to_owned(),
+                })
+                .observe(seconds);
+        }
+    }
+
+    /// The Prometheus text exposition format, version 0.0.4.
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::with_capacity(8 * 1024);
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// `process_*` figures of the running process, read from `/proc` at scrape time.
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(stats) = process_stats() else {
+            return Ok(());
+        };
+        let cpu = ConstCounter::new(stats.cpu_seconds);
+        cpu.encode(encoder.encode_descriptor(
+            "process_cpu",
+            "User and system CPU time spent",
+            Some(&Unit::Seconds),
+            cpu.metric_type(),
+        )?)?;
+        let gauges: [(&str, &str, Option<&Unit>, f64); 4] = [
+            ("process_resident_memory", "Resident memory size", Some(&Unit::Bytes), stats.resident_bytes),
+            ("process_virtual_memory", "Virtual memory size", Some(&Unit::Bytes), stats.virtual_bytes),
+            ("process_open_fds", "Open file descriptors", None, stats.open_fds),
+            ("process_start_time", "Start time since the Unix epoch", Some(&Unit::Seconds), stats.start_time),
+        ];
+        for (name, help, unit, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, unit, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Connection-pool figures of the database layer.
+#[derive(Debug)]
+struct PoolCollector {
+    db: Database,
+}
+
+impl Collector for PoolCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = self.db.pool_stats();
+        let figures = [
+            ("killkrill_db_pool_connections", "Connections open in the pool", stats.size),
+            ("killkrill_db_pool_idle_connections", "Idle connections in the pool", stats.idle),
+            ("killkrill_db_pool_max_connections", "DB_POOL_SIZE + DB_MAX_OVERFLOW", stats.max),
+        ];
+        for (name, help, value) in figures {
+            let gauge = ConstGauge::new(i64::from(value));
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+struct ProcessStats {
+    cpu_seconds: f64,
+    resident_bytes: f64,
+    virtual_bytes: f64,
+    open_fds: f64,
+    start_time: f64,
+}
+
+/// Reads `/proc/self`; `None` where there is no procfs (the figures are then omitted).
+fn process_stats() -> Option<ProcessStats> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name, which may itself contain spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let field = |n: usize| -> Option<f64> { fields.get(n - 3)?.parse().ok() };
+    // SAFETY: sysconf only reads a constant of the running system.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    // SAFETY: as above.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as f64;
+    let cpu_seconds = (field(14)? + field(15)?) / ticks;
+    let start_ticks = field(22)?;
+    let boot_time = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<f64>().ok())?;
+    let open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count()) as f64;
+    Some(ProcessStats {
+        cpu_seconds,
+        resident_bytes: field(24)? * page,
+        virtual_bytes: field(23)?,
+        open_fds,
+        start_time: boot_time + start_ticks / ticks,
+    })
+}

@@ -1,0 +1,86 @@
+//! Every HTTP route of the service, in one place, and the layers each passes through.
+
+use std::time::Duration;
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    http::{HeaderName, HeaderValue, Method, StatusCode},
+    middleware,
+    routing::get,
+};
+use tower::ServiceBuilder;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    cors::{AllowHeaders, AllowMethods, AllowOrigin, Any, CorsLayer},
+    timeout::{RequestBodyTimeoutLayer, TimeoutLayer},
+};
+
+use crate::{
+    config::CorsOrigins,
+    error::AppError,
+    http::{health, middleware::X_CORRELATION_ID},
+    state::AppState,
+};
+
+/// How long a request body may go without sending a byte.
+const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The whole HTTP API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/livez", get(health::livez))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(not_found)
+        .layer(
+            ServiceBuilder::new()
+                .layer(middleware::from_fn_with_state(state.clone(), crate::http::middleware::observe))
+                .layer(CatchPanicLayer::new())
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    state.config.request_timeout,
+                ))
+                .layer(RequestBodyTimeoutLayer::new(BODY_IDLE_TIMEOUT))
+                .layer(cors(&state.config.cors_origins))
+                .layer(DefaultBodyLimit::max(state.config.max_body_bytes)),
+        )
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> AppError {
+    AppError::NotFound(format!("Resource not found: {}", uri.path()))
+}
+
+/// `*` allows any origin without credentials; a list allows those origins with them.
+fn cors(origins: &CorsOrigins) -> CorsLayer {
+    let base = CorsLayer::new()
+        .expose_headers([X_CORRELATION_ID])
+        .max_age(Duration::from_secs(600));
+    match origins {
+        CorsOrigins::Any => base
+            .allow_origin(Any)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+                Method::OPTIONS,
+            ])
+            .allow_headers(Any),
+        CorsOrigins::List(list) => base
+            .allow_origin(AllowOrigin::list(
+                list.iter().filter_map(|o| HeaderValue::from_str(o).ok()),
+            ))
+            .allow_methods(AllowMethods::mirror_request())
+            .allow_headers(AllowHeaders::list([
+                HeaderName::from_static("authorization"),
+                HeaderName::from_static("content-type"),
+                HeaderName::from_static("x-api-key"),
+                X_CORRELATION_ID,
+            ]))
+            .allow_credentials(true),
+    }
+}

@@ -1,7 +1,10 @@
 //! The application factory: `build(config)` makes exactly what production runs, and
 //! tests call it too.
 
-use std::{sync::Arc, time::{Duration, Instant}};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -36,7 +39,10 @@ pub async fn build(config: Config, log_level: LogLevelHandle) -> Result<App, DbS
         log_level,
         started_at: Instant::now(),
     };
-    Ok(App { state, health_monitor })
+    Ok(App {
+        state,
+        health_monitor,
+    })
 }
 
 impl App {
@@ -49,7 +55,11 @@ impl App {
     }
 
     /// Serves HTTP on `listener` until `shutdown` resolves, drains, then closes the pool.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
         let grace = self.state.config.shutdown_grace;
         let result = crate::server::serve(listener, self.router(), shutdown, grace).await;
         self.shutdown().await;

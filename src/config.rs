@@ -83,7 +83,12 @@ impl LogLevel {
 )]
 pub struct Cli {
     /// Deployment environment: picks defaults and start-up checks.
-    #[arg(long = "env", env = "FLASK_ENV", value_enum, default_value = "development")]
+    #[arg(
+        long = "env",
+        env = "FLASK_ENV",
+        value_enum,
+        default_value = "development"
+    )]
     pub environment: Environment,
 
     /// Debug mode: debug-level logs unless -v/-vv/-vvv says otherwise.
@@ -115,7 +120,13 @@ pub struct Cli {
     pub verbose: u8,
 
     /// Log level when no -v flag is given.
-    #[arg(long, env = "LOG_LEVEL", value_enum, ignore_case = true, default_value = "INFO")]
+    #[arg(
+        long,
+        env = "LOG_LEVEL",
+        value_enum,
+        ignore_case = true,
+        default_value = "INFO"
+    )]
     pub log_level: LogLevel,
 
     /// Database URL (postgresql://, mysql://, sqlite:///file.db, sqlite:///:memory:).
@@ -160,7 +171,11 @@ pub struct Cli {
     pub license_key: Option<String>,
 
     /// License server base URL.
-    #[arg(long, env = "LICENSE_SERVER_URL", default_value = "https://license.penguintech.io")]
+    #[arg(
+        long,
+        env = "LICENSE_SERVER_URL",
+        default_value = "https://license.penguintech.io"
+    )]
     pub license_server_url: String,
 
     /// Product name sent to the license server.
@@ -284,7 +299,10 @@ impl Config {
                 Environment::Development => DbUrl::parse("sqlite:///killkrill.db")?,
                 Environment::Testing => DbUrl::parse("sqlite:///:memory:")?,
                 Environment::Production => {
-                    return Err(ConfigError::new("DATABASE_URL", "must be set in production"));
+                    return Err(ConfigError::new(
+                        "DATABASE_URL",
+                        "must be set in production",
+                    ));
                 }
             },
         };
@@ -308,7 +326,10 @@ impl Config {
             return Err(ConfigError::new("JWT_EXPIRY_HOURS", "must be at least 1"));
         }
         if cli.request_timeout_seconds == 0 {
-            return Err(ConfigError::new("REQUEST_TIMEOUT_SECONDS", "must be at least 1"));
+            return Err(ConfigError::new(
+                "REQUEST_TIMEOUT_SECONDS",
+                "must be at least 1",
+            ));
         }
         let workers = if cli.workers == 0 {
             std::thread::available_parallelism().map_or(1, usize::from)
@@ -366,8 +387,14 @@ impl Config {
 /// Prints a command-line error as one line that names the flag and its variable, and
 /// returns the exit code (0 for `--help` / `--version`, 2 otherwise).
 pub fn report_cli_error(err: clap::Error) -> std::process::ExitCode {
-    use clap::{CommandFactory, error::{ContextKind, ContextValue, ErrorKind}};
-    if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+    use clap::{
+        CommandFactory,
+        error::{ContextKind, ContextValue, ErrorKind},
+    };
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
         let _ = err.print();
         return std::process::ExitCode::SUCCESS;
     }
@@ -376,15 +403,30 @@ pub fn report_cli_error(err: clap::Error) -> std::process::ExitCode {
         _ => None,
     };
     let variable = arg.as_deref().and_then(|arg| {
-        let long = arg.trim_start_matches('-').split([' ', '=', '<']).next()?.to_owned();
+        let long = arg
+            .trim_start_matches('-')
+            .split([' ', '=', '<'])
+            .next()?
+            .to_owned();
         let command = Cli::command();
-        let found = command.get_arguments().find(|a| a.get_long() == Some(long.as_str()))?;
-        found.get_env().map(|env| env.to_string_lossy().into_owned())
+        let found = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long.as_str()))?;
+        found
+            .get_env()
+            .map(|env| env.to_string_lossy().into_owned())
     });
     let first_line = err.render().to_string();
-    let first_line = first_line.lines().next().unwrap_or("invalid command line").trim_start_matches("error: ");
+    let first_line = first_line
+        .lines()
+        .next()
+        .unwrap_or("invalid command line")
+        .trim_start_matches("error: ");
     match variable {
-        Some(variable) => eprintln!("killkrill: configuration error: {variable} ({}): {first_line}", arg.unwrap_or_default()),
+        Some(variable) => eprintln!(
+            "killkrill: configuration error: {variable} ({}): {first_line}",
+            arg.unwrap_or_default()
+        ),
         None => eprintln!("killkrill: configuration error: {first_line} (see --help)"),
     }
     std::process::ExitCode::from(2)
@@ -393,7 +435,9 @@ pub fn report_cli_error(err: clap::Error) -> std::process::ExitCode {
 fn jwt_secret(environment: Environment, raw: Option<String>) -> Result<SecretString, ConfigError> {
     let raw = non_empty(raw);
     if environment != Environment::Production {
-        return Ok(SecretString::from(raw.unwrap_or_else(|| DEVELOPMENT_SECRET.to_owned())));
+        return Ok(SecretString::from(
+            raw.unwrap_or_else(|| DEVELOPMENT_SECRET.to_owned()),
+        ));
     }
     let Some(secret) = raw else {
         return Err(ConfigError::new("JWT_SECRET", "must be set in production"));
@@ -430,8 +474,9 @@ fn parse_cors_origins(raw: &str) -> Result<CorsOrigins, ConfigError> {
         return Ok(CorsOrigins::Any);
     }
     for origin in &origins {
-        let parsed = url::Url::parse(origin)
-            .map_err(|_| ConfigError::new("CORS_ORIGINS", format!("`{origin}` is not an origin URL")))?;
+        let parsed = url::Url::parse(origin).map_err(|_| {
+            ConfigError::new("CORS_ORIGINS", format!("`{origin}` is not an origin URL"))
+        })?;
         let is_origin = matches!(parsed.scheme(), "http" | "https")
             && parsed.host_str().is_some()
             && parsed.path() == "/"
@@ -475,7 +520,8 @@ mod tests {
         assert_eq!(missing.variable, "JWT_SECRET");
         let short = parse(&[&base[..], &["--jwt-secret=short"]].concat()).unwrap_err();
         assert!(short.problem.contains("at least 32"), "{short}");
-        let default = parse(&[&base[..], &["--jwt-secret=your-secret-key-here"]].concat()).unwrap_err();
+        let default =
+            parse(&[&base[..], &["--jwt-secret=your-secret-key-here"]].concat()).unwrap_err();
         assert!(default.problem.contains("default"), "{default}");
         let good = "--jwt-secret=0123456789abcdef0123456789abcdef";
         assert!(parse(&[&base[..], &[good]].concat()).is_ok());
@@ -483,18 +529,31 @@ mod tests {
 
     #[test]
     fn production_requires_a_database_url() {
-        let err = parse(&["--env=production", "--jwt-secret=0123456789abcdef0123456789abcdef"]).unwrap_err();
+        let err = parse(&[
+            "--env=production",
+            "--jwt-secret=0123456789abcdef0123456789abcdef",
+        ])
+        .unwrap_err();
         assert_eq!(err.variable, "DATABASE_URL");
     }
 
     #[test]
     fn verbosity_flags_override_log_level() {
-        assert_eq!(parse(&["--log-level=error"]).unwrap().log_level, LogLevel::Error);
-        assert_eq!(parse(&["-v", "--log-level=error"]).unwrap().log_level, LogLevel::Warning);
+        assert_eq!(
+            parse(&["--log-level=error"]).unwrap().log_level,
+            LogLevel::Error
+        );
+        assert_eq!(
+            parse(&["-v", "--log-level=error"]).unwrap().log_level,
+            LogLevel::Warning
+        );
         assert_eq!(parse(&["-vv"]).unwrap().log_level, LogLevel::Info);
         assert_eq!(parse(&["-vvv"]).unwrap().log_level, LogLevel::Debug);
         assert_eq!(parse(&["--debug"]).unwrap().log_level, LogLevel::Debug);
-        assert_eq!(parse(&["--log-level=warn"]).unwrap().log_level, LogLevel::Warning);
+        assert_eq!(
+            parse(&["--log-level=warn"]).unwrap().log_level,
+            LogLevel::Warning
+        );
     }
 
     #[test]
@@ -502,9 +561,17 @@ mod tests {
         assert_eq!(parse_cors_origins("*").unwrap(), CorsOrigins::Any);
         assert_eq!(
             parse_cors_origins("https://a.example, http://b.example:8080").unwrap(),
-            CorsOrigins::List(vec!["https://a.example".into(), "http://b.example:8080".into()])
+            CorsOrigins::List(vec![
+                "https://a.example".into(),
+                "http://b.example:8080".into()
+            ])
         );
-        assert_eq!(parse_cors_origins("*,https://a.example").unwrap_err().variable, "CORS_ORIGINS");
+        assert_eq!(
+            parse_cors_origins("*,https://a.example")
+                .unwrap_err()
+                .variable,
+            "CORS_ORIGINS"
+        );
         assert!(parse_cors_origins("https://a.example/path").is_err());
         assert!(parse_cors_origins("not a url").is_err());
     }

@@ -113,12 +113,16 @@ impl IntoResponse for AppError {
                 details: Vec::new(),
                 internal_cause: Some(cause),
             },
-            AppError::TooManyRequests { retry_after_seconds } => {
+            AppError::TooManyRequests {
+                retry_after_seconds,
+            } => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
                 ErrorInfo {
-                    message: format!("Too many requests; retry after {retry_after_seconds} seconds"),
+                    message: format!(
+                        "Too many requests; retry after {retry_after_seconds} seconds"
+                    ),
                     details: Vec::new(),
                     internal_cause: None,
                 }

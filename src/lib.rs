@@ -24,7 +24,10 @@ pub async fn run(config: Config, log_level: telemetry::LogLevelHandle) -> anyhow
     let address = std::net::SocketAddr::new(config.host, config.port);
     let run_mode = config.run_mode;
     if run_mode == RunMode::GrpcOnly {
-        tracing::warn!(event = "grpc_not_available", detail = "the gRPC server is not built yet; --grpc-only serves nothing");
+        tracing::warn!(
+            event = "grpc_not_available",
+            detail = "the gRPC server is not built yet; --grpc-only serves nothing"
+        );
     }
     let app = build(config, log_level).await?;
     if run_mode == RunMode::GrpcOnly {

@@ -28,7 +28,10 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("killkrill: WORKERS: cannot start {} worker threads: {err}", config.workers);
+            eprintln!(
+                "killkrill: WORKERS: cannot start {} worker threads: {err}",
+                config.workers
+            );
             return ExitCode::FAILURE;
         }
     };

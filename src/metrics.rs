@@ -121,10 +121,30 @@ impl Collector for ProcessCollector {
             cpu.metric_type(),
         )?)?;
         let gauges: [(&str, &str, Option<&Unit>, f64); 4] = [
-            ("process_resident_memory", "Resident memory size", Some(&Unit::Bytes), stats.resident_bytes),
-            ("process_virtual_memory", "Virtual memory size", Some(&Unit::Bytes), stats.virtual_bytes),
-            ("process_open_fds", "Open file descriptors", None, stats.open_fds),
-            ("process_start_time", "Start time since the Unix epoch", Some(&Unit::Seconds), stats.start_time),
+            (
+                "process_resident_memory",
+                "Resident memory size",
+                Some(&Unit::Bytes),
+                stats.resident_bytes,
+            ),
+            (
+                "process_virtual_memory",
+                "Virtual memory size",
+                Some(&Unit::Bytes),
+                stats.virtual_bytes,
+            ),
+            (
+                "process_open_fds",
+                "Open file descriptors",
+                None,
+                stats.open_fds,
+            ),
+            (
+                "process_start_time",
+                "Start time since the Unix epoch",
+                Some(&Unit::Seconds),
+                stats.start_time,
+            ),
         ];
         for (name, help, unit, value) in gauges {
             let gauge = ConstGauge::new(value);
@@ -144,9 +164,21 @@ impl Collector for PoolCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = self.db.pool_stats();
         let figures = [
-            ("killkrill_db_pool_connections", "Connections open in the pool", stats.size),
-            ("killkrill_db_pool_idle_connections", "Idle connections in the pool", stats.idle),
-            ("killkrill_db_pool_max_connections", "DB_POOL_SIZE + DB_MAX_OVERFLOW", stats.max),
+            (
+                "killkrill_db_pool_connections",
+                "Connections open in the pool",
+                stats.size,
+            ),
+            (
+                "killkrill_db_pool_idle_connections",
+                "Idle connections in the pool",
+                stats.idle,
+            ),
+            (
+                "killkrill_db_pool_max_connections",
+                "DB_POOL_SIZE + DB_MAX_OVERFLOW",
+                stats.max,
+            ),
         ];
         for (name, help, value) in figures {
             let gauge = ConstGauge::new(i64::from(value));

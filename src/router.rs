@@ -28,15 +28,27 @@ const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        .route("/metrics", get(health::metrics));
+    with_layers(routes, state)
+}
+
+/// Adds the 404 fallback and the layers every request passes through (outermost first):
+/// correlation id, error body, log line and metrics; panic catcher; request timeout;
+/// body idle timeout; CORS; body size limit. Public so tests can put probe routes
+/// (a handler that panics, one that sleeps) behind exactly the production stack.
+pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .fallback(not_found)
         .layer(
             ServiceBuilder::new()
-                .layer(middleware::from_fn_with_state(state.clone(), crate::http::middleware::observe))
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::http::middleware::observe,
+                ))
                 .layer(CatchPanicLayer::new())
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,

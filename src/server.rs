@@ -50,7 +50,9 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(with_peer(router.clone(), peer));
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(err) = connection.await {
@@ -61,8 +63,15 @@ pub async fn serve(
 
     drop(listener);
     let open = graceful.count();
-    tracing::info!(event = "draining", open_connections = open, grace_seconds = grace.as_secs());
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    tracing::info!(
+        event = "draining",
+        open_connections = open,
+        grace_seconds = grace.as_secs()
+    );
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(event = "drain_timeout", grace_seconds = grace.as_secs());
     }
     Ok(())

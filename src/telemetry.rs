@@ -1,7 +1,9 @@
 //! Logging: JSON lines on stdout, one object per event, with a level that can be changed
 //! while the service runs.
 
-use tracing_subscriber::{EnvFilter, Registry, layer::SubscriberExt, reload, util::SubscriberInitExt};
+use tracing_subscriber::{
+    EnvFilter, Registry, layer::SubscriberExt, reload, util::SubscriberInitExt,
+};
 
 use crate::config::LogLevel;
 
@@ -14,7 +16,9 @@ pub struct LogLevelHandle {
 
 impl std::fmt::Debug for LogLevelHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogLevelHandle").field("current", &self.get()).finish()
+        f.debug_struct("LogLevelHandle")
+            .field("current", &self.get())
+            .finish()
     }
 }
 
@@ -35,7 +39,9 @@ impl LogLevelHandle {
     /// Applies `level` at once to every later event.
     pub fn set(&self, level: LogLevel) -> Result<(), String> {
         if let Some(handle) = &self.handle {
-            handle.reload(filter_for(level)).map_err(|e| e.to_string())?;
+            handle
+                .reload(filter_for(level))
+                .map_err(|e| e.to_string())?;
         }
         if let Ok(mut current) = self.current.lock() {
             *current = level;
@@ -55,7 +61,10 @@ pub fn init(level: LogLevel) -> LogLevelHandle {
         .with_target(false)
         .with_writer(std::io::stdout);
     // Ignore a second init (e.g. from a test harness): the first logger stays.
-    let _ = tracing_subscriber::registry().with(filter).with(format).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(format)
+        .try_init();
     LogLevelHandle {
         handle: Some(handle),
         current: std::sync::Arc::new(std::sync::Mutex::new(level)),
@@ -70,6 +79,10 @@ fn filter_for(level: LogLevel) -> EnvFilter {
         LogLevel::Error => "error",
     };
     // Dependencies stay at warn unless we are debugging: their info chatter is not ours.
-    let deps = if level == LogLevel::Debug { "info" } else { "warn" };
+    let deps = if level == LogLevel::Debug {
+        "info"
+    } else {
+        "warn"
+    };
     EnvFilter::new(format!("{deps},killkrill={ours}"))
 }

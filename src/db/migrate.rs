@@ -6,13 +6,12 @@
 //! SQLite apply DDL transactionally; MariaDB commits each DDL statement on its own, so a
 //! migration that fails there half-way must be repaired by hand (the error says which).
 
+use sea_orm::SqliteTransactionMode;
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionOptions,
-    TransactionTrait,
-    DeriveIden, StatementBuilder,
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, DeriveIden, Statement, StatementBuilder,
+    TransactionOptions, TransactionTrait,
     sea_query::{ColumnDef, Expr, Query, Table},
 };
-use sea_orm::SqliteTransactionMode;
 
 mod schema;
 
@@ -51,7 +50,8 @@ pub async fn run(db: &DatabaseConnection) -> Result<usize, DbErr> {
     lock(&txn, backend).await?;
     let result = apply_pending(&txn, backend).await;
     if backend == DbBackend::MySql {
-        txn.execute_unprepared(&format!("SELECT RELEASE_LOCK('{MYSQL_LOCK_NAME}')")).await?;
+        txn.execute_unprepared(&format!("SELECT RELEASE_LOCK('{MYSQL_LOCK_NAME}')"))
+            .await?;
     }
     match result {
         Ok(applied) => {
@@ -68,11 +68,15 @@ pub async fn run(db: &DatabaseConnection) -> Result<usize, DbErr> {
 async fn lock(txn: &impl ConnectionTrait, backend: DbBackend) -> Result<(), DbErr> {
     match backend {
         DbBackend::Postgres => {
-            txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")).await?;
+            txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({PG_LOCK_KEY})"))
+                .await?;
         }
         DbBackend::MySql => {
-            let sql = format!("SELECT GET_LOCK('{MYSQL_LOCK_NAME}', {MYSQL_LOCK_WAIT_SECONDS}) AS got");
-            let row = txn.query_one_raw(Statement::from_string(backend, sql)).await?;
+            let sql =
+                format!("SELECT GET_LOCK('{MYSQL_LOCK_NAME}', {MYSQL_LOCK_WAIT_SECONDS}) AS got");
+            let row = txn
+                .query_one_raw(Statement::from_string(backend, sql))
+                .await?;
             let got: Option<i64> = row.map(|r| r.try_get("", "got")).transpose()?.flatten();
             if got != Some(1) {
                 return Err(DbErr::Custom(format!(
@@ -91,13 +95,30 @@ async fn apply_pending(txn: &impl ConnectionTrait, backend: DbBackend) -> Result
         Table::create()
             .table(SchemaMigrations::Table)
             .if_not_exists()
-            .col(ColumnDef::new(SchemaMigrations::Version).big_integer().not_null().primary_key())
-            .col(ColumnDef::new(SchemaMigrations::Name).string_len(128).not_null())
-            .col(ColumnDef::new(SchemaMigrations::AppliedAt).timestamp_with_time_zone().not_null()),
+            .col(
+                ColumnDef::new(SchemaMigrations::Version)
+                    .big_integer()
+                    .not_null()
+                    .primary_key(),
+            )
+            .col(
+                ColumnDef::new(SchemaMigrations::Name)
+                    .string_len(128)
+                    .not_null(),
+            )
+            .col(
+                ColumnDef::new(SchemaMigrations::AppliedAt)
+                    .timestamp_with_time_zone()
+                    .not_null(),
+            ),
     )
     .await?;
     let rows = txn
-        .query_all(Query::select().column(SchemaMigrations::Version).from(SchemaMigrations::Table))
+        .query_all(
+            Query::select()
+                .column(SchemaMigrations::Version)
+                .from(SchemaMigrations::Table),
+        )
         .await?;
     let applied: Vec<i64> = rows
         .iter()
@@ -113,7 +134,11 @@ async fn apply_pending(txn: &impl ConnectionTrait, backend: DbBackend) -> Result
         txn.execute(
             Query::insert()
                 .into_table(SchemaMigrations::Table)
-                .columns([SchemaMigrations::Version, SchemaMigrations::Name, SchemaMigrations::AppliedAt])
+                .columns([
+                    SchemaMigrations::Version,
+                    SchemaMigrations::Name,
+                    SchemaMigrations::AppliedAt,
+                ])
                 .values_panic([
                     migration.version.into(),
                     migration.name.into(),
@@ -121,13 +146,20 @@ async fn apply_pending(txn: &impl ConnectionTrait, backend: DbBackend) -> Result
                 ]),
         )
         .await?;
-        tracing::info!(event = "migration_applied", version = migration.version, name = migration.name);
+        tracing::info!(
+            event = "migration_applied",
+            version = migration.version,
+            name = migration.name
+        );
         count += 1;
     }
     Ok(count)
 }
 
 /// Renders schema statements for one backend.
-pub(crate) fn build_all<S: StatementBuilder>(backend: DbBackend, statements: &[S]) -> Vec<Statement> {
+pub(crate) fn build_all<S: StatementBuilder>(
+    backend: DbBackend,
+    statements: &[S],
+) -> Vec<Statement> {
     statements.iter().map(|s| backend.build(s)).collect()
 }

@@ -50,7 +50,11 @@ impl Database {
     /// Connects, retrying with backoff for `DB_CONNECT_RETRY_SECONDS`, then runs migrations.
     pub async fn open(config: &Config) -> Result<Self, DbStartError> {
         let url = &config.database_url;
-        let max_connections = if url.is_in_memory() { 1 } else { config.max_db_connections() };
+        let max_connections = if url.is_in_memory() {
+            1
+        } else {
+            config.max_db_connections()
+        };
         let options = connect_options(url, max_connections);
         let started = Instant::now();
         let mut delay = Duration::from_millis(250);
@@ -60,7 +64,10 @@ impl Database {
                 Err(err) => {
                     let waited = started.elapsed();
                     if waited + delay > config.db_connect_retry {
-                        return Err(DbStartError::Unreachable { waited, cause: err.to_string() });
+                        return Err(DbStartError::Unreachable {
+                            waited,
+                            cause: err.to_string(),
+                        });
                     }
                     tracing::warn!(
                         event = "database_connect_retry",
@@ -104,7 +111,11 @@ impl Database {
 
     /// Checks the database now and records the result.
     pub async fn check(&self) -> HealthStatus {
-        let result = tokio::time::timeout(health::CHECK_TIMEOUT, self.conn.execute_unprepared("SELECT 1")).await;
+        let result = tokio::time::timeout(
+            health::CHECK_TIMEOUT,
+            self.conn.execute_unprepared("SELECT 1"),
+        )
+        .await;
         let status = match result {
             Ok(Ok(_)) => HealthStatus::Ok,
             Ok(Err(err)) => HealthStatus::Failing(err.to_string()),
@@ -127,7 +138,9 @@ impl Database {
                 if before != now {
                     match &now {
                         HealthStatus::Ok => tracing::info!(event = "database_recovered"),
-                        HealthStatus::Failing(error) => tracing::error!(event = "database_unhealthy", error = %error),
+                        HealthStatus::Failing(error) => {
+                            tracing::error!(event = "database_unhealthy", error = %error)
+                        }
                     }
                 }
             }

@@ -14,7 +14,11 @@ pub const SERVICE_NAME: &str = "killkrill-backend";
 /// Health with the database check: 200 `healthy`, or 503 `unhealthy` naming the check.
 pub async fn healthz(State(state): State<AppState>) -> Response {
     let db_ok = state.db.health().is_ok();
-    let status = if db_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if db_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "status": if db_ok { "healthy" } else { "unhealthy" },
         "service": SERVICE_NAME,
@@ -34,7 +38,11 @@ pub async fn livez() -> Response {
 /// Readiness: 503 while the database is unreachable, so traffic moves elsewhere.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let db_ok = state.db.health().is_ok();
-    let status = if db_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if db_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "status": if db_ok { "ready" } else { "not_ready" },
         "checks": { "database": check_word(db_ok) },

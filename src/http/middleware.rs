@@ -36,12 +36,20 @@ fn correlation_id(request: &Request) -> Arc<str> {
         .headers()
         .get(&X_CORRELATION_ID)
         .and_then(|value| value.to_str().ok())
-        .filter(|id| !id.is_empty() && id.len() <= MAX_CORRELATION_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= MAX_CORRELATION_ID_LEN
+                && id.bytes().all(|b| b.is_ascii_graphic())
+        })
         .map_or_else(|| Arc::from(Uuid::new_v4().to_string()), Arc::from)
 }
 
 /// The outermost layer of every route (and of the fallback).
-pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response<Body> {
+pub async fn observe(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response<Body> {
     let started = Instant::now();
     let id = correlation_id(&request);
     request.extensions_mut().insert(CorrelationId(id.clone()));
@@ -67,7 +75,10 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     if let Ok(value) = HeaderValue::from_str(&id) {
         headers.insert(X_CORRELATION_ID, value);
     }
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
 
     let elapsed = started.elapsed().as_secs_f64();
     state
@@ -132,11 +143,14 @@ fn render_error(response: Response<Body>, id: &str, method: &str, path: &str) ->
         Err(_) => return Response::from_parts(parts, Body::empty()),
     };
     parts.headers.remove(header::CONTENT_LENGTH);
-    parts
-        .headers
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     let mut response = Response::from_parts(parts, Body::from(bytes));
-    if status == StatusCode::UNAUTHORIZED && !response.headers().contains_key(header::WWW_AUTHENTICATE) {
+    if status == StatusCode::UNAUTHORIZED
+        && !response.headers().contains_key(header::WWW_AUTHENTICATE)
+    {
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

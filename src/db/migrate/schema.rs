@@ -2,8 +2,7 @@
 //! backends from one definition.
 
 use sea_orm::{
-    DbBackend, Statement,
-    DeriveIden,
+    DbBackend, DeriveIden, Statement,
     sea_query::{ColumnDef, Table},
 };
 
@@ -29,9 +28,18 @@ fn app_settings(backend: DbBackend) -> Vec<Statement> {
         backend,
         &[Table::create()
             .table(AppSettings::Table)
-            .col(ColumnDef::new(AppSettings::Key).string_len(64).not_null().primary_key())
+            .col(
+                ColumnDef::new(AppSettings::Key)
+                    .string_len(64)
+                    .not_null()
+                    .primary_key(),
+            )
             .col(ColumnDef::new(AppSettings::Value).text().not_null())
-            .col(ColumnDef::new(AppSettings::UpdatedAt).timestamp_with_time_zone().not_null())
+            .col(
+                ColumnDef::new(AppSettings::UpdatedAt)
+                    .timestamp_with_time_zone()
+                    .not_null(),
+            )
             .to_owned()],
     )
 }

@@ -1,0 +1,259 @@
+//! Shared test support: a fresh database per test on SQLite, PostgreSQL and MariaDB, and
+//! the real application served on a real socket.
+//!
+//! PostgreSQL and MariaDB come from `KK_TEST_POSTGRES_URL` / `KK_TEST_MYSQL_URL`
+//! (defaults: the local servers of the development machines). When one is unreachable
+//! its tests are skipped with a loud message, unless `KK_REQUIRE_ALL_DATABASES=1` (set by
+//! `.ci/run`), which turns the skip into a failure.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::{net::SocketAddr, time::Duration};
+
+use killkrill::{App, config::Config, telemetry::LogLevelHandle};
+use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+pub const DEFAULT_POSTGRES_URL: &str = "postgresql://postgres@127.0.0.1:5432/postgres";
+pub const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+    MySql,
+}
+
+/// A database that exists for one test only and is dropped with it.
+pub struct TestDb {
+    pub kind: Kind,
+    /// The SQLAlchemy-style URL a user would put in `DATABASE_URL`.
+    pub url: String,
+    name: String,
+    admin_url: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn required() -> bool {
+    std::env::var("KK_REQUIRE_ALL_DATABASES").is_ok_and(|v| v == "1")
+}
+
+fn admin_url(kind: Kind) -> String {
+    match kind {
+        Kind::Postgres => {
+            std::env::var("KK_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into())
+        }
+        Kind::MySql => {
+            std::env::var("KK_TEST_MYSQL_URL").unwrap_or_else(|_| DEFAULT_MYSQL_URL.into())
+        }
+        Kind::Sqlite => unreachable!("SQLite needs no server"),
+    }
+}
+
+async fn admin_connect(url: &str) -> Result<DatabaseConnection, sea_orm::DbErr> {
+    let url = url.replacen("postgresql://", "postgres://", 1);
+    let mut options = ConnectOptions::new(url);
+    options
+        .max_connections(1)
+        .connect_timeout(Duration::from_secs(3))
+        .sqlx_logging(false);
+    sea_orm::Database::connect(options).await
+}
+
+/// Replaces the database name (the URL's path) of `url`.
+pub fn with_database(url: &str, name: &str) -> String {
+    let mut parsed = url::Url::parse(url).unwrap();
+    parsed.set_path(&format!("/{name}"));
+    parsed.to_string()
+}
+
+impl TestDb {
+    /// A fresh database of `kind`, or `None` (with a loud message) when its server is
+    /// unreachable and not required.
+    pub async fn create(kind: Kind) -> Option<TestDb> {
+        let name = format!("kk_{}", uuid::Uuid::new_v4().simple());
+        if kind == Kind::Sqlite {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("test.db");
+            return Some(TestDb {
+                kind,
+                url: format!("sqlite:///{}", path.display()),
+                name,
+                admin_url: None,
+                _dir: Some(dir),
+            });
+        }
+        let admin = admin_url(kind);
+        let conn = match admin_connect(&admin).await {
+            Ok(conn) => conn,
+            Err(err) => {
+                assert!(
+                    !required(),
+                    "{kind:?} is required (KK_REQUIRE_ALL_DATABASES=1) but unreachable: {err}"
+                );
+                eprintln!(
+                    "\n!!! SKIPPED: {kind:?} unreachable at its test URL ({err}); set KK_REQUIRE_ALL_DATABASES=1 to fail instead !!!\n"
+                );
+                return None;
+            }
+        };
+        conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        Some(TestDb {
+            kind,
+            url: with_database(&admin, &name),
+            name,
+            admin_url: Some(admin),
+            _dir: None,
+        })
+    }
+
+    pub fn config(&self) -> Config {
+        Config::for_database(&self.url).unwrap()
+    }
+
+    /// A direct connection, for looking at (or tampering with) what the service stored.
+    pub async fn connect(&self) -> DatabaseConnection {
+        let url = match self.kind {
+            Kind::Sqlite => format!("sqlite://{}", self.url.trim_start_matches("sqlite:///")),
+            _ => self.url.replacen("postgresql://", "postgres://", 1),
+        };
+        sea_orm::Database::connect(ConnectOptions::new(url).sqlx_logging(false).to_owned())
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(admin) = self.admin_url.take() else {
+            return;
+        };
+        let sql = match self.kind {
+            Kind::Postgres => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            _ => format!("DROP DATABASE IF EXISTS {}", self.name),
+        };
+        // Drop runs inside the test's runtime: clean up on a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(conn) = admin_connect(&admin).await {
+                    let _ = conn.execute_unprepared(&sql).await;
+                    let _ = conn.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The application served on 127.0.0.1 on a free port, exactly as `main` serves it.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub state: killkrill::state::AppState,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start(config: Config) -> TestServer {
+        let app = killkrill::build(config.clone(), LogLevelHandle::detached(config.log_level))
+            .await
+            .unwrap();
+        Self::serve(app).await
+    }
+
+    pub async fn serve(app: App) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = app.state().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            client: reqwest::Client::new(),
+            state,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// Signals shutdown and waits until the server has drained and closed its pool.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.take().unwrap().await.unwrap()
+    }
+}
+
+/// Declares `async fn $name(db: TestDb)` tests once and runs each on all three backends.
+#[macro_export]
+macro_rules! on_all_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(db) = $crate::common::TestDb::create($crate::common::Kind::Sqlite).await {
+                        super::$name(db).await;
+                    }
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(db) = $crate::common::TestDb::create($crate::common::Kind::Postgres).await {
+                        super::$name(db).await;
+                    }
+                }
+            )*
+        }
+        mod mariadb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(db) = $crate::common::TestDb::create($crate::common::Kind::MySql).await {
+                        super::$name(db).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// Polls `check` every 100 ms until it returns true or `within` has passed.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -15,6 +15,8 @@ use crate::config::Config;
 
 /// How long one connection attempt, or one wait for a pooled connection, may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a single start-up connection attempt may take.
+const MAX_ATTEMPT: Duration = Duration::from_secs(2);
 /// Longest pause between two start-up connection attempts.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 /// How long a SQLite writer waits for another writer before giving up.
@@ -55,31 +57,10 @@ impl Database {
         } else {
             config.max_db_connections()
         };
-        let options = connect_options(url, max_connections);
-        let started = Instant::now();
-        let mut delay = Duration::from_millis(250);
-        let conn = loop {
-            match sea_orm::Database::connect(options.clone()).await {
-                Ok(conn) => break conn,
-                Err(err) => {
-                    let waited = started.elapsed();
-                    if waited + delay > config.db_connect_retry {
-                        return Err(DbStartError::Unreachable {
-                            waited,
-                            cause: err.to_string(),
-                        });
-                    }
-                    tracing::warn!(
-                        event = "database_connect_retry",
-                        database = %url,
-                        error = %err,
-                        retry_in_ms = delay.as_millis() as u64,
-                    );
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(MAX_RETRY_DELAY);
-                }
-            }
-        };
+        wait_until_reachable(url, config.db_connect_retry).await?;
+        let conn = sea_orm::Database::connect(connect_options(url, max_connections))
+            .await
+            .map_err(|err| DbStartError::Unreachable { waited: config.db_connect_retry, cause: err.to_string() })?;
         let applied = migrate::run(&conn).await.map_err(DbStartError::Migration)?;
         tracing::info!(
             event = "database_ready",
@@ -174,6 +155,40 @@ impl Database {
     pub async fn close(&self) {
         if let Err(err) = self.conn.close_by_ref().await {
             tracing::warn!(event = "database_close_failed", error = %err);
+        }
+    }
+}
+
+/// Probes the database with one short-lived connection until it answers or `window`
+/// has passed. The probe's own short timeouts keep each attempt well inside the window
+/// without shortening the timeouts of the real pool.
+async fn wait_until_reachable(url: &DbUrl, window: Duration) -> Result<(), DbStartError> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let remaining = window.saturating_sub(started.elapsed());
+        let attempt = remaining.clamp(Duration::from_millis(250), MAX_ATTEMPT);
+        let mut probe = connect_options(url, 1);
+        probe.connect_timeout(attempt).acquire_timeout(attempt);
+        match sea_orm::Database::connect(probe).await {
+            Ok(conn) => {
+                let _ = conn.close().await;
+                return Ok(());
+            }
+            Err(err) => {
+                let waited = started.elapsed();
+                if waited + delay > window {
+                    return Err(DbStartError::Unreachable { waited, cause: err.to_string() });
+                }
+                tracing::warn!(
+                    event = "database_connect_retry",
+                    database = %url,
+                    error = %err,
+                    retry_in_ms = delay.as_millis() as u64,
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_RETRY_DELAY);
+            }
         }
     }
 }

@@ -117,7 +117,7 @@ impl TestDb {
     /// A direct connection, for looking at (or tampering with) what the service stored.
     pub async fn connect(&self) -> DatabaseConnection {
         let url = match self.kind {
-            Kind::Sqlite => format!("sqlite://{}", self.url.trim_start_matches("sqlite:///")),
+            Kind::Sqlite => format!("sqlite://{}?mode=rwc", self.url.trim_start_matches("sqlite:///")),
             _ => self.url.replacen("postgresql://", "postgres://", 1),
         };
         sea_orm::Database::connect(ConnectOptions::new(url).sqlx_logging(false).to_owned())

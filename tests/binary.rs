@@ -1,0 +1,309 @@
+//! The `killkrill` binary as an operator runs it: flags, environment, `.env`, start-up
+//! errors, JSON logs on stdout, and a clean exit on SIGTERM.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use common::{Kind, TestDb};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_killkrill");
+
+/// A command with a clean environment (only what the test sets) in `dir`.
+fn killkrill(dir: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command.env_clear().current_dir(dir);
+    command
+}
+
+/// Runs to completion; returns (exit code, stdout, stderr).
+fn run(command: &mut Command) -> (i32, String, String) {
+    let output = command.output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A running server whose stdout JSON lines are collected as they come.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+    seen: Vec<Value>,
+    port: u16,
+}
+
+impl Running {
+    fn start(command: &mut Command) -> Running {
+        let mut running = Self::spawn(command.arg("--port=0"));
+        let started = running.wait_for("server_started", Duration::from_secs(30));
+        running.port = started["port"].as_u64().unwrap() as u16;
+        running
+    }
+
+    /// Starts on a fixed port and waits until it accepts connections (for log levels
+    /// that hide the `server_started` line).
+    fn start_quietly(command: &mut Command) -> Running {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut running = Self::spawn(command.arg(format!("--port={port}")));
+        running.port = port;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "server did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        running
+    }
+
+    fn spawn(command: &mut Command) -> Running {
+        let mut child = command.arg("--host=127.0.0.1").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("stdout line is not JSON: {line}"));
+                if tx.send(value).is_err() {
+                    return;
+                }
+            }
+        });
+        Running { child, lines, seen: Vec::new(), port: 0 }
+    }
+
+    /// Waits for the next log line with `event`, keeping everything seen.
+    fn wait_for(&mut self, event: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line["event"] == event {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no `{event}` log line within {within:?}; saw {:#?}", self.seen),
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: sends a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> i32 {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "did not exit within {within:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn worker_threads(&self) -> usize {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id())).unwrap();
+        tasks
+            .filter_map(Result::ok)
+            .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("killkrill-worke")))
+            .count()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn one_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got:\n{stderr}");
+    lines[0]
+}
+
+#[test]
+fn help_documents_every_flag_and_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, _) = run(killkrill(dir.path()).arg("--help"));
+    assert_eq!(code, 0);
+    let documented = [
+        "--env", "--debug", "--host", "--port", "--workers", "--no-grpc", "--grpc-only", "-v",
+        "FLASK_ENV", "FLASK_HOST", "FLASK_PORT", "FLASK_DEBUG", "DATABASE_URL", "DB_POOL_SIZE",
+        "DB_MAX_OVERFLOW", "JWT_SECRET", "JWT_SECRET_PREVIOUS", "JWT_EXPIRY_HOURS", "LICENSE_KEY",
+        "LICENSE_SERVER_URL", "PRODUCT_NAME", "LOG_LEVEL", "ENABLE_DETAILED_METRICS", "GRPC_PORT",
+        "CORS_ORIGINS", "WORKERS", "SECURITY_PASSWORD_SALT", "TLS_CERT_FILE", "TLS_KEY_FILE",
+        "TLS_CLIENT_CA_FILE", "TRUSTED_PROXIES", "API_KEY_MAX_DAYS",
+    ];
+    for item in documented {
+        assert!(stdout.contains(item), "--help does not mention {item}");
+    }
+}
+
+#[test]
+fn unknown_flag_exits_nonzero_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(killkrill(dir.path()).arg("--bogus"));
+    assert_ne!(code, 0);
+    assert!(one_line(&stderr).contains("--bogus"), "{stderr}");
+}
+
+#[test]
+fn bad_value_from_the_environment_names_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(killkrill(dir.path()).env("FLASK_PORT", "abc"));
+    assert_ne!(code, 0);
+    assert!(one_line(&stderr).contains("FLASK_PORT"), "{stderr}");
+    let (code, _, stderr) = run(killkrill(dir.path()).env("FLASK_ENV", "staging"));
+    assert_ne!(code, 0);
+    assert!(one_line(&stderr).contains("FLASK_ENV"), "{stderr}");
+}
+
+#[test]
+fn unsupported_database_scheme_names_the_variable_and_hides_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = run(killkrill(dir.path()).env("DATABASE_URL", "oracle://kk:topsecret@db/kk"));
+    assert_ne!(code, 0);
+    let line = one_line(&stderr);
+    assert!(line.contains("DATABASE_URL") && line.contains("oracle"), "{line}");
+    assert!(!stderr.contains("topsecret") && !stdout.contains("topsecret"));
+}
+
+#[test]
+fn production_refuses_a_short_jwt_secret_without_printing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(killkrill(dir.path())
+        .env("FLASK_ENV", "production")
+        .env("DATABASE_URL", "sqlite:///prod.db")
+        .env("JWT_SECRET", "zq9zq9"));
+    assert_ne!(code, 0);
+    let line = one_line(&stderr);
+    assert!(line.contains("JWT_SECRET") && line.contains("32"), "{line}");
+    assert!(!stderr.contains("zq9zq9"));
+}
+
+#[test]
+fn unreachable_database_exits_nonzero_after_bounded_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let (code, stdout, stderr) = run(killkrill(dir.path())
+        .env("DATABASE_URL", "postgresql://kk:hunter2@127.0.0.1:1/kk")
+        .env("DB_CONNECT_RETRY_SECONDS", "3"));
+    assert_ne!(code, 0);
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(stderr.contains("DATABASE_URL") && stderr.contains("unreachable"), "{stderr}");
+    assert!(stdout.contains("database_connect_retry"), "retries are logged: {stdout}");
+    assert!(!stderr.contains("hunter2") && !stdout.contains("hunter2"));
+}
+
+#[test]
+fn dotenv_is_read_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "FLASK_ENV=production\nDATABASE_URL=sqlite:///from-dotenv.db\n").unwrap();
+    let (code, _, stderr) = run(&mut killkrill(dir.path()));
+    assert_ne!(code, 0, "production without JWT_SECRET must refuse to start");
+    assert!(one_line(&stderr).contains("JWT_SECRET"), "{stderr}");
+
+    let mut running = Running::start(killkrill(dir.path()).arg("--env=development"));
+    assert_eq!(running.seen.last().unwrap()["environment"], "development");
+    assert!(dir.path().join("from-dotenv.db").exists(), "DATABASE_URL from .env was not used");
+    running.signal(libc::SIGTERM);
+    assert_eq!(running.wait_exit(Duration::from_secs(10)), 0);
+}
+
+#[test]
+fn development_runs_on_a_sqlite_file_with_no_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = Running::start(&mut killkrill(dir.path()));
+    assert!(dir.path().join("killkrill.db").exists());
+    let response = reqwest::blocking_get(&running.url("/healthz"));
+    assert_eq!(response, 200);
+    running.signal(libc::SIGINT);
+    assert_eq!(running.wait_exit(Duration::from_secs(10)), 0);
+    running.wait_for("server_stopped", Duration::from_secs(1));
+}
+
+#[test]
+fn verbosity_flag_overrides_log_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = Running::start_quietly(killkrill(dir.path()).env("LOG_LEVEL", "DEBUG").arg("-v"));
+    assert_eq!(reqwest::blocking_get(&running.url("/healthz")), 200);
+    assert_eq!(reqwest::blocking_get(&running.url("/missing")), 404);
+    let line = running.wait_for("request_completed", Duration::from_secs(5));
+    assert_eq!(line["path"], "/missing", "the 200 must not be logged at warning level");
+    assert_eq!(line["level"], "WARN");
+    assert!(running.seen.iter().all(|l| l["level"] != "INFO"), "-v must hide info lines: {:?}", running.seen);
+}
+
+on_all_databases!(serves_logs_each_request_and_stops_cleanly_on_sigterm);
+
+async fn serves_logs_each_request_and_stops_cleanly_on_sigterm(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = db.url.clone();
+    let kind = db.kind;
+    tokio::task::spawn_blocking(move || {
+        let mut running = Running::start(killkrill(dir.path()).env("DATABASE_URL", &url).env("WORKERS", "3"));
+        assert_eq!(running.seen.last().unwrap()["database"], match kind {
+            Kind::Sqlite => "sqlite",
+            Kind::Postgres => "postgresql",
+            Kind::MySql => "mysql",
+        });
+        assert_eq!(running.worker_threads(), 3, "WORKERS sets the runtime's threads");
+        let client = reqwest::blocking_client();
+        let response = client(&running.url("/healthz"), "corr-7");
+        assert_eq!(response, 200);
+        let line = running.wait_for("request_completed", Duration::from_secs(5));
+        assert_eq!(line["correlation_id"], "corr-7");
+        assert_eq!(line["method"], "GET");
+        assert_eq!(line["path"], "/healthz");
+        assert_eq!(line["status_code"], 200);
+        assert_eq!(line["client_ip"], "127.0.0.1");
+        assert_eq!(line["level"], "INFO");
+        assert!(line["duration_seconds"].as_f64().is_some_and(|d| d >= 0.0));
+        assert!(chrono::DateTime::parse_from_rfc3339(line["timestamp"].as_str().unwrap()).is_ok());
+        running.signal(libc::SIGTERM);
+        assert_eq!(running.wait_exit(Duration::from_secs(15)), 0);
+        running.wait_for("server_stopped", Duration::from_secs(1));
+    })
+    .await
+    .unwrap();
+}
+
+/// Tiny blocking HTTP helpers (a std TcpStream, so no second runtime is needed).
+mod reqwest {
+    use std::io::{Read, Write};
+
+    pub fn blocking_get(url: &str) -> u16 {
+        request(url, None)
+    }
+
+    pub fn blocking_client() -> impl Fn(&str, &str) -> u16 {
+        |url, correlation_id| request(url, Some(correlation_id))
+    }
+
+    fn request(url: &str, correlation_id: Option<&str>) -> u16 {
+        let rest = url.strip_prefix("http://").unwrap();
+        let (host, path) = rest.split_once('/').unwrap();
+        let mut stream = std::net::TcpStream::connect(host).unwrap();
+        let extra = correlation_id.map(|id| format!("X-Correlation-ID: {id}\r\n")).unwrap_or_default();
+        write!(stream, "GET /{path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}

@@ -1,0 +1,197 @@
+//! The database layer: migrations under concurrent replicas, start-up retry, and probes
+//! that follow a database outage and its recovery without a restart.
+
+mod common;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use common::{Kind, TestDb, TestServer, eventually};
+use killkrill::db::{Database, migrate};
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::Value;
+use tokio::{net::TcpListener, sync::watch};
+
+on_all_databases!(concurrent_replicas_apply_each_migration_once, migrations_are_idempotent);
+
+async fn count_applied(db: &TestDb) -> i64 {
+    let conn = db.connect().await;
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM kk_schema_migrations",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get("", "n").unwrap()
+}
+
+async fn concurrent_replicas_apply_each_migration_once(db: TestDb) {
+    // Four "replicas" start together against one empty database.
+    let mut conns = Vec::new();
+    for _ in 0..4 {
+        conns.push(db.connect().await);
+    }
+    let runs = futures_util::future::join_all(conns.iter().map(migrate::run)).await;
+    let applied: Vec<usize> = runs.into_iter().map(|r| r.expect("no replica fails")).collect();
+    assert_eq!(applied.iter().sum::<usize>(), migrate::MIGRATIONS.len(), "{applied:?}");
+    assert_eq!(count_applied(&db).await, migrate::MIGRATIONS.len() as i64);
+}
+
+async fn migrations_are_idempotent(db: TestDb) {
+    let conn = db.connect().await;
+    assert_eq!(migrate::run(&conn).await.unwrap(), migrate::MIGRATIONS.len());
+    assert_eq!(migrate::run(&conn).await.unwrap(), 0);
+    // The service starts on an already-migrated database.
+    let server = TestServer::start(db.config()).await;
+    assert_eq!(server.get("/healthz").await.status(), 200);
+    server.stop().await.unwrap();
+    assert_eq!(count_applied(&db).await, migrate::MIGRATIONS.len() as i64);
+}
+
+#[tokio::test]
+async fn sqlite_runs_in_wal_mode_with_a_busy_timeout() {
+    let db = TestDb::create(Kind::Sqlite).await.unwrap();
+    let opened = Database::open(&db.config()).await.unwrap();
+    let conn = opened.conn();
+    let mode = conn.query_one_raw(Statement::from_string(conn.get_database_backend(), "PRAGMA journal_mode")).await.unwrap().unwrap();
+    assert_eq!(mode.try_get_by_index::<String>(0).unwrap().to_lowercase(), "wal");
+    let busy = conn.query_one_raw(Statement::from_string(conn.get_database_backend(), "PRAGMA busy_timeout")).await.unwrap().unwrap();
+    assert_eq!(busy.try_get_by_index::<i64>(0).unwrap(), 5000);
+    opened.close().await;
+}
+
+/// A TCP proxy in front of the database server that can cut every connection and refuse
+/// new ones, standing in for a network or database outage.
+struct Proxy {
+    addr: SocketAddr,
+    cut: watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, _) = watch::channel(false);
+        let cut_rx = cut.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                let mut cut = cut_rx.clone();
+                if *cut.borrow() {
+                    continue; // dropped: the client sees a closed connection
+                }
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.wait_for(|c| *c) => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, cut }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.send_replace(cut);
+    }
+}
+
+/// `db.url` with its host and port replaced by the proxy's.
+fn through(db: &TestDb, proxy: &Proxy) -> (String, SocketAddr) {
+    let mut url = url::Url::parse(&db.url).unwrap();
+    let upstream: SocketAddr = format!("{}:{}", url.host_str().unwrap(), url.port_or_known_default().unwrap())
+        .parse()
+        .unwrap();
+    url.set_port(Some(proxy.addr.port())).unwrap();
+    (url.to_string(), upstream)
+}
+
+fn upstream_of(db: &TestDb) -> SocketAddr {
+    let url = url::Url::parse(&db.url).unwrap();
+    let port = url.port().unwrap_or(if db.kind == Kind::Postgres { 5432 } else { 3306 });
+    format!("{}:{port}", url.host_str().unwrap()).parse().unwrap()
+}
+
+async fn status_of(server: &TestServer, path: &str) -> (u16, Value) {
+    match server.client.get(server.url(path)).send().await {
+        Ok(response) => (response.status().as_u16(), response.json().await.unwrap_or(Value::Null)),
+        Err(_) => (0, Value::Null),
+    }
+}
+
+async fn probes_follow_an_outage_and_recover(kind: Kind) {
+    let Some(db) = TestDb::create(kind).await else { return };
+    let proxy = Proxy::start(upstream_of(&db)).await;
+    let (url, _) = through(&db, &proxy);
+    let mut config = db.config();
+    config.database_url = killkrill::db::DbUrl::parse(&url).unwrap();
+    let server = TestServer::start(config).await;
+    assert_eq!(status_of(&server, "/healthz").await.0, 200);
+
+    proxy.set_cut(true);
+    let down = Arc::new(tokio::sync::Mutex::new(Value::Null));
+    let seen = eventually(Duration::from_secs(15), || {
+        let down = down.clone();
+        let server = &server;
+        async move {
+            let (status, body) = status_of(server, "/healthz").await;
+            *down.lock().await = body;
+            status == 503
+        }
+    })
+    .await;
+    assert!(seen, "/healthz never reported the outage");
+    let body = down.lock().await.clone();
+    assert_eq!(body["status"], "unhealthy");
+    assert_eq!(body["checks"]["database"], "unavailable");
+    assert_eq!(status_of(&server, "/readyz").await.0, 503);
+    assert_eq!(status_of(&server, "/livez").await.0, 200, "liveness must not depend on the database");
+
+    proxy.set_cut(false);
+    let back = eventually(Duration::from_secs(15), || async { status_of(&server, "/healthz").await.0 == 200 }).await;
+    assert!(back, "/healthz did not recover after the database came back");
+    assert_eq!(status_of(&server, "/readyz").await.0, 200);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_turns_probes_503_then_back_to_200() {
+    probes_follow_an_outage_and_recover(Kind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_outage_turns_probes_503_then_back_to_200() {
+    probes_follow_an_outage_and_recover(Kind::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_retries_until_the_database_answers() {
+    let Some(db) = TestDb::create(Kind::Postgres).await else { return };
+    let proxy = Proxy::start(upstream_of(&db)).await;
+    proxy.set_cut(true);
+    let (url, _) = through(&db, &proxy);
+    let mut config = db.config();
+    config.database_url = killkrill::db::DbUrl::parse(&url).unwrap();
+    config.db_connect_retry = Duration::from_secs(20);
+    let opening = tokio::spawn(async move { Database::open(&config).await });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!opening.is_finished(), "start-up gave up or succeeded while the database was down");
+    proxy.set_cut(false);
+    let opened = tokio::time::timeout(Duration::from_secs(15), opening).await.unwrap().unwrap();
+    opened.expect("start-up succeeds once the database answers").close().await;
+}
+
+#[tokio::test]
+async fn startup_gives_up_after_the_retry_window() {
+    let mut config = killkrill::config::Config::for_database("postgresql://kk:pw@127.0.0.1:1/none").unwrap();
+    config.db_connect_retry = Duration::from_secs(1);
+    let started = std::time::Instant::now();
+    let err = Database::open(&config).await.unwrap_err();
+    // The window, plus at most one connection attempt (5 s) already under way.
+    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    let message = err.to_string();
+    assert!(message.starts_with("DATABASE_URL: database unreachable"), "{message}");
+    assert!(!message.contains("pw@"), "{message}");
+}

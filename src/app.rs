@@ -10,8 +10,10 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::{
-    config::Config,
+    audit, bootstrap,
+    config::{Config, Environment},
     db::{Database, DbStartError},
+    identity::Identity,
     metrics::Metrics,
     router,
     state::AppState,
@@ -24,25 +26,38 @@ pub const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// A built application: state (database connected and migrated) and its router.
 pub struct App {
     state: AppState,
-    health_monitor: tokio::task::JoinHandle<()>,
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// How often pending audit rows are chained.
+const AUDIT_SEAL_INTERVAL: Duration = Duration::from_secs(1);
+/// How often expired revocations and refresh tokens are deleted.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Connects the database (retrying), runs migrations and assembles the state.
 pub async fn build(config: Config, log_level: LogLevelHandle) -> Result<App, DbStartError> {
     let db = Database::open(&config).await?;
     let metrics = Arc::new(Metrics::new(db.clone(), config.enable_detailed_metrics));
-    let health_monitor = db.spawn_health_monitor(HEALTH_CHECK_INTERVAL);
+    let identity = Arc::new(Identity::new(db.conn().clone(), &config));
+    if config.environment == Environment::Development {
+        bootstrap::default_admin(&identity)
+            .await
+            .map_err(DbStartError::Migration)?;
+    }
+    let background = vec![
+        db.spawn_health_monitor(HEALTH_CHECK_INTERVAL),
+        audit::spawn_sealer(db.conn().clone(), AUDIT_SEAL_INTERVAL),
+        spawn_pruner(identity.clone()),
+    ];
     let state = AppState {
         config: Arc::new(config),
         db,
         metrics,
+        identity,
         log_level,
         started_at: Instant::now(),
     };
-    Ok(App {
-        state,
-        health_monitor,
-    })
+    Ok(App { state, background })
 }
 
 impl App {
@@ -68,7 +83,21 @@ impl App {
 
     /// Stops background work and closes the database pool.
     pub async fn shutdown(self) {
-        self.health_monitor.abort();
+        for task in &self.background {
+            task.abort();
+        }
         self.state.db.close().await;
     }
+}
+
+fn spawn_pruner(identity: Arc<Identity>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(PRUNE_INTERVAL);
+        loop {
+            ticker.tick().await;
+            if let Err(err) = identity.prune_expired().await {
+                tracing::warn!(event = "prune_failed", error = %err);
+            }
+        }
+    })
 }

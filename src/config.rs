@@ -82,6 +82,9 @@ impl LogLevel {
                   working directory; command-line flags win over both."
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<crate::cli::Command>,
+
     /// Deployment environment: picks defaults and start-up checks.
     #[arg(
         long = "env",

@@ -3,13 +3,21 @@
 //! `main.rs` only parses the configuration and calls [`run`]; tests call [`build`] and
 //! [`App::router`] / [`App::serve`] to get exactly what production runs.
 
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 mod app;
+pub mod audit;
+pub mod auth;
+pub mod bootstrap;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod identity;
 pub mod metrics;
 pub mod router;
 pub mod server;
@@ -31,9 +39,10 @@ pub async fn run(config: Config, log_level: telemetry::LogLevelHandle) -> anyhow
             detail = "the gRPC server is not built yet; --grpc-only serves nothing"
         );
     }
+    let shutdown = server::shutdown_signal();
     let app = build(config, log_level).await?;
     if run_mode == RunMode::GrpcOnly {
-        server::shutdown_signal().await;
+        shutdown.await;
         app.shutdown().await;
         return Ok(());
     }
@@ -48,8 +57,9 @@ pub async fn run(config: Config, log_level: telemetry::LogLevelHandle) -> anyhow
         environment = app.state().config.environment.as_str(),
         database = app.state().db.backend().as_str(),
         version = env!("CARGO_PKG_VERSION"),
+        workers = tokio::runtime::Handle::current().metrics().num_workers(),
     );
-    app.serve(listener, server::shutdown_signal()).await?;
+    app.serve(listener, shutdown).await?;
     tracing::info!(event = "server_stopped");
     Ok(())
 }

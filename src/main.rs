@@ -8,10 +8,11 @@ use killkrill::config::{Cli, Config};
 fn main() -> ExitCode {
     // `.env` fills in what the environment does not set; a missing file is fine.
     let _ = dotenvy::dotenv();
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return killkrill::config::report_cli_error(err),
     };
+    let command = cli.command.take();
     let config = match Config::from_cli(cli) {
         Ok(config) => config,
         Err(err) => {
@@ -35,7 +36,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(killkrill::run(config, log_level)) {
+    let result = match command {
+        Some(command) => runtime.block_on(killkrill::cli::run(config, command)),
+        None => runtime.block_on(killkrill::run(config, log_level)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(event = "startup_failed", error = %err);

@@ -7,7 +7,7 @@ use axum::{
     extract::DefaultBodyLimit,
     http::{HeaderName, HeaderValue, Method, StatusCode},
     middleware,
-    routing::get,
+    routing::{delete, get, post},
 };
 use tower::ServiceBuilder;
 use tower_http::{
@@ -19,7 +19,7 @@ use tower_http::{
 use crate::{
     config::CorsOrigins,
     error::AppError,
-    http::{health, middleware::X_CORRELATION_ID},
+    http::{audit, auth, health, middleware::X_CORRELATION_ID, users},
     state::AppState,
 };
 
@@ -32,8 +32,33 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics));
+        .route("/metrics", get(health::metrics))
+        .nest("/api/v1", api_v1());
     with_layers(routes, state)
+}
+
+/// `/api/v1`: what needs credentials says so in its handler's arguments (`Principal`).
+fn api_v1() -> Router<AppState> {
+    Router::new()
+        .route("/auth/login", post(auth::login))
+        .route("/auth/refresh", post(auth::refresh))
+        .route("/auth/verify", get(auth::verify))
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/me", get(auth::me))
+        .route("/auth/change-password", post(auth::change_password))
+        .route(
+            "/auth/api-keys",
+            get(auth::list_api_keys).post(auth::create_api_key),
+        )
+        .route("/auth/api-keys/{id}", delete(auth::delete_api_key))
+        .route("/users", get(users::list).post(users::create))
+        .route(
+            "/users/{id}",
+            get(users::get).put(users::update).delete(users::delete),
+        )
+        .route("/roles", get(users::roles))
+        .route("/audit", get(audit::list))
+        .route("/audit/verify", get(audit::verify))
 }
 
 /// Adds the 404 fallback and the layers every request passes through (outermost first):

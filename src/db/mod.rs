@@ -60,7 +60,10 @@ impl Database {
         wait_until_reachable(url, config.db_connect_retry).await?;
         let conn = sea_orm::Database::connect(connect_options(url, max_connections))
             .await
-            .map_err(|err| DbStartError::Unreachable { waited: config.db_connect_retry, cause: err.to_string() })?;
+            .map_err(|err| DbStartError::Unreachable {
+                waited: config.db_connect_retry,
+                cause: err.to_string(),
+            })?;
         let applied = migrate::run(&conn).await.map_err(DbStartError::Migration)?;
         tracing::info!(
             event = "database_ready",
@@ -178,7 +181,10 @@ async fn wait_until_reachable(url: &DbUrl, window: Duration) -> Result<(), DbSta
             Err(err) => {
                 let waited = started.elapsed();
                 if waited + delay > window {
-                    return Err(DbStartError::Unreachable { waited, cause: err.to_string() });
+                    return Err(DbStartError::Unreachable {
+                        waited,
+                        cause: err.to_string(),
+                    });
                 }
                 tracing::warn!(
                     event = "database_connect_retry",

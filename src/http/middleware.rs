@@ -6,13 +6,15 @@ use std::{net::SocketAddr, sync::Arc, time::Instant};
 use axum::{
     body::Body,
     extract::{ConnectInfo, MatchedPath, Request, State},
-    http::{HeaderName, HeaderValue, Response, StatusCode, header},
+    http::{HeaderName, HeaderValue, Method, Response, StatusCode, header},
     middleware::Next,
 };
 use uuid::Uuid;
 
 use crate::{
+    audit::{self, AuditEntry, AuditMeta, AuditStatus},
     error::{ErrorBody, ErrorInfo, default_message},
+    http::context::AuditSlot,
     metrics::UNMATCHED_ENDPOINT,
     state::AppState,
 };
@@ -53,6 +55,8 @@ pub async fn observe(
     let started = Instant::now();
     let id = correlation_id(&request);
     request.extensions_mut().insert(CorrelationId(id.clone()));
+    let audit_slot = AuditSlot::default();
+    request.extensions_mut().insert(audit_slot.clone());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let endpoint = request
@@ -68,6 +72,26 @@ pub async fn observe(
     let mut response = next.run(request).await;
 
     let status = response.status();
+    let changes_state = matches!(
+        method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
+    if changes_state && !audit_slot.handled() {
+        let meta = AuditMeta {
+            user_id: audit_slot.user_id(),
+            client_ip: client_ip.clone(),
+            correlation_id: id.to_string(),
+        };
+        audit_request(
+            &state,
+            &meta,
+            method.as_str(),
+            &endpoint,
+            &path,
+            status.as_u16(),
+        )
+        .await;
+    }
     if status.is_client_error() || status.is_server_error() {
         response = render_error(response, &id, method.as_str(), &path);
     }
@@ -106,6 +130,33 @@ pub async fn observe(
         log_request!(info);
     }
     response
+}
+
+/// The audit row of a state-changing request whose handler did not write one itself
+/// (refused requests, mostly): action `METHOD /route/{template}`.
+async fn audit_request(
+    state: &AppState,
+    meta: &AuditMeta,
+    method: &str,
+    endpoint: &str,
+    path: &str,
+    status: u16,
+) {
+    let template: Vec<&str> = endpoint.split('/').collect();
+    let resource_type = template.get(3).copied().unwrap_or(endpoint);
+    let resource_id = template
+        .iter()
+        .position(|segment| segment.starts_with('{'))
+        .and_then(|at| path.split('/').nth(at));
+    let entry = AuditEntry::new(
+        &format!("{method} {endpoint}"),
+        resource_type,
+        resource_id,
+        AuditStatus::from_http(status),
+    );
+    if let Err(err) = audit::record(state.db.conn(), meta, entry).await {
+        tracing::error!(event = "audit_write_failed", correlation_id = %meta.correlation_id, error = %err);
+    }
 }
 
 /// Gives an error response our JSON body, keeping its status and headers (`Allow`,

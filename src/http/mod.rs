@@ -1,5 +1,10 @@
 //! The HTTP transport: extractors, middleware and handlers. Routes live in `router.rs`.
 
+pub mod audit;
+pub mod auth;
+pub mod context;
 pub mod extract;
 pub mod health;
 pub mod middleware;
+pub mod pagination;
+pub mod users;

@@ -117,7 +117,10 @@ impl TestDb {
     /// A direct connection, for looking at (or tampering with) what the service stored.
     pub async fn connect(&self) -> DatabaseConnection {
         let url = match self.kind {
-            Kind::Sqlite => format!("sqlite://{}?mode=rwc", self.url.trim_start_matches("sqlite:///")),
+            Kind::Sqlite => format!(
+                "sqlite://{}?mode=rwc",
+                self.url.trim_start_matches("sqlite:///")
+            ),
             _ => self.url.replacen("postgresql://", "postgres://", 1),
         };
         sea_orm::Database::connect(ConnectOptions::new(url).sqlx_logging(false).to_owned())
@@ -255,5 +258,62 @@ where
             return false;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A user created directly through the service (as `killkrill create-user` does).
+pub struct TestUser {
+    pub id: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl TestServer {
+    pub async fn create_user(&self, username: &str, roles: &[killkrill::auth::Role]) -> TestUser {
+        let password = format!("{username}-pw-123");
+        let view = killkrill::bootstrap::create_user(
+            &self.state.identity,
+            username,
+            &format!("{username}@example.test"),
+            roles.to_vec(),
+            &password,
+        )
+        .await
+        .unwrap();
+        TestUser {
+            id: view.id,
+            username: username.to_owned(),
+            password,
+        }
+    }
+
+    /// Logs in and returns the whole token response.
+    pub async fn login_response(&self, username: &str, password: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/auth/login"))
+            .json(&serde_json::json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Logs in and returns the access token.
+    pub async fn token(&self, user: &TestUser) -> String {
+        let response = self.login_response(&user.username, &user.password).await;
+        assert_eq!(response.status(), 200, "login of {}", user.username);
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// A request with `Authorization: Bearer <token>`.
+    pub fn authed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
     }
 }

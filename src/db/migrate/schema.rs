@@ -3,16 +3,23 @@
 
 use sea_orm::{
     DbBackend, DeriveIden, Statement,
-    sea_query::{ColumnDef, Table},
+    sea_query::{ColumnDef, ForeignKey, ForeignKeyAction, Index, Query, Table},
 };
 
 use super::{Migration, build_all};
 
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "app_settings",
-    up: app_settings,
-}];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "app_settings",
+        up: app_settings,
+    },
+    Migration {
+        version: 2,
+        name: "identity",
+        up: identity,
+    },
+];
 
 #[derive(DeriveIden)]
 enum AppSettings {
@@ -42,4 +49,378 @@ fn app_settings(backend: DbBackend) -> Vec<Statement> {
             )
             .to_owned()],
     )
+}
+
+#[derive(DeriveIden)]
+enum Users {
+    Table,
+    Id,
+    Username,
+    Email,
+    PasswordHash,
+    FirstName,
+    LastName,
+    Active,
+    TokenVersion,
+    CreatedAt,
+    UpdatedAt,
+    LastLoginAt,
+    CurrentLoginAt,
+    LastLoginIp,
+    CurrentLoginIp,
+    LoginCount,
+}
+
+#[derive(DeriveIden)]
+enum Roles {
+    Table,
+    Name,
+    Description,
+    Permissions,
+}
+
+#[derive(DeriveIden)]
+enum UserRoles {
+    Table,
+    UserId,
+    Role,
+}
+
+#[derive(DeriveIden)]
+enum ApiKeys {
+    Table,
+    Id,
+    UserId,
+    Name,
+    Prefix,
+    KeyHash,
+    Roles,
+    ExpiresAt,
+    LastUsedAt,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum RefreshTokens {
+    Table,
+    Jti,
+    UserId,
+    FamilyId,
+    ExpiresAt,
+    RevokedAt,
+}
+
+#[derive(DeriveIden)]
+enum RevokedTokens {
+    Table,
+    Jti,
+    UserId,
+    ExpiresAt,
+    RevokedAt,
+}
+
+#[derive(DeriveIden)]
+enum AuditLog {
+    Table,
+    Id,
+    Seq,
+    UserId,
+    Action,
+    ResourceType,
+    ResourceId,
+    Status,
+    ClientIp,
+    CorrelationId,
+    CreatedAt,
+    PrevHash,
+    Hash,
+}
+
+fn id_column<T: sea_orm::sea_query::IntoIden>(name: T) -> ColumnDef {
+    ColumnDef::new(name)
+        .string_len(36)
+        .not_null()
+        .primary_key()
+        .to_owned()
+}
+
+/// Timestamps are stored as microseconds since the Unix epoch (BIGINT): exact, ordered
+/// and identical on all three backends (MariaDB's TIMESTAMP ends in 2038 and drops
+/// sub-seconds by default).
+fn micros<T: sea_orm::sea_query::IntoIden>(name: T) -> ColumnDef {
+    ColumnDef::new(name).big_integer().not_null().to_owned()
+}
+
+fn optional_micros<T: sea_orm::sea_query::IntoIden>(name: T) -> ColumnDef {
+    ColumnDef::new(name).big_integer().null().to_owned()
+}
+
+/// Users, roles, API keys, token revocation and the audit trail.
+fn identity(backend: DbBackend) -> Vec<Statement> {
+    let mut statements = build_all(
+        backend,
+        &[
+            Table::create()
+                .table(Users::Table)
+                .col(id_column(Users::Id))
+                .col(
+                    ColumnDef::new(Users::Username)
+                        .string_len(64)
+                        .not_null()
+                        .unique_key(),
+                )
+                .col(
+                    ColumnDef::new(Users::Email)
+                        .string_len(255)
+                        .not_null()
+                        .unique_key(),
+                )
+                .col(
+                    ColumnDef::new(Users::PasswordHash)
+                        .string_len(255)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(Users::FirstName)
+                        .string_len(100)
+                        .not_null()
+                        .default(""),
+                )
+                .col(
+                    ColumnDef::new(Users::LastName)
+                        .string_len(100)
+                        .not_null()
+                        .default(""),
+                )
+                .col(
+                    ColumnDef::new(Users::Active)
+                        .boolean()
+                        .not_null()
+                        .default(true),
+                )
+                .col(
+                    ColumnDef::new(Users::TokenVersion)
+                        .integer()
+                        .not_null()
+                        .default(0),
+                )
+                .col(micros(Users::CreatedAt))
+                .col(micros(Users::UpdatedAt))
+                .col(optional_micros(Users::LastLoginAt))
+                .col(optional_micros(Users::CurrentLoginAt))
+                .col(ColumnDef::new(Users::LastLoginIp).string_len(64).null())
+                .col(ColumnDef::new(Users::CurrentLoginIp).string_len(64).null())
+                .col(
+                    ColumnDef::new(Users::LoginCount)
+                        .integer()
+                        .not_null()
+                        .default(0),
+                )
+                .to_owned(),
+            Table::create()
+                .table(Roles::Table)
+                .col(
+                    ColumnDef::new(Roles::Name)
+                        .string_len(32)
+                        .not_null()
+                        .primary_key(),
+                )
+                .col(
+                    ColumnDef::new(Roles::Description)
+                        .string_len(255)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(Roles::Permissions)
+                        .string_len(255)
+                        .not_null(),
+                )
+                .to_owned(),
+            Table::create()
+                .table(UserRoles::Table)
+                .col(ColumnDef::new(UserRoles::UserId).string_len(36).not_null())
+                .col(ColumnDef::new(UserRoles::Role).string_len(32).not_null())
+                .primary_key(Index::create().col(UserRoles::UserId).col(UserRoles::Role))
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(UserRoles::Table, UserRoles::UserId)
+                        .to(Users::Table, Users::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
+                )
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(UserRoles::Table, UserRoles::Role)
+                        .to(Roles::Table, Roles::Name),
+                )
+                .to_owned(),
+            Table::create()
+                .table(ApiKeys::Table)
+                .col(id_column(ApiKeys::Id))
+                .col(ColumnDef::new(ApiKeys::UserId).string_len(36).not_null())
+                .col(ColumnDef::new(ApiKeys::Name).string_len(128).not_null())
+                .col(ColumnDef::new(ApiKeys::Prefix).string_len(16).not_null())
+                .col(
+                    ColumnDef::new(ApiKeys::KeyHash)
+                        .string_len(64)
+                        .not_null()
+                        .unique_key(),
+                )
+                .col(ColumnDef::new(ApiKeys::Roles).string_len(128).null())
+                .col(optional_micros(ApiKeys::ExpiresAt))
+                .col(optional_micros(ApiKeys::LastUsedAt))
+                .col(micros(ApiKeys::CreatedAt))
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(ApiKeys::Table, ApiKeys::UserId)
+                        .to(Users::Table, Users::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
+                )
+                .to_owned(),
+            Table::create()
+                .table(RefreshTokens::Table)
+                .col(
+                    ColumnDef::new(RefreshTokens::Jti)
+                        .string_len(36)
+                        .not_null()
+                        .primary_key(),
+                )
+                .col(
+                    ColumnDef::new(RefreshTokens::UserId)
+                        .string_len(36)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(RefreshTokens::FamilyId)
+                        .string_len(36)
+                        .not_null(),
+                )
+                .col(micros(RefreshTokens::ExpiresAt))
+                .col(optional_micros(RefreshTokens::RevokedAt))
+                .to_owned(),
+            Table::create()
+                .table(RevokedTokens::Table)
+                .col(
+                    ColumnDef::new(RevokedTokens::Jti)
+                        .string_len(36)
+                        .not_null()
+                        .primary_key(),
+                )
+                .col(
+                    ColumnDef::new(RevokedTokens::UserId)
+                        .string_len(36)
+                        .not_null(),
+                )
+                .col(micros(RevokedTokens::ExpiresAt))
+                .col(micros(RevokedTokens::RevokedAt))
+                .to_owned(),
+            Table::create()
+                .table(AuditLog::Table)
+                .col(
+                    ColumnDef::new(AuditLog::Id)
+                        .big_integer()
+                        .not_null()
+                        .auto_increment()
+                        .primary_key(),
+                )
+                .col(
+                    ColumnDef::new(AuditLog::Seq)
+                        .big_integer()
+                        .null()
+                        .unique_key(),
+                )
+                .col(ColumnDef::new(AuditLog::UserId).string_len(36).null())
+                .col(ColumnDef::new(AuditLog::Action).string_len(96).not_null())
+                .col(
+                    ColumnDef::new(AuditLog::ResourceType)
+                        .string_len(64)
+                        .not_null(),
+                )
+                .col(ColumnDef::new(AuditLog::ResourceId).string_len(128).null())
+                .col(ColumnDef::new(AuditLog::Status).string_len(16).not_null())
+                .col(ColumnDef::new(AuditLog::ClientIp).string_len(64).null())
+                .col(
+                    ColumnDef::new(AuditLog::CorrelationId)
+                        .string_len(128)
+                        .not_null(),
+                )
+                .col(micros(AuditLog::CreatedAt))
+                .col(ColumnDef::new(AuditLog::PrevHash).string_len(64).null())
+                .col(ColumnDef::new(AuditLog::Hash).string_len(64).null())
+                .to_owned(),
+        ],
+    );
+    statements.extend(build_all(
+        backend,
+        &[
+            Index::create()
+                .name("ix_user_roles_role")
+                .table(UserRoles::Table)
+                .col(UserRoles::Role)
+                .to_owned(),
+            Index::create()
+                .name("ix_api_keys_user")
+                .table(ApiKeys::Table)
+                .col(ApiKeys::UserId)
+                .to_owned(),
+            Index::create()
+                .name("ix_refresh_family")
+                .table(RefreshTokens::Table)
+                .col(RefreshTokens::FamilyId)
+                .to_owned(),
+            Index::create()
+                .name("ix_refresh_expires")
+                .table(RefreshTokens::Table)
+                .col(RefreshTokens::ExpiresAt)
+                .to_owned(),
+            Index::create()
+                .name("ix_revoked_user")
+                .table(RevokedTokens::Table)
+                .col(RevokedTokens::UserId)
+                .to_owned(),
+            Index::create()
+                .name("ix_revoked_expires")
+                .table(RevokedTokens::Table)
+                .col(RevokedTokens::ExpiresAt)
+                .to_owned(),
+            Index::create()
+                .name("ix_audit_user_time")
+                .table(AuditLog::Table)
+                .col(AuditLog::UserId)
+                .col(AuditLog::CreatedAt)
+                .to_owned(),
+            Index::create()
+                .name("ix_audit_action_time")
+                .table(AuditLog::Table)
+                .col(AuditLog::Action)
+                .col(AuditLog::CreatedAt)
+                .to_owned(),
+            Index::create()
+                .name("ix_audit_time")
+                .table(AuditLog::Table)
+                .col(AuditLog::CreatedAt)
+                .to_owned(),
+        ],
+    ));
+    let roles = [
+        (
+            "admin",
+            "Full access to all resources and operations",
+            "read,write,create,update,delete,admin",
+        ),
+        (
+            "maintainer",
+            "Can create, update and delete resources",
+            "read,write,create,update,delete",
+        ),
+        ("viewer", "Read-only access", "read"),
+    ];
+    let mut insert = Query::insert()
+        .into_table(Roles::Table)
+        .columns([Roles::Name, Roles::Description, Roles::Permissions])
+        .to_owned();
+    for (name, description, permissions) in roles {
+        insert.values_panic([name.into(), description.into(), permissions.into()]);
+    }
+    statements.push(backend.build(&insert));
+    statements
 }

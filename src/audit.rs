@@ -1,0 +1,389 @@
+//! The tamper-evident audit trail.
+//!
+//! A request writes its row in its own transaction, with no chain lock: rows are inserted
+//! unsealed. A sealer (one at a time across replicas, under a database lock) then gives
+//! unsealed rows the next chain positions (`seq`) in id order, each with
+//! `hash = SHA-256(prev_hash, content)`. Verification walks the chain by `seq`: an edited
+//! row breaks its hash, a removed row leaves a gap or a broken link. Requests therefore
+//! never queue on one lock; the chain lags writes by at most the sealing interval.
+
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqliteTransactionMode, Statement,
+    TransactionOptions, TransactionTrait, sea_query::Expr,
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::{
+    identity::entity::audit_log,
+    time::{micros_to_rfc3339, now_micros},
+};
+
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+const SEAL_BATCH: u64 = 1_000;
+const PG_SEAL_LOCK_KEY: i64 = 0x6b6b_6175_6474;
+const MYSQL_SEAL_LOCK: &str = "killkrill_audit_seal";
+
+/// How the audited request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditStatus {
+    Success,
+    /// Refused for lack of credentials or rights (401, 403, 429).
+    Denied,
+    /// Refused as invalid, or failed (other 4xx, 5xx).
+    Failure,
+}
+
+impl AuditStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditStatus::Success => "success",
+            AuditStatus::Denied => "denied",
+            AuditStatus::Failure => "failure",
+        }
+    }
+
+    pub fn from_http(status: u16) -> Self {
+        match status {
+            200..=399 => AuditStatus::Success,
+            401 | 403 | 429 => AuditStatus::Denied,
+            _ => AuditStatus::Failure,
+        }
+    }
+}
+
+/// Who asked, from where, under which correlation id.
+#[derive(Clone, Debug, Default)]
+pub struct AuditMeta {
+    pub user_id: Option<String>,
+    pub client_ip: Option<String>,
+    pub correlation_id: String,
+}
+
+/// One audit row to write.
+#[derive(Clone, Debug)]
+pub struct AuditEntry {
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: Option<String>,
+    pub status: AuditStatus,
+}
+
+impl AuditEntry {
+    pub fn new(
+        action: &str,
+        resource_type: &str,
+        resource_id: Option<&str>,
+        status: AuditStatus,
+    ) -> Self {
+        Self {
+            action: action.to_owned(),
+            resource_type: resource_type.to_owned(),
+            resource_id: resource_id.map(|id| truncate(id, 128)),
+            status,
+        }
+    }
+}
+
+fn truncate(value: &str, max: usize) -> String {
+    value.chars().take(max).collect()
+}
+
+/// Writes one row; pass the transaction of the change it records, where there is one.
+pub async fn record(
+    conn: &impl ConnectionTrait,
+    meta: &AuditMeta,
+    entry: AuditEntry,
+) -> Result<(), DbErr> {
+    let row = audit_log::ActiveModel {
+        seq: Set(None),
+        user_id: Set(meta.user_id.clone()),
+        action: Set(truncate(&entry.action, 96)),
+        resource_type: Set(truncate(&entry.resource_type, 64)),
+        resource_id: Set(entry.resource_id),
+        status: Set(entry.status.as_str().to_owned()),
+        client_ip: Set(meta.client_ip.clone()),
+        correlation_id: Set(truncate(&meta.correlation_id, 128)),
+        created_at: Set(now_micros()),
+        prev_hash: Set(None),
+        hash: Set(None),
+        ..Default::default()
+    };
+    audit_log::Entity::insert(row)
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+/// The hash of a sealed row: over its content, its position and the previous hash.
+pub fn row_hash(row: &audit_log::Model, seq: i64, prev_hash: &str) -> String {
+    let content = serde_json::json!([
+        row.id,
+        seq,
+        row.user_id,
+        row.action,
+        row.resource_type,
+        row.resource_id,
+        row.status,
+        row.client_ip,
+        row.correlation_id,
+        row.created_at,
+    ]);
+    let mut hasher = Sha256::new();
+    hasher.update(prev_hash.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(content.to_string().as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// Chains every unsealed row; returns how many it sealed.
+pub async fn seal(db: &DatabaseConnection) -> Result<usize, DbErr> {
+    let backend = db.get_database_backend();
+    let mut sealed = 0;
+    loop {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        let txn = db.begin_with_options(options).await?;
+        match backend {
+            DbBackend::Postgres => {
+                txn.execute_unprepared(&format!(
+                    "SELECT pg_advisory_xact_lock({PG_SEAL_LOCK_KEY})"
+                ))
+                .await?;
+            }
+            DbBackend::MySql => {
+                txn.query_one_raw(Statement::from_string(
+                    backend,
+                    format!("SELECT GET_LOCK('{MYSQL_SEAL_LOCK}', 30)"),
+                ))
+                .await?;
+            }
+            _ => {}
+        }
+        let head = audit_log::Entity::find()
+            .filter(audit_log::Column::Seq.is_not_null())
+            .order_by_desc(audit_log::Column::Seq)
+            .one(&txn)
+            .await?;
+        let (mut seq, mut prev) = head.map_or((0, GENESIS_HASH.to_owned()), |h| {
+            (
+                h.seq.unwrap_or(0),
+                h.hash.unwrap_or_else(|| GENESIS_HASH.to_owned()),
+            )
+        });
+        let pending = audit_log::Entity::find()
+            .filter(audit_log::Column::Seq.is_null())
+            .order_by_asc(audit_log::Column::Id)
+            .limit(SEAL_BATCH)
+            .all(&txn)
+            .await?;
+        let batch = pending.len();
+        for row in pending {
+            seq += 1;
+            let hash = row_hash(&row, seq, &prev);
+            audit_log::Entity::update_many()
+                .col_expr(audit_log::Column::Seq, Expr::value(seq))
+                .col_expr(audit_log::Column::PrevHash, Expr::value(prev.clone()))
+                .col_expr(audit_log::Column::Hash, Expr::value(hash.clone()))
+                .filter(audit_log::Column::Id.eq(row.id))
+                .exec(&txn)
+                .await?;
+            prev = hash;
+        }
+        if backend == DbBackend::MySql {
+            txn.execute_unprepared(&format!("SELECT RELEASE_LOCK('{MYSQL_SEAL_LOCK}')"))
+                .await?;
+        }
+        txn.commit().await?;
+        sealed += batch;
+        if (batch as u64) < SEAL_BATCH {
+            return Ok(sealed);
+        }
+    }
+}
+
+/// Keeps sealing in the background until the task is aborted.
+pub fn spawn_sealer(
+    db: DatabaseConnection,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if let Err(err) = seal(&db).await {
+                tracing::warn!(event = "audit_seal_failed", error = %err);
+            }
+        }
+    })
+}
+
+/// The result of walking the chain.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub valid: bool,
+    /// Sealed rows checked.
+    pub checked: u64,
+    /// Rows written but not yet chained.
+    pub pending: u64,
+    pub first_broken: Option<BrokenLink>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct BrokenLink {
+    pub seq: i64,
+    pub id: Option<i64>,
+    pub reason: String,
+}
+
+/// Seals what is pending, then checks every link from the first row.
+pub async fn verify(db: &DatabaseConnection) -> Result<VerifyReport, DbErr> {
+    seal(db).await?;
+    let mut expected_seq = 1;
+    let mut prev = GENESIS_HASH.to_owned();
+    let mut checked = 0;
+    loop {
+        let rows = audit_log::Entity::find()
+            .filter(audit_log::Column::Seq.gte(expected_seq))
+            .order_by_asc(audit_log::Column::Seq)
+            .limit(SEAL_BATCH)
+            .all(db)
+            .await?;
+        let last_batch = (rows.len() as u64) < SEAL_BATCH;
+        for row in rows {
+            let seq = row.seq.unwrap_or_default();
+            let broken = |reason: &str, seq: i64, id: Option<i64>| BrokenLink {
+                seq,
+                id,
+                reason: reason.to_owned(),
+            };
+            let problem = if seq != expected_seq {
+                Some(broken(
+                    "a row is missing from the chain",
+                    expected_seq,
+                    None,
+                ))
+            } else if row.prev_hash.as_deref() != Some(prev.as_str()) {
+                Some(broken(
+                    "the link to the previous row does not match",
+                    seq,
+                    Some(row.id),
+                ))
+            } else if row.hash.as_deref() != Some(row_hash(&row, seq, &prev).as_str()) {
+                Some(broken(
+                    "the row's content does not match its hash",
+                    seq,
+                    Some(row.id),
+                ))
+            } else {
+                None
+            };
+            if let Some(first_broken) = problem {
+                let pending = pending(db).await?;
+                return Ok(VerifyReport {
+                    valid: false,
+                    checked,
+                    pending,
+                    first_broken: Some(first_broken),
+                });
+            }
+            prev = row.hash.unwrap_or_default();
+            expected_seq += 1;
+            checked += 1;
+        }
+        if last_batch {
+            let pending = pending(db).await?;
+            return Ok(VerifyReport {
+                valid: true,
+                checked,
+                pending,
+                first_broken: None,
+            });
+        }
+    }
+}
+
+async fn pending(db: &DatabaseConnection) -> Result<u64, DbErr> {
+    audit_log::Entity::find()
+        .filter(audit_log::Column::Seq.is_null())
+        .count(db)
+        .await
+}
+
+/// Filters of `GET /api/v1/audit`.
+#[derive(Debug, Default)]
+pub struct AuditFilter {
+    pub user_id: Option<String>,
+    pub action: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
+/// An audit row as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct AuditView {
+    pub id: i64,
+    pub seq: Option<i64>,
+    pub user_id: Option<String>,
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: Option<String>,
+    pub status: String,
+    pub client_ip: Option<String>,
+    pub correlation_id: String,
+    pub created_at: String,
+    pub hash: Option<String>,
+}
+
+impl From<audit_log::Model> for AuditView {
+    fn from(row: audit_log::Model) -> Self {
+        Self {
+            id: row.id,
+            seq: row.seq,
+            user_id: row.user_id,
+            action: row.action,
+            resource_type: row.resource_type,
+            resource_id: row.resource_id,
+            status: row.status,
+            client_ip: row.client_ip,
+            correlation_id: row.correlation_id,
+            created_at: micros_to_rfc3339(row.created_at),
+            hash: row.hash,
+        }
+    }
+}
+
+/// Newest first.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    filter: &AuditFilter,
+    limit: u64,
+    offset: u64,
+) -> Result<(Vec<AuditView>, u64), DbErr> {
+    let mut query = audit_log::Entity::find();
+    if let Some(user_id) = &filter.user_id {
+        query = query.filter(audit_log::Column::UserId.eq(user_id.as_str()));
+    }
+    if let Some(action) = &filter.action {
+        query = query.filter(audit_log::Column::Action.eq(action.as_str()));
+    }
+    if let Some(since) = filter.since {
+        query = query.filter(audit_log::Column::CreatedAt.gte(since));
+    }
+    if let Some(until) = filter.until {
+        query = query.filter(audit_log::Column::CreatedAt.lte(until));
+    }
+    let total = query.clone().count(db).await?;
+    let rows = query
+        .order_by_desc(audit_log::Column::Id)
+        .limit(limit)
+        .offset(offset)
+        .all(db)
+        .await?;
+    Ok((rows.into_iter().map(AuditView::from).collect(), total))
+}

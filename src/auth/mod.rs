@@ -1,0 +1,12 @@
+//! Authentication and authorization: roles, tokens, API keys, login throttling, and the
+//! `Principal` extractor every protected route uses.
+
+pub mod keys;
+pub mod password;
+pub mod principal;
+pub mod roles;
+pub mod throttle;
+pub mod token;
+
+pub use principal::{AuthMethod, Principal};
+pub use roles::{Permission, Role};

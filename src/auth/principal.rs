@@ -1,0 +1,131 @@
+//! The authenticated caller, as an extractor: `principal: Principal` in a handler's
+//! arguments makes the route require credentials; `principal.require_role(...)?` or
+//! `principal.require_permission(...)?` then states what it needs, in one line.
+
+use axum::{
+    extract::FromRequestParts,
+    http::{header, request::Parts},
+};
+use serde::Serialize;
+
+use super::{
+    roles::{self, Permission, Role},
+    token::Claims,
+};
+use crate::{error::AppError, http::context::AuditSlot, identity::AuthError, state::AppState};
+
+/// How the caller authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    Jwt,
+    ApiKey,
+    Mtls,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Jwt => "jwt",
+            AuthMethod::ApiKey => "api_key",
+            AuthMethod::Mtls => "mtls",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub user_id: String,
+    pub username: String,
+    /// Current roles from the database (narrowed for an API key).
+    pub roles: Vec<Role>,
+    pub auth_method: AuthMethod,
+    /// The access token's claims when authenticated by JWT.
+    pub token: Option<Claims>,
+}
+
+impl Principal {
+    pub fn is_admin(&self) -> bool {
+        self.roles.contains(&Role::Admin)
+    }
+
+    pub fn permissions(&self) -> Vec<Permission> {
+        roles::permissions_of(&self.roles)
+    }
+
+    /// Admits callers whose highest role is at least `minimum` (API.md's "viewer+").
+    pub fn require_role(&self, minimum: Role) -> Result<(), AppError> {
+        if self.roles.iter().any(|r| *r >= minimum) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(format!(
+                "This action requires the {} role",
+                minimum.as_str()
+            )))
+        }
+    }
+
+    /// The seed's `require_role('a', 'b')`: admits a caller holding any of `roles`.
+    pub fn require_any_role(&self, roles: &[Role]) -> Result<(), AppError> {
+        if self.roles.iter().any(|r| roles.contains(r)) {
+            Ok(())
+        } else {
+            let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+            Err(AppError::Forbidden(format!(
+                "This action requires one of the roles: {}",
+                names.join(", ")
+            )))
+        }
+    }
+
+    /// The seed's `require_permission('a', 'b')`: admits a caller holding any of them.
+    pub fn require_permission(&self, permissions: &[Permission]) -> Result<(), AppError> {
+        let held = self.permissions();
+        if permissions.iter().any(|p| held.contains(p)) {
+            Ok(())
+        } else {
+            let names: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
+            Err(AppError::Forbidden(format!(
+                "This action requires the permission: {}",
+                names.join(" or ")
+            )))
+        }
+    }
+}
+
+impl From<AuthError> for AppError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Db(db) => AppError::from(db),
+            other => AppError::Unauthorized(other.to_string()),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let identity = &state.identity;
+        let principal = if let Some(key) = parts.headers.get("x-api-key") {
+            let key = key.to_str().map_err(|_| AuthError::InvalidApiKey)?;
+            identity.authenticate_api_key(key.trim()).await?
+        } else if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+            let value = value.to_str().map_err(|_| AuthError::InvalidToken)?;
+            let token = value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+                .ok_or(AuthError::InvalidToken)?;
+            identity.authenticate_bearer(token.trim()).await?
+        } else {
+            return Err(AuthError::Missing.into());
+        };
+        if let Some(slot) = parts.extensions.get::<AuditSlot>() {
+            slot.set_user(&principal.user_id);
+        }
+        Ok(principal)
+    }
+}

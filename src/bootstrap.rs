@@ -1,0 +1,105 @@
+//! The first user. Development gets the well-known `admin` / `admin123` so `cargo run`
+//! is usable at once (with a warning); production never gets a default password: an
+//! operator runs `killkrill create-user ... --password-stdin`.
+
+use sea_orm::{DbErr, TransactionTrait};
+
+use crate::{
+    auth::{Role, password::check_policy},
+    identity::{
+        Identity,
+        users::{self, NewUser},
+    },
+};
+
+pub const DEV_ADMIN_USERNAME: &str = "admin";
+pub const DEV_ADMIN_EMAIL: &str = "admin@localhost.local";
+pub const DEV_ADMIN_PASSWORD: &str = "admin123";
+
+/// Creates the development admin when there are no users at all.
+pub async fn default_admin(identity: &Identity) -> Result<(), DbErr> {
+    if users::count(&identity.db).await? > 0 {
+        return Ok(());
+    }
+    let hash = identity
+        .passwords
+        .hash(DEV_ADMIN_PASSWORD)
+        .await
+        .map_err(|e| DbErr::Custom(e.to_string()))?;
+    let txn = identity.db.begin().await?;
+    // Another replica may have created it meanwhile: the unique username makes that a no-op.
+    if users::count(&txn).await? == 0 {
+        users::insert(&txn, dev_admin(hash)).await?;
+        txn.commit().await?;
+        tracing::warn!(
+            event = "default_admin_created",
+            username = DEV_ADMIN_USERNAME,
+            email = DEV_ADMIN_EMAIL,
+            detail = "development only: change this password (it is the published default)",
+        );
+    }
+    Ok(())
+}
+
+fn dev_admin(password_hash: String) -> NewUser {
+    NewUser {
+        username: DEV_ADMIN_USERNAME.to_owned(),
+        email: DEV_ADMIN_EMAIL.to_owned(),
+        password_hash,
+        first_name: String::new(),
+        last_name: String::new(),
+        active: true,
+        roles: vec![Role::Admin],
+    }
+}
+
+/// Why `create-user` refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("a user with this username or email already exists")]
+    Exists,
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// `killkrill create-user`: creates a user with the given roles.
+pub async fn create_user(
+    identity: &Identity,
+    username: &str,
+    email: &str,
+    roles: Vec<Role>,
+    password: &str,
+) -> Result<users::UserView, CreateUserError> {
+    check_policy(password, username).map_err(CreateUserError::Invalid)?;
+    if !email.contains('@') {
+        return Err(CreateUserError::Invalid(
+            "--email must be an email address".into(),
+        ));
+    }
+    let hash = identity
+        .passwords
+        .hash(password)
+        .await
+        .map_err(|e| CreateUserError::Invalid(e.to_string()))?;
+    let new = NewUser {
+        username: username.to_owned(),
+        email: email.to_owned(),
+        password_hash: hash,
+        first_name: String::new(),
+        last_name: String::new(),
+        active: true,
+        roles: crate::auth::roles::normalize(roles),
+    };
+    let roles = new.roles.clone();
+    let txn = identity.db.begin().await?;
+    let user = users::insert(&txn, new)
+        .await
+        .map_err(|err| match err.sql_err() {
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => CreateUserError::Exists,
+            _ => CreateUserError::Db(err),
+        })?;
+    txn.commit().await?;
+    Ok(users::UserView::new(user, &roles))
+}

@@ -1,0 +1,82 @@
+//! `/api/v1/audit` and `/api/v1/audit/verify` (admin only).
+
+use axum::{
+    extract::State,
+    response::{IntoResponse, Response},
+};
+use serde::Deserialize;
+
+use crate::{
+    audit::{self, AuditFilter},
+    auth::{Principal, Role},
+    error::{AppError, FieldError},
+    http::{
+        extract::Query,
+        pagination::{listing, page},
+    },
+    state::AppState,
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    user_id: Option<String>,
+    action: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<u64>,
+    offset: Option<u64>,
+}
+
+/// RFC 3339 or Unix seconds, as microseconds.
+pub fn parse_time(field: &str, value: &str) -> Result<i64, AppError> {
+    let invalid = || {
+        AppError::Validation(vec![FieldError::new(
+            field,
+            "must be an RFC 3339 time or Unix seconds",
+        )])
+    };
+    if let Ok(seconds) = value.parse::<f64>() {
+        if !seconds.is_finite() {
+            return Err(invalid());
+        }
+        return Ok((seconds * 1_000_000.0) as i64);
+    }
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| t.timestamp_micros())
+        .map_err(|_| invalid())
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<AuditQuery>,
+) -> Result<Response, AppError> {
+    principal.require_role(Role::Admin)?;
+    let page = page(query.limit, query.offset)?;
+    let filter = AuditFilter {
+        user_id: query.user_id,
+        action: query.action,
+        since: query
+            .since
+            .as_deref()
+            .map(|v| parse_time("since", v))
+            .transpose()?,
+        until: query
+            .until
+            .as_deref()
+            .map(|v| parse_time("until", v))
+            .transpose()?,
+    };
+    let (rows, total) = audit::list(state.db.conn(), &filter, page.limit, page.offset).await?;
+    Ok(axum::Json(listing("audit", rows, total, page)).into_response())
+}
+
+pub async fn verify(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response, AppError> {
+    principal.require_role(Role::Admin)?;
+    let report = audit::verify(state.db.conn()).await?;
+    Ok(axum::Json(report).into_response())
+}

@@ -1,0 +1,271 @@
+//! Identity: users, sessions (tokens), API keys, and authenticating a request's
+//! credentials into a [`Principal`]. The HTTP handlers (and later gRPC) call these
+//! service functions; they only translate their transport.
+
+pub mod api_keys;
+mod cache;
+pub mod entity;
+pub mod sessions;
+pub mod users;
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
+
+use self::{
+    cache::TtlCache,
+    entity::{api_key, revoked_token},
+};
+use crate::{
+    auth::{
+        AuthMethod, Principal,
+        keys::{self, API_KEY_PREFIX},
+        password::Passwords,
+        roles::{self, Role},
+        throttle::Limiter,
+        token::{TokenSigner, TokenType},
+    },
+    config::Config,
+    time::{now_micros, now_seconds},
+};
+
+/// How long a user's or key's database state is trusted before being read again.
+const CACHE_TTL: Duration = Duration::from_secs(2);
+/// `last_used_at` of an API key is written at most this often.
+const KEY_TOUCH_INTERVAL: Duration = Duration::from_secs(60);
+/// Refresh tokens live this long.
+pub const REFRESH_TTL_SECONDS: i64 = 30 * 24 * 3600;
+
+/// What the database says about a user, as authentication needs it.
+#[derive(Clone, Debug)]
+pub struct UserSnapshot {
+    pub id: String,
+    pub username: String,
+    pub active: bool,
+    pub token_version: i32,
+    pub roles: Vec<Role>,
+    /// Revoked token ids and session ids of this user that have not expired yet.
+    pub revoked: HashSet<String>,
+}
+
+#[derive(Clone, Debug)]
+struct KeySnapshot {
+    id: String,
+    user_id: String,
+    roles: Option<Vec<Role>>,
+    expires_at: Option<i64>,
+}
+
+/// Why credentials were refused. The client sees one message per kind, nothing more.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("Authentication required")]
+    Missing,
+    #[error("Invalid or expired token")]
+    InvalidToken,
+    #[error("Invalid API key")]
+    InvalidApiKey,
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// The identity service, shared by every request.
+pub struct Identity {
+    pub db: DatabaseConnection,
+    pub passwords: Passwords,
+    pub tokens: TokenSigner,
+    pub access_ttl_seconds: i64,
+    pub api_key_max_days: u32,
+    users: TtlCache<String, Arc<UserSnapshot>>,
+    keys: TtlCache<String, Arc<KeySnapshot>>,
+    key_touches: Mutex<HashMap<String, Instant>>,
+    /// Failed logins per account: 10 in 15 minutes.
+    pub login_accounts: Limiter<String>,
+    /// Failed logins per client address: 60 in a minute.
+    pub login_clients: Limiter<IpAddr>,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Identity { .. }")
+    }
+}
+
+impl Identity {
+    pub fn new(db: DatabaseConnection, config: &Config) -> Self {
+        Self {
+            db,
+            passwords: Passwords::new(config.security_password_salt.clone()),
+            tokens: TokenSigner::new(
+                config.jwt_secret.clone(),
+                config.jwt_secret_previous.clone(),
+            ),
+            access_ttl_seconds: i64::from(config.jwt_expiry_hours) * 3600,
+            api_key_max_days: config.api_key_max_days,
+            users: TtlCache::new(CACHE_TTL),
+            keys: TtlCache::new(CACHE_TTL),
+            key_touches: Mutex::new(HashMap::new()),
+            login_accounts: Limiter::new(10, Duration::from_secs(15 * 60)),
+            login_clients: Limiter::new(60, Duration::from_secs(60)),
+        }
+    }
+
+    /// The user's current state, from cache or database; `None` if the user is gone.
+    pub async fn snapshot(&self, user_id: &str) -> Result<Option<Arc<UserSnapshot>>, DbErr> {
+        if let Some(found) = self.users.get(&user_id.to_owned()) {
+            return Ok(Some(found));
+        }
+        let Some(user) = users::find_by_id(&self.db, user_id).await? else {
+            return Ok(None);
+        };
+        let roles = users::roles_of(&self.db, user_id).await?;
+        let revoked = revoked_token::Entity::find()
+            .filter(revoked_token::Column::UserId.eq(user_id))
+            .filter(revoked_token::Column::ExpiresAt.gt(now_micros()))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|r| r.jti)
+            .collect();
+        let snapshot = Arc::new(UserSnapshot {
+            id: user.id,
+            username: user.username,
+            active: user.active,
+            token_version: user.token_version,
+            roles,
+            revoked,
+        });
+        self.users.insert(user_id.to_owned(), snapshot.clone());
+        Ok(Some(snapshot))
+    }
+
+    /// Forgets what this replica cached about a user (after any change to it).
+    pub fn invalidate_user(&self, user_id: &str) {
+        self.users.remove(&user_id.to_owned());
+        self.keys.retain(|_, key| key.user_id != user_id);
+    }
+
+    /// Forgets a deleted API key at once.
+    pub fn invalidate_key(&self, key_id: &str) {
+        self.keys.retain(|_, key| key.id != key_id);
+    }
+
+    /// Authenticates an `Authorization: Bearer` access token.
+    pub async fn authenticate_bearer(&self, token: &str) -> Result<Principal, AuthError> {
+        let claims = self
+            .tokens
+            .verify(token, TokenType::Access, now_seconds())
+            .map_err(|_| AuthError::InvalidToken)?;
+        let user = self
+            .snapshot(&claims.sub)
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
+        let revoked = user.revoked.contains(&claims.jti) || user.revoked.contains(&claims.sid);
+        if !user.active || user.token_version != claims.ver || revoked {
+            return Err(AuthError::InvalidToken);
+        }
+        Ok(Principal {
+            user_id: user.id.clone(),
+            username: user.username.clone(),
+            // The database's roles, not the token's: a demotion takes effect at once.
+            roles: user.roles.clone(),
+            auth_method: AuthMethod::Jwt,
+            token: Some(claims),
+        })
+    }
+
+    /// Authenticates an `X-API-Key`.
+    pub async fn authenticate_api_key(&self, key: &str) -> Result<Principal, AuthError> {
+        if !key.starts_with(API_KEY_PREFIX) || key.len() > 128 {
+            return Err(AuthError::InvalidApiKey);
+        }
+        let digest = keys::digest(key);
+        let found = match self.keys.get(&digest) {
+            Some(found) => found,
+            None => {
+                let row = api_key::Entity::find()
+                    .filter(api_key::Column::KeyHash.eq(digest.as_str()))
+                    .one(&self.db)
+                    .await?
+                    .ok_or(AuthError::InvalidApiKey)?;
+                let snapshot = Arc::new(KeySnapshot {
+                    id: row.id,
+                    user_id: row.user_id,
+                    roles: row.roles.as_deref().map(api_keys::parse_roles),
+                    expires_at: row.expires_at,
+                });
+                self.keys.insert(digest, snapshot.clone());
+                snapshot
+            }
+        };
+        if found.expires_at.is_some_and(|at| at <= now_micros()) {
+            return Err(AuthError::InvalidApiKey);
+        }
+        let user = self
+            .snapshot(&found.user_id)
+            .await?
+            .ok_or(AuthError::InvalidApiKey)?;
+        if !user.active {
+            return Err(AuthError::InvalidApiKey);
+        }
+        self.touch_key(&found.id);
+        Ok(Principal {
+            user_id: user.id.clone(),
+            username: user.username.clone(),
+            roles: roles::narrow(&user.roles, found.roles.as_deref()),
+            auth_method: AuthMethod::ApiKey,
+            token: None,
+        })
+    }
+
+    /// Records `last_used_at` at most once a minute per key, off the request path.
+    fn touch_key(&self, key_id: &str) {
+        let now = Instant::now();
+        let Ok(mut touches) = self.key_touches.lock() else {
+            return;
+        };
+        if touches
+            .get(key_id)
+            .is_some_and(|at| now.duration_since(*at) < KEY_TOUCH_INTERVAL)
+        {
+            return;
+        }
+        if touches.len() > 50_000 {
+            touches.retain(|_, at| now.duration_since(*at) < KEY_TOUCH_INTERVAL);
+        }
+        touches.insert(key_id.to_owned(), now);
+        let db = self.db.clone();
+        let key_id = key_id.to_owned();
+        tokio::spawn(async move {
+            let result = api_key::Entity::update_many()
+                .col_expr(api_key::Column::LastUsedAt, Expr::value(now_micros()))
+                .filter(api_key::Column::Id.eq(key_id))
+                .exec(&db)
+                .await;
+            if let Err(err) = result {
+                tracing::warn!(event = "api_key_touch_failed", error = %err);
+            }
+        });
+    }
+
+    /// Deletes expired revocations and refresh tokens; keeps the tables small.
+    pub async fn prune_expired(&self) -> Result<(), DbErr> {
+        let now = now_micros();
+        revoked_token::Entity::delete_many()
+            .filter(revoked_token::Column::ExpiresAt.lte(now))
+            .exec(&self.db)
+            .await?;
+        entity::refresh_token::Entity::delete_many()
+            .filter(entity::refresh_token::Column::ExpiresAt.lte(now))
+            .exec(&self.db)
+            .await?;
+        self.login_accounts.prune(Instant::now());
+        self.login_clients.prune(Instant::now());
+        Ok(())
+    }
+}

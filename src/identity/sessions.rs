@@ -1,0 +1,373 @@
+//! Sessions: login, token issue and rotation, logout and password changes.
+//!
+//! A login opens a session (`sid`), which is the family of its refresh tokens. Each refresh
+//! rotates the refresh token; presenting a rotated (revoked) one again revokes the whole
+//! family. Logout revokes the presented access token and the session, so every token of
+//! that login stops working on every replica (revocations are rows in the database).
+
+use std::{net::IpAddr, time::Instant};
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
+    TransactionTrait, sea_query::Expr,
+};
+use serde::Serialize;
+
+use super::{
+    Identity, REFRESH_TTL_SECONDS,
+    entity::{refresh_token, revoked_token, user},
+    users,
+};
+use crate::{
+    audit::{self, AuditEntry, AuditMeta, AuditStatus},
+    auth::{
+        password::{Verification, check_policy},
+        roles::{self, Role},
+        token::{Claims, TokenType},
+    },
+    error::AppError,
+    time::{now_micros, now_seconds},
+};
+
+/// What login, refresh and change-password answer (API.md's token response).
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub refresh_token: String,
+    pub user: SessionUser,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SessionUser {
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    pub roles: Vec<&'static str>,
+    pub permissions: Vec<&'static str>,
+}
+
+const INVALID_CREDENTIALS: &str = "Invalid username or password";
+
+fn micros(seconds: i64) -> i64 {
+    seconds.saturating_mul(1_000_000)
+}
+
+impl Identity {
+    /// Signs an access and a refresh token for `user` in session `sid`, storing the
+    /// refresh token so it can be rotated and revoked.
+    async fn issue(
+        &self,
+        conn: &impl ConnectionTrait,
+        user: &user::Model,
+        roles: &[Role],
+        sid: &str,
+    ) -> Result<TokenResponse, AppError> {
+        let now = now_seconds();
+        let claims = |token_type: TokenType, ttl: i64| Claims {
+            sub: user.id.clone(),
+            username: user.username.clone(),
+            roles: roles::names(roles).into_iter().map(str::to_owned).collect(),
+            permissions: roles::permission_names(roles)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            jti: uuid::Uuid::new_v4().to_string(),
+            iat: now,
+            exp: now + ttl,
+            token_type,
+            ver: user.token_version,
+            sid: sid.to_owned(),
+        };
+        let access = claims(TokenType::Access, self.access_ttl_seconds);
+        let refresh = claims(TokenType::Refresh, REFRESH_TTL_SECONDS);
+        refresh_token::ActiveModel {
+            jti: Set(refresh.jti.clone()),
+            user_id: Set(user.id.clone()),
+            family_id: Set(sid.to_owned()),
+            expires_at: Set(micros(refresh.exp)),
+            revoked_at: Set(None),
+        }
+        .insert(conn)
+        .await?;
+        Ok(TokenResponse {
+            access_token: self.tokens.sign(&access).map_err(AppError::internal)?,
+            token_type: "Bearer",
+            expires_in: self.access_ttl_seconds,
+            refresh_token: self.tokens.sign(&refresh).map_err(AppError::internal)?,
+            user: SessionUser {
+                id: user.id.clone(),
+                username: user.username.clone(),
+                email: user.email.clone(),
+                roles: roles::names(roles),
+                permissions: roles::permission_names(roles),
+            },
+        })
+    }
+
+    /// Checks a login; unknown user, wrong password and inactive user all answer the same
+    /// 401 after the same work. Throttled accounts and clients get 429.
+    pub async fn login(
+        &self,
+        login: &str,
+        password: &str,
+        meta: &AuditMeta,
+        client: Option<IpAddr>,
+    ) -> Result<TokenResponse, AppError> {
+        let account = login.trim().to_lowercase();
+        let now = Instant::now();
+        let blocked = self
+            .login_accounts
+            .blocked_for(&account, now)
+            .or_else(|| client.and_then(|ip| self.login_clients.blocked_for(&ip, now)));
+        if let Some(retry_after_seconds) = blocked {
+            self.audit_login(meta, None, &account, AuditStatus::Denied)
+                .await?;
+            return Err(AppError::TooManyRequests {
+                retry_after_seconds,
+            });
+        }
+        let found = users::find_by_login(&self.db, login.trim()).await?;
+        let verified = match &found {
+            Some(user) => self
+                .passwords
+                .verify(password, &user.password_hash)
+                .await
+                .map_err(AppError::internal)?,
+            None => {
+                self.passwords.verify_dummy(password).await;
+                Verification::Invalid
+            }
+        };
+        let (user, needs_rehash) = match (found, verified) {
+            (Some(user), Verification::Valid { needs_rehash }) if user.active => {
+                (user, needs_rehash)
+            }
+            (found, _) => {
+                let user_id = found.map(|u| u.id);
+                self.audit_login(meta, user_id, &account, AuditStatus::Failure)
+                    .await?;
+                let blocked = self.login_accounts.fail(&account, now);
+                let blocked = blocked.or(client.and_then(|ip| self.login_clients.fail(&ip, now)));
+                if let Some(retry_after_seconds) = blocked {
+                    return Err(AppError::TooManyRequests {
+                        retry_after_seconds,
+                    });
+                }
+                return Err(AppError::Unauthorized(INVALID_CREDENTIALS.to_owned()));
+            }
+        };
+        self.login_accounts.reset(&account);
+        let new_hash = if needs_rehash {
+            Some(
+                self.passwords
+                    .hash(password)
+                    .await
+                    .map_err(AppError::internal)?,
+            )
+        } else {
+            None
+        };
+        let txn = self.db.begin().await?;
+        let stamp = now_micros();
+        let mut update = user::ActiveModel {
+            id: Set(user.id.clone()),
+            last_login_at: Set(user.current_login_at),
+            last_login_ip: Set(user.current_login_ip.clone()),
+            current_login_at: Set(Some(stamp)),
+            current_login_ip: Set(meta.client_ip.clone()),
+            login_count: Set(user.login_count.saturating_add(1)),
+            ..Default::default()
+        };
+        if let Some(hash) = new_hash {
+            update.password_hash = Set(hash);
+        }
+        let user = update.update(&txn).await?;
+        let roles = users::roles_of(&txn, &user.id).await?;
+        let response = self
+            .issue(&txn, &user, &roles, &uuid::Uuid::new_v4().to_string())
+            .await?;
+        let meta = AuditMeta {
+            user_id: Some(user.id.clone()),
+            ..meta.clone()
+        };
+        audit::record(
+            &txn,
+            &meta,
+            AuditEntry::new("LOGIN", "session", Some(&account), AuditStatus::Success),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(response)
+    }
+
+    async fn audit_login(
+        &self,
+        meta: &AuditMeta,
+        user_id: Option<String>,
+        account: &str,
+        status: AuditStatus,
+    ) -> Result<(), DbErr> {
+        let meta = AuditMeta {
+            user_id,
+            ..meta.clone()
+        };
+        audit::record(
+            &self.db,
+            &meta,
+            AuditEntry::new("LOGIN", "session", Some(account), status),
+        )
+        .await
+    }
+
+    /// Rotates a refresh token into a new token pair.
+    pub async fn refresh(&self, token: &str) -> Result<TokenResponse, AppError> {
+        let invalid = || AppError::Unauthorized("Invalid or expired refresh token".to_owned());
+        let claims = self
+            .tokens
+            .verify(token, TokenType::Refresh, now_seconds())
+            .map_err(|_| invalid())?;
+        let txn = self.db.begin().await?;
+        // Only one presentation of a refresh token may rotate it.
+        let rotated = refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::RevokedAt, Expr::value(now_micros()))
+            .filter(refresh_token::Column::Jti.eq(claims.jti.as_str()))
+            .filter(refresh_token::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+        if rotated.rows_affected != 1 {
+            // Reuse of a rotated token: someone holds a copy. End the whole session.
+            revoke_session(&txn, &claims).await?;
+            txn.commit().await?;
+            self.invalidate_user(&claims.sub);
+            tracing::warn!(event = "refresh_token_reuse", user_id = %claims.sub);
+            return Err(invalid());
+        }
+        let user = users::find_by_id(&txn, &claims.sub)
+            .await?
+            .ok_or_else(invalid)?;
+        let session_revoked = revoked_token::Entity::find_by_id(claims.sid.clone())
+            .one(&txn)
+            .await?
+            .is_some();
+        if !user.active || user.token_version != claims.ver || session_revoked {
+            return Err(invalid());
+        }
+        let roles = users::roles_of(&txn, &user.id).await?;
+        let response = self.issue(&txn, &user, &roles, &claims.sid).await?;
+        txn.commit().await?;
+        Ok(response)
+    }
+
+    /// Revokes the presented access token and its whole session.
+    pub async fn logout(&self, claims: &Claims, meta: &AuditMeta) -> Result<(), AppError> {
+        let txn = self.db.begin().await?;
+        revoke_session(&txn, claims).await?;
+        audit::record(
+            &txn,
+            meta,
+            AuditEntry::new("LOGOUT", "session", Some(&claims.sid), AuditStatus::Success),
+        )
+        .await?;
+        txn.commit().await?;
+        self.invalidate_user(&claims.sub);
+        Ok(())
+    }
+
+    /// Changes a user's own password; every earlier token of the user stops working, and
+    /// a fresh token pair is returned for the caller's session.
+    pub async fn change_password(
+        &self,
+        user_id: &str,
+        current: &str,
+        new: &str,
+        meta: &AuditMeta,
+    ) -> Result<TokenResponse, AppError> {
+        let user = users::find_by_id(&self.db, user_id)
+            .await?
+            .ok_or_else(|| AppError::NotFound("User not found".into()))?;
+        let verified = self
+            .passwords
+            .verify(current, &user.password_hash)
+            .await
+            .map_err(AppError::internal)?;
+        if verified == Verification::Invalid {
+            audit::record(
+                &self.db,
+                meta,
+                AuditEntry::new(
+                    "CHANGE_PASSWORD",
+                    "user",
+                    Some(user_id),
+                    AuditStatus::Denied,
+                ),
+            )
+            .await?;
+            return Err(AppError::Forbidden(
+                "The current password is wrong".to_owned(),
+            ));
+        }
+        check_policy(new, &user.username).map_err(|m| {
+            AppError::Validation(vec![crate::error::FieldError::new("new_password", m)])
+        })?;
+        let hash = self.passwords.hash(new).await.map_err(AppError::internal)?;
+        let txn = self.db.begin().await?;
+        let user = user::ActiveModel {
+            id: Set(user.id.clone()),
+            password_hash: Set(hash),
+            token_version: Set(user.token_version.saturating_add(1)),
+            updated_at: Set(now_micros()),
+            ..Default::default()
+        }
+        .update(&txn)
+        .await?;
+        let roles = users::roles_of(&txn, &user.id).await?;
+        let response = self
+            .issue(&txn, &user, &roles, &uuid::Uuid::new_v4().to_string())
+            .await?;
+        audit::record(
+            &txn,
+            meta,
+            AuditEntry::new(
+                "CHANGE_PASSWORD",
+                "user",
+                Some(user_id),
+                AuditStatus::Success,
+            ),
+        )
+        .await?;
+        txn.commit().await?;
+        self.invalidate_user(user_id);
+        Ok(response)
+    }
+}
+
+/// Revokes a token's id and session id and every refresh token of the session.
+async fn revoke_session(conn: &impl ConnectionTrait, claims: &Claims) -> Result<(), DbErr> {
+    let now = now_micros();
+    let expires_at = micros(claims.exp.max(now_seconds() + REFRESH_TTL_SECONDS));
+    for jti in [&claims.jti, &claims.sid] {
+        if revoked_token::Entity::find_by_id(jti.clone())
+            .one(conn)
+            .await?
+            .is_none()
+        {
+            revoked_token::ActiveModel {
+                jti: Set(jti.clone()),
+                user_id: Set(claims.sub.clone()),
+                expires_at: Set(expires_at),
+                revoked_at: Set(now),
+            }
+            .insert(conn)
+            .await?;
+        }
+    }
+    refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
+        .filter(refresh_token::Column::FamilyId.eq(claims.sid.as_str()))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! The user repository: queries over users and their roles, shared by the HTTP handlers,
+//! the `create-user` command and (later) gRPC.
+
+use std::collections::HashMap;
+
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use serde::Serialize;
+
+use super::entity::{user, user_role};
+use crate::{
+    auth::roles::{self, Role},
+    time::{micros_to_rfc3339, now_micros},
+};
+
+pub async fn find_by_id(
+    conn: &impl ConnectionTrait,
+    id: &str,
+) -> Result<Option<user::Model>, DbErr> {
+    user::Entity::find_by_id(id.to_owned()).one(conn).await
+}
+
+/// Finds a user by username or by email (case-insensitive for email).
+pub async fn find_by_login(
+    conn: &impl ConnectionTrait,
+    login: &str,
+) -> Result<Option<user::Model>, DbErr> {
+    if let Some(found) = user::Entity::find()
+        .filter(user::Column::Username.eq(login))
+        .one(conn)
+        .await?
+    {
+        return Ok(Some(found));
+    }
+    user::Entity::find()
+        .filter(user::Column::Email.eq(login.to_lowercase()))
+        .one(conn)
+        .await
+}
+
+pub async fn roles_of(conn: &impl ConnectionTrait, user_id: &str) -> Result<Vec<Role>, DbErr> {
+    let rows = user_role::Entity::find()
+        .filter(user_role::Column::UserId.eq(user_id))
+        .all(conn)
+        .await?;
+    Ok(roles::normalize(
+        rows.iter().filter_map(|r| Role::parse(&r.role)).collect(),
+    ))
+}
+
+pub async fn roles_of_many(
+    conn: &impl ConnectionTrait,
+    ids: &[String],
+) -> Result<HashMap<String, Vec<Role>>, DbErr> {
+    let rows = user_role::Entity::find()
+        .filter(user_role::Column::UserId.is_in(ids.iter().cloned()))
+        .all(conn)
+        .await?;
+    let mut map: HashMap<String, Vec<Role>> = HashMap::new();
+    for row in rows {
+        if let Some(role) = Role::parse(&row.role) {
+            map.entry(row.user_id).or_default().push(role);
+        }
+    }
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| (k, roles::normalize(v)))
+        .collect())
+}
+
+pub async fn set_roles(
+    conn: &impl ConnectionTrait,
+    user_id: &str,
+    roles: &[Role],
+) -> Result<(), DbErr> {
+    user_role::Entity::delete_many()
+        .filter(user_role::Column::UserId.eq(user_id))
+        .exec(conn)
+        .await?;
+    if roles.is_empty() {
+        return Ok(());
+    }
+    let rows = roles.iter().map(|role| user_role::ActiveModel {
+        user_id: Set(user_id.to_owned()),
+        role: Set(role.as_str().to_owned()),
+    });
+    user_role::Entity::insert_many(rows)
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+/// What a new user is made of; validated by the caller.
+pub struct NewUser {
+    pub username: String,
+    pub email: String,
+    pub password_hash: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub active: bool,
+    pub roles: Vec<Role>,
+}
+
+pub async fn insert(conn: &impl ConnectionTrait, new: NewUser) -> Result<user::Model, DbErr> {
+    let now = now_micros();
+    let model = user::ActiveModel {
+        id: Set(uuid::Uuid::new_v4().to_string()),
+        username: Set(new.username),
+        email: Set(new.email.to_lowercase()),
+        password_hash: Set(new.password_hash),
+        first_name: Set(new.first_name),
+        last_name: Set(new.last_name),
+        active: Set(new.active),
+        token_version: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+        last_login_at: Set(None),
+        current_login_at: Set(None),
+        last_login_ip: Set(None),
+        current_login_ip: Set(None),
+        login_count: Set(0),
+    };
+    let id = model.id.clone().unwrap();
+    user::Entity::insert(model)
+        .exec_without_returning(conn)
+        .await?;
+    set_roles(conn, &id, &new.roles).await?;
+    find_by_id(conn, &id)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("user {id} vanished after insert")))
+}
+
+pub async fn count(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    user::Entity::find().count(conn).await
+}
+
+/// Active users holding `admin`.
+pub async fn count_active_admins(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    let admin_ids: Vec<String> = user_role::Entity::find()
+        .filter(user_role::Column::Role.eq(Role::Admin.as_str()))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|r| r.user_id)
+        .collect();
+    if admin_ids.is_empty() {
+        return Ok(0);
+    }
+    user::Entity::find()
+        .filter(user::Column::Id.is_in(admin_ids))
+        .filter(user::Column::Active.eq(true))
+        .count(conn)
+        .await
+}
+
+pub async fn list(
+    conn: &impl ConnectionTrait,
+    limit: u64,
+    offset: u64,
+) -> Result<(Vec<user::Model>, u64), DbErr> {
+    let total = user::Entity::find().count(conn).await?;
+    let users = user::Entity::find()
+        .order_by_asc(user::Column::CreatedAt)
+        .order_by_asc(user::Column::Id)
+        .limit(limit)
+        .offset(offset)
+        .all(conn)
+        .await?;
+    Ok((users, total))
+}
+
+/// A user as the API shows it: never a password or hash.
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub active: bool,
+    pub roles: Vec<&'static str>,
+    pub permissions: Vec<&'static str>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub last_login_at: Option<String>,
+    pub current_login_at: Option<String>,
+    pub last_login_ip: Option<String>,
+    pub current_login_ip: Option<String>,
+    pub login_count: i32,
+}
+
+impl UserView {
+    pub fn new(user: user::Model, roles: &[Role]) -> Self {
+        Self {
+            id: user.id,
+            username: user.username,
+            email: user.email,
+            first_name: user.first_name,
+            last_name: user.last_name,
+            active: user.active,
+            roles: roles::names(roles),
+            permissions: roles::permission_names(roles),
+            created_at: micros_to_rfc3339(user.created_at),
+            updated_at: micros_to_rfc3339(user.updated_at),
+            last_login_at: user.last_login_at.map(micros_to_rfc3339),
+            current_login_at: user.current_login_at.map(micros_to_rfc3339),
+            last_login_ip: user.last_login_ip,
+            current_login_ip: user.current_login_ip,
+            login_count: user.login_count,
+        }
+    }
+}

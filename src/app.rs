@@ -40,23 +40,14 @@ pub async fn build(config: Config, log_level: LogLevelHandle) -> Result<App, DbS
     let metrics = Arc::new(Metrics::new(db.clone(), config.enable_detailed_metrics));
     let identity = Arc::new(Identity::new(db.conn().clone(), &config));
     if config.environment == Environment::Development {
-        bootstrap::default_admin(&identity)
-            .await
-            .map_err(DbStartError::Migration)?;
+        bootstrap::default_admin(&identity).await.map_err(DbStartError::Migration)?;
     }
     let background = vec![
         db.spawn_health_monitor(HEALTH_CHECK_INTERVAL),
         audit::spawn_sealer(db.conn().clone(), AUDIT_SEAL_INTERVAL),
         spawn_pruner(identity.clone()),
     ];
-    let state = AppState {
-        config: Arc::new(config),
-        db,
-        metrics,
-        identity,
-        log_level,
-        started_at: Instant::now(),
-    };
+    let state = AppState { config: Arc::new(config), db, metrics, identity, log_level, started_at: Instant::now() };
     Ok(App { state, background })
 }
 
@@ -70,11 +61,7 @@ impl App {
     }
 
     /// Serves HTTP on `listener` until `shutdown` resolves, drains, then closes the pool.
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()>,
-    ) -> std::io::Result<()> {
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let grace = self.state.config.shutdown_grace;
         let result = crate::server::serve(listener, self.router(), shutdown, grace).await;
         self.shutdown().await;

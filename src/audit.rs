@@ -8,9 +8,9 @@
 //! never queue on one lock; the chain lags writes by at most the sealing interval.
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqliteTransactionMode, Statement,
-    TransactionOptions, TransactionTrait, sea_query::Expr,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    sea_query::Expr,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -72,12 +72,7 @@ pub struct AuditEntry {
 }
 
 impl AuditEntry {
-    pub fn new(
-        action: &str,
-        resource_type: &str,
-        resource_id: Option<&str>,
-        status: AuditStatus,
-    ) -> Self {
+    pub fn new(action: &str, resource_type: &str, resource_id: Option<&str>, status: AuditStatus) -> Self {
         Self {
             action: action.to_owned(),
             resource_type: resource_type.to_owned(),
@@ -92,11 +87,7 @@ fn truncate(value: &str, max: usize) -> String {
 }
 
 /// Writes one row; pass the transaction of the change it records, where there is one.
-pub async fn record(
-    conn: &impl ConnectionTrait,
-    meta: &AuditMeta,
-    entry: AuditEntry,
-) -> Result<(), DbErr> {
+pub async fn record(conn: &impl ConnectionTrait, meta: &AuditMeta, entry: AuditEntry) -> Result<(), DbErr> {
     let row = audit_log::ActiveModel {
         seq: Set(None),
         user_id: Set(meta.user_id.clone()),
@@ -111,9 +102,7 @@ pub async fn record(
         hash: Set(None),
         ..Default::default()
     };
-    audit_log::Entity::insert(row)
-        .exec_without_returning(conn)
-        .await?;
+    audit_log::Entity::insert(row).exec_without_returning(conn).await?;
     Ok(())
 }
 
@@ -150,17 +139,11 @@ pub async fn seal(db: &DatabaseConnection) -> Result<usize, DbErr> {
         let txn = db.begin_with_options(options).await?;
         match backend {
             DbBackend::Postgres => {
-                txn.execute_unprepared(&format!(
-                    "SELECT pg_advisory_xact_lock({PG_SEAL_LOCK_KEY})"
-                ))
-                .await?;
+                txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({PG_SEAL_LOCK_KEY})")).await?;
             }
             DbBackend::MySql => {
-                txn.query_one_raw(Statement::from_string(
-                    backend,
-                    format!("SELECT GET_LOCK('{MYSQL_SEAL_LOCK}', 30)"),
-                ))
-                .await?;
+                txn.query_one_raw(Statement::from_string(backend, format!("SELECT GET_LOCK('{MYSQL_SEAL_LOCK}', 30)")))
+                    .await?;
             }
             _ => {}
         }
@@ -170,10 +153,7 @@ pub async fn seal(db: &DatabaseConnection) -> Result<usize, DbErr> {
             .one(&txn)
             .await?;
         let (mut seq, mut prev) = head.map_or((0, GENESIS_HASH.to_owned()), |h| {
-            (
-                h.seq.unwrap_or(0),
-                h.hash.unwrap_or_else(|| GENESIS_HASH.to_owned()),
-            )
+            (h.seq.unwrap_or(0), h.hash.unwrap_or_else(|| GENESIS_HASH.to_owned()))
         });
         let pending = audit_log::Entity::find()
             .filter(audit_log::Column::Seq.is_null())
@@ -195,8 +175,7 @@ pub async fn seal(db: &DatabaseConnection) -> Result<usize, DbErr> {
             prev = hash;
         }
         if backend == DbBackend::MySql {
-            txn.execute_unprepared(&format!("SELECT RELEASE_LOCK('{MYSQL_SEAL_LOCK}')"))
-                .await?;
+            txn.execute_unprepared(&format!("SELECT RELEASE_LOCK('{MYSQL_SEAL_LOCK}')")).await?;
         }
         txn.commit().await?;
         sealed += batch;
@@ -207,10 +186,7 @@ pub async fn seal(db: &DatabaseConnection) -> Result<usize, DbErr> {
 }
 
 /// Keeps sealing in the background until the task is aborted.
-pub fn spawn_sealer(
-    db: DatabaseConnection,
-    every: std::time::Duration,
-) -> tokio::task::JoinHandle<()> {
+pub fn spawn_sealer(db: DatabaseConnection, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -257,40 +233,19 @@ pub async fn verify(db: &DatabaseConnection) -> Result<VerifyReport, DbErr> {
         let last_batch = (rows.len() as u64) < SEAL_BATCH;
         for row in rows {
             let seq = row.seq.unwrap_or_default();
-            let broken = |reason: &str, seq: i64, id: Option<i64>| BrokenLink {
-                seq,
-                id,
-                reason: reason.to_owned(),
-            };
+            let broken = |reason: &str, seq: i64, id: Option<i64>| BrokenLink { seq, id, reason: reason.to_owned() };
             let problem = if seq != expected_seq {
-                Some(broken(
-                    "a row is missing from the chain",
-                    expected_seq,
-                    None,
-                ))
+                Some(broken("a row is missing from the chain", expected_seq, None))
             } else if row.prev_hash.as_deref() != Some(prev.as_str()) {
-                Some(broken(
-                    "the link to the previous row does not match",
-                    seq,
-                    Some(row.id),
-                ))
+                Some(broken("the link to the previous row does not match", seq, Some(row.id)))
             } else if row.hash.as_deref() != Some(row_hash(&row, seq, &prev).as_str()) {
-                Some(broken(
-                    "the row's content does not match its hash",
-                    seq,
-                    Some(row.id),
-                ))
+                Some(broken("the row's content does not match its hash", seq, Some(row.id)))
             } else {
                 None
             };
             if let Some(first_broken) = problem {
                 let pending = pending(db).await?;
-                return Ok(VerifyReport {
-                    valid: false,
-                    checked,
-                    pending,
-                    first_broken: Some(first_broken),
-                });
+                return Ok(VerifyReport { valid: false, checked, pending, first_broken: Some(first_broken) });
             }
             prev = row.hash.unwrap_or_default();
             expected_seq += 1;
@@ -298,21 +253,13 @@ pub async fn verify(db: &DatabaseConnection) -> Result<VerifyReport, DbErr> {
         }
         if last_batch {
             let pending = pending(db).await?;
-            return Ok(VerifyReport {
-                valid: true,
-                checked,
-                pending,
-                first_broken: None,
-            });
+            return Ok(VerifyReport { valid: true, checked, pending, first_broken: None });
         }
     }
 }
 
 async fn pending(db: &DatabaseConnection) -> Result<u64, DbErr> {
-    audit_log::Entity::find()
-        .filter(audit_log::Column::Seq.is_null())
-        .count(db)
-        .await
+    audit_log::Entity::find().filter(audit_log::Column::Seq.is_null()).count(db).await
 }
 
 /// Filters of `GET /api/v1/audit`.
@@ -379,11 +326,6 @@ pub async fn list(
         query = query.filter(audit_log::Column::CreatedAt.lte(until));
     }
     let total = query.clone().count(db).await?;
-    let rows = query
-        .order_by_desc(audit_log::Column::Id)
-        .limit(limit)
-        .offset(offset)
-        .all(db)
-        .await?;
+    let rows = query.order_by_desc(audit_log::Column::Id).limit(limit).offset(offset).all(db).await?;
     Ok((rows.into_iter().map(AuditView::from).collect(), total))
 }

@@ -21,11 +21,7 @@ pub async fn default_admin(identity: &Identity) -> Result<(), DbErr> {
     if users::count(&identity.db).await? > 0 {
         return Ok(());
     }
-    let hash = identity
-        .passwords
-        .hash(DEV_ADMIN_PASSWORD)
-        .await
-        .map_err(|e| DbErr::Custom(e.to_string()))?;
+    let hash = identity.passwords.hash(DEV_ADMIN_PASSWORD).await.map_err(|e| DbErr::Custom(e.to_string()))?;
     let txn = identity.db.begin().await?;
     // Another replica may have created it meanwhile: the unique username makes that a no-op.
     if users::count(&txn).await? == 0 {
@@ -74,15 +70,9 @@ pub async fn create_user(
 ) -> Result<users::UserView, CreateUserError> {
     check_policy(password, username).map_err(CreateUserError::Invalid)?;
     if !email.contains('@') {
-        return Err(CreateUserError::Invalid(
-            "--email must be an email address".into(),
-        ));
+        return Err(CreateUserError::Invalid("--email must be an email address".into()));
     }
-    let hash = identity
-        .passwords
-        .hash(password)
-        .await
-        .map_err(|e| CreateUserError::Invalid(e.to_string()))?;
+    let hash = identity.passwords.hash(password).await.map_err(|e| CreateUserError::Invalid(e.to_string()))?;
     let new = NewUser {
         username: username.to_owned(),
         email: email.to_owned(),
@@ -94,12 +84,10 @@ pub async fn create_user(
     };
     let roles = new.roles.clone();
     let txn = identity.db.begin().await?;
-    let user = users::insert(&txn, new)
-        .await
-        .map_err(|err| match err.sql_err() {
-            Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => CreateUserError::Exists,
-            _ => CreateUserError::Db(err),
-        })?;
+    let user = users::insert(&txn, new).await.map_err(|err| match err.sql_err() {
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => CreateUserError::Exists,
+        _ => CreateUserError::Db(err),
+    })?;
     txn.commit().await?;
     Ok(users::UserView::new(user, &roles))
 }

@@ -43,9 +43,8 @@ async fn create_user(config: Config, args: CreateUserArgs) -> anyhow::Result<()>
         .roles
         .iter()
         .map(|name| {
-            Role::parse(name).ok_or_else(|| {
-                anyhow::anyhow!("--role: unknown role `{name}` (admin, maintainer, viewer)")
-            })
+            Role::parse(name)
+                .ok_or_else(|| anyhow::anyhow!("--role: unknown role `{name}` (admin, maintainer, viewer)"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut password = String::new();
@@ -53,8 +52,7 @@ async fn create_user(config: Config, args: CreateUserArgs) -> anyhow::Result<()>
     let password = password.trim_end_matches(['\r', '\n']);
     let db = Database::open(&config).await?;
     let identity = Identity::new(db.conn().clone(), &config);
-    let result =
-        bootstrap::create_user(&identity, &args.username, &args.email, roles, password).await;
+    let result = bootstrap::create_user(&identity, &args.username, &args.email, roles, password).await;
     db.close().await;
     match result {
         Ok(user) => {

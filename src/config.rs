@@ -86,12 +86,7 @@ pub struct Cli {
     pub command: Option<crate::cli::Command>,
 
     /// Deployment environment: picks defaults and start-up checks.
-    #[arg(
-        long = "env",
-        env = "FLASK_ENV",
-        value_enum,
-        default_value = "development"
-    )]
+    #[arg(long = "env", env = "FLASK_ENV", value_enum, default_value = "development")]
     pub environment: Environment,
 
     /// Debug mode: debug-level logs unless -v/-vv/-vvv says otherwise.
@@ -123,13 +118,7 @@ pub struct Cli {
     pub verbose: u8,
 
     /// Log level when no -v flag is given.
-    #[arg(
-        long,
-        env = "LOG_LEVEL",
-        value_enum,
-        ignore_case = true,
-        default_value = "INFO"
-    )]
+    #[arg(long, env = "LOG_LEVEL", value_enum, ignore_case = true, default_value = "INFO")]
     pub log_level: LogLevel,
 
     /// Database URL (postgresql://, mysql://, sqlite:///file.db, sqlite:///:memory:).
@@ -174,11 +163,7 @@ pub struct Cli {
     pub license_key: Option<String>,
 
     /// License server base URL.
-    #[arg(
-        long,
-        env = "LICENSE_SERVER_URL",
-        default_value = "https://license.penguintech.io"
-    )]
+    #[arg(long, env = "LICENSE_SERVER_URL", default_value = "https://license.penguintech.io")]
     pub license_server_url: String,
 
     /// Product name sent to the license server.
@@ -236,10 +221,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(variable: &'static str, problem: impl Into<String>) -> Self {
-        Self {
-            variable,
-            problem: problem.into(),
-        }
+        Self { variable, problem: problem.into() }
     }
 }
 
@@ -302,10 +284,7 @@ impl Config {
                 Environment::Development => DbUrl::parse("sqlite:///killkrill.db")?,
                 Environment::Testing => DbUrl::parse("sqlite:///:memory:")?,
                 Environment::Production => {
-                    return Err(ConfigError::new(
-                        "DATABASE_URL",
-                        "must be set in production",
-                    ));
+                    return Err(ConfigError::new("DATABASE_URL", "must be set in production"));
                 }
             },
         };
@@ -329,16 +308,10 @@ impl Config {
             return Err(ConfigError::new("JWT_EXPIRY_HOURS", "must be at least 1"));
         }
         if cli.request_timeout_seconds == 0 {
-            return Err(ConfigError::new(
-                "REQUEST_TIMEOUT_SECONDS",
-                "must be at least 1",
-            ));
+            return Err(ConfigError::new("REQUEST_TIMEOUT_SECONDS", "must be at least 1"));
         }
-        let workers = if cli.workers == 0 {
-            std::thread::available_parallelism().map_or(1, usize::from)
-        } else {
-            cli.workers
-        };
+        let workers =
+            if cli.workers == 0 { std::thread::available_parallelism().map_or(1, usize::from) } else { cli.workers };
         Ok(Self {
             environment,
             debug: cli.debug,
@@ -394,10 +367,7 @@ pub fn report_cli_error(err: clap::Error) -> std::process::ExitCode {
         CommandFactory,
         error::{ContextKind, ContextValue, ErrorKind},
     };
-    if matches!(
-        err.kind(),
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
-    ) {
+    if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
         let _ = err.print();
         return std::process::ExitCode::SUCCESS;
     }
@@ -406,30 +376,17 @@ pub fn report_cli_error(err: clap::Error) -> std::process::ExitCode {
         _ => None,
     };
     let variable = arg.as_deref().and_then(|arg| {
-        let long = arg
-            .trim_start_matches('-')
-            .split([' ', '=', '<'])
-            .next()?
-            .to_owned();
+        let long = arg.trim_start_matches('-').split([' ', '=', '<']).next()?.to_owned();
         let command = Cli::command();
-        let found = command
-            .get_arguments()
-            .find(|a| a.get_long() == Some(long.as_str()))?;
-        found
-            .get_env()
-            .map(|env| env.to_string_lossy().into_owned())
+        let found = command.get_arguments().find(|a| a.get_long() == Some(long.as_str()))?;
+        found.get_env().map(|env| env.to_string_lossy().into_owned())
     });
     let first_line = err.render().to_string();
-    let first_line = first_line
-        .lines()
-        .next()
-        .unwrap_or("invalid command line")
-        .trim_start_matches("error: ");
+    let first_line = first_line.lines().next().unwrap_or("invalid command line").trim_start_matches("error: ");
     match variable {
-        Some(variable) => eprintln!(
-            "killkrill: configuration error: {variable} ({}): {first_line}",
-            arg.unwrap_or_default()
-        ),
+        Some(variable) => {
+            eprintln!("killkrill: configuration error: {variable} ({}): {first_line}", arg.unwrap_or_default())
+        }
         None => eprintln!("killkrill: configuration error: {first_line} (see --help)"),
     }
     std::process::ExitCode::from(2)
@@ -438,9 +395,7 @@ pub fn report_cli_error(err: clap::Error) -> std::process::ExitCode {
 fn jwt_secret(environment: Environment, raw: Option<String>) -> Result<SecretString, ConfigError> {
     let raw = non_empty(raw);
     if environment != Environment::Production {
-        return Ok(SecretString::from(
-            raw.unwrap_or_else(|| DEVELOPMENT_SECRET.to_owned()),
-        ));
+        return Ok(SecretString::from(raw.unwrap_or_else(|| DEVELOPMENT_SECRET.to_owned())));
     }
     let Some(secret) = raw else {
         return Err(ConfigError::new("JWT_SECRET", "must be set in production"));
@@ -456,10 +411,7 @@ fn jwt_secret(environment: Environment, raw: Option<String>) -> Result<SecretStr
     if exposed.len() < MIN_PRODUCTION_SECRET_BYTES {
         return Err(ConfigError::new(
             "JWT_SECRET",
-            format!(
-                "is {} bytes long; production needs at least {MIN_PRODUCTION_SECRET_BYTES}",
-                exposed.len()
-            ),
+            format!("is {} bytes long; production needs at least {MIN_PRODUCTION_SECRET_BYTES}", exposed.len()),
         ));
     }
     Ok(secret)
@@ -469,17 +421,13 @@ fn parse_cors_origins(raw: &str) -> Result<CorsOrigins, ConfigError> {
     let origins = split_list(raw);
     if origins.is_empty() || origins.iter().any(|o| o == "*") {
         if origins.len() > 1 {
-            return Err(ConfigError::new(
-                "CORS_ORIGINS",
-                "`*` cannot be combined with a list of origins",
-            ));
+            return Err(ConfigError::new("CORS_ORIGINS", "`*` cannot be combined with a list of origins"));
         }
         return Ok(CorsOrigins::Any);
     }
     for origin in &origins {
-        let parsed = url::Url::parse(origin).map_err(|_| {
-            ConfigError::new("CORS_ORIGINS", format!("`{origin}` is not an origin URL"))
-        })?;
+        let parsed = url::Url::parse(origin)
+            .map_err(|_| ConfigError::new("CORS_ORIGINS", format!("`{origin}` is not an origin URL")))?;
         let is_origin = matches!(parsed.scheme(), "http" | "https")
             && parsed.host_str().is_some()
             && parsed.path() == "/"
@@ -495,11 +443,7 @@ fn parse_cors_origins(raw: &str) -> Result<CorsOrigins, ConfigError> {
 }
 
 fn split_list(raw: &str) -> Vec<String> {
-    raw.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
+    raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
@@ -523,8 +467,7 @@ mod tests {
         assert_eq!(missing.variable, "JWT_SECRET");
         let short = parse(&[&base[..], &["--jwt-secret=short"]].concat()).unwrap_err();
         assert!(short.problem.contains("at least 32"), "{short}");
-        let default =
-            parse(&[&base[..], &["--jwt-secret=your-secret-key-here"]].concat()).unwrap_err();
+        let default = parse(&[&base[..], &["--jwt-secret=your-secret-key-here"]].concat()).unwrap_err();
         assert!(default.problem.contains("default"), "{default}");
         let good = "--jwt-secret=0123456789abcdef0123456789abcdef";
         assert!(parse(&[&base[..], &[good]].concat()).is_ok());
@@ -532,31 +475,18 @@ mod tests {
 
     #[test]
     fn production_requires_a_database_url() {
-        let err = parse(&[
-            "--env=production",
-            "--jwt-secret=0123456789abcdef0123456789abcdef",
-        ])
-        .unwrap_err();
+        let err = parse(&["--env=production", "--jwt-secret=0123456789abcdef0123456789abcdef"]).unwrap_err();
         assert_eq!(err.variable, "DATABASE_URL");
     }
 
     #[test]
     fn verbosity_flags_override_log_level() {
-        assert_eq!(
-            parse(&["--log-level=error"]).unwrap().log_level,
-            LogLevel::Error
-        );
-        assert_eq!(
-            parse(&["-v", "--log-level=error"]).unwrap().log_level,
-            LogLevel::Warning
-        );
+        assert_eq!(parse(&["--log-level=error"]).unwrap().log_level, LogLevel::Error);
+        assert_eq!(parse(&["-v", "--log-level=error"]).unwrap().log_level, LogLevel::Warning);
         assert_eq!(parse(&["-vv"]).unwrap().log_level, LogLevel::Info);
         assert_eq!(parse(&["-vvv"]).unwrap().log_level, LogLevel::Debug);
         assert_eq!(parse(&["--debug"]).unwrap().log_level, LogLevel::Debug);
-        assert_eq!(
-            parse(&["--log-level=warn"]).unwrap().log_level,
-            LogLevel::Warning
-        );
+        assert_eq!(parse(&["--log-level=warn"]).unwrap().log_level, LogLevel::Warning);
     }
 
     #[test]
@@ -564,17 +494,9 @@ mod tests {
         assert_eq!(parse_cors_origins("*").unwrap(), CorsOrigins::Any);
         assert_eq!(
             parse_cors_origins("https://a.example, http://b.example:8080").unwrap(),
-            CorsOrigins::List(vec![
-                "https://a.example".into(),
-                "http://b.example:8080".into()
-            ])
+            CorsOrigins::List(vec!["https://a.example".into(), "http://b.example:8080".into()])
         );
-        assert_eq!(
-            parse_cors_origins("*,https://a.example")
-                .unwrap_err()
-                .variable,
-            "CORS_ORIGINS"
-        );
+        assert_eq!(parse_cors_origins("*,https://a.example").unwrap_err().variable, "CORS_ORIGINS");
         assert!(parse_cors_origins("https://a.example/path").is_err());
         assert!(parse_cors_origins("not a url").is_err());
     }

@@ -20,10 +20,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -103,39 +100,25 @@ impl IntoResponse for AppError {
         let status = self.status();
         let mut response = status.into_response();
         let info = match self {
-            AppError::Validation(details) => ErrorInfo {
-                message: "The request is invalid; see details".to_owned(),
-                details,
-                internal_cause: None,
-            },
+            AppError::Validation(details) => {
+                ErrorInfo { message: "The request is invalid; see details".to_owned(), details, internal_cause: None }
+            }
             AppError::Internal(cause) => ErrorInfo {
                 message: "An internal error occurred".to_owned(),
                 details: Vec::new(),
                 internal_cause: Some(cause),
             },
-            AppError::TooManyRequests {
-                retry_after_seconds,
-            } => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
+            AppError::TooManyRequests { retry_after_seconds } => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
                 ErrorInfo {
-                    message: format!(
-                        "Too many requests; retry after {retry_after_seconds} seconds"
-                    ),
+                    message: format!("Too many requests; retry after {retry_after_seconds} seconds"),
                     details: Vec::new(),
                     internal_cause: None,
                 }
             }
             AppError::Unauthorized(message) => {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                ErrorInfo {
-                    message,
-                    details: Vec::new(),
-                    internal_cause: None,
-                }
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                ErrorInfo { message, details: Vec::new(), internal_cause: None }
             }
             AppError::BadRequest(message)
             | AppError::Forbidden(message)
@@ -143,11 +126,7 @@ impl IntoResponse for AppError {
             | AppError::Conflict(message)
             | AppError::PayloadTooLarge(message)
             | AppError::UnsupportedMediaType(message)
-            | AppError::Unavailable(message) => ErrorInfo {
-                message,
-                details: Vec::new(),
-                internal_cause: None,
-            },
+            | AppError::Unavailable(message) => ErrorInfo { message, details: Vec::new(), internal_cause: None },
         };
         response.extensions_mut().insert(info);
         response

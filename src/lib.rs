@@ -3,10 +3,7 @@
 //! `main.rs` only parses the configuration and calls [`run`]; tests call [`build`] and
 //! [`App::router`] / [`App::serve`] to get exactly what production runs.
 
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod app;
 pub mod audit;

@@ -18,9 +18,8 @@ use crate::db::Database;
 /// Label value of requests that matched no route, so unknown paths share one series.
 pub const UNMATCHED_ENDPOINT: &str = "unmatched";
 
-const DURATION_BUCKETS: [f64; 14] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
+const DURATION_BUCKETS: [f64; 14] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -70,28 +69,17 @@ impl Metrics {
         }
         registry.register_collector(Box::new(ProcessCollector));
         registry.register_collector(Box::new(PoolCollector { db }));
-        Self {
-            registry,
-            requests,
-            durations,
-        }
+        Self { registry, requests, durations }
     }
 
     /// Records one served request. `endpoint` is the matched route template.
     pub fn observe_request(&self, endpoint: &str, method: &str, status: u16, seconds: f64) {
         self.requests
-            .get_or_create(&RequestLabels {
-                endpoint: endpoint.to_owned(),
-                method: method.to_owned(),
-                status,
-            })
+            .get_or_create(&RequestLabels { endpoint: endpoint.to_owned(), method: method.to_owned(), status })
             .inc();
         if let Some(durations) = &self.durations {
             durations
-                .get_or_create(&DurationLabels {
-                    endpoint: endpoint.to_owned(),
-                    method: method.to_owned(),
-                })
+                .get_or_create(&DurationLabels { endpoint: endpoint.to_owned(), method: method.to_owned() })
                 .observe(seconds);
         }
     }
@@ -121,30 +109,10 @@ impl Collector for ProcessCollector {
             cpu.metric_type(),
         )?)?;
         let gauges: [(&str, &str, Option<&Unit>, f64); 4] = [
-            (
-                "process_resident_memory",
-                "Resident memory size",
-                Some(&Unit::Bytes),
-                stats.resident_bytes,
-            ),
-            (
-                "process_virtual_memory",
-                "Virtual memory size",
-                Some(&Unit::Bytes),
-                stats.virtual_bytes,
-            ),
-            (
-                "process_open_fds",
-                "Open file descriptors",
-                None,
-                stats.open_fds,
-            ),
-            (
-                "process_start_time",
-                "Start time since the Unix epoch",
-                Some(&Unit::Seconds),
-                stats.start_time,
-            ),
+            ("process_resident_memory", "Resident memory size", Some(&Unit::Bytes), stats.resident_bytes),
+            ("process_virtual_memory", "Virtual memory size", Some(&Unit::Bytes), stats.virtual_bytes),
+            ("process_open_fds", "Open file descriptors", None, stats.open_fds),
+            ("process_start_time", "Start time since the Unix epoch", Some(&Unit::Seconds), stats.start_time),
         ];
         for (name, help, unit, value) in gauges {
             let gauge = ConstGauge::new(value);
@@ -164,21 +132,9 @@ impl Collector for PoolCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = self.db.pool_stats();
         let figures = [
-            (
-                "killkrill_db_pool_connections",
-                "Connections open in the pool",
-                stats.size,
-            ),
-            (
-                "killkrill_db_pool_idle_connections",
-                "Idle connections in the pool",
-                stats.idle,
-            ),
-            (
-                "killkrill_db_pool_max_connections",
-                "DB_POOL_SIZE + DB_MAX_OVERFLOW",
-                stats.max,
-            ),
+            ("killkrill_db_pool_connections", "Connections open in the pool", stats.size),
+            ("killkrill_db_pool_idle_connections", "Idle connections in the pool", stats.idle),
+            ("killkrill_db_pool_max_connections", "DB_POOL_SIZE + DB_MAX_OVERFLOW", stats.max),
         ];
         for (name, help, value) in figures {
             let gauge = ConstGauge::new(i64::from(value));

@@ -46,16 +46,10 @@ fn api_v1() -> Router<AppState> {
         .route("/auth/logout", post(auth::logout))
         .route("/auth/me", get(auth::me))
         .route("/auth/change-password", post(auth::change_password))
-        .route(
-            "/auth/api-keys",
-            get(auth::list_api_keys).post(auth::create_api_key),
-        )
+        .route("/auth/api-keys", get(auth::list_api_keys).post(auth::create_api_key))
         .route("/auth/api-keys/{id}", delete(auth::delete_api_key))
         .route("/users", get(users::list).post(users::create))
-        .route(
-            "/users/{id}",
-            get(users::get).put(users::update).delete(users::delete),
-        )
+        .route("/users/{id}", get(users::get).put(users::update).delete(users::delete))
         .route("/roles", get(users::roles))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
@@ -70,15 +64,9 @@ pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         .fallback(not_found)
         .layer(
             ServiceBuilder::new()
-                .layer(middleware::from_fn_with_state(
-                    state.clone(),
-                    crate::http::middleware::observe,
-                ))
+                .layer(middleware::from_fn_with_state(state.clone(), crate::http::middleware::observe))
                 .layer(CatchPanicLayer::new())
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::REQUEST_TIMEOUT,
-                    state.config.request_timeout,
-                ))
+                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.config.request_timeout))
                 .layer(RequestBodyTimeoutLayer::new(BODY_IDLE_TIMEOUT))
                 .layer(cors(&state.config.cors_origins))
                 .layer(DefaultBodyLimit::max(state.config.max_body_bytes)),
@@ -92,25 +80,14 @@ async fn not_found(uri: axum::http::Uri) -> AppError {
 
 /// `*` allows any origin without credentials; a list allows those origins with them.
 fn cors(origins: &CorsOrigins) -> CorsLayer {
-    let base = CorsLayer::new()
-        .expose_headers([X_CORRELATION_ID])
-        .max_age(Duration::from_secs(600));
+    let base = CorsLayer::new().expose_headers([X_CORRELATION_ID]).max_age(Duration::from_secs(600));
     match origins {
         CorsOrigins::Any => base
             .allow_origin(Any)
-            .allow_methods([
-                Method::GET,
-                Method::POST,
-                Method::PUT,
-                Method::PATCH,
-                Method::DELETE,
-                Method::OPTIONS,
-            ])
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
             .allow_headers(Any),
         CorsOrigins::List(list) => base
-            .allow_origin(AllowOrigin::list(
-                list.iter().filter_map(|o| HeaderValue::from_str(o).ok()),
-            ))
+            .allow_origin(AllowOrigin::list(list.iter().filter_map(|o| HeaderValue::from_str(o).ok())))
             .allow_methods(AllowMethods::mirror_request())
             .allow_headers(AllowHeaders::list([
                 HeaderName::from_static("authorization"),

@@ -26,11 +26,7 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(true);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -50,9 +46,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(with_peer(router.clone(), peer));
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
+        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(err) = connection.await {
@@ -63,15 +57,8 @@ pub async fn serve(
 
     drop(listener);
     let open = graceful.count();
-    tracing::info!(
-        event = "draining",
-        open_connections = open,
-        grace_seconds = grace.as_secs()
-    );
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    tracing::info!(event = "draining", open_connections = open, grace_seconds = grace.as_secs());
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!(event = "drain_timeout", grace_seconds = grace.as_secs());
     }
     Ok(())

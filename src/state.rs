@@ -2,9 +2,7 @@
 
 use std::{sync::Arc, time::Instant};
 
-use crate::{
-    config::Config, db::Database, identity::Identity, metrics::Metrics, telemetry::LogLevelHandle,
-};
+use crate::{config::Config, db::Database, identity::Identity, metrics::Metrics, telemetry::LogLevelHandle};
 
 #[derive(Clone, Debug)]
 pub struct AppState {

@@ -52,11 +52,7 @@ impl Running {
     /// Starts on a fixed port and waits until it accepts connections (for log levels
     /// that hide the `server_started` line).
     fn start_quietly(command: &mut Command) -> Running {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut running = Self::spawn(command.arg(format!("--port={port}")));
         running.port = port;
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -68,29 +64,18 @@ impl Running {
     }
 
     fn spawn(command: &mut Command) -> Running {
-        let mut child = command
-            .arg("--host=127.0.0.1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = command.arg("--host=127.0.0.1").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let value = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| panic!("stdout line is not JSON: {line}"));
+                let value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("stdout line is not JSON: {line}"));
                 if tx.send(value).is_err() {
                     return;
                 }
             }
         });
-        Running {
-            child,
-            lines,
-            seen: Vec::new(),
-            port: 0,
-        }
+        Running { child, lines, seen: Vec::new(), port: 0 }
     }
 
     /// Waits for the next log line with `event`, keeping everything seen.
@@ -105,10 +90,7 @@ impl Running {
                         return line;
                     }
                 }
-                Err(_) => panic!(
-                    "no `{event}` log line within {within:?}; saw {:#?}",
-                    self.seen
-                ),
+                Err(_) => panic!("no `{event}` log line within {within:?}; saw {:#?}", self.seen),
             }
         }
     }
@@ -213,14 +195,10 @@ fn bad_value_from_the_environment_names_the_variable() {
 #[test]
 fn unsupported_database_scheme_names_the_variable_and_hides_the_password() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, stdout, stderr) =
-        run(killkrill(dir.path()).env("DATABASE_URL", "oracle://kk:topsecret@db/kk"));
+    let (code, stdout, stderr) = run(killkrill(dir.path()).env("DATABASE_URL", "oracle://kk:topsecret@db/kk"));
     assert_ne!(code, 0);
     let line = one_line(&stderr);
-    assert!(
-        line.contains("DATABASE_URL") && line.contains("oracle"),
-        "{line}"
-    );
+    assert!(line.contains("DATABASE_URL") && line.contains("oracle"), "{line}");
     assert!(!stderr.contains("topsecret") && !stdout.contains("topsecret"));
 }
 
@@ -246,38 +224,22 @@ fn unreachable_database_exits_nonzero_after_bounded_retries() {
         .env("DB_CONNECT_RETRY_SECONDS", "3"));
     assert_ne!(code, 0);
     assert!(started.elapsed() < Duration::from_secs(15));
-    assert!(
-        stderr.contains("DATABASE_URL") && stderr.contains("unreachable"),
-        "{stderr}"
-    );
-    assert!(
-        stdout.contains("database_connect_retry"),
-        "retries are logged: {stdout}"
-    );
+    assert!(stderr.contains("DATABASE_URL") && stderr.contains("unreachable"), "{stderr}");
+    assert!(stdout.contains("database_connect_retry"), "retries are logged: {stdout}");
     assert!(!stderr.contains("hunter2") && !stdout.contains("hunter2"));
 }
 
 #[test]
 fn dotenv_is_read_and_flags_override_it() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join(".env"),
-        "FLASK_ENV=production\nDATABASE_URL=sqlite:///from-dotenv.db\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join(".env"), "FLASK_ENV=production\nDATABASE_URL=sqlite:///from-dotenv.db\n").unwrap();
     let (code, _, stderr) = run(&mut killkrill(dir.path()));
-    assert_ne!(
-        code, 0,
-        "production without JWT_SECRET must refuse to start"
-    );
+    assert_ne!(code, 0, "production without JWT_SECRET must refuse to start");
     assert!(one_line(&stderr).contains("JWT_SECRET"), "{stderr}");
 
     let mut running = Running::start(killkrill(dir.path()).arg("--env=development"));
     assert_eq!(running.seen.last().unwrap()["environment"], "development");
-    assert!(
-        dir.path().join("from-dotenv.db").exists(),
-        "DATABASE_URL from .env was not used"
-    );
+    assert!(dir.path().join("from-dotenv.db").exists(), "DATABASE_URL from .env was not used");
     running.signal(libc::SIGTERM);
     assert_eq!(running.wait_exit(Duration::from_secs(10)), 0);
 }
@@ -297,21 +259,13 @@ fn development_runs_on_a_sqlite_file_with_no_setup() {
 #[test]
 fn verbosity_flag_overrides_log_level() {
     let dir = tempfile::tempdir().unwrap();
-    let mut running =
-        Running::start_quietly(killkrill(dir.path()).env("LOG_LEVEL", "DEBUG").arg("-v"));
+    let mut running = Running::start_quietly(killkrill(dir.path()).env("LOG_LEVEL", "DEBUG").arg("-v"));
     assert_eq!(reqwest::blocking_get(&running.url("/healthz")), 200);
     assert_eq!(reqwest::blocking_get(&running.url("/missing")), 404);
     let line = running.wait_for("request_completed", Duration::from_secs(5));
-    assert_eq!(
-        line["path"], "/missing",
-        "the 200 must not be logged at warning level"
-    );
+    assert_eq!(line["path"], "/missing", "the 200 must not be logged at warning level");
     assert_eq!(line["level"], "WARN");
-    assert!(
-        running.seen.iter().all(|l| l["level"] != "INFO"),
-        "-v must hide info lines: {:?}",
-        running.seen
-    );
+    assert!(running.seen.iter().all(|l| l["level"] != "INFO"), "-v must hide info lines: {:?}", running.seen);
 }
 
 on_all_databases!(serves_logs_each_request_and_stops_cleanly_on_sigterm);
@@ -321,11 +275,7 @@ async fn serves_logs_each_request_and_stops_cleanly_on_sigterm(db: TestDb) {
     let url = db.url.clone();
     let kind = db.kind;
     tokio::task::spawn_blocking(move || {
-        let mut running = Running::start(
-            killkrill(dir.path())
-                .env("DATABASE_URL", &url)
-                .env("WORKERS", "3"),
-        );
+        let mut running = Running::start(killkrill(dir.path()).env("DATABASE_URL", &url).env("WORKERS", "3"));
         assert_eq!(
             running.seen.last().unwrap()["database"],
             match kind {
@@ -334,11 +284,7 @@ async fn serves_logs_each_request_and_stops_cleanly_on_sigterm(db: TestDb) {
                 Kind::MySql => "mysql",
             }
         );
-        assert_eq!(
-            running.seen.last().unwrap()["workers"],
-            3,
-            "WORKERS sets the runtime's threads"
-        );
+        assert_eq!(running.seen.last().unwrap()["workers"], 3, "WORKERS sets the runtime's threads");
         let client = reqwest::blocking_client();
         let response = client(&running.url("/healthz"), "corr-7");
         assert_eq!(response, 200);
@@ -375,14 +321,8 @@ mod reqwest {
         let rest = url.strip_prefix("http://").unwrap();
         let (host, path) = rest.split_once('/').unwrap();
         let mut stream = std::net::TcpStream::connect(host).unwrap();
-        let extra = correlation_id
-            .map(|id| format!("X-Correlation-ID: {id}\r\n"))
-            .unwrap_or_default();
-        write!(
-            stream,
-            "GET /{path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
-        )
-        .unwrap();
+        let extra = correlation_id.map(|id| format!("X-Correlation-ID: {id}\r\n")).unwrap_or_default();
+        write!(stream, "GET /{path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n").unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         response.split_whitespace().nth(1).unwrap().parse().unwrap()
@@ -417,10 +357,7 @@ fn development_creates_the_default_admin_with_a_warning() {
         .expect("a warning names the default admin");
     assert_eq!(warning["level"], "WARN");
     assert_eq!(login_status(running.port, "admin", "admin123"), 200);
-    assert_eq!(
-        login_status(running.port, "admin@localhost.local", "admin123"),
-        200
-    );
+    assert_eq!(login_status(running.port, "admin@localhost.local", "admin123"), 200);
     running.signal(libc::SIGTERM);
     assert_eq!(running.wait_exit(Duration::from_secs(10)), 0);
 }
@@ -437,12 +374,7 @@ fn production_never_creates_a_default_password_and_create_user_makes_the_first_a
     let mut server = killkrill(dir.path());
     prod(&mut server);
     let mut running = Running::start(&mut server);
-    assert!(
-        running
-            .seen
-            .iter()
-            .all(|l| l["event"] != "default_admin_created")
-    );
+    assert!(running.seen.iter().all(|l| l["event"] != "default_admin_created"));
     assert_eq!(login_status(running.port, "admin", "admin123"), 401);
     running.signal(libc::SIGTERM);
     assert_eq!(running.wait_exit(Duration::from_secs(10)), 0);
@@ -466,24 +398,12 @@ fn production_never_creates_a_default_password_and_create_user_makes_the_first_a
         .spawn()
         .unwrap();
     use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"correct horse battery\n")
-        .unwrap();
+    child.stdin.take().unwrap().write_all(b"correct horse battery\n").unwrap();
     let output = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let created: Value = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["username"] == "ops")
-        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let created: Value =
+        stdout.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|v| v["username"] == "ops").unwrap();
     assert_eq!(created["roles"], serde_json::json!(["admin"]));
     assert!(!stdout.contains("correct horse"));
 
@@ -491,14 +411,7 @@ fn production_never_creates_a_default_password_and_create_user_makes_the_first_a
     let mut weak = killkrill(dir.path());
     prod(&mut weak);
     let mut child = weak
-        .args([
-            "create-user",
-            "--username",
-            "ops2",
-            "--email",
-            "o2@example.test",
-            "--password-stdin",
-        ])
+        .args(["create-user", "--username", "ops2", "--email", "o2@example.test", "--password-stdin"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -512,10 +425,7 @@ fn production_never_creates_a_default_password_and_create_user_makes_the_first_a
     let mut server = killkrill(dir.path());
     prod(&mut server);
     let mut running = Running::start(&mut server);
-    assert_eq!(
-        login_status(running.port, "ops", "correct horse battery"),
-        200
-    );
+    assert_eq!(login_status(running.port, "ops", "correct horse battery"), 200);
     running.signal(libc::SIGTERM);
     assert_eq!(running.wait_exit(Duration::from_secs(10)), 0);
 }

@@ -11,10 +11,7 @@ use sea_orm::{ConnectionTrait, Statement};
 use serde_json::Value;
 use tokio::{net::TcpListener, sync::watch};
 
-on_all_databases!(
-    concurrent_replicas_apply_each_migration_once,
-    migrations_are_idempotent
-);
+on_all_databases!(concurrent_replicas_apply_each_migration_once, migrations_are_idempotent);
 
 async fn count_applied(db: &TestDb) -> i64 {
     let conn = db.connect().await;
@@ -36,24 +33,14 @@ async fn concurrent_replicas_apply_each_migration_once(db: TestDb) {
         conns.push(db.connect().await);
     }
     let runs = futures_util::future::join_all(conns.iter().map(migrate::run)).await;
-    let applied: Vec<usize> = runs
-        .into_iter()
-        .map(|r| r.expect("no replica fails"))
-        .collect();
-    assert_eq!(
-        applied.iter().sum::<usize>(),
-        migrate::MIGRATIONS.len(),
-        "{applied:?}"
-    );
+    let applied: Vec<usize> = runs.into_iter().map(|r| r.expect("no replica fails")).collect();
+    assert_eq!(applied.iter().sum::<usize>(), migrate::MIGRATIONS.len(), "{applied:?}");
     assert_eq!(count_applied(&db).await, migrate::MIGRATIONS.len() as i64);
 }
 
 async fn migrations_are_idempotent(db: TestDb) {
     let conn = db.connect().await;
-    assert_eq!(
-        migrate::run(&conn).await.unwrap(),
-        migrate::MIGRATIONS.len()
-    );
+    assert_eq!(migrate::run(&conn).await.unwrap(), migrate::MIGRATIONS.len());
     assert_eq!(migrate::run(&conn).await.unwrap(), 0);
     // The service starts on an already-migrated database.
     let server = TestServer::start(db.config()).await;
@@ -68,22 +55,13 @@ async fn sqlite_runs_in_wal_mode_with_a_busy_timeout() {
     let opened = Database::open(&db.config()).await.unwrap();
     let conn = opened.conn();
     let mode = conn
-        .query_one_raw(Statement::from_string(
-            conn.get_database_backend(),
-            "PRAGMA journal_mode",
-        ))
+        .query_one_raw(Statement::from_string(conn.get_database_backend(), "PRAGMA journal_mode"))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(
-        mode.try_get_by_index::<String>(0).unwrap().to_lowercase(),
-        "wal"
-    );
+    assert_eq!(mode.try_get_by_index::<String>(0).unwrap().to_lowercase(), "wal");
     let busy = conn
-        .query_one_raw(Statement::from_string(
-            conn.get_database_backend(),
-            "PRAGMA busy_timeout",
-        ))
+        .query_one_raw(Statement::from_string(conn.get_database_backend(), "PRAGMA busy_timeout"))
         .await
         .unwrap()
         .unwrap();
@@ -135,35 +113,21 @@ impl Proxy {
 /// `db.url` with its host and port replaced by the proxy's.
 fn through(db: &TestDb, proxy: &Proxy) -> (String, SocketAddr) {
     let mut url = url::Url::parse(&db.url).unwrap();
-    let upstream: SocketAddr = format!(
-        "{}:{}",
-        url.host_str().unwrap(),
-        url.port_or_known_default().unwrap()
-    )
-    .parse()
-    .unwrap();
+    let upstream: SocketAddr =
+        format!("{}:{}", url.host_str().unwrap(), url.port_or_known_default().unwrap()).parse().unwrap();
     url.set_port(Some(proxy.addr.port())).unwrap();
     (url.to_string(), upstream)
 }
 
 fn upstream_of(db: &TestDb) -> SocketAddr {
     let url = url::Url::parse(&db.url).unwrap();
-    let port = url.port().unwrap_or(if db.kind == Kind::Postgres {
-        5432
-    } else {
-        3306
-    });
-    format!("{}:{port}", url.host_str().unwrap())
-        .parse()
-        .unwrap()
+    let port = url.port().unwrap_or(if db.kind == Kind::Postgres { 5432 } else { 3306 });
+    format!("{}:{port}", url.host_str().unwrap()).parse().unwrap()
 }
 
 async fn status_of(server: &TestServer, path: &str) -> (u16, Value) {
     match server.client.get(server.url(path)).send().await {
-        Ok(response) => (
-            response.status().as_u16(),
-            response.json().await.unwrap_or(Value::Null),
-        ),
+        Ok(response) => (response.status().as_u16(), response.json().await.unwrap_or(Value::Null)),
         Err(_) => (0, Value::Null),
     }
 }
@@ -196,21 +160,11 @@ async fn probes_follow_an_outage_and_recover(kind: Kind) {
     assert_eq!(body["status"], "unhealthy");
     assert_eq!(body["checks"]["database"], "unavailable");
     assert_eq!(status_of(&server, "/readyz").await.0, 503);
-    assert_eq!(
-        status_of(&server, "/livez").await.0,
-        200,
-        "liveness must not depend on the database"
-    );
+    assert_eq!(status_of(&server, "/livez").await.0, 200, "liveness must not depend on the database");
 
     proxy.set_cut(false);
-    let back = eventually(Duration::from_secs(15), || async {
-        status_of(&server, "/healthz").await.0 == 200
-    })
-    .await;
-    assert!(
-        back,
-        "/healthz did not recover after the database came back"
-    );
+    let back = eventually(Duration::from_secs(15), || async { status_of(&server, "/healthz").await.0 == 200 }).await;
+    assert!(back, "/healthz did not recover after the database came back");
     assert_eq!(status_of(&server, "/readyz").await.0, 200);
     server.stop().await.unwrap();
 }
@@ -238,38 +192,21 @@ async fn startup_retries_until_the_database_answers() {
     config.db_connect_retry = Duration::from_secs(20);
     let opening = tokio::spawn(async move { Database::open(&config).await });
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(
-        !opening.is_finished(),
-        "start-up gave up or succeeded while the database was down"
-    );
+    assert!(!opening.is_finished(), "start-up gave up or succeeded while the database was down");
     proxy.set_cut(false);
-    let opened = tokio::time::timeout(Duration::from_secs(15), opening)
-        .await
-        .unwrap()
-        .unwrap();
-    opened
-        .expect("start-up succeeds once the database answers")
-        .close()
-        .await;
+    let opened = tokio::time::timeout(Duration::from_secs(15), opening).await.unwrap().unwrap();
+    opened.expect("start-up succeeds once the database answers").close().await;
 }
 
 #[tokio::test]
 async fn startup_gives_up_after_the_retry_window() {
-    let mut config =
-        killkrill::config::Config::for_database("postgresql://kk:pw@127.0.0.1:1/none").unwrap();
+    let mut config = killkrill::config::Config::for_database("postgresql://kk:pw@127.0.0.1:1/none").unwrap();
     config.db_connect_retry = Duration::from_secs(1);
     let started = std::time::Instant::now();
     let err = Database::open(&config).await.unwrap_err();
     // The window, plus at most one connection attempt (5 s) already under way.
-    assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
     let message = err.to_string();
-    assert!(
-        message.starts_with("DATABASE_URL: database unreachable"),
-        "{message}"
-    );
+    assert!(message.starts_with("DATABASE_URL: database unreachable"), "{message}");
     assert!(!message.contains("pw@"), "{message}");
 }

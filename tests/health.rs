@@ -24,10 +24,7 @@ async fn healthz_reports_healthy_with_database_check(db: TestDb) {
     assert_eq!(body["environment"], "testing");
     assert_eq!(body["checks"]["database"], "ok");
     let timestamp = body["timestamp"].as_str().unwrap();
-    assert!(
-        chrono::DateTime::parse_from_rfc3339(timestamp).is_ok(),
-        "{timestamp}"
-    );
+    assert!(chrono::DateTime::parse_from_rfc3339(timestamp).is_ok(), "{timestamp}");
     assert!(timestamp.ends_with('Z'), "{timestamp}");
     server.stop().await.unwrap();
 }
@@ -54,12 +51,7 @@ async fn metrics_use_seed_names_and_route_templates(db: TestDb) {
     assert_eq!(server.get("/no/such/path/2").await.status(), 404);
     let response = server.get("/metrics").await;
     assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain; version=0.0.4")
-    );
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
     let text = response.text().await.unwrap();
     let expect = [
         r#"killkrill_flask_backend_requests_total{endpoint="/healthz",method="GET",status="200"} 3"#,
@@ -73,29 +65,19 @@ async fn metrics_use_seed_names_and_route_templates(db: TestDb) {
     for line in expect {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
     }
-    assert!(
-        !text.contains("/no/such/path"),
-        "raw paths leaked into labels:\n{text}"
-    );
+    assert!(!text.contains("/no/such/path"), "raw paths leaked into labels:\n{text}");
     for name in [
         "process_resident_memory_bytes ",
         "process_cpu_seconds_total ",
         "process_open_fds ",
         "killkrill_db_pool_connections ",
     ] {
-        let value = text
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .unwrap_or_else(|| panic!("missing {name}in:\n{text}"));
+        let value =
+            text.lines().find_map(|l| l.strip_prefix(name)).unwrap_or_else(|| panic!("missing {name}in:\n{text}"));
         assert!(value.trim().parse::<f64>().is_ok(), "{name}= {value}");
     }
-    let rss: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let rss: f64 =
+        text.lines().find_map(|l| l.strip_prefix("process_resident_memory_bytes ")).unwrap().trim().parse().unwrap();
     assert!(rss > 1_000_000.0, "implausible RSS {rss}");
     server.stop().await.unwrap();
 }

@@ -52,16 +52,9 @@ async fn login_returns_tokens_user_and_tracks_the_login(db: TestDb) {
     assert!(body["refresh_token"].as_str().is_some_and(|t| t.len() > 20));
     assert_eq!(body["user"]["username"], "ann");
     assert_eq!(body["user"]["roles"], json!(["maintainer"]));
-    assert_eq!(
-        body["user"]["permissions"],
-        json!(["read", "write", "create", "update", "delete"])
-    );
+    assert_eq!(body["user"]["permissions"], json!(["read", "write", "create", "update", "delete"]));
     let claims = signer(&server)
-        .verify(
-            body["access_token"].as_str().unwrap(),
-            TokenType::Access,
-            chrono::Utc::now().timestamp(),
-        )
+        .verify(body["access_token"].as_str().unwrap(), TokenType::Access, chrono::Utc::now().timestamp())
         .unwrap();
     assert_eq!(claims.sub, ann.id);
     assert_eq!(claims.username, "ann");
@@ -76,18 +69,8 @@ async fn login_returns_tokens_user_and_tracks_the_login(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(by_email.status(), 200);
-    let token = by_email.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let me: Value = server
-        .authed(Method::GET, "/api/v1/auth/me", &token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = by_email.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let me: Value = server.authed(Method::GET, "/api/v1/auth/me", &token).send().await.unwrap().json().await.unwrap();
     assert_eq!(me["login_count"], 2);
     assert_eq!(me["current_login_ip"], "127.0.0.1");
     assert!(me["last_login_at"].is_string());
@@ -116,22 +99,12 @@ async fn inactive_users_cannot_log_in(db: TestDb) {
     let admin_token = server.token(&admin).await;
     let ann_token = server.token(&ann).await;
     let deactivate = server
-        .authed(
-            Method::PUT,
-            &format!("/api/v1/users/{}", ann.id),
-            &admin_token,
-        )
+        .authed(Method::PUT, &format!("/api/v1/users/{}", ann.id), &admin_token)
         .json(&json!({ "active": false }));
     assert_eq!(status(deactivate).await, 200);
-    assert_eq!(
-        server.login_response("ann", &ann.password).await.status(),
-        401
-    );
+    assert_eq!(server.login_response("ann", &ann.password).await.status(), 401);
     // Tokens issued before the deactivation stop working too.
-    assert_eq!(
-        status(server.authed(Method::GET, "/api/v1/auth/verify", &ann_token)).await,
-        401
-    );
+    assert_eq!(status(server.authed(Method::GET, "/api/v1/auth/verify", &ann_token)).await, 401);
     server.stop().await.unwrap();
 }
 
@@ -140,92 +113,44 @@ async fn forged_expired_and_misused_tokens_are_refused(db: TestDb) {
     let server = TestServer::start(db.config()).await;
     let ann = server.create_user("ann", &[Role::Admin]).await;
     let good = server.token(&ann).await;
-    assert_eq!(
-        status(server.authed(Method::GET, "/api/v1/auth/verify", &good)).await,
-        200
-    );
+    assert_eq!(status(server.authed(Method::GET, "/api/v1/auth/verify", &good)).await, 200);
     let now = chrono::Utc::now().timestamp();
-    let claims = signer(&server)
-        .verify(&good, TokenType::Access, now)
-        .unwrap();
+    let claims = signer(&server).verify(&good, TokenType::Access, now).unwrap();
     let sign = |c: &Claims| signer(&server).sign(c).unwrap();
 
     let mut forged = Vec::new();
     forged.push(("bad signature", format!("{}x", &good[..good.len() - 1])));
     forged.push((
         "other secret",
-        TokenSigner::new("another-secret-another-secret-00".to_owned().into(), None)
-            .sign(&claims)
-            .unwrap(),
+        TokenSigner::new("another-secret-another-secret-00".to_owned().into(), None).sign(&claims).unwrap(),
     ));
     let payload = good.split('.').nth(1).unwrap();
     for alg in ["none", "HS512", "RS256"] {
         let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#));
         forged.push(("other algorithm", format!("{header}.{payload}.")));
     }
-    forged.push((
-        "expired",
-        sign(&Claims {
-            exp: now - 1,
-            iat: now - 100,
-            ..claims.clone()
-        }),
-    ));
-    forged.push((
-        "refresh used as access",
-        sign(&Claims {
-            token_type: TokenType::Refresh,
-            ..claims.clone()
-        }),
-    ));
-    forged.push((
-        "stale token version",
-        sign(&Claims {
-            ver: claims.ver + 1,
-            ..claims.clone()
-        }),
-    ));
-    forged.push((
-        "unknown user",
-        sign(&Claims {
-            sub: uuid::Uuid::new_v4().to_string(),
-            ..claims.clone()
-        }),
-    ));
+    forged.push(("expired", sign(&Claims { exp: now - 1, iat: now - 100, ..claims.clone() })));
+    forged.push(("refresh used as access", sign(&Claims { token_type: TokenType::Refresh, ..claims.clone() })));
+    forged.push(("stale token version", sign(&Claims { ver: claims.ver + 1, ..claims.clone() })));
+    forged.push(("unknown user", sign(&Claims { sub: uuid::Uuid::new_v4().to_string(), ..claims.clone() })));
     let mut without_sub = serde_json::to_value(&claims).unwrap();
     without_sub.as_object_mut().unwrap().remove("sub");
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let body = URL_SAFE_NO_PAD.encode(without_sub.to_string());
-    forged.push((
-        "missing claim",
-        sign_raw(&server, &format!("{header}.{body}")),
-    ));
+    forged.push(("missing claim", sign_raw(&server, &format!("{header}.{body}"))));
     forged.push(("garbage", "not.a.token".to_owned()));
 
     for (case, token) in forged {
-        let response = server
-            .authed(Method::GET, "/api/v1/auth/verify", &token)
-            .send()
-            .await
-            .unwrap();
+        let response = server.authed(Method::GET, "/api/v1/auth/verify", &token).send().await.unwrap();
         assert_eq!(response.status(), 401, "{case} was accepted");
         assert_eq!(response.headers()["www-authenticate"], "Bearer", "{case}");
     }
     // Roles in a token are not trusted: a viewer's token claiming admin stays a viewer.
     let viewer = server.create_user("vic", &[Role::Viewer]).await;
     let vic_token = server.token(&viewer).await;
-    let vic = signer(&server)
-        .verify(&vic_token, TokenType::Access, now)
-        .unwrap();
-    let boasting = sign(&Claims {
-        roles: vec!["admin".into()],
-        permissions: vec!["admin".into()],
-        ..vic
-    });
-    assert_eq!(
-        status(server.authed(Method::GET, "/api/v1/users", &boasting)).await,
-        403
-    );
+    let vic = signer(&server).verify(&vic_token, TokenType::Access, now).unwrap();
+    let boasting = sign(&Claims { roles: vec!["admin".into()], permissions: vec!["admin".into()], ..vic });
+    assert_eq!(status(server.authed(Method::GET, "/api/v1/users", &boasting)).await, 403);
     server.stop().await.unwrap();
 }
 
@@ -234,15 +159,11 @@ fn sign_raw(server: &TestServer, signing_input: &str) -> String {
     use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
     use hmac::{Hmac, KeyInit, Mac};
     use secrecy::ExposeSecret;
-    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(
-        server.state.config.jwt_secret.expose_secret().as_bytes(),
-    )
-    .unwrap();
+    let mut mac =
+        <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(server.state.config.jwt_secret.expose_secret().as_bytes())
+            .unwrap();
     mac.update(signing_input.as_bytes());
-    format!(
-        "{signing_input}.{}",
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-    )
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
 }
 
 async fn refresh(server: &TestServer, token: &str) -> reqwest::Response {
@@ -258,12 +179,7 @@ async fn refresh(server: &TestServer, token: &str) -> reqwest::Response {
 async fn refresh_rotates_and_reuse_revokes_the_session(db: TestDb) {
     let server = TestServer::start(db.config()).await;
     let ann = server.create_user("ann", &[Role::Viewer]).await;
-    let login: Value = server
-        .login_response("ann", &ann.password)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let login: Value = server.login_response("ann", &ann.password).await.json().await.unwrap();
     let first = login["refresh_token"].as_str().unwrap();
 
     let rotated = refresh(&server, first).await;
@@ -273,10 +189,7 @@ async fn refresh_rotates_and_reuse_revokes_the_session(db: TestDb) {
     let second = rotated["refresh_token"].as_str().unwrap();
     assert_ne!(second, first);
     let access = rotated["access_token"].as_str().unwrap();
-    assert_eq!(
-        status(server.authed(Method::GET, "/api/v1/auth/verify", access)).await,
-        200
-    );
+    assert_eq!(status(server.authed(Method::GET, "/api/v1/auth/verify", access)).await, 200);
 
     // The first refresh token was rotated away: presenting it again is theft.
     assert_eq!(refresh(&server, first).await.status(), 401);
@@ -290,50 +203,21 @@ async fn refresh_rotates_and_reuse_revokes_the_session(db: TestDb) {
 async fn logout_revokes_the_token_and_its_session(db: TestDb) {
     let server = TestServer::start(db.config()).await;
     let ann = server.create_user("ann", &[Role::Viewer]).await;
-    let login: Value = server
-        .login_response("ann", &ann.password)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let login: Value = server.login_response("ann", &ann.password).await.json().await.unwrap();
     let access = login["access_token"].as_str().unwrap();
     let other_session = server.token(&ann).await;
-    let response = server
-        .authed(Method::POST, "/api/v1/auth/logout", access)
-        .send()
-        .await
-        .unwrap();
+    let response = server.authed(Method::POST, "/api/v1/auth/logout", access).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.json::<Value>().await.unwrap()["message"],
-        "Logged out successfully"
-    );
-    assert_eq!(
-        status(server.authed(Method::GET, "/api/v1/auth/verify", access)).await,
-        401
-    );
-    assert_eq!(
-        refresh(&server, login["refresh_token"].as_str().unwrap())
-            .await
-            .status(),
-        401
-    );
+    assert_eq!(response.json::<Value>().await.unwrap()["message"], "Logged out successfully");
+    assert_eq!(status(server.authed(Method::GET, "/api/v1/auth/verify", access)).await, 401);
+    assert_eq!(refresh(&server, login["refresh_token"].as_str().unwrap()).await.status(), 401);
     // Another login of the same user is another session and stays valid.
-    assert_eq!(
-        status(server.authed(Method::GET, "/api/v1/auth/verify", &other_session)).await,
-        200
-    );
+    assert_eq!(status(server.authed(Method::GET, "/api/v1/auth/verify", &other_session)).await, 200);
 
     // Revocation lives in the database: a second replica on the same database agrees.
     let replica = TestServer::start(db.config()).await;
-    assert_eq!(
-        status(replica.authed(Method::GET, "/api/v1/auth/verify", access)).await,
-        401
-    );
-    assert_eq!(
-        status(replica.authed(Method::GET, "/api/v1/auth/verify", &other_session)).await,
-        200
-    );
+    assert_eq!(status(replica.authed(Method::GET, "/api/v1/auth/verify", access)).await, 401);
+    assert_eq!(status(replica.authed(Method::GET, "/api/v1/auth/verify", &other_session)).await, 200);
     replica.stop().await.unwrap();
     server.stop().await.unwrap();
 }
@@ -350,38 +234,14 @@ async fn password_change_invalidates_earlier_tokens(db: TestDb) {
     assert_eq!(status(change("wrong-current", "brand-new-pass")).await, 403);
     let short = change(&ann.password, "short").send().await.unwrap();
     assert_eq!(short.status(), 400);
-    assert_eq!(
-        short.json::<Value>().await.unwrap()["details"][0]["field"],
-        "new_password"
-    );
-    let changed = change(&ann.password, "brand-new-pass")
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(short.json::<Value>().await.unwrap()["details"][0]["field"], "new_password");
+    let changed = change(&ann.password, "brand-new-pass").send().await.unwrap();
     assert_eq!(changed.status(), 200);
-    let fresh = changed.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(
-        status(server.authed(Method::GET, "/api/v1/auth/verify", &old)).await,
-        401
-    );
-    assert_eq!(
-        status(server.authed(Method::GET, "/api/v1/auth/verify", &fresh)).await,
-        200
-    );
-    assert_eq!(
-        server.login_response("ann", &ann.password).await.status(),
-        401
-    );
-    assert_eq!(
-        server
-            .login_response("ann", "brand-new-pass")
-            .await
-            .status(),
-        200
-    );
+    let fresh = changed.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(status(server.authed(Method::GET, "/api/v1/auth/verify", &old)).await, 401);
+    assert_eq!(status(server.authed(Method::GET, "/api/v1/auth/verify", &fresh)).await, 200);
+    assert_eq!(server.login_response("ann", &ann.password).await.status(), 401);
+    assert_eq!(server.login_response("ann", "brand-new-pass").await.status(), 200);
     server.stop().await.unwrap();
 }
 
@@ -405,13 +265,7 @@ async fn api_key_lifecycle(db: TestDb) {
     assert!(key.starts_with(created["prefix"].as_str().unwrap()));
     let key_id = created["id"].as_str().unwrap().to_owned();
 
-    let verify = server
-        .client
-        .get(server.url("/api/v1/auth/verify"))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap();
+    let verify = server.client.get(server.url("/api/v1/auth/verify")).header("X-API-Key", &key).send().await.unwrap();
     assert_eq!(verify.status(), 200);
     let verify: Value = verify.json().await.unwrap();
     assert_eq!(verify["auth_method"], "api_key");
@@ -420,10 +274,7 @@ async fn api_key_lifecycle(db: TestDb) {
     // Only the digest is stored.
     let conn = db.connect().await;
     let stored = conn
-        .query_one_raw(Statement::from_string(
-            conn.get_database_backend(),
-            "SELECT key_hash FROM api_keys",
-        ))
+        .query_one_raw(Statement::from_string(conn.get_database_backend(), "SELECT key_hash FROM api_keys"))
         .await
         .unwrap()
         .unwrap();
@@ -431,26 +282,14 @@ async fn api_key_lifecycle(db: TestDb) {
     assert_eq!(digest, killkrill::auth::keys::digest(&key));
 
     // Listing shows the prefix and last use, never the key.
-    let listed = server
-        .authed(Method::GET, "/api/v1/auth/api-keys", &ann_token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let listed =
+        server.authed(Method::GET, "/api/v1/auth/api-keys", &ann_token).send().await.unwrap().text().await.unwrap();
     assert!(!listed.contains(&key));
     let listed: Value = serde_json::from_str(&listed).unwrap();
     assert_eq!(listed["total"], 1);
     let touched = common::eventually(std::time::Duration::from_secs(5), || async {
-        let listed: Value = server
-            .authed(Method::GET, "/api/v1/auth/api-keys", &ann_token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let listed: Value =
+            server.authed(Method::GET, "/api/v1/auth/api-keys", &ann_token).send().await.unwrap().json().await.unwrap();
         listed["api_keys"][0]["last_used_at"].is_string()
     })
     .await;
@@ -459,32 +298,15 @@ async fn api_key_lifecycle(db: TestDb) {
     // Another non-admin user neither sees nor deletes it; an admin sees everyone's.
     let bob = server.create_user("bob", &[Role::Viewer]).await;
     let bob_token = server.token(&bob).await;
-    let bobs: Value = server
-        .authed(Method::GET, "/api/v1/auth/api-keys", &bob_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bobs: Value =
+        server.authed(Method::GET, "/api/v1/auth/api-keys", &bob_token).send().await.unwrap().json().await.unwrap();
     assert_eq!(bobs["total"], 0);
     assert_eq!(
-        status(server.authed(
-            Method::DELETE,
-            &format!("/api/v1/auth/api-keys/{key_id}"),
-            &bob_token
-        ))
-        .await,
+        status(server.authed(Method::DELETE, &format!("/api/v1/auth/api-keys/{key_id}"), &bob_token)).await,
         404
     );
-    let all: Value = server
-        .authed(Method::GET, "/api/v1/auth/api-keys", &admin_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Value =
+        server.authed(Method::GET, "/api/v1/auth/api-keys", &admin_token).send().await.unwrap().json().await.unwrap();
     assert_eq!(all["total"], 1);
 
     // Narrowing and lifetime bounds.
@@ -498,18 +320,9 @@ async fn api_key_lifecycle(db: TestDb) {
         .await
         .unwrap();
     let narrow_key = narrowed["key"].as_str().unwrap();
-    let users_as_viewer = server
-        .client
-        .get(server.url("/api/v1/users"))
-        .header("X-API-Key", narrow_key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        users_as_viewer.status(),
-        403,
-        "a viewer-narrowed admin key has viewer powers only"
-    );
+    let users_as_viewer =
+        server.client.get(server.url("/api/v1/users")).header("X-API-Key", narrow_key).send().await.unwrap();
+    assert_eq!(users_as_viewer.status(), 403, "a viewer-narrowed admin key has viewer powers only");
     let too_long = server
         .authed(Method::POST, "/api/v1/auth/api-keys", &ann_token)
         .json(&json!({ "name": "forever", "expires_in_days": 366 }));
@@ -522,53 +335,21 @@ async fn api_key_lifecycle(db: TestDb) {
     // An expired key is refused (expiry set in the past directly in the database).
     conn.execute_raw(Statement::from_string(
         conn.get_database_backend(),
-        format!(
-            "UPDATE api_keys SET expires_at = 1 WHERE id = '{}'",
-            narrowed["id"].as_str().unwrap()
-        ),
+        format!("UPDATE api_keys SET expires_at = 1 WHERE id = '{}'", narrowed["id"].as_str().unwrap()),
     ))
     .await
     .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await; // past the 2 s cache
-    assert_eq!(
-        status(
-            server
-                .client
-                .get(server.url("/api/v1/auth/verify"))
-                .header("X-API-Key", narrow_key)
-        )
-        .await,
-        401
-    );
+    assert_eq!(status(server.client.get(server.url("/api/v1/auth/verify")).header("X-API-Key", narrow_key)).await, 401);
 
     // Deleted keys stop working at once.
     assert_eq!(
-        status(server.authed(
-            Method::DELETE,
-            &format!("/api/v1/auth/api-keys/{key_id}"),
-            &ann_token
-        ))
-        .await,
+        status(server.authed(Method::DELETE, &format!("/api/v1/auth/api-keys/{key_id}"), &ann_token)).await,
         204
     );
+    assert_eq!(status(server.client.get(server.url("/api/v1/auth/verify")).header("X-API-Key", &key)).await, 401);
     assert_eq!(
-        status(
-            server
-                .client
-                .get(server.url("/api/v1/auth/verify"))
-                .header("X-API-Key", &key)
-        )
-        .await,
-        401
-    );
-    assert_eq!(
-        status(
-            server
-                .client
-                .get(server.url("/api/v1/auth/verify"))
-                .header("X-API-Key", "kk_made-up")
-        )
-        .await,
+        status(server.client.get(server.url("/api/v1/auth/verify")).header("X-API-Key", "kk_made-up")).await,
         401
     );
     server.stop().await.unwrap();
@@ -577,11 +358,7 @@ async fn api_key_lifecycle(db: TestDb) {
 async fn rbac_matrix(db: TestDb) {
     let server = TestServer::start(db.config()).await;
     let mut tokens = Vec::new();
-    for (name, role) in [
-        ("adm", Role::Admin),
-        ("mnt", Role::Maintainer),
-        ("vwr", Role::Viewer),
-    ] {
+    for (name, role) in [("adm", Role::Admin), ("mnt", Role::Maintainer), ("vwr", Role::Viewer)] {
         let user = server.create_user(name, &[role]).await;
         tokens.push((role, server.token(&user).await));
     }
@@ -595,31 +372,12 @@ async fn rbac_matrix(db: TestDb) {
         (Method::GET, "/api/v1/roles", None, [200, 403, 403]),
         (Method::GET, "/api/v1/audit", None, [200, 403, 403]),
         (Method::GET, "/api/v1/audit/verify", None, [200, 403, 403]),
-        (
-            Method::POST,
-            "/api/v1/users",
-            Some(new_user("m1")),
-            [201, 403, 403],
-        ),
-        (
-            Method::DELETE,
-            "/api/v1/users/00000000-0000-0000-0000-000000000000",
-            None,
-            [404, 403, 403],
-        ),
+        (Method::POST, "/api/v1/users", Some(new_user("m1")), [201, 403, 403]),
+        (Method::DELETE, "/api/v1/users/00000000-0000-0000-0000-000000000000", None, [404, 403, 403]),
     ];
     for (method, path, body, expected) in routes {
-        let anonymous = server
-            .client
-            .request(method.clone(), server.url(path))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            anonymous.status(),
-            401,
-            "{method} {path} without credentials"
-        );
+        let anonymous = server.client.request(method.clone(), server.url(path)).send().await.unwrap();
+        assert_eq!(anonymous.status(), 401, "{method} {path} without credentials");
         assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
         for ((role, token), want) in tokens.iter().zip(expected) {
             let mut request = server.authed(method.clone(), path, token);
@@ -641,32 +399,15 @@ async fn a_demoted_user_loses_rights_on_the_next_request(db: TestDb) {
     let ann = server.create_user("ann", &[Role::Admin]).await;
     let root_token = server.token(&root).await;
     let ann_token = server.token(&ann).await;
-    assert_eq!(
-        status(server.authed(Method::GET, "/api/v1/users", &ann_token)).await,
-        200
-    );
+    assert_eq!(status(server.authed(Method::GET, "/api/v1/users", &ann_token)).await, 200);
     let demote = server
-        .authed(
-            Method::PUT,
-            &format!("/api/v1/users/{}", ann.id),
-            &root_token,
-        )
+        .authed(Method::PUT, &format!("/api/v1/users/{}", ann.id), &root_token)
         .json(&json!({ "roles": ["viewer"] }));
     assert_eq!(status(demote).await, 200);
-    assert_eq!(
-        status(server.authed(Method::GET, "/api/v1/users", &ann_token)).await,
-        403
-    );
-    let delete = server.authed(
-        Method::DELETE,
-        &format!("/api/v1/users/{}", ann.id),
-        &root_token,
-    );
+    assert_eq!(status(server.authed(Method::GET, "/api/v1/users", &ann_token)).await, 403);
+    let delete = server.authed(Method::DELETE, &format!("/api/v1/users/{}", ann.id), &root_token);
     assert_eq!(status(delete).await, 204);
-    assert_eq!(
-        status(server.authed(Method::GET, "/api/v1/auth/verify", &ann_token)).await,
-        401
-    );
+    assert_eq!(status(server.authed(Method::GET, "/api/v1/auth/verify", &ann_token)).await, 401);
     server.stop().await.unwrap();
 }
 
@@ -683,37 +424,20 @@ async fn mass_assignment_is_refused(db: TestDb) {
     ] {
         let mut body = base.clone();
         body[field] = value.clone();
-        let response = server
-            .authed(Method::POST, "/api/v1/users", &token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = server.authed(Method::POST, "/api/v1/users", &token).json(&body).send().await.unwrap();
         assert_eq!(response.status(), 400, "POST with {field}");
-        let update = server
-            .authed(Method::PUT, &format!("/api/v1/users/{}", root.id), &token)
-            .json(&json!({ field: value }));
+        let update =
+            server.authed(Method::PUT, &format!("/api/v1/users/{}", root.id), &token).json(&json!({ field: value }));
         assert_eq!(status(update).await, 400, "PUT with {field}");
     }
     // Nothing was created by the refused requests.
-    let listed: Value = server
-        .authed(Method::GET, "/api/v1/users", &token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = server.authed(Method::GET, "/api/v1/users", &token).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed["total"], 1);
     // A non-admin cannot grant themselves a role.
     let vic = server.create_user("vic", &[Role::Viewer]).await;
     let vic_token = server.token(&vic).await;
     let grant = server
-        .authed(
-            Method::PUT,
-            &format!("/api/v1/users/{}", vic.id),
-            &vic_token,
-        )
+        .authed(Method::PUT, &format!("/api/v1/users/{}", vic.id), &vic_token)
         .json(&json!({ "roles": ["admin"] }));
     assert_eq!(status(grant).await, 403);
     server.stop().await.unwrap();
@@ -725,23 +449,13 @@ async fn the_last_admin_is_protected(db: TestDb) {
     let token = server.token(&root).await;
     let path = format!("/api/v1/users/{}", root.id);
     for body in [json!({ "roles": ["viewer"] }), json!({ "active": false })] {
-        let response = server
-            .authed(Method::PUT, &path, &token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = server.authed(Method::PUT, &path, &token).json(&body).send().await.unwrap();
         assert_eq!(response.status(), 409, "{body}");
     }
-    assert_eq!(
-        status(server.authed(Method::DELETE, &path, &token)).await,
-        409
-    );
+    assert_eq!(status(server.authed(Method::DELETE, &path, &token)).await, 409);
     // With a second admin, the first may step down.
     server.create_user("root2", &[Role::Admin]).await;
-    let step_down = server
-        .authed(Method::PUT, &path, &token)
-        .json(&json!({ "roles": ["maintainer"] }));
+    let step_down = server.authed(Method::PUT, &path, &token).json(&json!({ "roles": ["maintainer"] }));
     assert_eq!(status(step_down).await, 200);
     server.stop().await.unwrap();
 }
@@ -760,14 +474,9 @@ async fn user_admin_crud_and_pagination(db: TestDb) {
     assert_eq!(created.status(), 201);
     let location = created.headers()["location"].to_str().unwrap().to_owned();
     let carol: Value = created.json().await.unwrap();
-    assert_eq!(
-        location,
-        format!("/api/v1/users/{}", carol["id"].as_str().unwrap())
-    );
+    assert_eq!(location, format!("/api/v1/users/{}", carol["id"].as_str().unwrap()));
     assert_eq!(carol["roles"], json!(["maintainer"]));
-    assert!(
-        !carol.to_string().contains("long-enough-1") && !carol.to_string().contains("password")
-    );
+    assert!(!carol.to_string().contains("long-enough-1") && !carol.to_string().contains("password"));
     assert_eq!(status(create("carol")).await, 409, "duplicate username");
 
     let invalid = server
@@ -778,22 +487,12 @@ async fn user_admin_crud_and_pagination(db: TestDb) {
         .unwrap();
     assert_eq!(invalid.status(), 400);
     let details: Value = invalid.json().await.unwrap();
-    let fields: Vec<&str> = details["details"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["field"].as_str().unwrap())
-        .collect();
+    let fields: Vec<&str> =
+        details["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["username", "email", "password"]);
 
-    assert_eq!(
-        status(server.authed(Method::GET, &location, &token)).await,
-        200
-    );
-    assert_eq!(
-        status(server.authed(Method::GET, "/api/v1/users/not-a-uuid", &token)).await,
-        404
-    );
+    assert_eq!(status(server.authed(Method::GET, &location, &token)).await, 200);
+    assert_eq!(status(server.authed(Method::GET, "/api/v1/users/not-a-uuid", &token)).await, 404);
     let updated: Value = server
         .authed(Method::PUT, &location, &token)
         .json(&json!({ "first_name": "Caroline" }))
@@ -804,10 +503,7 @@ async fn user_admin_crud_and_pagination(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(updated["first_name"], "Caroline");
-    assert_eq!(
-        updated["last_name"], "Last",
-        "PUT changes only the fields it is given"
-    );
+    assert_eq!(updated["last_name"], "Last", "PUT changes only the fields it is given");
 
     for name in ["dave", "erin", "frank"] {
         assert_eq!(status(create(name)).await, 201);
@@ -825,22 +521,12 @@ async fn user_admin_crud_and_pagination(db: TestDb) {
     assert_eq!(page["offset"], 1);
     assert_eq!(page["users"].as_array().unwrap().len(), 2);
     for bad in ["limit=0", "limit=1001", "limit=abc", "offset=-1"] {
-        let response = server
-            .authed(Method::GET, &format!("/api/v1/users?{bad}"), &token)
-            .send()
-            .await
-            .unwrap();
+        let response = server.authed(Method::GET, &format!("/api/v1/users?{bad}"), &token).send().await.unwrap();
         assert_eq!(response.status(), 400, "{bad}");
         assert_eq!(response.json::<Value>().await.unwrap()["status_code"], 400);
     }
-    assert_eq!(
-        status(server.authed(Method::DELETE, &location, &token)).await,
-        204
-    );
-    assert_eq!(
-        status(server.authed(Method::GET, &location, &token)).await,
-        404
-    );
+    assert_eq!(status(server.authed(Method::DELETE, &location, &token)).await, 204);
+    assert_eq!(status(server.authed(Method::GET, &location, &token)).await, 404);
     server.stop().await.unwrap();
 }
 
@@ -848,37 +534,17 @@ async fn repeated_failed_logins_are_throttled(db: TestDb) {
     let server = TestServer::start(db.config()).await;
     let ann = server.create_user("ann", &[Role::Viewer]).await;
     for attempt in 1..=9 {
-        assert_eq!(
-            server
-                .login_response("ann", "wrong-password")
-                .await
-                .status(),
-            401,
-            "attempt {attempt}"
-        );
+        assert_eq!(server.login_response("ann", "wrong-password").await.status(), 401, "attempt {attempt}");
     }
     let tenth = server.login_response("ann", "wrong-password").await;
     assert_eq!(tenth.status(), 429);
-    let retry_after: u64 = tenth.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry_after: u64 = tenth.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=900).contains(&retry_after), "{retry_after}");
-    assert_eq!(
-        tenth.json::<Value>().await.unwrap()["error"],
-        "Too Many Requests"
-    );
+    assert_eq!(tenth.json::<Value>().await.unwrap()["error"], "Too Many Requests");
     // While blocked, even the right password is refused; another account is not affected.
-    assert_eq!(
-        server.login_response("ann", &ann.password).await.status(),
-        429
-    );
+    assert_eq!(server.login_response("ann", &ann.password).await.status(), 429);
     let bob = server.create_user("bob", &[Role::Viewer]).await;
-    assert_eq!(
-        server.login_response("bob", &bob.password).await.status(),
-        200
-    );
+    assert_eq!(server.login_response("bob", &bob.password).await.status(), 200);
     server.stop().await.unwrap();
 }
 
@@ -888,13 +554,7 @@ async fn audit_rows_chain_and_detect_tampering(db: TestDb) {
     let vic = server.create_user("vic", &[Role::Viewer]).await;
     let token = server.token(&root).await;
     let vic_token = server.token(&vic).await;
-    assert_eq!(
-        server
-            .login_response("root", "wrong-password")
-            .await
-            .status(),
-        401
-    );
+    assert_eq!(server.login_response("root", "wrong-password").await.status(), 401);
     let refused = server
         .authed(Method::POST, "/api/v1/users", &vic_token)
         .header("X-Correlation-ID", "refused-1")
@@ -906,18 +566,11 @@ async fn audit_rows_chain_and_detect_tampering(db: TestDb) {
         .json(&json!({ "username": "zed", "email": "z@x.test", "password": "long-enough-1" }));
     assert_eq!(status(created).await, 201);
 
-    let rows: Value = server
-        .authed(Method::GET, "/api/v1/audit?limit=100", &token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rows: Value =
+        server.authed(Method::GET, "/api/v1/audit?limit=100", &token).send().await.unwrap().json().await.unwrap();
     let rows = rows["audit"].as_array().unwrap().clone();
     let find = |pred: &dyn Fn(&Value) -> bool| rows.iter().find(|r| pred(r)).cloned();
-    let failed_login = find(&|r| r["action"] == "LOGIN" && r["status"] == "failure")
-        .expect("failed login audited");
+    let failed_login = find(&|r| r["action"] == "LOGIN" && r["status"] == "failure").expect("failed login audited");
     assert_eq!(failed_login["user_id"], root.id.as_str());
     assert_eq!(failed_login["client_ip"], "127.0.0.1");
     let denied = find(&|r| r["correlation_id"] == "refused-1").expect("refused request audited");
@@ -925,10 +578,7 @@ async fn audit_rows_chain_and_detect_tampering(db: TestDb) {
     assert_eq!(denied["user_id"], vic.id.as_str());
     assert_eq!(denied["action"], "POST /api/v1/users");
     let create = find(&|r| r["correlation_id"] == "created-1").expect("creation audited");
-    assert_eq!(
-        (create["action"].as_str(), create["status"].as_str()),
-        (Some("CREATE_USER"), Some("success"))
-    );
+    assert_eq!((create["action"].as_str(), create["status"].as_str()), (Some("CREATE_USER"), Some("success")));
     let filtered: Value = server
         .authed(Method::GET, "/api/v1/audit?action=CREATE_USER", &token)
         .send()
@@ -939,11 +589,7 @@ async fn audit_rows_chain_and_detect_tampering(db: TestDb) {
         .unwrap();
     assert_eq!(filtered["total"], 1);
 
-    let verify = |server: &TestServer| {
-        server
-            .authed(Method::GET, "/api/v1/audit/verify", &token)
-            .send()
-    };
+    let verify = |server: &TestServer| server.authed(Method::GET, "/api/v1/audit/verify", &token).send();
     let report: Value = verify(&server).await.unwrap().json().await.unwrap();
     assert_eq!(report["valid"], true, "{report}");
     assert!(report["checked"].as_u64().unwrap() >= 4, "{report}");
@@ -951,49 +597,33 @@ async fn audit_rows_chain_and_detect_tampering(db: TestDb) {
     // Edit one sealed row behind the service's back: verification names it.
     let conn = db.connect().await;
     let backend = conn.get_database_backend();
-    conn.execute_raw(Statement::from_string(
-        backend,
-        "UPDATE audit_log SET action = 'FORGED' WHERE seq = 2",
-    ))
-    .await
-    .unwrap();
+    conn.execute_raw(Statement::from_string(backend, "UPDATE audit_log SET action = 'FORGED' WHERE seq = 2"))
+        .await
+        .unwrap();
     let report: Value = verify(&server).await.unwrap().json().await.unwrap();
     assert_eq!(report["valid"], false);
     assert_eq!(report["first_broken"]["seq"], 2, "{report}");
 
     // Removing a row is detected too.
-    conn.execute_raw(Statement::from_string(
-        backend,
-        "DELETE FROM audit_log WHERE seq = 1",
-    ))
-    .await
-    .unwrap();
+    conn.execute_raw(Statement::from_string(backend, "DELETE FROM audit_log WHERE seq = 1")).await.unwrap();
     let report: Value = verify(&server).await.unwrap().json().await.unwrap();
     assert_eq!(report["valid"], false);
     assert_eq!(report["first_broken"]["seq"], 1, "{report}");
-    assert_eq!(
-        report["first_broken"]["reason"],
-        "a row is missing from the chain"
-    );
+    assert_eq!(report["first_broken"]["reason"], "a row is missing from the chain");
     server.stop().await.unwrap();
 }
 
 /// Users carried over from a Flask-Security-Too database (hashes made by FST itself, see
 /// tests/fixtures/fst/generate.py) log in, and their hash is upgraded to ours.
 async fn flask_security_hashes_log_in_and_are_rehashed(db: TestDb) {
-    let fixtures: Vec<Value> =
-        serde_json::from_str(include_str!("fixtures/fst/hashes.json")).unwrap();
+    let fixtures: Vec<Value> = serde_json::from_str(include_str!("fixtures/fst/hashes.json")).unwrap();
     let mut config = db.config();
     config.security_password_salt = Some(fixtures[0]["salt"].as_str().unwrap().to_owned().into());
     let server = TestServer::start(config).await;
     let conn = db.connect().await;
     let backend = conn.get_database_backend();
     // One argon2 and one bcrypt user, inserted as a migration script would.
-    for (n, fixture) in fixtures
-        .iter()
-        .filter(|f| f["password"].as_str().unwrap().starts_with("correct"))
-        .enumerate()
-    {
+    for (n, fixture) in fixtures.iter().filter(|f| f["password"].as_str().unwrap().starts_with("correct")).enumerate() {
         let username = format!("flask{n}");
         let id = uuid::Uuid::new_v4().to_string();
         let insert = format!(
@@ -1001,9 +631,7 @@ async fn flask_security_hashes_log_in_and_are_rehashed(db: TestDb) {
              VALUES ('{id}', '{username}', '{username}@old.test', '{}', '', '', true, 0, 0, 0, 0)",
             fixture["hash"].as_str().unwrap()
         );
-        conn.execute_raw(Statement::from_string(backend, insert))
-            .await
-            .unwrap();
+        conn.execute_raw(Statement::from_string(backend, insert)).await.unwrap();
         conn.execute_raw(Statement::from_string(
             backend,
             format!("INSERT INTO user_roles (user_id, role) VALUES ('{id}', 'viewer')"),
@@ -1011,21 +639,8 @@ async fn flask_security_hashes_log_in_and_are_rehashed(db: TestDb) {
         .await
         .unwrap();
         let password = fixture["password"].as_str().unwrap();
-        assert_eq!(
-            server
-                .login_response(&username, "wrong password!")
-                .await
-                .status(),
-            401,
-            "{}",
-            fixture["scheme"]
-        );
-        assert_eq!(
-            server.login_response(&username, password).await.status(),
-            200,
-            "{}",
-            fixture["scheme"]
-        );
+        assert_eq!(server.login_response(&username, "wrong password!").await.status(), 401, "{}", fixture["scheme"]);
+        assert_eq!(server.login_response(&username, password).await.status(), 200, "{}", fixture["scheme"]);
         let row = conn
             .query_one_raw(Statement::from_string(
                 backend,
@@ -1035,20 +650,9 @@ async fn flask_security_hashes_log_in_and_are_rehashed(db: TestDb) {
             .unwrap()
             .unwrap();
         let rehashed: String = row.try_get("", "password_hash").unwrap();
-        assert_ne!(
-            rehashed,
-            fixture["hash"].as_str().unwrap(),
-            "{} hash was not upgraded",
-            fixture["scheme"]
-        );
-        assert!(
-            rehashed.starts_with("$argon2id$v=19$m=65536,t=3,p=4$"),
-            "{rehashed}"
-        );
-        assert_eq!(
-            server.login_response(&username, password).await.status(),
-            200
-        );
+        assert_ne!(rehashed, fixture["hash"].as_str().unwrap(), "{} hash was not upgraded", fixture["scheme"]);
+        assert!(rehashed.starts_with("$argon2id$v=19$m=65536,t=3,p=4$"), "{rehashed}");
+        assert_eq!(server.login_response(&username, password).await.status(), 200);
     }
     server.stop().await.unwrap();
 }

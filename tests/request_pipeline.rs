@@ -44,18 +44,10 @@ async fn start(tweak: impl FnOnce(&mut Config)) -> Probe {
     let mut config = db.config();
     tweak(&mut config);
     let grace = config.shutdown_grace;
-    let app = killkrill::build(config, LogLevelHandle::detached(LogLevel::Info))
-        .await
-        .unwrap();
+    let app = killkrill::build(config, LogLevelHandle::detached(LogLevel::Info)).await.unwrap();
     let probes: Router<AppState> = Router::new()
-        .route(
-            "/echo",
-            post(|Json(echo): Json<Echo>| async move { axum::Json(json!({ "name": echo.name })) }),
-        )
-        .route(
-            "/page",
-            get(|Query(page): Query<Page>| async move { page.limit.to_string() }),
-        )
+        .route("/echo", post(|Json(echo): Json<Echo>| async move { axum::Json(json!({ "name": echo.name })) }))
+        .route("/page", get(|Query(page): Query<Page>| async move { page.limit.to_string() }))
         .route("/panic", get(panics))
         .route(
             "/slow",
@@ -76,13 +68,7 @@ async fn start(tweak: impl FnOnce(&mut Config)) -> Probe {
         },
         grace,
     ));
-    Probe {
-        base,
-        client: reqwest::Client::new(),
-        stop: Some(stop),
-        task,
-        _db: db,
-    }
+    Probe { base, client: reqwest::Client::new(), stop: Some(stop), task, _db: db }
 }
 
 async fn panics() -> &'static str {
@@ -99,73 +85,37 @@ impl Probe {
 async fn error_body(response: reqwest::Response, status: u16) -> Value {
     assert_eq!(response.status(), status);
     assert_eq!(response.headers()["content-type"], "application/json");
-    let header_id = response.headers()["x-correlation-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let header_id = response.headers()["x-correlation-id"].to_str().unwrap().to_owned();
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status_code"], status);
-    assert_eq!(
-        body["error"],
-        reqwest::StatusCode::from_u16(status)
-            .unwrap()
-            .canonical_reason()
-            .unwrap()
-    );
+    assert_eq!(body["error"], reqwest::StatusCode::from_u16(status).unwrap().canonical_reason().unwrap());
     assert_eq!(body["correlation_id"], header_id.as_str());
-    assert!(
-        body["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
     body
 }
 
 #[tokio::test]
 async fn correlation_id_is_echoed_when_sane_and_replaced_otherwise() {
     let probe = start(|_| {}).await;
-    let echoed = probe
-        .client
-        .get(probe.url("/page?limit=1"))
-        .header("X-Correlation-ID", "req-12345")
-        .send()
-        .await
-        .unwrap();
+    let echoed =
+        probe.client.get(probe.url("/page?limit=1")).header("X-Correlation-ID", "req-12345").send().await.unwrap();
     assert_eq!(echoed.headers()["x-correlation-id"], "req-12345");
 
     for bad in ["x".repeat(129), "has space".to_owned(), String::new()] {
-        let response = probe
-            .client
-            .get(probe.url("/page?limit=1"))
-            .header("X-Correlation-ID", &bad)
-            .send()
-            .await
-            .unwrap();
+        let response =
+            probe.client.get(probe.url("/page?limit=1")).header("X-Correlation-ID", &bad).send().await.unwrap();
         let id = response.headers()["x-correlation-id"].to_str().unwrap();
         assert_ne!(id, bad);
-        assert!(
-            uuid::Uuid::parse_str(id).is_ok_and(|u| u.get_version_num() == 4),
-            "{id}"
-        );
+        assert!(uuid::Uuid::parse_str(id).is_ok_and(|u| u.get_version_num() == 4), "{id}");
     }
-    let fresh = probe
-        .client
-        .get(probe.url("/page?limit=1"))
-        .send()
-        .await
-        .unwrap();
+    let fresh = probe.client.get(probe.url("/page?limit=1")).send().await.unwrap();
     assert!(uuid::Uuid::parse_str(fresh.headers()["x-correlation-id"].to_str().unwrap()).is_ok());
 }
 
 #[tokio::test]
 async fn error_bodies_carry_the_callers_correlation_id() {
     let probe = start(|_| {}).await;
-    let response = probe
-        .client
-        .get(probe.url("/nope"))
-        .header("X-Correlation-ID", "trace-42")
-        .send()
-        .await
-        .unwrap();
+    let response = probe.client.get(probe.url("/nope")).header("X-Correlation-ID", "trace-42").send().await.unwrap();
     let body = error_body(response, 404).await;
     assert_eq!(body["correlation_id"], "trace-42");
     assert_eq!(body["message"], "Resource not found: /nope");
@@ -174,12 +124,7 @@ async fn error_bodies_carry_the_callers_correlation_id() {
 #[tokio::test]
 async fn wrong_method_is_405_with_allow_header() {
     let probe = start(|_| {}).await;
-    let response = probe
-        .client
-        .delete(probe.url("/echo"))
-        .send()
-        .await
-        .unwrap();
+    let response = probe.client.delete(probe.url("/echo")).send().await.unwrap();
     assert_eq!(response.headers()["allow"], "POST");
     error_body(response, 405).await;
 }
@@ -198,22 +143,10 @@ async fn malformed_json_is_400() {
     let body = error_body(response, 400).await;
     assert!(body["message"].as_str().unwrap().contains("JSON"), "{body}");
 
-    let wrong_shape = probe
-        .client
-        .post(probe.url("/echo"))
-        .json(&json!({"name": 7}))
-        .send()
-        .await
-        .unwrap();
+    let wrong_shape = probe.client.post(probe.url("/echo")).json(&json!({"name": 7})).send().await.unwrap();
     error_body(wrong_shape, 400).await;
 
-    let ok = probe
-        .client
-        .post(probe.url("/echo"))
-        .json(&json!({"name": "kk"}))
-        .send()
-        .await
-        .unwrap();
+    let ok = probe.client.post(probe.url("/echo")).json(&json!({"name": "kk"})).send().await.unwrap();
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.json::<Value>().await.unwrap()["name"], "kk");
 }
@@ -247,10 +180,7 @@ async fn body_over_the_limit_is_413_with_or_without_content_length() {
     error_body(sized, 413).await;
 
     let chunks = futures_util::stream::iter(
-        big.into_bytes()
-            .chunks(512)
-            .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
-            .collect::<Vec<_>>(),
+        big.into_bytes().chunks(512).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>(),
     );
     let streamed = probe
         .client
@@ -266,23 +196,10 @@ async fn body_over_the_limit_is_413_with_or_without_content_length() {
 #[tokio::test]
 async fn bad_query_string_is_400() {
     let probe = start(|_| {}).await;
-    let response = probe
-        .client
-        .get(probe.url("/page?limit=abc"))
-        .send()
-        .await
-        .unwrap();
+    let response = probe.client.get(probe.url("/page?limit=abc")).send().await.unwrap();
     let body = error_body(response, 400).await;
-    assert!(
-        body["message"].as_str().unwrap().contains("query"),
-        "{body}"
-    );
-    let ok = probe
-        .client
-        .get(probe.url("/page?limit=5"))
-        .send()
-        .await
-        .unwrap();
+    assert!(body["message"].as_str().unwrap().contains("query"), "{body}");
+    let ok = probe.client.get(probe.url("/page?limit=5")).send().await.unwrap();
     assert_eq!(ok.text().await.unwrap(), "5");
 }
 
@@ -291,21 +208,9 @@ async fn a_panicking_handler_is_a_500_that_leaks_nothing() {
     let probe = start(|_| {}).await;
     let response = probe.client.get(probe.url("/panic")).send().await.unwrap();
     let body = error_body(response, 500).await;
-    assert!(
-        !body.to_string().contains("secret internal detail"),
-        "{body}"
-    );
+    assert!(!body.to_string().contains("secret internal detail"), "{body}");
     // The server survives the panic.
-    assert_eq!(
-        probe
-            .client
-            .get(probe.url("/page?limit=1"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(probe.client.get(probe.url("/page?limit=1")).send().await.unwrap().status(), 200);
 }
 
 #[tokio::test]
@@ -339,53 +244,25 @@ async fn cors_wildcard_never_allows_credentials() {
         .unwrap();
     assert!(preflight.status().is_success());
     assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
-    assert!(
-        !preflight
-            .headers()
-            .contains_key("access-control-allow-credentials")
-    );
+    assert!(!preflight.headers().contains_key("access-control-allow-credentials"));
 }
 
 #[tokio::test]
 async fn cors_origin_list_allows_only_listed_origins() {
-    let probe =
-        start(|c| c.cors_origins = CorsOrigins::List(vec!["https://app.example".into()])).await;
-    let allowed = probe
-        .client
-        .get(probe.url("/page?limit=1"))
-        .header("Origin", "https://app.example")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        allowed.headers()["access-control-allow-origin"],
-        "https://app.example"
-    );
-    assert_eq!(
-        allowed.headers()["access-control-allow-credentials"],
-        "true"
-    );
-    let refused = probe
-        .client
-        .get(probe.url("/page?limit=1"))
-        .header("Origin", "https://evil.example")
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        !refused
-            .headers()
-            .contains_key("access-control-allow-origin")
-    );
+    let probe = start(|c| c.cors_origins = CorsOrigins::List(vec!["https://app.example".into()])).await;
+    let allowed =
+        probe.client.get(probe.url("/page?limit=1")).header("Origin", "https://app.example").send().await.unwrap();
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://app.example");
+    assert_eq!(allowed.headers()["access-control-allow-credentials"], "true");
+    let refused =
+        probe.client.get(probe.url("/page?limit=1")).header("Origin", "https://evil.example").send().await.unwrap();
+    assert!(!refused.headers().contains_key("access-control-allow-origin"));
 }
 
 #[tokio::test]
 async fn h2c_prior_knowledge_is_served() {
     let probe = start(|_| {}).await;
-    let client = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
     let response = client.get(probe.url("/page?limit=3")).send().await.unwrap();
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
     assert_eq!(response.text().await.unwrap(), "3");
@@ -399,10 +276,7 @@ async fn shutdown_lets_in_flight_requests_finish_then_stops_accepting() {
     let in_flight = tokio::spawn(async move { client.get(url).send().await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     probe.stop.take().unwrap().send(()).unwrap();
-    let response = in_flight
-        .await
-        .unwrap()
-        .expect("in-flight request completes");
+    let response = in_flight.await.unwrap().expect("in-flight request completes");
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "done");
     let after = probe.url("/page?limit=1");
@@ -421,10 +295,6 @@ async fn shutdown_drain_is_bounded_by_the_grace_period() {
     let started = std::time::Instant::now();
     probe.stop.take().unwrap().send(()).unwrap();
     probe.task.await.unwrap().unwrap();
-    assert!(
-        started.elapsed() < Duration::from_millis(1200),
-        "drain took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_millis(1200), "drain took {:?}", started.elapsed());
     in_flight.abort();
 }

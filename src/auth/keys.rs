@@ -45,10 +45,6 @@ mod tests {
         assert_eq!(a.digest, digest(&a.plaintext));
         assert_eq!(a.digest.len(), 64);
         assert!(a.plaintext.starts_with(&a.prefix) && a.prefix.len() == 11);
-        assert!(
-            a.plaintext[3..]
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        );
+        assert!(a.plaintext[3..].chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
     }
 }

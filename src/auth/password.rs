@@ -128,9 +128,7 @@ impl Passwords {
     /// `security_password_salt` is the Flask service's `SECURITY_PASSWORD_SALT`, or `None` if
     /// there are no FST hashes to accept. An empty salt counts as none (FST refuses one too).
     pub fn new(security_password_salt: Option<SecretString>) -> Self {
-        let salt = security_password_salt
-            .filter(|salt| !salt.expose_secret().is_empty())
-            .map(Arc::new);
+        let salt = security_password_salt.filter(|salt| !salt.expose_secret().is_empty()).map(Arc::new);
         Self { salt }
     }
 
@@ -146,11 +144,7 @@ impl Passwords {
     /// Checks `password` against `stored_hash` (ours, FST's argon2 or bcrypt). A stored hash we
     /// cannot read verifies as [`Verification::Invalid`] (with a warning that omits the hash),
     /// never as an error: errors only mean the blocking task itself failed.
-    pub async fn verify(
-        &self,
-        password: &str,
-        stored_hash: &str,
-    ) -> Result<Verification, PasswordError> {
+    pub async fn verify(&self, password: &str, stored_hash: &str) -> Result<Verification, PasswordError> {
         if password.len() > MAX_PASSWORD_BYTES {
             return Ok(Verification::Invalid);
         }
@@ -158,11 +152,7 @@ impl Passwords {
         let stored_hash = SecretString::from(stored_hash);
         let salt = self.salt.clone();
         run_blocking(move || {
-            verify_blocking(
-                &normalize(password.expose_secret()),
-                salt.as_deref(),
-                stored_hash.expose_secret(),
-            )
+            verify_blocking(&normalize(password.expose_secret()), salt.as_deref(), stored_hash.expose_secret())
         })
         .await
     }
@@ -200,15 +190,11 @@ impl Passwords {
 /// fit for an API 400 message.
 pub fn check_policy(password: &str, username: &str) -> Result<(), String> {
     if password.len() > MAX_PASSWORD_BYTES {
-        return Err(format!(
-            "Password is too long: it must be at most {MAX_PASSWORD_BYTES} bytes."
-        ));
+        return Err(format!("Password is too long: it must be at most {MAX_PASSWORD_BYTES} bytes."));
     }
     // Count what a person sees as characters: "ä" is one whether typed composed or not.
     if password.nfc().count() < MIN_PASSWORD_CHARS {
-        return Err(format!(
-            "Password is too short: it must be at least {MIN_PASSWORD_CHARS} characters."
-        ));
+        return Err(format!("Password is too short: it must be at least {MIN_PASSWORD_CHARS} characters."));
     }
     let fold = |s: &str| s.nfkc().collect::<String>().to_lowercase();
     if !username.is_empty() && fold(password) == fold(username) {
@@ -223,9 +209,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|err| PasswordError::Task(err.to_string()))
+    tokio::task::spawn_blocking(work).await.map_err(|err| PasswordError::Task(err.to_string()))
 }
 
 /// NFKD, as FST's `SECURITY_PASSWORD_NORMALIZE_FORM` default does before hashing/verifying.
@@ -247,21 +231,12 @@ fn fst_prehash(normalized: &SecretString, salt: &SecretString) -> SecretString {
 }
 
 fn our_params() -> Result<Params, PasswordError> {
-    Params::new(
-        ARGON2_M_COST_KIB,
-        ARGON2_T_COST,
-        ARGON2_P_COST,
-        Some(ARGON2_OUTPUT_LEN),
-    )
-    .map_err(|err| PasswordError::Hash(err.to_string()))
+    Params::new(ARGON2_M_COST_KIB, ARGON2_T_COST, ARGON2_P_COST, Some(ARGON2_OUTPUT_LEN))
+        .map_err(|err| PasswordError::Hash(err.to_string()))
 }
 
 fn our_argon2() -> Result<Argon2<'static>, PasswordError> {
-    Ok(Argon2::new(
-        Algorithm::Argon2id,
-        Version::V0x13,
-        our_params()?,
-    ))
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, our_params()?))
 }
 
 fn hash_blocking(normalized: &SecretString) -> Result<String, PasswordError> {
@@ -329,19 +304,11 @@ fn classify(stored: &str) -> Stored<'_> {
             && params.output_len() == Some(ARGON2_OUTPUT_LEN)
             && params.keyid().is_empty()
             && params.data().is_empty();
-        return Stored::Argon2 {
-            hash: Box::new(hash),
-            ours,
-        };
+        return Stored::Argon2 { hash: Box::new(hash), ours };
     }
-    if ["$2a$", "$2b$", "$2y$"]
-        .iter()
-        .any(|prefix| stored.starts_with(prefix))
-    {
+    if ["$2a$", "$2b$", "$2y$"].iter().any(|prefix| stored.starts_with(prefix)) {
         return match stored.parse::<bcrypt::HashParts>() {
-            Ok(parts) if parts.get_cost() > BCRYPT_MAX_COST => {
-                Stored::Unusable("bcrypt cost beyond sanity limits")
-            }
+            Ok(parts) if parts.get_cost() > BCRYPT_MAX_COST => Stored::Unusable("bcrypt cost beyond sanity limits"),
             Ok(_) => Stored::Bcrypt(stored),
             Err(_) => Stored::Unusable("malformed bcrypt hash"),
         };
@@ -349,20 +316,13 @@ fn classify(stored: &str) -> Stored<'_> {
     Stored::Unusable("unknown hash scheme")
 }
 
-fn verify_blocking(
-    normalized: &SecretString,
-    salt: Option<&SecretString>,
-    stored: &str,
-) -> Verification {
+fn verify_blocking(normalized: &SecretString, salt: Option<&SecretString>, stored: &str) -> Verification {
     let password = normalized.expose_secret().as_bytes();
     match classify(stored) {
         Stored::Argon2 { hash, ours } => {
-            let matches =
-                |candidate: &[u8]| Argon2::default().verify_password(candidate, &*hash).is_ok();
+            let matches = |candidate: &[u8]| Argon2::default().verify_password(candidate, &*hash).is_ok();
             if matches(password) {
-                return Verification::Valid {
-                    needs_rehash: !ours,
-                };
+                return Verification::Valid { needs_rehash: !ours };
             }
             if let Some(salt) = salt
                 && matches(fst_prehash(normalized, salt).expose_secret().as_bytes())
@@ -415,34 +375,20 @@ mod tests {
     }
 
     fn fixtures() -> Vec<Fixture> {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/fst/hashes.json"
-        );
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fst/hashes.json");
         let text = std::fs::read_to_string(path).unwrap();
         let fixtures: Vec<Fixture> = serde_json::from_str(&text).unwrap();
         // The fixtures must cover what they claim to, or the tests below prove little.
         for scheme in ["argon2", "bcrypt"] {
             assert!(fixtures.iter().any(|f| f.scheme == scheme), "{scheme}");
         }
-        assert!(
-            fixtures
-                .iter()
-                .any(|f| f.password.len() > BCRYPT_MAX_INPUT_BYTES)
-        );
-        assert!(
-            fixtures
-                .iter()
-                .any(|f| f.password.nfkd().collect::<String>() != f.password)
-        );
+        assert!(fixtures.iter().any(|f| f.password.len() > BCRYPT_MAX_INPUT_BYTES));
+        assert!(fixtures.iter().any(|f| f.password.nfkd().collect::<String>() != f.password));
         fixtures
     }
 
     /// Verifies every fixture concurrently (2 cores) and returns the outcomes in order.
-    async fn verify_all(
-        fixtures: &[Fixture],
-        make: impl Fn(&Fixture) -> (Passwords, String),
-    ) -> Vec<Verification> {
+    async fn verify_all(fixtures: &[Fixture], make: impl Fn(&Fixture) -> (Passwords, String)) -> Vec<Verification> {
         let mut tasks = tokio::task::JoinSet::new();
         for (index, fixture) in fixtures.iter().enumerate() {
             let (passwords, password) = make(fixture);
@@ -464,23 +410,13 @@ mod tests {
         let hash = passwords.hash("pässwörd-Ωmega").await.unwrap();
         assert_eq!(
             passwords.verify("pässwörd-Ωmega", &hash).await.unwrap(),
-            Verification::Valid {
-                needs_rehash: false
-            }
+            Verification::Valid { needs_rehash: false }
         );
         // Typed decomposed (NFD) it is the same password.
         let decomposed: String = "pässwörd-Ωmega".nfd().collect();
         assert_ne!(decomposed, "pässwörd-Ωmega");
-        assert_eq!(
-            passwords.verify(&decomposed, &hash).await.unwrap(),
-            Verification::Valid {
-                needs_rehash: false
-            }
-        );
-        assert_eq!(
-            passwords.verify("pässwörd-Ωmegb", &hash).await.unwrap(),
-            Verification::Invalid
-        );
+        assert_eq!(passwords.verify(&decomposed, &hash).await.unwrap(), Verification::Valid { needs_rehash: false });
+        assert_eq!(passwords.verify("pässwörd-Ωmegb", &hash).await.unwrap(), Verification::Invalid);
     }
 
     #[tokio::test]
@@ -501,10 +437,7 @@ mod tests {
     async fn wrong_password_is_invalid_without_salt() {
         let passwords = Passwords::new(None);
         let hash = passwords.hash("the right one").await.unwrap();
-        assert_eq!(
-            passwords.verify("the wrong one", &hash).await.unwrap(),
-            Verification::Invalid
-        );
+        assert_eq!(passwords.verify("the wrong one", &hash).await.unwrap(), Verification::Invalid);
     }
 
     #[tokio::test]
@@ -536,21 +469,12 @@ mod tests {
         let wrong_salt = |f: &Fixture| (with_salt(&format!("{}x", f.salt)), f.password.clone());
         let no_salt = |f: &Fixture| (Passwords::new(None), f.password.clone());
         for (case, outcomes) in [
-            (
-                "wrong password",
-                verify_all(&fixtures, wrong_password).await,
-            ),
+            ("wrong password", verify_all(&fixtures, wrong_password).await),
             ("wrong salt", verify_all(&fixtures, wrong_salt).await),
             ("no salt", verify_all(&fixtures, no_salt).await),
         ] {
             for (fixture, outcome) in fixtures.iter().zip(outcomes) {
-                assert_eq!(
-                    outcome,
-                    Verification::Invalid,
-                    "{case}: {} {:?}",
-                    fixture.scheme,
-                    fixture.password
-                );
+                assert_eq!(outcome, Verification::Invalid, "{case}: {} {:?}", fixture.scheme, fixture.password);
             }
         }
     }
@@ -586,10 +510,7 @@ mod tests {
                 Verification::Valid { needs_rehash: true },
                 "{hash}"
             );
-            assert_eq!(
-                passwords.verify("other password", &hash).await.unwrap(),
-                Verification::Invalid
-            );
+            assert_eq!(passwords.verify("other password", &hash).await.unwrap(), Verification::Invalid);
         }
     }
 
@@ -605,10 +526,7 @@ mod tests {
                 Verification::Valid { needs_rehash: true },
                 "{prefix}"
             );
-            assert_eq!(
-                passwords.verify("plain bcrypt px", &variant).await.unwrap(),
-                Verification::Invalid
-            );
+            assert_eq!(passwords.verify("plain bcrypt px", &variant).await.unwrap(), Verification::Invalid);
         }
     }
 
@@ -635,13 +553,10 @@ mod tests {
             // Refused before any work: the absurd costs would take hours or terabytes (and a
             // blocking task cannot be cancelled, so a timeout alone would hang the test).
             assert!(matches!(classify(stored), Stored::Unusable(_)), "{stored}");
-            let outcome = tokio::time::timeout(
-                Duration::from_secs(5),
-                passwords.verify("whatever password", stored),
-            )
-            .await
-            .unwrap()
-            .unwrap();
+            let outcome = tokio::time::timeout(Duration::from_secs(5), passwords.verify("whatever password", stored))
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(outcome, Verification::Invalid, "{stored}");
         }
     }
@@ -650,21 +565,12 @@ mod tests {
     async fn over_long_passwords_are_refused_without_hashing() {
         let passwords = Passwords::new(None);
         let long = "x".repeat(MAX_PASSWORD_BYTES + 1);
-        assert!(matches!(
-            passwords.hash(&long).await,
-            Err(PasswordError::TooLong)
-        ));
+        assert!(matches!(passwords.hash(&long).await, Err(PasswordError::TooLong)));
         // Even against a hash of exactly that password (cheap params, made here).
         let hash = weak_argon2(Algorithm::Argon2id, &long);
+        assert_eq!(passwords.verify(&long, &hash).await.unwrap(), Verification::Invalid);
         assert_eq!(
-            passwords.verify(&long, &hash).await.unwrap(),
-            Verification::Invalid
-        );
-        assert_eq!(
-            passwords
-                .verify(&long[1..], &weak_argon2(Algorithm::Argon2id, &long[1..]))
-                .await
-                .unwrap(),
+            passwords.verify(&long[1..], &weak_argon2(Algorithm::Argon2id, &long[1..])).await.unwrap(),
             Verification::Valid { needs_rehash: true },
             "the limit itself is allowed"
         );
@@ -702,10 +608,7 @@ mod tests {
         assert_eq!(check_policy("correct horse", "alice"), Ok(()));
         assert_eq!(check_policy("12345678", "alice"), Ok(()));
         assert_eq!(check_policy("äöüßäöüß", "alice"), Ok(()));
-        assert_eq!(
-            check_policy(&"x".repeat(MAX_PASSWORD_BYTES), "alice"),
-            Ok(())
-        );
+        assert_eq!(check_policy(&"x".repeat(MAX_PASSWORD_BYTES), "alice"), Ok(()));
         // Containing the username is allowed; only equality is refused.
         assert_eq!(check_policy("alice-in-wonderland", "alice"), Ok(()));
     }

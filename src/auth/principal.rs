@@ -58,10 +58,7 @@ impl Principal {
         if self.roles.iter().any(|r| *r >= minimum) {
             Ok(())
         } else {
-            Err(AppError::Forbidden(format!(
-                "This action requires the {} role",
-                minimum.as_str()
-            )))
+            Err(AppError::Forbidden(format!("This action requires the {} role", minimum.as_str())))
         }
     }
 
@@ -71,10 +68,7 @@ impl Principal {
             Ok(())
         } else {
             let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-            Err(AppError::Forbidden(format!(
-                "This action requires one of the roles: {}",
-                names.join(", ")
-            )))
+            Err(AppError::Forbidden(format!("This action requires one of the roles: {}", names.join(", "))))
         }
     }
 
@@ -85,10 +79,7 @@ impl Principal {
             Ok(())
         } else {
             let names: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
-            Err(AppError::Forbidden(format!(
-                "This action requires the permission: {}",
-                names.join(" or ")
-            )))
+            Err(AppError::Forbidden(format!("This action requires the permission: {}", names.join(" or "))))
         }
     }
 }
@@ -105,10 +96,7 @@ impl From<AuthError> for AppError {
 impl FromRequestParts<AppState> for Principal {
     type Rejection = AppError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let identity = &state.identity;
         let principal = if let Some(key) = parts.headers.get("x-api-key") {
             let key = key.to_str().map_err(|_| AuthError::InvalidApiKey)?;

@@ -123,10 +123,7 @@ mod tests {
         let admin = [Role::Admin, Role::Viewer];
         assert_eq!(narrow(&admin, Some(&[Role::Viewer])), vec![Role::Viewer]);
         assert_eq!(narrow(&admin, None), admin.to_vec());
-        assert_eq!(
-            narrow(&[Role::Viewer], Some(&[Role::Admin])),
-            vec![Role::Viewer]
-        );
+        assert_eq!(narrow(&[Role::Viewer], Some(&[Role::Admin])), vec![Role::Viewer]);
         assert!(narrow(&[Role::Maintainer], Some(&[Role::Viewer])).is_empty());
     }
 }

@@ -33,11 +33,7 @@ pub struct Limiter<K> {
 
 impl<K: Eq + Hash + Clone> Limiter<K> {
     pub fn new(limit: usize, window: Duration) -> Self {
-        Self {
-            limit,
-            window,
-            records: Mutex::new(HashMap::new()),
-        }
+        Self { limit, window, records: Mutex::new(HashMap::new()) }
     }
 
     /// `Some(seconds)` while `key` is blocked.
@@ -54,16 +50,12 @@ impl<K: Eq + Hash + Clone> Limiter<K> {
             prune(&mut records, now, self.window);
         }
         let record = records.entry(key.clone()).or_default();
-        record
-            .failures
-            .retain(|t| now.duration_since(*t) < self.window);
+        record.failures.retain(|t| now.duration_since(*t) < self.window);
         record.failures.push(now);
         if record.failures.len() < self.limit {
             return None;
         }
-        let block = FIRST_BLOCK
-            .saturating_mul(2u32.saturating_pow(record.blocks))
-            .min(MAX_BLOCK);
+        let block = FIRST_BLOCK.saturating_mul(2u32.saturating_pow(record.blocks)).min(MAX_BLOCK);
         record.blocks = record.blocks.saturating_add(1);
         record.blocked_until = Some(now + block);
         record.failures.clear();
@@ -96,9 +88,7 @@ fn prune<K>(records: &mut HashMap<K, Record>, now: Instant, window: Duration) {
     records.retain(|_, r| {
         let blocked = r.blocked_until.is_some_and(|u| u > now);
         // Keep the back-off memory for a while after a block ends.
-        let recently_blocked = r
-            .blocked_until
-            .is_some_and(|u| now.saturating_duration_since(u) < MAX_BLOCK);
+        let recently_blocked = r.blocked_until.is_some_and(|u| now.saturating_duration_since(u) < MAX_BLOCK);
         blocked || recently_blocked || r.failures.iter().any(|t| now.duration_since(*t) < window)
     });
 }
@@ -120,11 +110,7 @@ mod tests {
         assert_eq!(limiter.blocked_for(&"a", later), None);
         limiter.fail(&"a", later);
         limiter.fail(&"a", later);
-        assert_eq!(
-            limiter.fail(&"a", later),
-            Some(120),
-            "the second block doubles"
-        );
+        assert_eq!(limiter.fail(&"a", later), Some(120), "the second block doubles");
         limiter.reset(&"a");
         assert_eq!(limiter.blocked_for(&"a", later), None);
     }

@@ -81,11 +81,7 @@ impl TokenSigner {
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims)?);
         let signing_input = format!("{header}.{payload}");
-        let signature = URL_SAFE_NO_PAD.encode(
-            mac(&self.current, signing_input.as_bytes())
-                .finalize()
-                .into_bytes(),
-        );
+        let signature = URL_SAFE_NO_PAD.encode(mac(&self.current, signing_input.as_bytes()).finalize().into_bytes());
         Ok(format!("{signing_input}.{signature}"))
     }
 
@@ -101,17 +97,11 @@ impl TokenSigner {
         if header.alg != "HS256" {
             return Err(TokenError::Algorithm);
         }
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|_| TokenError::Malformed)?;
+        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenError::Malformed)?;
         let signing_input = &token[..header_len(token, payload)];
         let valid = std::iter::once(&self.current)
             .chain(self.previous.as_ref())
-            .any(|secret| {
-                mac(secret, signing_input.as_bytes())
-                    .verify_slice(&signature)
-                    .is_ok()
-            });
+            .any(|secret| mac(secret, signing_input.as_bytes()).verify_slice(&signature).is_ok());
         if !valid {
             return Err(TokenError::Signature);
         }
@@ -143,9 +133,7 @@ fn mac(secret: &SecretString, data: &[u8]) -> Hmac<Sha256> {
 }
 
 fn decode_json<T: serde::de::DeserializeOwned>(segment: &str) -> Result<T, TokenError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| TokenError::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD.decode(segment).map_err(|_| TokenError::Malformed)?;
     serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
 }
 
@@ -176,44 +164,24 @@ mod tests {
     fn round_trip_and_rejections() {
         let signer = signer("k1");
         let token = signer.sign(&claims(TokenType::Access, 2_000)).unwrap();
-        assert_eq!(
-            signer.verify(&token, TokenType::Access, 1_500).unwrap().sub,
-            "u1"
-        );
-        assert_eq!(
-            signer.verify(&token, TokenType::Refresh, 1_500),
-            Err(TokenError::WrongType)
-        );
-        assert_eq!(
-            signer.verify(&token, TokenType::Access, 2_000),
-            Err(TokenError::Expired)
-        );
-        assert_eq!(
-            self::signer("other").verify(&token, TokenType::Access, 1_500),
-            Err(TokenError::Signature)
-        );
+        assert_eq!(signer.verify(&token, TokenType::Access, 1_500).unwrap().sub, "u1");
+        assert_eq!(signer.verify(&token, TokenType::Refresh, 1_500), Err(TokenError::WrongType));
+        assert_eq!(signer.verify(&token, TokenType::Access, 2_000), Err(TokenError::Expired));
+        assert_eq!(self::signer("other").verify(&token, TokenType::Access, 1_500), Err(TokenError::Signature));
         let mut tampered = token.clone();
         tampered.insert(tampered.find('.').unwrap() + 5, 'x');
         assert!(signer.verify(&tampered, TokenType::Access, 1_500).is_err());
-        assert_eq!(
-            signer.verify("a.b", TokenType::Access, 1_500),
-            Err(TokenError::Malformed)
-        );
+        assert_eq!(signer.verify("a.b", TokenType::Access, 1_500), Err(TokenError::Malformed));
     }
 
     #[test]
     fn alg_none_and_other_algorithms_are_refused() {
         let signer = signer("k1");
-        let payload =
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(TokenType::Access, 2_000)).unwrap());
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(TokenType::Access, 2_000)).unwrap());
         for alg in ["none", "HS512", "RS256", "hs256"] {
             let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#));
             let token = format!("{header}.{payload}.");
-            assert_eq!(
-                signer.verify(&token, TokenType::Access, 1_500),
-                Err(TokenError::Algorithm),
-                "{alg}"
-            );
+            assert_eq!(signer.verify(&token, TokenType::Access, 1_500), Err(TokenError::Algorithm), "{alg}");
         }
     }
 
@@ -226,10 +194,6 @@ mod tests {
             Some(SecretString::from("old-secret".to_owned())),
         );
         assert!(rotated.verify(&token, TokenType::Access, 1_500).is_ok());
-        assert!(
-            signer("new-secret")
-                .verify(&token, TokenType::Access, 1_500)
-                .is_err()
-        );
+        assert!(signer("new-secret").verify(&token, TokenType::Access, 1_500).is_err());
     }
 }

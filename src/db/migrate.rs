@@ -8,8 +8,8 @@
 
 use sea_orm::SqliteTransactionMode;
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, DeriveIden, Statement, StatementBuilder,
-    TransactionOptions, TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, DeriveIden, Statement, StatementBuilder, TransactionOptions,
+    TransactionTrait,
     sea_query::{ColumnDef, Expr, Query, Table},
 };
 
@@ -42,16 +42,13 @@ enum SchemaMigrations {
 /// Applies the migrations this database has not seen; returns how many it applied.
 pub async fn run(db: &DatabaseConnection) -> Result<usize, DbErr> {
     let backend = db.get_database_backend();
-    let options = TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..Default::default()
-    };
+    let options =
+        TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() };
     let txn = db.begin_with_options(options).await?;
     lock(&txn, backend).await?;
     let result = apply_pending(&txn, backend).await;
     if backend == DbBackend::MySql {
-        txn.execute_unprepared(&format!("SELECT RELEASE_LOCK('{MYSQL_LOCK_NAME}')"))
-            .await?;
+        txn.execute_unprepared(&format!("SELECT RELEASE_LOCK('{MYSQL_LOCK_NAME}')")).await?;
     }
     match result {
         Ok(applied) => {
@@ -68,15 +65,11 @@ pub async fn run(db: &DatabaseConnection) -> Result<usize, DbErr> {
 async fn lock(txn: &impl ConnectionTrait, backend: DbBackend) -> Result<(), DbErr> {
     match backend {
         DbBackend::Postgres => {
-            txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({PG_LOCK_KEY})"))
-                .await?;
+            txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")).await?;
         }
         DbBackend::MySql => {
-            let sql =
-                format!("SELECT GET_LOCK('{MYSQL_LOCK_NAME}', {MYSQL_LOCK_WAIT_SECONDS}) AS got");
-            let row = txn
-                .query_one_raw(Statement::from_string(backend, sql))
-                .await?;
+            let sql = format!("SELECT GET_LOCK('{MYSQL_LOCK_NAME}', {MYSQL_LOCK_WAIT_SECONDS}) AS got");
+            let row = txn.query_one_raw(Statement::from_string(backend, sql)).await?;
             let got: Option<i64> = row.map(|r| r.try_get("", "got")).transpose()?.flatten();
             if got != Some(1) {
                 return Err(DbErr::Custom(format!(
@@ -95,71 +88,34 @@ async fn apply_pending(txn: &impl ConnectionTrait, backend: DbBackend) -> Result
         Table::create()
             .table(SchemaMigrations::Table)
             .if_not_exists()
-            .col(
-                ColumnDef::new(SchemaMigrations::Version)
-                    .big_integer()
-                    .not_null()
-                    .primary_key(),
-            )
-            .col(
-                ColumnDef::new(SchemaMigrations::Name)
-                    .string_len(128)
-                    .not_null(),
-            )
-            .col(
-                ColumnDef::new(SchemaMigrations::AppliedAt)
-                    .timestamp_with_time_zone()
-                    .not_null(),
-            ),
+            .col(ColumnDef::new(SchemaMigrations::Version).big_integer().not_null().primary_key())
+            .col(ColumnDef::new(SchemaMigrations::Name).string_len(128).not_null())
+            .col(ColumnDef::new(SchemaMigrations::AppliedAt).timestamp_with_time_zone().not_null()),
     )
     .await?;
-    let rows = txn
-        .query_all(
-            Query::select()
-                .column(SchemaMigrations::Version)
-                .from(SchemaMigrations::Table),
-        )
-        .await?;
-    let applied: Vec<i64> = rows
-        .iter()
-        .map(|row| row.try_get("", "version"))
-        .collect::<Result<_, _>>()?;
+    let rows = txn.query_all(Query::select().column(SchemaMigrations::Version).from(SchemaMigrations::Table)).await?;
+    let applied: Vec<i64> = rows.iter().map(|row| row.try_get("", "version")).collect::<Result<_, _>>()?;
     let mut count = 0;
     for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
         for statement in (migration.up)(backend) {
-            txn.execute_raw(statement).await.map_err(|err| {
-                DbErr::Migration(format!("{} {}: {err}", migration.version, migration.name))
-            })?;
+            txn.execute_raw(statement)
+                .await
+                .map_err(|err| DbErr::Migration(format!("{} {}: {err}", migration.version, migration.name)))?;
         }
         txn.execute(
             Query::insert()
                 .into_table(SchemaMigrations::Table)
-                .columns([
-                    SchemaMigrations::Version,
-                    SchemaMigrations::Name,
-                    SchemaMigrations::AppliedAt,
-                ])
-                .values_panic([
-                    migration.version.into(),
-                    migration.name.into(),
-                    Expr::current_timestamp(),
-                ]),
+                .columns([SchemaMigrations::Version, SchemaMigrations::Name, SchemaMigrations::AppliedAt])
+                .values_panic([migration.version.into(), migration.name.into(), Expr::current_timestamp()]),
         )
         .await?;
-        tracing::info!(
-            event = "migration_applied",
-            version = migration.version,
-            name = migration.name
-        );
+        tracing::info!(event = "migration_applied", version = migration.version, name = migration.name);
         count += 1;
     }
     Ok(count)
 }
 
 /// Renders schema statements for one backend.
-pub(crate) fn build_all<S: StatementBuilder>(
-    backend: DbBackend,
-    statements: &[S],
-) -> Vec<Statement> {
+pub(crate) fn build_all<S: StatementBuilder>(backend: DbBackend, statements: &[S]) -> Vec<Statement> {
     statements.iter().map(|s| backend.build(s)).collect()
 }

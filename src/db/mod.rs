@@ -52,18 +52,11 @@ impl Database {
     /// Connects, retrying with backoff for `DB_CONNECT_RETRY_SECONDS`, then runs migrations.
     pub async fn open(config: &Config) -> Result<Self, DbStartError> {
         let url = &config.database_url;
-        let max_connections = if url.is_in_memory() {
-            1
-        } else {
-            config.max_db_connections()
-        };
+        let max_connections = if url.is_in_memory() { 1 } else { config.max_db_connections() };
         wait_until_reachable(url, config.db_connect_retry).await?;
         let conn = sea_orm::Database::connect(connect_options(url, max_connections))
             .await
-            .map_err(|err| DbStartError::Unreachable {
-                waited: config.db_connect_retry,
-                cause: err.to_string(),
-            })?;
+            .map_err(|err| DbStartError::Unreachable { waited: config.db_connect_retry, cause: err.to_string() })?;
         let applied = migrate::run(&conn).await.map_err(DbStartError::Migration)?;
         tracing::info!(
             event = "database_ready",
@@ -72,12 +65,7 @@ impl Database {
             max_connections,
             migrations_applied = applied,
         );
-        Ok(Self {
-            conn,
-            backend: url.backend(),
-            health: DbHealth::new_healthy(),
-            max_connections,
-        })
+        Ok(Self { conn, backend: url.backend(), health: DbHealth::new_healthy(), max_connections })
     }
 
     pub fn conn(&self) -> &DatabaseConnection {
@@ -95,11 +83,7 @@ impl Database {
 
     /// Checks the database now and records the result.
     pub async fn check(&self) -> HealthStatus {
-        let result = tokio::time::timeout(
-            health::CHECK_TIMEOUT,
-            self.conn.execute_unprepared("SELECT 1"),
-        )
-        .await;
+        let result = tokio::time::timeout(health::CHECK_TIMEOUT, self.conn.execute_unprepared("SELECT 1")).await;
         let status = match result {
             Ok(Ok(_)) => HealthStatus::Ok,
             Ok(Err(err)) => HealthStatus::Failing(err.to_string()),
@@ -147,11 +131,7 @@ impl Database {
                 (pool.size(), pool.num_idle())
             }
         };
-        PoolStats {
-            size,
-            idle: u32::try_from(idle).unwrap_or(u32::MAX),
-            max: self.max_connections,
-        }
+        PoolStats { size, idle: u32::try_from(idle).unwrap_or(u32::MAX), max: self.max_connections }
     }
 
     /// Closes every pooled connection; used at shutdown.
@@ -181,10 +161,7 @@ async fn wait_until_reachable(url: &DbUrl, window: Duration) -> Result<(), DbSta
             Err(err) => {
                 let waited = started.elapsed();
                 if waited + delay > window {
-                    return Err(DbStartError::Unreachable {
-                        waited,
-                        cause: err.to_string(),
-                    });
+                    return Err(DbStartError::Unreachable { waited, cause: err.to_string() });
                 }
                 tracing::warn!(
                     event = "database_connect_retry",
@@ -208,10 +185,7 @@ fn connect_options(url: &DbUrl, max_connections: u32) -> ConnectOptions {
         .sqlx_logging(false);
     if url.is_in_memory() {
         // The database vanishes with its last connection: keep exactly one, forever.
-        options
-            .min_connections(1)
-            .idle_timeout(None::<Duration>)
-            .max_lifetime(None::<Duration>);
+        options.min_connections(1).idle_timeout(None::<Duration>).max_lifetime(None::<Duration>);
     }
     if url.backend() == Backend::Sqlite {
         use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};

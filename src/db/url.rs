@@ -40,14 +40,9 @@ impl DbUrl {
     /// `sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite:///:memory:`.
     pub fn parse(raw: &str) -> Result<Self, ConfigError> {
         let err = |problem: &str| ConfigError::new("DATABASE_URL", problem.to_owned());
-        let (scheme, rest) = raw
-            .split_once("://")
-            .ok_or_else(|| err("is not a URL (expected e.g. postgresql://user:pass@host/db)"))?;
-        let engine = scheme
-            .split('+')
-            .next()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let (scheme, rest) =
+            raw.split_once("://").ok_or_else(|| err("is not a URL (expected e.g. postgresql://user:pass@host/db)"))?;
+        let engine = scheme.split('+').next().unwrap_or_default().to_ascii_lowercase();
         match engine.as_str() {
             "postgresql" | "postgres" => Self::network(Backend::Postgres, "postgres", rest),
             "mysql" | "mariadb" => Self::network(Backend::MySql, "mysql", rest),
@@ -71,12 +66,7 @@ impl DbUrl {
             // Only fails for URLs that cannot carry a password, which these can.
             let _ = shown.set_password(Some("***"));
         }
-        Ok(Self {
-            backend,
-            connect: SecretString::from(connect),
-            redacted: shown.to_string(),
-            in_memory: false,
-        })
+        Ok(Self { backend, connect: SecretString::from(connect), redacted: shown.to_string(), in_memory: false })
     }
 
     /// SQLAlchemy puts the path after a third slash: `sqlite:///rel.db` is relative,
@@ -88,24 +78,11 @@ impl DbUrl {
         let connect = if in_memory {
             "sqlite::memory:".to_owned()
         } else {
-            let query = if query.is_empty() {
-                "mode=rwc".to_owned()
-            } else {
-                query.to_owned()
-            };
+            let query = if query.is_empty() { "mode=rwc".to_owned() } else { query.to_owned() };
             format!("sqlite://{path}?{query}")
         };
-        let redacted = if in_memory {
-            "sqlite:///:memory:".to_owned()
-        } else {
-            format!("sqlite:///{path}")
-        };
-        Self {
-            backend: Backend::Sqlite,
-            connect: SecretString::from(connect),
-            redacted,
-            in_memory,
-        }
+        let redacted = if in_memory { "sqlite:///:memory:".to_owned() } else { format!("sqlite:///{path}") };
+        Self { backend: Backend::Sqlite, connect: SecretString::from(connect), redacted, in_memory }
     }
 
     pub fn backend(&self) -> Backend {
@@ -142,37 +119,13 @@ mod tests {
     #[test]
     fn sqlalchemy_spellings_are_accepted() {
         let cases = [
-            (
-                "postgresql://u:p@h:5432/db",
-                Backend::Postgres,
-                "postgres://u:p@h:5432/db",
-            ),
+            ("postgresql://u:p@h:5432/db", Backend::Postgres, "postgres://u:p@h:5432/db"),
             ("postgres://u@h/db", Backend::Postgres, "postgres://u@h/db"),
-            (
-                "postgresql+psycopg2://u:p@h/db",
-                Backend::Postgres,
-                "postgres://u:p@h/db",
-            ),
-            (
-                "mysql://root@127.0.0.1:3306/test",
-                Backend::MySql,
-                "mysql://root@127.0.0.1:3306/test",
-            ),
-            (
-                "mysql+pymysql://u:p@h/db",
-                Backend::MySql,
-                "mysql://u:p@h/db",
-            ),
-            (
-                "sqlite:///relative.db",
-                Backend::Sqlite,
-                "sqlite://relative.db?mode=rwc",
-            ),
-            (
-                "sqlite:////absolute/k.db",
-                Backend::Sqlite,
-                "sqlite:///absolute/k.db?mode=rwc",
-            ),
+            ("postgresql+psycopg2://u:p@h/db", Backend::Postgres, "postgres://u:p@h/db"),
+            ("mysql://root@127.0.0.1:3306/test", Backend::MySql, "mysql://root@127.0.0.1:3306/test"),
+            ("mysql+pymysql://u:p@h/db", Backend::MySql, "mysql://u:p@h/db"),
+            ("sqlite:///relative.db", Backend::Sqlite, "sqlite://relative.db?mode=rwc"),
+            ("sqlite:////absolute/k.db", Backend::Sqlite, "sqlite:///absolute/k.db?mode=rwc"),
             ("sqlite:///:memory:", Backend::Sqlite, "sqlite::memory:"),
         ];
         for (raw, backend, connect) in cases {
@@ -189,12 +142,7 @@ mod tests {
             let err = DbUrl::parse(raw).unwrap_err();
             assert_eq!(err.variable, "DATABASE_URL", "{raw}");
         }
-        assert!(
-            DbUrl::parse("oracle://h/db")
-                .unwrap_err()
-                .problem
-                .contains("oracle")
-        );
+        assert!(DbUrl::parse("oracle://h/db").unwrap_err().problem.contains("oracle"));
     }
 
     #[test]

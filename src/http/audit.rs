@@ -30,21 +30,14 @@ pub struct AuditQuery {
 
 /// RFC 3339 or Unix seconds, as microseconds.
 pub fn parse_time(field: &str, value: &str) -> Result<i64, AppError> {
-    let invalid = || {
-        AppError::Validation(vec![FieldError::new(
-            field,
-            "must be an RFC 3339 time or Unix seconds",
-        )])
-    };
+    let invalid = || AppError::Validation(vec![FieldError::new(field, "must be an RFC 3339 time or Unix seconds")]);
     if let Ok(seconds) = value.parse::<f64>() {
         if !seconds.is_finite() {
             return Err(invalid());
         }
         return Ok((seconds * 1_000_000.0) as i64);
     }
-    chrono::DateTime::parse_from_rfc3339(value)
-        .map(|t| t.timestamp_micros())
-        .map_err(|_| invalid())
+    chrono::DateTime::parse_from_rfc3339(value).map(|t| t.timestamp_micros()).map_err(|_| invalid())
 }
 
 pub async fn list(
@@ -57,25 +50,14 @@ pub async fn list(
     let filter = AuditFilter {
         user_id: query.user_id,
         action: query.action,
-        since: query
-            .since
-            .as_deref()
-            .map(|v| parse_time("since", v))
-            .transpose()?,
-        until: query
-            .until
-            .as_deref()
-            .map(|v| parse_time("until", v))
-            .transpose()?,
+        since: query.since.as_deref().map(|v| parse_time("since", v)).transpose()?,
+        until: query.until.as_deref().map(|v| parse_time("until", v)).transpose()?,
     };
     let (rows, total) = audit::list(state.db.conn(), &filter, page.limit, page.offset).await?;
     Ok(axum::Json(listing("audit", rows, total, page)).into_response())
 }
 
-pub async fn verify(
-    State(state): State<AppState>,
-    principal: Principal,
-) -> Result<Response, AppError> {
+pub async fn verify(State(state): State<AppState>, principal: Principal) -> Result<Response, AppError> {
     principal.require_role(Role::Admin)?;
     let report = audit::verify(state.db.conn()).await?;
     Ok(axum::Json(report).into_response())

@@ -32,9 +32,7 @@ pub struct LoginRequest {
 /// Token responses must not be cached by anything on the way.
 fn token_response(status: StatusCode, tokens: TokenResponse) -> Response {
     let mut response = (status, axum::Json(tokens)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -47,21 +45,10 @@ pub async fn login(
         .username
         .or(body.email)
         .filter(|l| !l.trim().is_empty())
-        .ok_or_else(|| {
-            AppError::Validation(vec![FieldError::new(
-                "username",
-                "username or email is required",
-            )])
-        })?;
-    let result = state
-        .identity
-        .login(&login, &body.password, &ctx.audit_meta(None), ctx.client_ip)
-        .await;
+        .ok_or_else(|| AppError::Validation(vec![FieldError::new("username", "username or email is required")]))?;
+    let result = state.identity.login(&login, &body.password, &ctx.audit_meta(None), ctx.client_ip).await;
     // The login service audits successes, failures and throttled attempts itself.
-    if matches!(
-        &result,
-        Ok(_) | Err(AppError::Unauthorized(_) | AppError::TooManyRequests { .. })
-    ) {
+    if matches!(&result, Ok(_) | Err(AppError::Unauthorized(_) | AppError::TooManyRequests { .. })) {
         ctx.audit.mark_handled();
     }
     Ok(token_response(StatusCode::OK, result?))
@@ -73,19 +60,13 @@ pub struct RefreshRequest {
     refresh_token: String,
 }
 
-pub async fn refresh(
-    State(state): State<AppState>,
-    Json(body): Json<RefreshRequest>,
-) -> Result<Response, AppError> {
+pub async fn refresh(State(state): State<AppState>, Json(body): Json<RefreshRequest>) -> Result<Response, AppError> {
     let tokens = state.identity.refresh(&body.refresh_token).await?;
     Ok(token_response(StatusCode::OK, tokens))
 }
 
 pub async fn verify(principal: Principal, ctx: RequestContext) -> Result<Response, AppError> {
-    let expires_at = principal
-        .token
-        .as_ref()
-        .map(|claims| micros_to_rfc3339(claims.exp.saturating_mul(1_000_000)));
+    let expires_at = principal.token.as_ref().map(|claims| micros_to_rfc3339(claims.exp.saturating_mul(1_000_000)));
     Ok(axum::Json(json!({
         "valid": true,
         "identity": principal.user_id,
@@ -105,14 +86,9 @@ pub async fn logout(
     ctx: RequestContext,
 ) -> Result<Response, AppError> {
     let claims = principal.token.as_ref().ok_or_else(|| {
-        AppError::BadRequest(
-            "Only token sessions can be logged out; delete the API key instead".into(),
-        )
+        AppError::BadRequest("Only token sessions can be logged out; delete the API key instead".into())
     })?;
-    state
-        .identity
-        .logout(claims, &ctx.audit_meta(Some(&principal.user_id)))
-        .await?;
+    state.identity.logout(claims, &ctx.audit_meta(Some(&principal.user_id))).await?;
     ctx.audit.mark_handled();
     Ok(axum::Json(json!({ "message": "Logged out successfully" })).into_response())
 }
@@ -121,8 +97,7 @@ pub async fn me(State(state): State<AppState>, principal: Principal) -> Result<R
     let user = users::find_by_id(&state.identity.db, &principal.user_id)
         .await?
         .ok_or_else(|| AppError::Unauthorized("Authentication required".into()))?;
-    let mut view = serde_json::to_value(users::UserView::new(user, &principal.roles))
-        .map_err(AppError::internal)?;
+    let mut view = serde_json::to_value(users::UserView::new(user, &principal.roles)).map_err(AppError::internal)?;
     view["auth_method"] = json!(principal.auth_method.as_str());
     Ok(axum::Json(view).into_response())
 }
@@ -167,15 +142,8 @@ pub async fn list_api_keys(
     Query(query): Query<KeyListQuery>,
 ) -> Result<Response, AppError> {
     let page = page(query.limit, query.offset)?;
-    let (keys, total) = state
-        .identity
-        .list_api_keys(
-            &principal,
-            query.user_id.as_deref(),
-            page.limit,
-            page.offset,
-        )
-        .await?;
+    let (keys, total) =
+        state.identity.list_api_keys(&principal, query.user_id.as_deref(), page.limit, page.offset).await?;
     Ok(axum::Json(listing("api_keys", keys, total, page)).into_response())
 }
 
@@ -208,25 +176,12 @@ pub async fn create_api_key(
     ctx: RequestContext,
     Json(body): Json<CreateKeyRequest>,
 ) -> Result<Response, AppError> {
-    let roles = body
-        .roles
-        .as_deref()
-        .map(|r| parse_roles("roles", r))
-        .transpose()?;
-    let new = NewApiKey {
-        name: body.name,
-        roles,
-        expires_in_days: body.expires_in_days,
-    };
-    let created = state
-        .identity
-        .create_api_key(&principal, new, &ctx.audit_meta(Some(&principal.user_id)))
-        .await?;
+    let roles = body.roles.as_deref().map(|r| parse_roles("roles", r)).transpose()?;
+    let new = NewApiKey { name: body.name, roles, expires_in_days: body.expires_in_days };
+    let created = state.identity.create_api_key(&principal, new, &ctx.audit_meta(Some(&principal.user_id))).await?;
     ctx.audit.mark_handled();
     let mut response = (StatusCode::CREATED, axum::Json(created)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
 
@@ -236,14 +191,7 @@ pub async fn delete_api_key(
     ctx: RequestContext,
     Path(key_id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    state
-        .identity
-        .delete_api_key(
-            &principal,
-            &key_id,
-            &ctx.audit_meta(Some(&principal.user_id)),
-        )
-        .await?;
+    state.identity.delete_api_key(&principal, &key_id, &ctx.audit_meta(Some(&principal.user_id))).await?;
     ctx.audit.mark_handled();
     Ok(StatusCode::NO_CONTENT)
 }

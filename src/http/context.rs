@@ -77,15 +77,8 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
                 .extensions
                 .get::<CorrelationId>()
                 .map_or_else(String::new, |id| id.as_str().to_owned()),
-            client_ip: parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip()),
-            audit: parts
-                .extensions
-                .get::<AuditSlot>()
-                .cloned()
-                .unwrap_or_default(),
+            client_ip: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip()),
+            audit: parts.extensions.get::<AuditSlot>().cloned().unwrap_or_default(),
         })
     }
 }

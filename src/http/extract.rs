@@ -1,9 +1,7 @@
 //! Extractors whose rejections speak our error body instead of the framework's text.
 
 use axum::{
-    extract::{
-        FromRequest, FromRequestParts, Request, rejection::JsonRejection, rejection::QueryRejection,
-    },
+    extract::{FromRequest, FromRequestParts, Request, rejection::JsonRejection, rejection::QueryRejection},
     http::request::Parts,
 };
 use serde::de::DeserializeOwned;
@@ -34,15 +32,9 @@ fn json_rejection(rejection: JsonRejection) -> AppError {
         JsonRejection::MissingJsonContentType(_) => {
             AppError::UnsupportedMediaType("Expected Content-Type: application/json".to_owned())
         }
-        JsonRejection::JsonDataError(err) => {
-            AppError::BadRequest(format!("Invalid JSON body: {}", err.body_text()))
-        }
-        JsonRejection::JsonSyntaxError(err) => {
-            AppError::BadRequest(format!("Malformed JSON: {}", err.body_text()))
-        }
-        JsonRejection::BytesRejection(err)
-            if err.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
-        {
+        JsonRejection::JsonDataError(err) => AppError::BadRequest(format!("Invalid JSON body: {}", err.body_text())),
+        JsonRejection::JsonSyntaxError(err) => AppError::BadRequest(format!("Malformed JSON: {}", err.body_text())),
+        JsonRejection::BytesRejection(err) if err.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
             AppError::PayloadTooLarge("The request body is larger than the limit".to_owned())
         }
         other => AppError::BadRequest(format!("Unreadable request body: {}", other.body_text())),
@@ -63,13 +55,10 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Query(value)),
-            Err(QueryRejection::FailedToDeserializeQueryString(err)) => Err(AppError::BadRequest(
-                format!("Invalid query string: {}", err.body_text()),
-            )),
-            Err(other) => Err(AppError::BadRequest(format!(
-                "Invalid query string: {}",
-                other.body_text()
-            ))),
+            Err(QueryRejection::FailedToDeserializeQueryString(err)) => {
+                Err(AppError::BadRequest(format!("Invalid query string: {}", err.body_text())))
+            }
+            Err(other) => Err(AppError::BadRequest(format!("Invalid query string: {}", other.body_text()))),
         }
     }
 }

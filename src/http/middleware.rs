@@ -38,20 +38,12 @@ fn correlation_id(request: &Request) -> Arc<str> {
         .headers()
         .get(&X_CORRELATION_ID)
         .and_then(|value| value.to_str().ok())
-        .filter(|id| {
-            !id.is_empty()
-                && id.len() <= MAX_CORRELATION_ID_LEN
-                && id.bytes().all(|b| b.is_ascii_graphic())
-        })
+        .filter(|id| !id.is_empty() && id.len() <= MAX_CORRELATION_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| Arc::from(Uuid::new_v4().to_string()), Arc::from)
 }
 
 /// The outermost layer of every route (and of the fallback).
-pub async fn observe(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response<Body> {
+pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response<Body> {
     let started = Instant::now();
     let id = correlation_id(&request);
     request.extensions_mut().insert(CorrelationId(id.clone()));
@@ -59,38 +51,18 @@ pub async fn observe(
     request.extensions_mut().insert(audit_slot.clone());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let endpoint = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED_ENDPOINT, MatchedPath::as_str)
-        .to_owned();
-    let client_ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string());
+    let endpoint = request.extensions().get::<MatchedPath>().map_or(UNMATCHED_ENDPOINT, MatchedPath::as_str).to_owned();
+    let client_ip =
+        request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string());
 
     let mut response = next.run(request).await;
 
     let status = response.status();
-    let changes_state = matches!(
-        method,
-        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-    );
+    let changes_state = matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
     if changes_state && !audit_slot.handled() {
-        let meta = AuditMeta {
-            user_id: audit_slot.user_id(),
-            client_ip: client_ip.clone(),
-            correlation_id: id.to_string(),
-        };
-        audit_request(
-            &state,
-            &meta,
-            method.as_str(),
-            &endpoint,
-            &path,
-            status.as_u16(),
-        )
-        .await;
+        let meta =
+            AuditMeta { user_id: audit_slot.user_id(), client_ip: client_ip.clone(), correlation_id: id.to_string() };
+        audit_request(&state, &meta, method.as_str(), &endpoint, &path, status.as_u16()).await;
     }
     if status.is_client_error() || status.is_server_error() {
         response = render_error(response, &id, method.as_str(), &path);
@@ -99,15 +71,10 @@ pub async fn observe(
     if let Ok(value) = HeaderValue::from_str(&id) {
         headers.insert(X_CORRELATION_ID, value);
     }
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
 
     let elapsed = started.elapsed().as_secs_f64();
-    state
-        .metrics
-        .observe_request(&endpoint, method.as_str(), status.as_u16(), elapsed);
+    state.metrics.observe_request(&endpoint, method.as_str(), status.as_u16(), elapsed);
     let client_ip = client_ip.as_deref().unwrap_or("unknown");
     macro_rules! log_request {
         ($level:ident) => {
@@ -134,26 +101,13 @@ pub async fn observe(
 
 /// The audit row of a state-changing request whose handler did not write one itself
 /// (refused requests, mostly): action `METHOD /route/{template}`.
-async fn audit_request(
-    state: &AppState,
-    meta: &AuditMeta,
-    method: &str,
-    endpoint: &str,
-    path: &str,
-    status: u16,
-) {
+async fn audit_request(state: &AppState, meta: &AuditMeta, method: &str, endpoint: &str, path: &str, status: u16) {
     let template: Vec<&str> = endpoint.split('/').collect();
     let resource_type = template.get(3).copied().unwrap_or(endpoint);
-    let resource_id = template
-        .iter()
-        .position(|segment| segment.starts_with('{'))
-        .and_then(|at| path.split('/').nth(at));
-    let entry = AuditEntry::new(
-        &format!("{method} {endpoint}"),
-        resource_type,
-        resource_id,
-        AuditStatus::from_http(status),
-    );
+    let resource_id =
+        template.iter().position(|segment| segment.starts_with('{')).and_then(|at| path.split('/').nth(at));
+    let entry =
+        AuditEntry::new(&format!("{method} {endpoint}"), resource_type, resource_id, AuditStatus::from_http(status));
     if let Err(err) = audit::record(state.db.conn(), meta, entry).await {
         tracing::error!(event = "audit_write_failed", correlation_id = %meta.correlation_id, error = %err);
     }
@@ -165,10 +119,8 @@ async fn audit_request(
 fn render_error(response: Response<Body>, id: &str, method: &str, path: &str) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     let info = parts.extensions.remove::<ErrorInfo>();
-    let is_json = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let is_json =
+        parts.headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if info.is_none() && is_json {
         return Response::from_parts(parts, body);
     }
@@ -194,17 +146,10 @@ fn render_error(response: Response<Body>, id: &str, method: &str, path: &str) ->
         Err(_) => return Response::from_parts(parts, Body::empty()),
     };
     parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let mut response = Response::from_parts(parts, Body::from(bytes));
-    if status == StatusCode::UNAUTHORIZED
-        && !response.headers().contains_key(header::WWW_AUTHENTICATE)
-    {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    if status == StatusCode::UNAUTHORIZED && !response.headers().contains_key(header::WWW_AUTHENTICATE) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     response
 }

@@ -18,24 +18,13 @@ pub struct Page {
 pub fn page(limit: Option<u64>, offset: Option<u64>) -> Result<Page, AppError> {
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(AppError::Validation(vec![FieldError::new(
-            "limit",
-            format!("must be between 1 and {MAX_LIMIT}"),
-        )]));
+        return Err(AppError::Validation(vec![FieldError::new("limit", format!("must be between 1 and {MAX_LIMIT}"))]));
     }
-    Ok(Page {
-        limit,
-        offset: offset.unwrap_or(0),
-    })
+    Ok(Page { limit, offset: offset.unwrap_or(0) })
 }
 
 /// `{"<items>": [...], "total", "limit", "offset"}`.
-pub fn listing<T: Serialize>(
-    items_key: &str,
-    items: Vec<T>,
-    total: u64,
-    page: Page,
-) -> serde_json::Value {
+pub fn listing<T: Serialize>(items_key: &str, items: Vec<T>, total: u64, page: Page) -> serde_json::Value {
     let mut body = serde_json::Map::new();
     body.insert(items_key.to_owned(), serde_json::json!(items));
     body.insert("total".into(), total.into());

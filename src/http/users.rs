@@ -72,14 +72,9 @@ pub struct CreateUser {
 }
 
 fn validate_username(username: &str, problems: &mut Vec<FieldError>) {
-    let ok_chars = username
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let ok_chars = username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if !(3..=64).contains(&username.chars().count()) || !ok_chars {
-        problems.push(FieldError::new(
-            "username",
-            "must be 3 to 64 letters, digits, '.', '_' or '-'",
-        ));
+        problems.push(FieldError::new("username", "must be 3 to 64 letters, digits, '.', '_' or '-'"));
     }
 }
 
@@ -87,10 +82,7 @@ fn validate_email(email: &str, problems: &mut Vec<FieldError>) {
     let valid = email.len() <= 255
         && !email.chars().any(char::is_whitespace)
         && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
         });
     if !valid {
         problems.push(FieldError::new("email", "must be a valid email address"));
@@ -106,9 +98,7 @@ fn validate_name(field: &str, value: &str, problems: &mut Vec<FieldError>) {
 /// Maps a unique-constraint violation to 409, anything else to the usual mapping.
 fn conflict_or(err: sea_orm::DbErr, what: &str) -> AppError {
     match err.sql_err() {
-        Some(SqlErr::UniqueConstraintViolation(_)) => {
-            AppError::Conflict(format!("{what} already exists"))
-        }
+        Some(SqlErr::UniqueConstraintViolation(_)) => AppError::Conflict(format!("{what} already exists")),
         _ => AppError::from(err),
     }
 }
@@ -149,11 +139,7 @@ pub async fn create(
         return Err(AppError::Validation(problems));
     }
     let identity = &state.identity;
-    let hash = identity
-        .passwords
-        .hash(&body.password)
-        .await
-        .map_err(AppError::internal)?;
+    let hash = identity.passwords.hash(&body.password).await.map_err(AppError::internal)?;
     let txn = identity.db.begin().await?;
     let new = NewUser {
         username: body.username,
@@ -165,16 +151,9 @@ pub async fn create(
         roles: crate::auth::roles::normalize(roles),
     };
     let roles = new.roles.clone();
-    let user = users::insert(&txn, new)
-        .await
-        .map_err(|e| conflict_or(e, "A user with this username or email"))?;
+    let user = users::insert(&txn, new).await.map_err(|e| conflict_or(e, "A user with this username or email"))?;
     let meta = ctx.audit_meta(Some(&principal.user_id));
-    audit::record(
-        &txn,
-        &meta,
-        AuditEntry::new("CREATE_USER", "user", Some(&user.id), AuditStatus::Success),
-    )
-    .await?;
+    audit::record(&txn, &meta, AuditEntry::new("CREATE_USER", "user", Some(&user.id), AuditStatus::Success)).await?;
     txn.commit().await?;
     ctx.audit.mark_handled();
     Ok(created(UserView::new(user, &roles)))
@@ -182,9 +161,7 @@ pub async fn create(
 
 async fn load(state: &AppState, id: &str) -> Result<(user::Model, Vec<Role>), AppError> {
     let db = &state.identity.db;
-    let user = users::find_by_id(db, id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("User not found: {id}")))?;
+    let user = users::find_by_id(db, id).await?.ok_or_else(|| AppError::NotFound(format!("User not found: {id}")))?;
     let roles = users::roles_of(db, id).await?;
     Ok((user, roles))
 }
@@ -223,10 +200,7 @@ pub async fn update(
     if let Some(email) = &body.email {
         validate_email(email, &mut problems);
     }
-    for (field, value) in [
-        ("first_name", &body.first_name),
-        ("last_name", &body.last_name),
-    ] {
+    for (field, value) in [("first_name", &body.first_name), ("last_name", &body.last_name)] {
         if let Some(value) = value {
             validate_name(field, value, &mut problems);
         }
@@ -249,33 +223,19 @@ pub async fn update(
     }
     let identity = &state.identity;
     let hash = match &body.password {
-        Some(password) => Some(
-            identity
-                .passwords
-                .hash(password)
-                .await
-                .map_err(AppError::internal)?,
-        ),
+        Some(password) => Some(identity.passwords.hash(password).await.map_err(AppError::internal)?),
         None => None,
     };
     let was_admin = current.active && current_roles.contains(&Role::Admin);
-    let stays_admin = body.active.unwrap_or(current.active)
-        && new_roles
-            .as_ref()
-            .unwrap_or(&current_roles)
-            .contains(&Role::Admin);
+    let stays_admin =
+        body.active.unwrap_or(current.active) && new_roles.as_ref().unwrap_or(&current_roles).contains(&Role::Admin);
     let txn = identity.db.begin().await?;
     if was_admin && !stays_admin && users::count_active_admins(&txn).await? <= 1 {
-        return Err(AppError::Conflict(
-            "The last active admin cannot be demoted or deactivated".into(),
-        ));
+        return Err(AppError::Conflict("The last active admin cannot be demoted or deactivated".into()));
     }
     let revoke_tokens = hash.is_some() || body.active == Some(false);
-    let mut change = user::ActiveModel {
-        id: Set(current.id.clone()),
-        updated_at: Set(now_micros()),
-        ..Default::default()
-    };
+    let mut change =
+        user::ActiveModel { id: Set(current.id.clone()), updated_at: Set(now_micros()), ..Default::default() };
     if let Some(email) = body.email {
         change.email = Set(email.to_lowercase());
     }
@@ -294,28 +254,16 @@ pub async fn update(
     if revoke_tokens {
         change.token_version = Set(current.token_version.saturating_add(1));
     }
-    let updated = change
-        .update(&txn)
-        .await
-        .map_err(|e| conflict_or(e, "A user with this email"))?;
+    let updated = change.update(&txn).await.map_err(|e| conflict_or(e, "A user with this email"))?;
     if let Some(roles) = &new_roles {
         users::set_roles(&txn, &id, roles).await?;
     }
     let meta = ctx.audit_meta(Some(&principal.user_id));
-    audit::record(
-        &txn,
-        &meta,
-        AuditEntry::new("UPDATE_USER", "user", Some(&id), AuditStatus::Success),
-    )
-    .await?;
+    audit::record(&txn, &meta, AuditEntry::new("UPDATE_USER", "user", Some(&id), AuditStatus::Success)).await?;
     txn.commit().await?;
     ctx.audit.mark_handled();
     identity.invalidate_user(&id);
-    Ok(axum::Json(UserView::new(
-        updated,
-        new_roles.as_ref().unwrap_or(&current_roles),
-    ))
-    .into_response())
+    Ok(axum::Json(UserView::new(updated, new_roles.as_ref().unwrap_or(&current_roles))).into_response())
 }
 
 pub async fn delete(
@@ -328,22 +276,12 @@ pub async fn delete(
     let (current, roles) = load(&state, &id).await?;
     let identity = &state.identity;
     let txn = identity.db.begin().await?;
-    if current.active
-        && roles.contains(&Role::Admin)
-        && users::count_active_admins(&txn).await? <= 1
-    {
-        return Err(AppError::Conflict(
-            "The last active admin cannot be deleted".into(),
-        ));
+    if current.active && roles.contains(&Role::Admin) && users::count_active_admins(&txn).await? <= 1 {
+        return Err(AppError::Conflict("The last active admin cannot be deleted".into()));
     }
     user::Entity::delete_by_id(id.clone()).exec(&txn).await?;
     let meta = ctx.audit_meta(Some(&principal.user_id));
-    audit::record(
-        &txn,
-        &meta,
-        AuditEntry::new("DELETE_USER", "user", Some(&id), AuditStatus::Success),
-    )
-    .await?;
+    audit::record(&txn, &meta, AuditEntry::new("DELETE_USER", "user", Some(&id), AuditStatus::Success)).await?;
     txn.commit().await?;
     ctx.audit.mark_handled();
     identity.invalidate_user(&id);
@@ -363,9 +301,6 @@ pub async fn roles(principal: Principal) -> Result<Response, AppError> {
         })
         .collect();
     let total = roles.len() as u64;
-    let page = crate::http::pagination::Page {
-        limit: total,
-        offset: 0,
-    };
+    let page = crate::http::pagination::Page { limit: total, offset: 0 };
     Ok(axum::Json(listing("roles", roles, total, page)).into_response())
 }

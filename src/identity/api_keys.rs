@@ -2,8 +2,8 @@
 //! bounded in lifetime; shown once, stored as a digest.
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
 };
 use serde::Serialize;
 
@@ -20,10 +20,7 @@ use crate::{
 
 /// Role names stored comma-separated; unknown names are ignored.
 pub fn parse_roles(stored: &str) -> Vec<Role> {
-    stored
-        .split(',')
-        .filter_map(|r| Role::parse(r.trim()))
-        .collect()
+    stored.split(',').filter_map(|r| Role::parse(r.trim())).collect()
 }
 
 #[derive(Debug, Serialize)]
@@ -45,10 +42,7 @@ impl From<api_key::Model> for ApiKeyView {
             user_id: key.user_id,
             name: key.name,
             prefix: key.prefix,
-            roles: key
-                .roles
-                .as_deref()
-                .map(|r| parse_roles(r).iter().map(|r| r.as_str()).collect()),
+            roles: key.roles.as_deref().map(|r| parse_roles(r).iter().map(|r| r.as_str()).collect()),
             expires_at: key.expires_at.map(micros_to_rfc3339),
             last_used_at: key.last_used_at.map(micros_to_rfc3339),
             created_at: micros_to_rfc3339(key.created_at),
@@ -86,23 +80,14 @@ impl Identity {
         if days == 0 || days > self.api_key_max_days {
             problems.push(FieldError::new(
                 "expires_in_days",
-                format!(
-                    "must be between 1 and {} (API_KEY_MAX_DAYS)",
-                    self.api_key_max_days
-                ),
+                format!("must be between 1 and {} (API_KEY_MAX_DAYS)", self.api_key_max_days),
             ));
         }
         if let Some(roles) = &new.roles {
             if roles.is_empty() {
-                problems.push(FieldError::new(
-                    "roles",
-                    "must name at least one role when given",
-                ));
+                problems.push(FieldError::new("roles", "must name at least one role when given"));
             } else if roles.iter().max() > owner.roles.iter().max() {
-                problems.push(FieldError::new(
-                    "roles",
-                    "a key cannot have a higher role than its owner",
-                ));
+                problems.push(FieldError::new("roles", "a key cannot have a higher role than its owner"));
             }
         }
         if !problems.is_empty() {
@@ -116,33 +101,17 @@ impl Identity {
             name: Set(name),
             prefix: Set(generated.prefix),
             key_hash: Set(generated.digest),
-            roles: Set(new
-                .roles
-                .map(|r| r.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","))),
-            expires_at: Set(Some(
-                now.saturating_add(i64::from(days) * 86_400 * 1_000_000),
-            )),
+            roles: Set(new.roles.map(|r| r.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","))),
+            expires_at: Set(Some(now.saturating_add(i64::from(days) * 86_400 * 1_000_000))),
             last_used_at: Set(None),
             created_at: Set(now),
         };
         let txn = self.db.begin().await?;
         let key = model.insert(&txn).await?;
-        audit::record(
-            &txn,
-            meta,
-            AuditEntry::new(
-                "CREATE_API_KEY",
-                "api_key",
-                Some(&key.id),
-                AuditStatus::Success,
-            ),
-        )
-        .await?;
+        audit::record(&txn, meta, AuditEntry::new("CREATE_API_KEY", "api_key", Some(&key.id), AuditStatus::Success))
+            .await?;
         txn.commit().await?;
-        Ok(CreatedApiKey {
-            key: generated.plaintext,
-            view: key.into(),
-        })
+        Ok(CreatedApiKey { key: generated.plaintext, view: key.into() })
     }
 
     /// A user's own keys; admins may list anyone's (`user_id`) or everyone's.
@@ -174,33 +143,15 @@ impl Identity {
 
     /// Deletes a key the caller owns (admins: any key). Someone else's key is a 404, so
     /// keys of other users cannot be discovered.
-    pub async fn delete_api_key(
-        &self,
-        caller: &Principal,
-        key_id: &str,
-        meta: &AuditMeta,
-    ) -> Result<(), AppError> {
+    pub async fn delete_api_key(&self, caller: &Principal, key_id: &str, meta: &AuditMeta) -> Result<(), AppError> {
         let txn = self.db.begin().await?;
-        let key = api_key::Entity::find_by_id(key_id.to_owned())
-            .one(&txn)
-            .await?;
+        let key = api_key::Entity::find_by_id(key_id.to_owned()).one(&txn).await?;
         let key = key
             .filter(|k| caller.is_admin() || k.user_id == caller.user_id)
             .ok_or_else(|| AppError::NotFound(format!("API key not found: {key_id}")))?;
-        api_key::Entity::delete_by_id(key.id.clone())
-            .exec(&txn)
+        api_key::Entity::delete_by_id(key.id.clone()).exec(&txn).await?;
+        audit::record(&txn, meta, AuditEntry::new("DELETE_API_KEY", "api_key", Some(&key.id), AuditStatus::Success))
             .await?;
-        audit::record(
-            &txn,
-            meta,
-            AuditEntry::new(
-                "DELETE_API_KEY",
-                "api_key",
-                Some(&key.id),
-                AuditStatus::Success,
-            ),
-        )
-        .await?;
         txn.commit().await?;
         self.invalidate_key(&key.id);
         Ok(())

@@ -101,10 +101,7 @@ impl Identity {
         Self {
             db,
             passwords: Passwords::new(config.security_password_salt.clone()),
-            tokens: TokenSigner::new(
-                config.jwt_secret.clone(),
-                config.jwt_secret_previous.clone(),
-            ),
+            tokens: TokenSigner::new(config.jwt_secret.clone(), config.jwt_secret_previous.clone()),
             access_ttl_seconds: i64::from(config.jwt_expiry_hours) * 3600,
             api_key_max_days: config.api_key_max_days,
             users: TtlCache::new(CACHE_TTL),
@@ -157,14 +154,9 @@ impl Identity {
 
     /// Authenticates an `Authorization: Bearer` access token.
     pub async fn authenticate_bearer(&self, token: &str) -> Result<Principal, AuthError> {
-        let claims = self
-            .tokens
-            .verify(token, TokenType::Access, now_seconds())
-            .map_err(|_| AuthError::InvalidToken)?;
-        let user = self
-            .snapshot(&claims.sub)
-            .await?
-            .ok_or(AuthError::InvalidToken)?;
+        let claims =
+            self.tokens.verify(token, TokenType::Access, now_seconds()).map_err(|_| AuthError::InvalidToken)?;
+        let user = self.snapshot(&claims.sub).await?.ok_or(AuthError::InvalidToken)?;
         let revoked = user.revoked.contains(&claims.jti) || user.revoked.contains(&claims.sid);
         if !user.active || user.token_version != claims.ver || revoked {
             return Err(AuthError::InvalidToken);
@@ -206,10 +198,7 @@ impl Identity {
         if found.expires_at.is_some_and(|at| at <= now_micros()) {
             return Err(AuthError::InvalidApiKey);
         }
-        let user = self
-            .snapshot(&found.user_id)
-            .await?
-            .ok_or(AuthError::InvalidApiKey)?;
+        let user = self.snapshot(&found.user_id).await?.ok_or(AuthError::InvalidApiKey)?;
         if !user.active {
             return Err(AuthError::InvalidApiKey);
         }
@@ -229,10 +218,7 @@ impl Identity {
         let Ok(mut touches) = self.key_touches.lock() else {
             return;
         };
-        if touches
-            .get(key_id)
-            .is_some_and(|at| now.duration_since(*at) < KEY_TOUCH_INTERVAL)
-        {
+        if touches.get(key_id).is_some_and(|at| now.duration_since(*at) < KEY_TOUCH_INTERVAL) {
             return;
         }
         if touches.len() > 50_000 {
@@ -256,10 +242,7 @@ impl Identity {
     /// Deletes expired revocations and refresh tokens; keeps the tables small.
     pub async fn prune_expired(&self) -> Result<(), DbErr> {
         let now = now_micros();
-        revoked_token::Entity::delete_many()
-            .filter(revoked_token::Column::ExpiresAt.lte(now))
-            .exec(&self.db)
-            .await?;
+        revoked_token::Entity::delete_many().filter(revoked_token::Column::ExpiresAt.lte(now)).exec(&self.db).await?;
         entity::refresh_token::Entity::delete_many()
             .filter(entity::refresh_token::Column::ExpiresAt.lte(now))
             .exec(&self.db)

@@ -8,8 +8,8 @@
 use std::{net::IpAddr, time::Instant};
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
-    TransactionTrait, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set, TransactionTrait,
+    sea_query::Expr,
 };
 use serde::Serialize;
 
@@ -69,10 +69,7 @@ impl Identity {
             sub: user.id.clone(),
             username: user.username.clone(),
             roles: roles::names(roles).into_iter().map(str::to_owned).collect(),
-            permissions: roles::permission_names(roles)
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
+            permissions: roles::permission_names(roles).into_iter().map(str::to_owned).collect(),
             jti: uuid::Uuid::new_v4().to_string(),
             iat: now,
             exp: now + ttl,
@@ -122,53 +119,33 @@ impl Identity {
             .blocked_for(&account, now)
             .or_else(|| client.and_then(|ip| self.login_clients.blocked_for(&ip, now)));
         if let Some(retry_after_seconds) = blocked {
-            self.audit_login(meta, None, &account, AuditStatus::Denied)
-                .await?;
-            return Err(AppError::TooManyRequests {
-                retry_after_seconds,
-            });
+            self.audit_login(meta, None, &account, AuditStatus::Denied).await?;
+            return Err(AppError::TooManyRequests { retry_after_seconds });
         }
         let found = users::find_by_login(&self.db, login.trim()).await?;
         let verified = match &found {
-            Some(user) => self
-                .passwords
-                .verify(password, &user.password_hash)
-                .await
-                .map_err(AppError::internal)?,
+            Some(user) => self.passwords.verify(password, &user.password_hash).await.map_err(AppError::internal)?,
             None => {
                 self.passwords.verify_dummy(password).await;
                 Verification::Invalid
             }
         };
         let (user, needs_rehash) = match (found, verified) {
-            (Some(user), Verification::Valid { needs_rehash }) if user.active => {
-                (user, needs_rehash)
-            }
+            (Some(user), Verification::Valid { needs_rehash }) if user.active => (user, needs_rehash),
             (found, _) => {
                 let user_id = found.map(|u| u.id);
-                self.audit_login(meta, user_id, &account, AuditStatus::Failure)
-                    .await?;
+                self.audit_login(meta, user_id, &account, AuditStatus::Failure).await?;
                 let blocked = self.login_accounts.fail(&account, now);
                 let blocked = blocked.or(client.and_then(|ip| self.login_clients.fail(&ip, now)));
                 if let Some(retry_after_seconds) = blocked {
-                    return Err(AppError::TooManyRequests {
-                        retry_after_seconds,
-                    });
+                    return Err(AppError::TooManyRequests { retry_after_seconds });
                 }
                 return Err(AppError::Unauthorized(INVALID_CREDENTIALS.to_owned()));
             }
         };
         self.login_accounts.reset(&account);
-        let new_hash = if needs_rehash {
-            Some(
-                self.passwords
-                    .hash(password)
-                    .await
-                    .map_err(AppError::internal)?,
-            )
-        } else {
-            None
-        };
+        let new_hash =
+            if needs_rehash { Some(self.passwords.hash(password).await.map_err(AppError::internal)?) } else { None };
         let txn = self.db.begin().await?;
         let stamp = now_micros();
         let mut update = user::ActiveModel {
@@ -185,19 +162,9 @@ impl Identity {
         }
         let user = update.update(&txn).await?;
         let roles = users::roles_of(&txn, &user.id).await?;
-        let response = self
-            .issue(&txn, &user, &roles, &uuid::Uuid::new_v4().to_string())
-            .await?;
-        let meta = AuditMeta {
-            user_id: Some(user.id.clone()),
-            ..meta.clone()
-        };
-        audit::record(
-            &txn,
-            &meta,
-            AuditEntry::new("LOGIN", "session", Some(&account), AuditStatus::Success),
-        )
-        .await?;
+        let response = self.issue(&txn, &user, &roles, &uuid::Uuid::new_v4().to_string()).await?;
+        let meta = AuditMeta { user_id: Some(user.id.clone()), ..meta.clone() };
+        audit::record(&txn, &meta, AuditEntry::new("LOGIN", "session", Some(&account), AuditStatus::Success)).await?;
         txn.commit().await?;
         Ok(response)
     }
@@ -209,25 +176,14 @@ impl Identity {
         account: &str,
         status: AuditStatus,
     ) -> Result<(), DbErr> {
-        let meta = AuditMeta {
-            user_id,
-            ..meta.clone()
-        };
-        audit::record(
-            &self.db,
-            &meta,
-            AuditEntry::new("LOGIN", "session", Some(account), status),
-        )
-        .await
+        let meta = AuditMeta { user_id, ..meta.clone() };
+        audit::record(&self.db, &meta, AuditEntry::new("LOGIN", "session", Some(account), status)).await
     }
 
     /// Rotates a refresh token into a new token pair.
     pub async fn refresh(&self, token: &str) -> Result<TokenResponse, AppError> {
         let invalid = || AppError::Unauthorized("Invalid or expired refresh token".to_owned());
-        let claims = self
-            .tokens
-            .verify(token, TokenType::Refresh, now_seconds())
-            .map_err(|_| invalid())?;
+        let claims = self.tokens.verify(token, TokenType::Refresh, now_seconds()).map_err(|_| invalid())?;
         let txn = self.db.begin().await?;
         // Only one presentation of a refresh token may rotate it.
         let rotated = refresh_token::Entity::update_many()
@@ -244,13 +200,8 @@ impl Identity {
             tracing::warn!(event = "refresh_token_reuse", user_id = %claims.sub);
             return Err(invalid());
         }
-        let user = users::find_by_id(&txn, &claims.sub)
-            .await?
-            .ok_or_else(invalid)?;
-        let session_revoked = revoked_token::Entity::find_by_id(claims.sid.clone())
-            .one(&txn)
-            .await?
-            .is_some();
+        let user = users::find_by_id(&txn, &claims.sub).await?.ok_or_else(invalid)?;
+        let session_revoked = revoked_token::Entity::find_by_id(claims.sid.clone()).one(&txn).await?.is_some();
         if !user.active || user.token_version != claims.ver || session_revoked {
             return Err(invalid());
         }
@@ -264,12 +215,8 @@ impl Identity {
     pub async fn logout(&self, claims: &Claims, meta: &AuditMeta) -> Result<(), AppError> {
         let txn = self.db.begin().await?;
         revoke_session(&txn, claims).await?;
-        audit::record(
-            &txn,
-            meta,
-            AuditEntry::new("LOGOUT", "session", Some(&claims.sid), AuditStatus::Success),
-        )
-        .await?;
+        audit::record(&txn, meta, AuditEntry::new("LOGOUT", "session", Some(&claims.sid), AuditStatus::Success))
+            .await?;
         txn.commit().await?;
         self.invalidate_user(&claims.sub);
         Ok(())
@@ -284,33 +231,20 @@ impl Identity {
         new: &str,
         meta: &AuditMeta,
     ) -> Result<TokenResponse, AppError> {
-        let user = users::find_by_id(&self.db, user_id)
-            .await?
-            .ok_or_else(|| AppError::NotFound("User not found".into()))?;
-        let verified = self
-            .passwords
-            .verify(current, &user.password_hash)
-            .await
-            .map_err(AppError::internal)?;
+        let user =
+            users::find_by_id(&self.db, user_id).await?.ok_or_else(|| AppError::NotFound("User not found".into()))?;
+        let verified = self.passwords.verify(current, &user.password_hash).await.map_err(AppError::internal)?;
         if verified == Verification::Invalid {
             audit::record(
                 &self.db,
                 meta,
-                AuditEntry::new(
-                    "CHANGE_PASSWORD",
-                    "user",
-                    Some(user_id),
-                    AuditStatus::Denied,
-                ),
+                AuditEntry::new("CHANGE_PASSWORD", "user", Some(user_id), AuditStatus::Denied),
             )
             .await?;
-            return Err(AppError::Forbidden(
-                "The current password is wrong".to_owned(),
-            ));
+            return Err(AppError::Forbidden("The current password is wrong".to_owned()));
         }
-        check_policy(new, &user.username).map_err(|m| {
-            AppError::Validation(vec![crate::error::FieldError::new("new_password", m)])
-        })?;
+        check_policy(new, &user.username)
+            .map_err(|m| AppError::Validation(vec![crate::error::FieldError::new("new_password", m)]))?;
         let hash = self.passwords.hash(new).await.map_err(AppError::internal)?;
         let txn = self.db.begin().await?;
         let user = user::ActiveModel {
@@ -323,20 +257,9 @@ impl Identity {
         .update(&txn)
         .await?;
         let roles = users::roles_of(&txn, &user.id).await?;
-        let response = self
-            .issue(&txn, &user, &roles, &uuid::Uuid::new_v4().to_string())
+        let response = self.issue(&txn, &user, &roles, &uuid::Uuid::new_v4().to_string()).await?;
+        audit::record(&txn, meta, AuditEntry::new("CHANGE_PASSWORD", "user", Some(user_id), AuditStatus::Success))
             .await?;
-        audit::record(
-            &txn,
-            meta,
-            AuditEntry::new(
-                "CHANGE_PASSWORD",
-                "user",
-                Some(user_id),
-                AuditStatus::Success,
-            ),
-        )
-        .await?;
         txn.commit().await?;
         self.invalidate_user(user_id);
         Ok(response)
@@ -348,11 +271,7 @@ async fn revoke_session(conn: &impl ConnectionTrait, claims: &Claims) -> Result<
     let now = now_micros();
     let expires_at = micros(claims.exp.max(now_seconds() + REFRESH_TTL_SECONDS));
     for jti in [&claims.jti, &claims.sid] {
-        if revoked_token::Entity::find_by_id(jti.clone())
-            .one(conn)
-            .await?
-            .is_none()
-        {
+        if revoked_token::Entity::find_by_id(jti.clone()).one(conn).await?.is_none() {
             revoked_token::ActiveModel {
                 jti: Set(jti.clone()),
                 user_id: Set(claims.sub.clone()),

@@ -4,8 +4,7 @@
 use std::collections::HashMap;
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde::Serialize;
 
@@ -15,80 +14,43 @@ use crate::{
     time::{micros_to_rfc3339, now_micros},
 };
 
-pub async fn find_by_id(
-    conn: &impl ConnectionTrait,
-    id: &str,
-) -> Result<Option<user::Model>, DbErr> {
+pub async fn find_by_id(conn: &impl ConnectionTrait, id: &str) -> Result<Option<user::Model>, DbErr> {
     user::Entity::find_by_id(id.to_owned()).one(conn).await
 }
 
 /// Finds a user by username or by email (case-insensitive for email).
-pub async fn find_by_login(
-    conn: &impl ConnectionTrait,
-    login: &str,
-) -> Result<Option<user::Model>, DbErr> {
-    if let Some(found) = user::Entity::find()
-        .filter(user::Column::Username.eq(login))
-        .one(conn)
-        .await?
-    {
+pub async fn find_by_login(conn: &impl ConnectionTrait, login: &str) -> Result<Option<user::Model>, DbErr> {
+    if let Some(found) = user::Entity::find().filter(user::Column::Username.eq(login)).one(conn).await? {
         return Ok(Some(found));
     }
-    user::Entity::find()
-        .filter(user::Column::Email.eq(login.to_lowercase()))
-        .one(conn)
-        .await
+    user::Entity::find().filter(user::Column::Email.eq(login.to_lowercase())).one(conn).await
 }
 
 pub async fn roles_of(conn: &impl ConnectionTrait, user_id: &str) -> Result<Vec<Role>, DbErr> {
-    let rows = user_role::Entity::find()
-        .filter(user_role::Column::UserId.eq(user_id))
-        .all(conn)
-        .await?;
-    Ok(roles::normalize(
-        rows.iter().filter_map(|r| Role::parse(&r.role)).collect(),
-    ))
+    let rows = user_role::Entity::find().filter(user_role::Column::UserId.eq(user_id)).all(conn).await?;
+    Ok(roles::normalize(rows.iter().filter_map(|r| Role::parse(&r.role)).collect()))
 }
 
-pub async fn roles_of_many(
-    conn: &impl ConnectionTrait,
-    ids: &[String],
-) -> Result<HashMap<String, Vec<Role>>, DbErr> {
-    let rows = user_role::Entity::find()
-        .filter(user_role::Column::UserId.is_in(ids.iter().cloned()))
-        .all(conn)
-        .await?;
+pub async fn roles_of_many(conn: &impl ConnectionTrait, ids: &[String]) -> Result<HashMap<String, Vec<Role>>, DbErr> {
+    let rows = user_role::Entity::find().filter(user_role::Column::UserId.is_in(ids.iter().cloned())).all(conn).await?;
     let mut map: HashMap<String, Vec<Role>> = HashMap::new();
     for row in rows {
         if let Some(role) = Role::parse(&row.role) {
             map.entry(row.user_id).or_default().push(role);
         }
     }
-    Ok(map
-        .into_iter()
-        .map(|(k, v)| (k, roles::normalize(v)))
-        .collect())
+    Ok(map.into_iter().map(|(k, v)| (k, roles::normalize(v))).collect())
 }
 
-pub async fn set_roles(
-    conn: &impl ConnectionTrait,
-    user_id: &str,
-    roles: &[Role],
-) -> Result<(), DbErr> {
-    user_role::Entity::delete_many()
-        .filter(user_role::Column::UserId.eq(user_id))
-        .exec(conn)
-        .await?;
+pub async fn set_roles(conn: &impl ConnectionTrait, user_id: &str, roles: &[Role]) -> Result<(), DbErr> {
+    user_role::Entity::delete_many().filter(user_role::Column::UserId.eq(user_id)).exec(conn).await?;
     if roles.is_empty() {
         return Ok(());
     }
-    let rows = roles.iter().map(|role| user_role::ActiveModel {
-        user_id: Set(user_id.to_owned()),
-        role: Set(role.as_str().to_owned()),
-    });
-    user_role::Entity::insert_many(rows)
-        .exec_without_returning(conn)
-        .await?;
+    let rows = roles
+        .iter()
+        .map(|role| user_role::ActiveModel { user_id: Set(user_id.to_owned()), role: Set(role.as_str().to_owned()) });
+    user_role::Entity::insert_many(rows).exec_without_returning(conn).await?;
     Ok(())
 }
 
@@ -123,13 +85,9 @@ pub async fn insert(conn: &impl ConnectionTrait, new: NewUser) -> Result<user::M
         login_count: Set(0),
     };
     let id = model.id.clone().unwrap();
-    user::Entity::insert(model)
-        .exec_without_returning(conn)
-        .await?;
+    user::Entity::insert(model).exec_without_returning(conn).await?;
     set_roles(conn, &id, &new.roles).await?;
-    find_by_id(conn, &id)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("user {id} vanished after insert")))
+    find_by_id(conn, &id).await?.ok_or_else(|| DbErr::RecordNotFound(format!("user {id} vanished after insert")))
 }
 
 pub async fn count(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
@@ -155,11 +113,7 @@ pub async fn count_active_admins(conn: &impl ConnectionTrait) -> Result<u64, DbE
         .await
 }
 
-pub async fn list(
-    conn: &impl ConnectionTrait,
-    limit: u64,
-    offset: u64,
-) -> Result<(Vec<user::Model>, u64), DbErr> {
+pub async fn list(conn: &impl ConnectionTrait, limit: u64, offset: u64) -> Result<(Vec<user::Model>, u64), DbErr> {
     let total = user::Entity::find().count(conn).await?;
     let users = user::Entity::find()
         .order_by_asc(user::Column::CreatedAt)

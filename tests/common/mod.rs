@@ -40,12 +40,8 @@ fn required() -> bool {
 
 fn admin_url(kind: Kind) -> String {
     match kind {
-        Kind::Postgres => {
-            std::env::var("KK_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into())
-        }
-        Kind::MySql => {
-            std::env::var("KK_TEST_MYSQL_URL").unwrap_or_else(|_| DEFAULT_MYSQL_URL.into())
-        }
+        Kind::Postgres => std::env::var("KK_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into()),
+        Kind::MySql => std::env::var("KK_TEST_MYSQL_URL").unwrap_or_else(|_| DEFAULT_MYSQL_URL.into()),
         Kind::Sqlite => unreachable!("SQLite needs no server"),
     }
 }
@@ -53,10 +49,7 @@ fn admin_url(kind: Kind) -> String {
 async fn admin_connect(url: &str) -> Result<DatabaseConnection, sea_orm::DbErr> {
     let url = url.replacen("postgresql://", "postgres://", 1);
     let mut options = ConnectOptions::new(url);
-    options
-        .max_connections(1)
-        .connect_timeout(Duration::from_secs(3))
-        .sqlx_logging(false);
+    options.max_connections(1).connect_timeout(Duration::from_secs(3)).sqlx_logging(false);
     sea_orm::Database::connect(options).await
 }
 
@@ -87,27 +80,16 @@ impl TestDb {
         let conn = match admin_connect(&admin).await {
             Ok(conn) => conn,
             Err(err) => {
-                assert!(
-                    !required(),
-                    "{kind:?} is required (KK_REQUIRE_ALL_DATABASES=1) but unreachable: {err}"
-                );
+                assert!(!required(), "{kind:?} is required (KK_REQUIRE_ALL_DATABASES=1) but unreachable: {err}");
                 eprintln!(
                     "\n!!! SKIPPED: {kind:?} unreachable at its test URL ({err}); set KK_REQUIRE_ALL_DATABASES=1 to fail instead !!!\n"
                 );
                 return None;
             }
         };
-        conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
+        conn.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
         conn.close().await.unwrap();
-        Some(TestDb {
-            kind,
-            url: with_database(&admin, &name),
-            name,
-            admin_url: Some(admin),
-            _dir: None,
-        })
+        Some(TestDb { kind, url: with_database(&admin, &name), name, admin_url: Some(admin), _dir: None })
     }
 
     pub fn config(&self) -> Config {
@@ -117,15 +99,10 @@ impl TestDb {
     /// A direct connection, for looking at (or tampering with) what the service stored.
     pub async fn connect(&self) -> DatabaseConnection {
         let url = match self.kind {
-            Kind::Sqlite => format!(
-                "sqlite://{}?mode=rwc",
-                self.url.trim_start_matches("sqlite:///")
-            ),
+            Kind::Sqlite => format!("sqlite://{}?mode=rwc", self.url.trim_start_matches("sqlite:///")),
             _ => self.url.replacen("postgresql://", "postgres://", 1),
         };
-        sea_orm::Database::connect(ConnectOptions::new(url).sqlx_logging(false).to_owned())
-            .await
-            .unwrap()
+        sea_orm::Database::connect(ConnectOptions::new(url).sqlx_logging(false).to_owned()).await.unwrap()
     }
 }
 
@@ -140,10 +117,7 @@ impl Drop for TestDb {
         };
         // Drop runs inside the test's runtime: clean up on a thread with its own.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
                 if let Ok(conn) = admin_connect(&admin).await {
                     let _ = conn.execute_unprepared(&sql).await;
@@ -166,9 +140,7 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(config: Config) -> TestServer {
-        let app = killkrill::build(config.clone(), LogLevelHandle::detached(config.log_level))
-            .await
-            .unwrap();
+        let app = killkrill::build(config.clone(), LogLevelHandle::detached(config.log_level)).await.unwrap();
         Self::serve(app).await
     }
 
@@ -180,13 +152,7 @@ impl TestServer {
         let task = tokio::spawn(app.serve(listener, async {
             let _ = stopped.await;
         }));
-        TestServer {
-            addr,
-            client: reqwest::Client::new(),
-            state,
-            stop: Some(stop),
-            task: Some(task),
-        }
+        TestServer { addr, client: reqwest::Client::new(), state, stop: Some(stop), task: Some(task) }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -280,11 +246,7 @@ impl TestServer {
         )
         .await
         .unwrap();
-        TestUser {
-            id: view.id,
-            username: username.to_owned(),
-            password,
-        }
+        TestUser { id: view.id, username: username.to_owned(), password }
     }
 
     /// Logs in and returns the whole token response.
@@ -306,14 +268,7 @@ impl TestServer {
     }
 
     /// A request with `Authorization: Bearer <token>`.
-    pub fn authed(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: &str,
-    ) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, self.url(path))
-            .bearer_auth(token)
+    pub fn authed(&self, method: reqwest::Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path)).bearer_auth(token)
     }
 }

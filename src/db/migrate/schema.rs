@@ -9,16 +9,8 @@ use sea_orm::{
 use super::{Migration, build_all};
 
 pub(super) const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "app_settings",
-        up: app_settings,
-    },
-    Migration {
-        version: 2,
-        name: "identity",
-        up: identity,
-    },
+    Migration { version: 1, name: "app_settings", up: app_settings },
+    Migration { version: 2, name: "identity", up: identity },
 ];
 
 #[derive(DeriveIden)]
@@ -35,18 +27,9 @@ fn app_settings(backend: DbBackend) -> Vec<Statement> {
         backend,
         &[Table::create()
             .table(AppSettings::Table)
-            .col(
-                ColumnDef::new(AppSettings::Key)
-                    .string_len(64)
-                    .not_null()
-                    .primary_key(),
-            )
+            .col(ColumnDef::new(AppSettings::Key).string_len(64).not_null().primary_key())
             .col(ColumnDef::new(AppSettings::Value).text().not_null())
-            .col(
-                ColumnDef::new(AppSettings::UpdatedAt)
-                    .timestamp_with_time_zone()
-                    .not_null(),
-            )
+            .col(ColumnDef::new(AppSettings::UpdatedAt).timestamp_with_time_zone().not_null())
             .to_owned()],
     )
 }
@@ -137,11 +120,7 @@ enum AuditLog {
 }
 
 fn id_column<T: sea_orm::sea_query::IntoIden>(name: T) -> ColumnDef {
-    ColumnDef::new(name)
-        .string_len(36)
-        .not_null()
-        .primary_key()
-        .to_owned()
+    ColumnDef::new(name).string_len(36).not_null().primary_key().to_owned()
 }
 
 /// Timestamps are stored as microseconds since the Unix epoch (BIGINT): exact, ordered
@@ -163,78 +142,26 @@ fn identity(backend: DbBackend) -> Vec<Statement> {
             Table::create()
                 .table(Users::Table)
                 .col(id_column(Users::Id))
-                .col(
-                    ColumnDef::new(Users::Username)
-                        .string_len(64)
-                        .not_null()
-                        .unique_key(),
-                )
-                .col(
-                    ColumnDef::new(Users::Email)
-                        .string_len(255)
-                        .not_null()
-                        .unique_key(),
-                )
-                .col(
-                    ColumnDef::new(Users::PasswordHash)
-                        .string_len(255)
-                        .not_null(),
-                )
-                .col(
-                    ColumnDef::new(Users::FirstName)
-                        .string_len(100)
-                        .not_null()
-                        .default(""),
-                )
-                .col(
-                    ColumnDef::new(Users::LastName)
-                        .string_len(100)
-                        .not_null()
-                        .default(""),
-                )
-                .col(
-                    ColumnDef::new(Users::Active)
-                        .boolean()
-                        .not_null()
-                        .default(true),
-                )
-                .col(
-                    ColumnDef::new(Users::TokenVersion)
-                        .integer()
-                        .not_null()
-                        .default(0),
-                )
+                .col(ColumnDef::new(Users::Username).string_len(64).not_null().unique_key())
+                .col(ColumnDef::new(Users::Email).string_len(255).not_null().unique_key())
+                .col(ColumnDef::new(Users::PasswordHash).string_len(255).not_null())
+                .col(ColumnDef::new(Users::FirstName).string_len(100).not_null().default(""))
+                .col(ColumnDef::new(Users::LastName).string_len(100).not_null().default(""))
+                .col(ColumnDef::new(Users::Active).boolean().not_null().default(true))
+                .col(ColumnDef::new(Users::TokenVersion).integer().not_null().default(0))
                 .col(micros(Users::CreatedAt))
                 .col(micros(Users::UpdatedAt))
                 .col(optional_micros(Users::LastLoginAt))
                 .col(optional_micros(Users::CurrentLoginAt))
                 .col(ColumnDef::new(Users::LastLoginIp).string_len(64).null())
                 .col(ColumnDef::new(Users::CurrentLoginIp).string_len(64).null())
-                .col(
-                    ColumnDef::new(Users::LoginCount)
-                        .integer()
-                        .not_null()
-                        .default(0),
-                )
+                .col(ColumnDef::new(Users::LoginCount).integer().not_null().default(0))
                 .to_owned(),
             Table::create()
                 .table(Roles::Table)
-                .col(
-                    ColumnDef::new(Roles::Name)
-                        .string_len(32)
-                        .not_null()
-                        .primary_key(),
-                )
-                .col(
-                    ColumnDef::new(Roles::Description)
-                        .string_len(255)
-                        .not_null(),
-                )
-                .col(
-                    ColumnDef::new(Roles::Permissions)
-                        .string_len(255)
-                        .not_null(),
-                )
+                .col(ColumnDef::new(Roles::Name).string_len(32).not_null().primary_key())
+                .col(ColumnDef::new(Roles::Description).string_len(255).not_null())
+                .col(ColumnDef::new(Roles::Permissions).string_len(255).not_null())
                 .to_owned(),
             Table::create()
                 .table(UserRoles::Table)
@@ -247,11 +174,7 @@ fn identity(backend: DbBackend) -> Vec<Statement> {
                         .to(Users::Table, Users::Id)
                         .on_delete(ForeignKeyAction::Cascade),
                 )
-                .foreign_key(
-                    ForeignKey::create()
-                        .from(UserRoles::Table, UserRoles::Role)
-                        .to(Roles::Table, Roles::Name),
-                )
+                .foreign_key(ForeignKey::create().from(UserRoles::Table, UserRoles::Role).to(Roles::Table, Roles::Name))
                 .to_owned(),
             Table::create()
                 .table(ApiKeys::Table)
@@ -259,12 +182,7 @@ fn identity(backend: DbBackend) -> Vec<Statement> {
                 .col(ColumnDef::new(ApiKeys::UserId).string_len(36).not_null())
                 .col(ColumnDef::new(ApiKeys::Name).string_len(128).not_null())
                 .col(ColumnDef::new(ApiKeys::Prefix).string_len(16).not_null())
-                .col(
-                    ColumnDef::new(ApiKeys::KeyHash)
-                        .string_len(64)
-                        .not_null()
-                        .unique_key(),
-                )
+                .col(ColumnDef::new(ApiKeys::KeyHash).string_len(64).not_null().unique_key())
                 .col(ColumnDef::new(ApiKeys::Roles).string_len(128).null())
                 .col(optional_micros(ApiKeys::ExpiresAt))
                 .col(optional_micros(ApiKeys::LastUsedAt))
@@ -278,71 +196,30 @@ fn identity(backend: DbBackend) -> Vec<Statement> {
                 .to_owned(),
             Table::create()
                 .table(RefreshTokens::Table)
-                .col(
-                    ColumnDef::new(RefreshTokens::Jti)
-                        .string_len(36)
-                        .not_null()
-                        .primary_key(),
-                )
-                .col(
-                    ColumnDef::new(RefreshTokens::UserId)
-                        .string_len(36)
-                        .not_null(),
-                )
-                .col(
-                    ColumnDef::new(RefreshTokens::FamilyId)
-                        .string_len(36)
-                        .not_null(),
-                )
+                .col(ColumnDef::new(RefreshTokens::Jti).string_len(36).not_null().primary_key())
+                .col(ColumnDef::new(RefreshTokens::UserId).string_len(36).not_null())
+                .col(ColumnDef::new(RefreshTokens::FamilyId).string_len(36).not_null())
                 .col(micros(RefreshTokens::ExpiresAt))
                 .col(optional_micros(RefreshTokens::RevokedAt))
                 .to_owned(),
             Table::create()
                 .table(RevokedTokens::Table)
-                .col(
-                    ColumnDef::new(RevokedTokens::Jti)
-                        .string_len(36)
-                        .not_null()
-                        .primary_key(),
-                )
-                .col(
-                    ColumnDef::new(RevokedTokens::UserId)
-                        .string_len(36)
-                        .not_null(),
-                )
+                .col(ColumnDef::new(RevokedTokens::Jti).string_len(36).not_null().primary_key())
+                .col(ColumnDef::new(RevokedTokens::UserId).string_len(36).not_null())
                 .col(micros(RevokedTokens::ExpiresAt))
                 .col(micros(RevokedTokens::RevokedAt))
                 .to_owned(),
             Table::create()
                 .table(AuditLog::Table)
-                .col(
-                    ColumnDef::new(AuditLog::Id)
-                        .big_integer()
-                        .not_null()
-                        .auto_increment()
-                        .primary_key(),
-                )
-                .col(
-                    ColumnDef::new(AuditLog::Seq)
-                        .big_integer()
-                        .null()
-                        .unique_key(),
-                )
+                .col(ColumnDef::new(AuditLog::Id).big_integer().not_null().auto_increment().primary_key())
+                .col(ColumnDef::new(AuditLog::Seq).big_integer().null().unique_key())
                 .col(ColumnDef::new(AuditLog::UserId).string_len(36).null())
                 .col(ColumnDef::new(AuditLog::Action).string_len(96).not_null())
-                .col(
-                    ColumnDef::new(AuditLog::ResourceType)
-                        .string_len(64)
-                        .not_null(),
-                )
+                .col(ColumnDef::new(AuditLog::ResourceType).string_len(64).not_null())
                 .col(ColumnDef::new(AuditLog::ResourceId).string_len(128).null())
                 .col(ColumnDef::new(AuditLog::Status).string_len(16).not_null())
                 .col(ColumnDef::new(AuditLog::ClientIp).string_len(64).null())
-                .col(
-                    ColumnDef::new(AuditLog::CorrelationId)
-                        .string_len(128)
-                        .not_null(),
-                )
+                .col(ColumnDef::new(AuditLog::CorrelationId).string_len(128).not_null())
                 .col(micros(AuditLog::CreatedAt))
                 .col(ColumnDef::new(AuditLog::PrevHash).string_len(64).null())
                 .col(ColumnDef::new(AuditLog::Hash).string_len(64).null())
@@ -352,16 +229,8 @@ fn identity(backend: DbBackend) -> Vec<Statement> {
     statements.extend(build_all(
         backend,
         &[
-            Index::create()
-                .name("ix_user_roles_role")
-                .table(UserRoles::Table)
-                .col(UserRoles::Role)
-                .to_owned(),
-            Index::create()
-                .name("ix_api_keys_user")
-                .table(ApiKeys::Table)
-                .col(ApiKeys::UserId)
-                .to_owned(),
+            Index::create().name("ix_user_roles_role").table(UserRoles::Table).col(UserRoles::Role).to_owned(),
+            Index::create().name("ix_api_keys_user").table(ApiKeys::Table).col(ApiKeys::UserId).to_owned(),
             Index::create()
                 .name("ix_refresh_family")
                 .table(RefreshTokens::Table)
@@ -372,11 +241,7 @@ fn identity(backend: DbBackend) -> Vec<Statement> {
                 .table(RefreshTokens::Table)
                 .col(RefreshTokens::ExpiresAt)
                 .to_owned(),
-            Index::create()
-                .name("ix_revoked_user")
-                .table(RevokedTokens::Table)
-                .col(RevokedTokens::UserId)
-                .to_owned(),
+            Index::create().name("ix_revoked_user").table(RevokedTokens::Table).col(RevokedTokens::UserId).to_owned(),
             Index::create()
                 .name("ix_revoked_expires")
                 .table(RevokedTokens::Table)
@@ -394,24 +259,12 @@ fn identity(backend: DbBackend) -> Vec<Statement> {
                 .col(AuditLog::Action)
                 .col(AuditLog::CreatedAt)
                 .to_owned(),
-            Index::create()
-                .name("ix_audit_time")
-                .table(AuditLog::Table)
-                .col(AuditLog::CreatedAt)
-                .to_owned(),
+            Index::create().name("ix_audit_time").table(AuditLog::Table).col(AuditLog::CreatedAt).to_owned(),
         ],
     ));
     let roles = [
-        (
-            "admin",
-            "Full access to all resources and operations",
-            "read,write,create,update,delete,admin",
-        ),
-        (
-            "maintainer",
-            "Can create, update and delete resources",
-            "read,write,create,update,delete",
-        ),
+        ("admin", "Full access to all resources and operations", "read,write,create,update,delete,admin"),
+        ("maintainer", "Can create, update and delete resources", "read,write,create,update,delete"),
         ("viewer", "Read-only access", "read"),
     ];
     let mut insert = Query::insert()

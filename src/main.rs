@@ -20,7 +20,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let log_level = killkrill::telemetry::init(config.log_level);
+    let (log_level, _log_guard) = killkrill::telemetry::init(config.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.workers)
         .thread_name("killkrill-worker")
@@ -29,10 +29,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!(
-                "killkrill: WORKERS: cannot start {} worker threads: {err}",
-                config.workers
-            );
+            eprintln!("killkrill: WORKERS: cannot start {} worker threads: {err}", config.workers);
             return ExitCode::FAILURE;
         }
     };

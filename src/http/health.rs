@@ -5,28 +5,40 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use serde::Serialize;
 use serde_json::json;
 
 use crate::{error::AppError, state::AppState};
 
 pub const SERVICE_NAME: &str = "killkrill-backend";
 
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    service: &'static str,
+    version: &'static str,
+    timestamp: String,
+    environment: &'static str,
+    checks: Checks,
+}
+
+#[derive(Serialize)]
+struct Checks {
+    database: &'static str,
+}
+
 /// Health with the database check: 200 `healthy`, or 503 `unhealthy` naming the check.
 pub async fn healthz(State(state): State<AppState>) -> Response {
     let db_ok = state.db.health().is_ok();
-    let status = if db_ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+    let status = if db_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = Health {
+        status: if db_ok { "healthy" } else { "unhealthy" },
+        service: SERVICE_NAME,
+        version: env!("CARGO_PKG_VERSION"),
+        timestamp: crate::time::now_rfc3339(),
+        environment: state.config.environment.as_str(),
+        checks: Checks { database: check_word(db_ok) },
     };
-    let body = json!({
-        "status": if db_ok { "healthy" } else { "unhealthy" },
-        "service": SERVICE_NAME,
-        "version": env!("CARGO_PKG_VERSION"),
-        "timestamp": crate::time::now_rfc3339(),
-        "environment": state.config.environment.as_str(),
-        "checks": { "database": check_word(db_ok) },
-    });
     (status, axum::Json(body)).into_response()
 }
 
@@ -38,11 +50,7 @@ pub async fn livez() -> Response {
 /// Readiness: 503 while the database is unreachable, so traffic moves elsewhere.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let db_ok = state.db.health().is_ok();
-    let status = if db_ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if db_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "status": if db_ok { "ready" } else { "not_ready" },
         "checks": { "database": check_word(db_ok) },
@@ -54,10 +62,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, AppError> {
     let text = state.metrics.render().map_err(AppError::internal)?;
     let mut response = text.into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     Ok(response)
 }
 

@@ -15,7 +15,7 @@ use crate::{
     db::{Database, DbStartError},
     identity::Identity,
     metrics::Metrics,
-    router,
+    router, settings,
     state::AppState,
     telemetry::LogLevelHandle,
 };
@@ -46,8 +46,17 @@ pub async fn build(config: Config, log_level: LogLevelHandle) -> Result<App, DbS
         db.spawn_health_monitor(HEALTH_CHECK_INTERVAL),
         audit::spawn_sealer(db.conn().clone(), AUDIT_SEAL_INTERVAL),
         spawn_pruner(identity.clone()),
+        settings::spawn_poller(db.conn().clone(), log_level.clone()),
     ];
-    let state = AppState { config: Arc::new(config), db, metrics, identity, log_level, started_at: Instant::now() };
+    let state = AppState {
+        config: Arc::new(config),
+        db,
+        metrics,
+        identity,
+        ingest_keys: Arc::default(),
+        log_level,
+        started_at: Instant::now(),
+    };
     Ok(App { state, background })
 }
 

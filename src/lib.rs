@@ -11,13 +11,16 @@ pub mod auth;
 pub mod bootstrap;
 pub mod cli;
 pub mod config;
+pub mod data;
 pub mod db;
 pub mod error;
 pub mod http;
 pub mod identity;
 pub mod metrics;
+pub mod net;
 pub mod router;
 pub mod server;
+pub mod settings;
 pub mod state;
 pub mod telemetry;
 pub mod time;
@@ -25,6 +28,9 @@ pub mod time;
 pub use app::{App, HEALTH_CHECK_INTERVAL, build};
 
 use crate::config::{Config, RunMode};
+
+/// Whether this build serves gRPC; `--grpc-only` and the status endpoint consult it.
+pub const GRPC_AVAILABLE: bool = false;
 
 /// Runs the service with `config` until SIGTERM/SIGINT. Returns when fully stopped.
 pub async fn run(config: Config, log_level: telemetry::LogLevelHandle) -> anyhow::Result<()> {

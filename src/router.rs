@@ -19,7 +19,7 @@ use tower_http::{
 use crate::{
     config::CorsOrigins,
     error::AppError,
-    http::{audit, auth, health, middleware::X_CORRELATION_ID, users},
+    http::{audit, auth, health, middleware::X_CORRELATION_ID, sources, status, telemetry, users},
     state::AppState,
 };
 
@@ -53,6 +53,15 @@ fn api_v1() -> Router<AppState> {
         .route("/roles", get(users::roles))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
+        .route("/status", get(status::status))
+        .route("/admin/config", get(status::get_config).put(status::put_config))
+        .route("/sources", get(sources::list).post(sources::create))
+        .route("/sources/{id}", get(sources::get).put(sources::update).delete(sources::delete))
+        .route("/sources/{id}/keys", get(sources::list_keys).post(sources::create_key))
+        .route("/sources/{id}/keys/{key_id}", delete(sources::delete_key))
+        .route("/logs", get(telemetry::query_logs).post(telemetry::ingest_logs))
+        .route("/metrics", get(telemetry::list_metrics).post(telemetry::ingest_metrics))
+        .route("/metrics/query", post(telemetry::query_metrics))
 }
 
 /// Adds the 404 fallback and the layers every request passes through (outermost first):

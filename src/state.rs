@@ -2,7 +2,10 @@
 
 use std::{sync::Arc, time::Instant};
 
-use crate::{config::Config, db::Database, identity::Identity, metrics::Metrics, telemetry::LogLevelHandle};
+use crate::{
+    config::Config, data::ingest_keys::IngestKeyCache, db::Database, identity::Identity, metrics::Metrics,
+    telemetry::LogLevelHandle,
+};
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -10,6 +13,20 @@ pub struct AppState {
     pub db: Database,
     pub metrics: Arc<Metrics>,
     pub identity: Arc<Identity>,
+    pub ingest_keys: Arc<IngestKeyCache>,
     pub log_level: LogLevelHandle,
     pub started_at: Instant,
+}
+
+impl AppState {
+    /// The license section of `/api/v1/status`. Without `LICENSE_KEY` the service runs as
+    /// the community tier; the license-server client fills this in when a key is set.
+    pub fn license_summary(&self) -> serde_json::Value {
+        serde_json::json!({
+            "tier": "community",
+            "valid": true,
+            "key_configured": self.config.license_key.is_some(),
+            "server": self.config.license_server_url,
+        })
+    }
 }

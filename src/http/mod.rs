@@ -7,4 +7,7 @@ pub mod extract;
 pub mod health;
 pub mod middleware;
 pub mod pagination;
+pub mod sources;
+pub mod status;
+pub mod telemetry;
 pub mod users;

@@ -3,7 +3,7 @@
 
 use sea_orm::{
     DbBackend, DeriveIden, Statement,
-    sea_query::{ColumnDef, ForeignKey, ForeignKeyAction, Index, Query, Table},
+    sea_query::{ColumnDef, ForeignKey, ForeignKeyAction, ForeignKeyCreateStatement, Index, Query, Table},
 };
 
 use super::{Migration, build_all};
@@ -11,6 +11,7 @@ use super::{Migration, build_all};
 pub(super) const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "app_settings", up: app_settings },
     Migration { version: 2, name: "identity", up: identity },
+    Migration { version: 3, name: "telemetry", up: telemetry },
 ];
 
 #[derive(DeriveIden)]
@@ -275,5 +276,182 @@ fn identity(backend: DbBackend) -> Vec<Statement> {
         insert.values_panic([name.into(), description.into(), permissions.into()]);
     }
     statements.push(backend.build(&insert));
+    statements
+}
+
+#[derive(DeriveIden)]
+enum Sources {
+    Table,
+    Id,
+    Name,
+    SourceType,
+    Description,
+    Enabled,
+    Config,
+    AllowedCidrs,
+    CreatedAt,
+    UpdatedAt,
+    CreatedBy,
+}
+
+#[derive(DeriveIden)]
+enum IngestKeys {
+    Table,
+    Id,
+    SourceId,
+    Name,
+    Prefix,
+    KeyHash,
+    CreatedAt,
+    LastUsedAt,
+    CreatedBy,
+}
+
+#[derive(DeriveIden)]
+enum Logs {
+    Table,
+    Id,
+    SourceId,
+    Ts,
+    ReceivedAt,
+    Level,
+    Message,
+    Hostname,
+    Application,
+    Attributes,
+}
+
+#[derive(DeriveIden)]
+enum MetricSeries {
+    Table,
+    Id,
+    SourceId,
+    SeriesKey,
+    Name,
+    Labels,
+    MetricType,
+    LastValue,
+    LastTimestamp,
+}
+
+#[derive(DeriveIden)]
+enum MetricSamples {
+    Table,
+    Id,
+    SeriesId,
+    Ts,
+    Value,
+}
+
+fn cascade_to_sources<T: sea_orm::sea_query::IntoIden + 'static>(table: T, column: T) -> ForeignKeyCreateStatement {
+    ForeignKey::create()
+        .from(table, column)
+        .to(Sources::Table, Sources::Id)
+        .on_delete(ForeignKeyAction::Cascade)
+        .to_owned()
+}
+
+/// Sources, their ingest keys, logs and metric samples. Deleting a source deletes its
+/// keys, logs and metrics (foreign keys with ON DELETE CASCADE).
+fn telemetry(backend: DbBackend) -> Vec<Statement> {
+    let mut statements = build_all(
+        backend,
+        &[
+            Table::create()
+                .table(Sources::Table)
+                .col(id_column(Sources::Id))
+                .col(ColumnDef::new(Sources::Name).string_len(128).not_null().unique_key())
+                .col(ColumnDef::new(Sources::SourceType).string_len(16).not_null())
+                .col(ColumnDef::new(Sources::Description).text().not_null())
+                .col(ColumnDef::new(Sources::Enabled).boolean().not_null())
+                .col(ColumnDef::new(Sources::Config).text().not_null())
+                .col(ColumnDef::new(Sources::AllowedCidrs).text().not_null())
+                .col(micros(Sources::CreatedAt))
+                .col(micros(Sources::UpdatedAt))
+                .col(ColumnDef::new(Sources::CreatedBy).string_len(36).null())
+                .to_owned(),
+            Table::create()
+                .table(IngestKeys::Table)
+                .col(id_column(IngestKeys::Id))
+                .col(ColumnDef::new(IngestKeys::SourceId).string_len(36).not_null())
+                .col(ColumnDef::new(IngestKeys::Name).string_len(128).not_null())
+                .col(ColumnDef::new(IngestKeys::Prefix).string_len(16).not_null())
+                .col(ColumnDef::new(IngestKeys::KeyHash).string_len(64).not_null().unique_key())
+                .col(micros(IngestKeys::CreatedAt))
+                .col(optional_micros(IngestKeys::LastUsedAt))
+                .col(ColumnDef::new(IngestKeys::CreatedBy).string_len(36).null())
+                .foreign_key(&mut cascade_to_sources(IngestKeys::Table, IngestKeys::SourceId))
+                .to_owned(),
+            Table::create()
+                .table(Logs::Table)
+                .col(ColumnDef::new(Logs::Id).big_integer().not_null().auto_increment().primary_key())
+                .col(ColumnDef::new(Logs::SourceId).string_len(36).not_null())
+                .col(micros(Logs::Ts))
+                .col(micros(Logs::ReceivedAt))
+                .col(ColumnDef::new(Logs::Level).string_len(16).not_null())
+                .col(ColumnDef::new(Logs::Message).text().not_null())
+                .col(ColumnDef::new(Logs::Hostname).string_len(255).null())
+                .col(ColumnDef::new(Logs::Application).string_len(255).null())
+                .col(ColumnDef::new(Logs::Attributes).text().null())
+                .foreign_key(&mut cascade_to_sources(Logs::Table, Logs::SourceId))
+                .to_owned(),
+            Table::create()
+                .table(MetricSeries::Table)
+                .col(ColumnDef::new(MetricSeries::Id).big_integer().not_null().auto_increment().primary_key())
+                .col(ColumnDef::new(MetricSeries::SourceId).string_len(36).not_null())
+                .col(ColumnDef::new(MetricSeries::SeriesKey).string_len(64).not_null().unique_key())
+                .col(ColumnDef::new(MetricSeries::Name).string_len(255).not_null())
+                .col(ColumnDef::new(MetricSeries::Labels).text().not_null())
+                .col(ColumnDef::new(MetricSeries::MetricType).string_len(16).not_null())
+                .col(ColumnDef::new(MetricSeries::LastValue).double().not_null())
+                .col(micros(MetricSeries::LastTimestamp))
+                .foreign_key(&mut cascade_to_sources(MetricSeries::Table, MetricSeries::SourceId))
+                .to_owned(),
+            Table::create()
+                .table(MetricSamples::Table)
+                .col(ColumnDef::new(MetricSamples::Id).big_integer().not_null().auto_increment().primary_key())
+                .col(ColumnDef::new(MetricSamples::SeriesId).big_integer().not_null())
+                .col(micros(MetricSamples::Ts))
+                .col(ColumnDef::new(MetricSamples::Value).double().not_null())
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(MetricSamples::Table, MetricSamples::SeriesId)
+                        .to(MetricSeries::Table, MetricSeries::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
+                )
+                .to_owned(),
+        ],
+    );
+    statements.extend(build_all(
+        backend,
+        &[
+            Index::create().name("ix_sources_type").table(Sources::Table).col(Sources::SourceType).to_owned(),
+            Index::create().name("ix_ingest_keys_source").table(IngestKeys::Table).col(IngestKeys::SourceId).to_owned(),
+            // Newest-first listing, alone or per source / level, with the id as tie-breaker.
+            Index::create().name("ix_logs_ts").table(Logs::Table).col(Logs::Ts).col(Logs::Id).to_owned(),
+            Index::create()
+                .name("ix_logs_source_ts")
+                .table(Logs::Table)
+                .col(Logs::SourceId)
+                .col(Logs::Ts)
+                .col(Logs::Id)
+                .to_owned(),
+            Index::create()
+                .name("ix_logs_level_ts")
+                .table(Logs::Table)
+                .col(Logs::Level)
+                .col(Logs::Ts)
+                .col(Logs::Id)
+                .to_owned(),
+            Index::create().name("ix_series_name").table(MetricSeries::Table).col(MetricSeries::Name).to_owned(),
+            Index::create().name("ix_series_source").table(MetricSeries::Table).col(MetricSeries::SourceId).to_owned(),
+            Index::create()
+                .name("ix_samples_series_ts")
+                .table(MetricSamples::Table)
+                .col(MetricSamples::SeriesId)
+                .col(MetricSamples::Ts)
+                .to_owned(),
+        ],
+    ));
     statements
 }

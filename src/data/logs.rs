@@ -1,0 +1,340 @@
+//! Logs: batches stored whole or not at all, and newest-first reads with a stable cursor.
+//!
+//! The cursor carries the position `(ts, id)` of the last row returned and the highest
+//! log id that existed when the first page was read. Later pages only look at rows at or
+//! below that id, ordered by `(ts DESC, id DESC)`, so logs ingested while a client pages
+//! through never shift the pages: nothing is skipped, nothing repeated.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
+    sea_query::{Expr, ExprTrait, Func, LikeExpr},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::entity::log;
+use crate::{
+    error::{AppError, FieldError},
+    time::{micros_to_rfc3339, now_micros},
+};
+
+pub const MAX_BATCH: usize = 10_000;
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+pub const MAX_ATTRIBUTES_BYTES: usize = 16 * 1024;
+const MAX_NAME_CHARS: usize = 255;
+const INSERT_CHUNK: usize = 1_000;
+
+/// One log entry as clients send it.
+#[derive(Debug, Deserialize)]
+pub struct LogInput {
+    pub timestamp: Option<Value>,
+    pub level: Option<Value>,
+    pub message: Option<String>,
+    pub hostname: Option<String>,
+    pub application: Option<String>,
+    pub attributes: Option<Value>,
+}
+
+pub const LEVELS: [&str; 8] = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+
+/// Normalizes level names and syslog severities (0 emergency … 7 debug).
+pub fn normalize_level(level: Option<&Value>) -> Result<&'static str, String> {
+    let Some(level) = level else { return Ok("info") };
+    if let Some(n) = level.as_u64().or_else(|| level.as_str().and_then(|s| s.trim().parse().ok())) {
+        let by_severity = ["emergency", "alert", "critical", "error", "warning", "notice", "info", "debug"];
+        return by_severity.get(n as usize).copied().ok_or_else(|| format!("syslog severity {n} is not 0-7"));
+    }
+    let name = level.as_str().ok_or("must be a level name or a syslog severity")?.trim().to_ascii_lowercase();
+    Ok(match name.as_str() {
+        "trace" | "debug" => "debug",
+        "info" | "information" | "informational" => "info",
+        "notice" => "notice",
+        "warn" | "warning" => "warning",
+        "err" | "error" => "error",
+        "crit" | "critical" | "fatal" => "critical",
+        "alert" => "alert",
+        "emerg" | "emergency" | "panic" => "emergency",
+        _ => return Err(format!("unknown level `{name}`")),
+    })
+}
+
+/// RFC 3339, or Unix seconds (number or numeric string), as microseconds.
+pub fn parse_timestamp(value: &Value) -> Result<i64, String> {
+    let seconds = value.as_f64().or_else(|| value.as_str().and_then(|s| s.trim().parse::<f64>().ok()));
+    if let Some(seconds) = seconds {
+        if !(0.0..=253_402_300_799.0).contains(&seconds) {
+            return Err("is out of range".to_owned());
+        }
+        return Ok((seconds * 1_000_000.0).round() as i64);
+    }
+    let text = value.as_str().ok_or("must be an RFC 3339 time or Unix seconds")?;
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.timestamp_micros())
+        .map_err(|_| "must be an RFC 3339 time or Unix seconds".to_owned())
+}
+
+fn validate(
+    index: usize,
+    entry: LogInput,
+    source_id: &str,
+    received_at: i64,
+    problems: &mut Vec<FieldError>,
+) -> Option<log::ActiveModel> {
+    let field = |name: &str| format!("logs[{index}].{name}");
+    let before = problems.len();
+    let ts = match entry.timestamp.as_ref().filter(|v| !v.is_null()) {
+        Some(value) => parse_timestamp(value).map_err(|m| problems.push(FieldError::new(field("timestamp"), m))).ok(),
+        None => Some(received_at),
+    };
+    let level = normalize_level(entry.level.as_ref().filter(|v| !v.is_null()))
+        .map_err(|m| problems.push(FieldError::new(field("level"), m)))
+        .ok();
+    let message = entry.message.unwrap_or_default();
+    if message.is_empty() {
+        problems.push(FieldError::new(field("message"), "is required"));
+    } else if message.len() > MAX_MESSAGE_BYTES {
+        problems.push(FieldError::new(field("message"), format!("is over {MAX_MESSAGE_BYTES} bytes")));
+    }
+    for (name, value) in [("hostname", &entry.hostname), ("application", &entry.application)] {
+        if value.as_ref().is_some_and(|v| v.chars().count() > MAX_NAME_CHARS) {
+            problems.push(FieldError::new(field(name), format!("is over {MAX_NAME_CHARS} characters")));
+        }
+    }
+    let attributes = match entry.attributes.filter(|v| !v.is_null()) {
+        Some(value) if !value.is_object() => {
+            problems.push(FieldError::new(field("attributes"), "must be a JSON object"));
+            None
+        }
+        Some(value) => {
+            let text = value.to_string();
+            if text.len() > MAX_ATTRIBUTES_BYTES {
+                problems.push(FieldError::new(field("attributes"), format!("are over {MAX_ATTRIBUTES_BYTES} bytes")));
+            }
+            Some(text)
+        }
+        None => None,
+    };
+    if problems.len() > before {
+        return None;
+    }
+    Some(log::ActiveModel {
+        source_id: Set(source_id.to_owned()),
+        ts: Set(ts?),
+        received_at: Set(received_at),
+        level: Set(level?.to_owned()),
+        message: Set(message),
+        hostname: Set(entry.hostname),
+        application: Set(entry.application),
+        attributes: Set(attributes),
+        ..Default::default()
+    })
+}
+
+/// Validates every entry, then stores all of them in one transaction, or none.
+pub async fn ingest(db: &DatabaseConnection, source_id: &str, entries: Vec<LogInput>) -> Result<usize, AppError> {
+    if entries.is_empty() {
+        return Err(AppError::Validation(vec![FieldError::new("logs", "must contain at least one entry")]));
+    }
+    if entries.len() > MAX_BATCH {
+        return Err(AppError::PayloadTooLarge(format!("A batch holds at most {MAX_BATCH} log entries")));
+    }
+    let received_at = now_micros();
+    let mut problems = Vec::new();
+    let mut rows = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.into_iter().enumerate() {
+        if let Some(row) = validate(index, entry, source_id, received_at, &mut problems) {
+            rows.push(row);
+        }
+    }
+    if !problems.is_empty() {
+        problems.truncate(50);
+        return Err(AppError::Validation(problems));
+    }
+    let count = rows.len();
+    let txn = db.begin().await?;
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<_> = rows.by_ref().take(INSERT_CHUNK).collect();
+        log::Entity::insert_many(chunk).exec_without_returning(&txn).await?;
+    }
+    txn.commit().await?;
+    Ok(count)
+}
+
+/// A stored log entry as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct LogView {
+    pub id: i64,
+    pub source_id: String,
+    pub timestamp: String,
+    pub received_at: String,
+    pub level: String,
+    pub message: String,
+    pub hostname: Option<String>,
+    pub application: Option<String>,
+    pub attributes: Value,
+}
+
+impl From<log::Model> for LogView {
+    fn from(l: log::Model) -> Self {
+        Self {
+            id: l.id,
+            source_id: l.source_id,
+            timestamp: micros_to_rfc3339(l.ts),
+            received_at: micros_to_rfc3339(l.received_at),
+            level: l.level,
+            message: l.message,
+            hostname: l.hostname,
+            application: l.application,
+            attributes: l.attributes.and_then(|a| serde_json::from_str(&a).ok()).unwrap_or(Value::Null),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct LogFilter {
+    pub source_id: Option<String>,
+    pub level: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub q: Option<String>,
+}
+
+/// Where the next page starts, and the snapshot it belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    pub ts: i64,
+    pub id: i64,
+    pub max_id: i64,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("v1:{}:{}:{}", self.ts, self.id, self.max_id))
+    }
+
+    pub fn decode(text: &str) -> Result<Self, AppError> {
+        let invalid = || AppError::Validation(vec![FieldError::new("cursor", "is not a cursor this server issued")]);
+        let bytes = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| invalid())?;
+        let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+        let mut parts = text.strip_prefix("v1:").ok_or_else(invalid)?.split(':').map(str::parse::<i64>);
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(Ok(ts)), Some(Ok(id)), Some(Ok(max_id)), None) => Ok(Cursor { ts, id, max_id }),
+            _ => Err(invalid()),
+        }
+    }
+}
+
+/// Escapes LIKE wildcards so `q` matches as a plain substring.
+fn like_pattern(q: &str) -> String {
+    let mut pattern = String::with_capacity(q.len() + 2);
+    pattern.push('%');
+    for c in q.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '!') {
+            pattern.push('!');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// Newest first; returns the page and the cursor of the next one, if any.
+pub async fn query(
+    db: &DatabaseConnection,
+    filter: &LogFilter,
+    limit: u64,
+    cursor: Option<Cursor>,
+) -> Result<(Vec<LogView>, Option<String>), AppError> {
+    let max_id = match cursor {
+        Some(c) => c.max_id,
+        None => log::Entity::find()
+            .select_only()
+            .column_as(log::Column::Id.max(), "max_id")
+            .into_tuple::<Option<i64>>()
+            .one(db)
+            .await?
+            .flatten()
+            .unwrap_or(0),
+    };
+    let mut condition = Condition::all().add(log::Column::Id.lte(max_id));
+    if let Some(source_id) = &filter.source_id {
+        condition = condition.add(log::Column::SourceId.eq(source_id.as_str()));
+    }
+    if let Some(level) = &filter.level {
+        condition = condition.add(log::Column::Level.eq(level.as_str()));
+    }
+    if let Some(since) = filter.since {
+        condition = condition.add(log::Column::Ts.gte(since));
+    }
+    if let Some(until) = filter.until {
+        condition = condition.add(log::Column::Ts.lte(until));
+    }
+    if let Some(q) = filter.q.as_deref().filter(|q| !q.is_empty()) {
+        let lowered = Expr::expr(Func::lower(Expr::col(log::Column::Message)));
+        condition = condition.add(lowered.like(LikeExpr::new(like_pattern(q)).escape('!')));
+    }
+    if let Some(c) = cursor {
+        condition = condition.add(
+            Condition::any()
+                .add(log::Column::Ts.lt(c.ts))
+                .add(Condition::all().add(log::Column::Ts.eq(c.ts)).add(log::Column::Id.lt(c.id))),
+        );
+    }
+    let mut rows = log::Entity::find()
+        .filter(condition)
+        .order_by_desc(log::Column::Ts)
+        .order_by_desc(log::Column::Id)
+        .limit(limit + 1)
+        .all(db)
+        .await?;
+    let next = if rows.len() as u64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|last| Cursor { ts: last.ts, id: last.id, max_id }.encode())
+    } else {
+        None
+    };
+    Ok((rows.into_iter().map(LogView::from).collect(), next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn levels_and_syslog_severities_normalize() {
+        assert_eq!(normalize_level(None), Ok("info"));
+        assert_eq!(normalize_level(Some(&json!("WARN"))), Ok("warning"));
+        assert_eq!(normalize_level(Some(&json!("warning"))), Ok("warning"));
+        assert_eq!(normalize_level(Some(&json!(3))), Ok("error"));
+        assert_eq!(normalize_level(Some(&json!("0"))), Ok("emergency"));
+        assert_eq!(normalize_level(Some(&json!(7))), Ok("debug"));
+        assert!(normalize_level(Some(&json!(8))).is_err());
+        assert!(normalize_level(Some(&json!("loud"))).is_err());
+    }
+
+    #[test]
+    fn timestamps_parse_from_rfc3339_and_unix_seconds() {
+        assert_eq!(parse_timestamp(&json!("2026-11-25T10:30:45.123456Z")), Ok(1_795_602_645_123_456));
+        assert_eq!(parse_timestamp(&json!(1_795_602_645.5)), Ok(1_795_602_645_500_000));
+        assert_eq!(parse_timestamp(&json!("1795602645")), Ok(1_795_602_645_000_000));
+        assert!(parse_timestamp(&json!("yesterday")).is_err());
+        assert!(parse_timestamp(&json!(-5)).is_err());
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = Cursor { ts: 5, id: 7, max_id: 9 };
+        assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+        assert!(Cursor::decode("garbage").is_err());
+        assert!(Cursor::decode(&URL_SAFE_NO_PAD.encode("v1:1:2")).is_err());
+    }
+
+    #[test]
+    fn like_wildcards_are_escaped() {
+        assert_eq!(like_pattern("50%_Off!"), "%50!%!_off!!%");
+    }
+}

@@ -1,0 +1,452 @@
+//! Metrics: samples grouped in series (source, name, labels), the list of known series,
+//! and range queries answered in Prometheus' matrix shape.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
+    sea_query::{Expr, ExprTrait, OnConflict, Query},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::{
+    entity::{sample, series},
+    logs::parse_timestamp,
+};
+use crate::{
+    error::{AppError, FieldError},
+    time::{micros_to_rfc3339, now_micros},
+};
+
+pub const MAX_BATCH: usize = 10_000;
+pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
+const MAX_LABELS: usize = 32;
+const INSERT_CHUNK: usize = 2_000;
+const METRIC_TYPES: [&str; 3] = ["counter", "gauge", "histogram"];
+
+/// One sample as clients send it.
+#[derive(Debug, Deserialize)]
+pub struct SampleInput {
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub metric_type: Option<String>,
+    pub labels: Option<BTreeMap<String, Value>>,
+    pub value: Option<f64>,
+    pub timestamp: Option<Value>,
+}
+
+fn valid_name(name: &str, allow_colon: bool) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || (allow_colon && c == ':'));
+    first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || (allow_colon && c == ':'))
+}
+
+struct Validated {
+    key: String,
+    name: String,
+    labels: String,
+    metric_type: &'static str,
+    ts: i64,
+    value: f64,
+}
+
+fn series_key(source_id: &str, name: &str, labels: &str) -> String {
+    let mut hasher = Sha256::new();
+    for part in [source_id, name, labels] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    hex::encode(hasher.finalize())
+}
+
+fn validate(
+    index: usize,
+    input: SampleInput,
+    source_id: &str,
+    now: i64,
+    problems: &mut Vec<FieldError>,
+) -> Option<Validated> {
+    let field = |name: &str| format!("metrics[{index}].{name}");
+    let before = problems.len();
+    let name = input.name.unwrap_or_default();
+    if name.len() > 255 || !valid_name(&name, true) {
+        problems.push(FieldError::new(field("name"), "must match [a-zA-Z_:][a-zA-Z0-9_:]* (at most 255 characters)"));
+    }
+    let requested = input.metric_type.as_deref().unwrap_or("gauge");
+    let metric_type = METRIC_TYPES.iter().copied().find(|known| *known == requested);
+    if metric_type.is_none() {
+        problems.push(FieldError::new(field("type"), "must be counter, gauge or histogram"));
+    }
+    let mut labels = BTreeMap::new();
+    let given = input.labels.unwrap_or_default();
+    if given.len() > MAX_LABELS {
+        problems.push(FieldError::new(field("labels"), format!("at most {MAX_LABELS} labels")));
+    }
+    for (key, value) in given {
+        let text = match value {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => {
+                problems.push(FieldError::new(field("labels"), format!("label `{key}` must be a string")));
+                continue;
+            }
+        };
+        if !valid_name(&key, false) || key.starts_with("__") || text.chars().count() > 1024 {
+            problems.push(FieldError::new(field("labels"), format!("label `{key}` is not a valid label or value")));
+            continue;
+        }
+        labels.insert(key, text);
+    }
+    let value = input.value.filter(|v| v.is_finite());
+    if value.is_none() {
+        problems.push(FieldError::new(field("value"), "must be a finite number"));
+    }
+    let ts = match input.timestamp.as_ref().filter(|v| !v.is_null()) {
+        Some(t) => parse_timestamp(t).map_err(|m| problems.push(FieldError::new(field("timestamp"), m))).ok(),
+        None => Some(now),
+    };
+    if problems.len() > before {
+        return None;
+    }
+    let labels = serde_json::to_string(&labels).ok()?;
+    Some(Validated {
+        key: series_key(source_id, &name, &labels),
+        name,
+        labels,
+        metric_type: metric_type?,
+        ts: ts?,
+        value: value?,
+    })
+}
+
+/// Validates every sample, then stores all of them in one transaction, or none.
+pub async fn ingest(db: &DatabaseConnection, source_id: &str, inputs: Vec<SampleInput>) -> Result<usize, AppError> {
+    if inputs.is_empty() {
+        return Err(AppError::Validation(vec![FieldError::new("metrics", "must contain at least one sample")]));
+    }
+    if inputs.len() > MAX_BATCH {
+        return Err(AppError::PayloadTooLarge(format!("A batch holds at most {MAX_BATCH} samples")));
+    }
+    let now = now_micros();
+    let mut problems = Vec::new();
+    let samples: Vec<Validated> = inputs
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, input)| validate(i, input, source_id, now, &mut problems))
+        .collect();
+    if !problems.is_empty() {
+        problems.truncate(50);
+        return Err(AppError::Validation(problems));
+    }
+    let txn = db.begin().await?;
+    // Create the series this batch introduces; concurrent batches may race to do so.
+    let mut latest: HashMap<&str, &Validated> = HashMap::new();
+    for s in &samples {
+        let entry = latest.entry(s.key.as_str()).or_insert(s);
+        if s.ts >= entry.ts {
+            *entry = s;
+        }
+    }
+    for s in latest.values() {
+        let insert = Query::insert()
+            .into_table(series::Entity)
+            .columns([
+                series::Column::SourceId,
+                series::Column::SeriesKey,
+                series::Column::Name,
+                series::Column::Labels,
+                series::Column::MetricType,
+                series::Column::LastValue,
+                series::Column::LastTimestamp,
+            ])
+            .values_panic([
+                source_id.into(),
+                s.key.clone().into(),
+                s.name.clone().into(),
+                s.labels.clone().into(),
+                s.metric_type.into(),
+                s.value.into(),
+                i64::MIN.into(),
+            ])
+            .on_conflict(OnConflict::column(series::Column::SeriesKey).do_nothing().to_owned())
+            .to_owned();
+        txn.execute(&insert).await?;
+    }
+    let keys: Vec<String> = latest.keys().map(|k| (*k).to_owned()).collect();
+    let ids: HashMap<String, i64> = series::Entity::find()
+        .filter(series::Column::SeriesKey.is_in(keys))
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|s| (s.series_key, s.id))
+        .collect();
+    let mut rows = samples.iter().filter_map(|s| {
+        Some(sample::ActiveModel {
+            series_id: Set(*ids.get(&s.key)?),
+            ts: Set(s.ts),
+            value: Set(s.value),
+            ..Default::default()
+        })
+    });
+    let mut stored = 0;
+    loop {
+        let chunk: Vec<_> = rows.by_ref().take(INSERT_CHUNK).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        stored += chunk.len();
+        sample::Entity::insert_many(chunk).exec_without_returning(&txn).await?;
+    }
+    for s in latest.values() {
+        let Some(id) = ids.get(&s.key) else { continue };
+        series::Entity::update_many()
+            .col_expr(series::Column::LastValue, Expr::value(s.value))
+            .col_expr(series::Column::LastTimestamp, Expr::value(s.ts))
+            .filter(series::Column::Id.eq(*id))
+            .filter(series::Column::LastTimestamp.lte(s.ts))
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(stored)
+}
+
+/// A known series as `GET /api/v1/metrics` shows it.
+#[derive(Debug, Serialize)]
+pub struct SeriesView {
+    pub id: i64,
+    pub source_id: String,
+    pub name: String,
+    pub labels: Value,
+    #[serde(rename = "type")]
+    pub metric_type: String,
+    pub last_value: f64,
+    pub last_timestamp: String,
+}
+
+impl From<series::Model> for SeriesView {
+    fn from(s: series::Model) -> Self {
+        Self {
+            id: s.id,
+            source_id: s.source_id,
+            name: s.name,
+            labels: serde_json::from_str(&s.labels).unwrap_or(Value::Null),
+            metric_type: s.metric_type,
+            last_value: s.last_value,
+            last_timestamp: micros_to_rfc3339(s.last_timestamp),
+        }
+    }
+}
+
+pub async fn list_series(
+    db: &DatabaseConnection,
+    name: Option<&str>,
+    source_id: Option<&str>,
+    limit: u64,
+    offset: u64,
+) -> Result<(Vec<SeriesView>, u64), AppError> {
+    let mut query = series::Entity::find();
+    if let Some(name) = name {
+        query = query.filter(series::Column::Name.eq(name));
+    }
+    if let Some(source_id) = source_id {
+        query = query.filter(series::Column::SourceId.eq(source_id));
+    }
+    let total = query.clone().count(db).await?;
+    let rows = query
+        .order_by_asc(series::Column::Name)
+        .order_by_asc(series::Column::Id)
+        .limit(limit)
+        .offset(offset)
+        .all(db)
+        .await?;
+    Ok((rows.into_iter().map(SeriesView::from).collect(), total))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregation {
+    Avg,
+    Sum,
+    Min,
+    Max,
+    Count,
+    Rate,
+}
+
+/// `POST /api/v1/metrics/query`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeQuery {
+    pub metric: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub start: Value,
+    pub end: Value,
+    pub step: Value,
+    pub aggregation: Option<String>,
+}
+
+/// `60`, `"60"`, `"60s"`, `"5m"`, `"1h"`, `"1d"`, `"500ms"` → microseconds.
+pub fn parse_step(step: &Value) -> Result<i64, String> {
+    let err = || "must be seconds (a number) or a duration such as \"60s\", \"5m\", \"1h\"".to_owned();
+    let seconds = match step {
+        Value::Number(n) => n.as_f64().ok_or_else(err)?,
+        Value::String(s) => {
+            let s = s.trim();
+            let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+            let (number, unit) = s.split_at(split);
+            let number: f64 = number.parse().map_err(|_| err())?;
+            let factor = match unit {
+                "" | "s" => 1.0,
+                "ms" => 0.001,
+                "m" => 60.0,
+                "h" => 3600.0,
+                "d" => 86_400.0,
+                _ => return Err(err()),
+            };
+            number * factor
+        }
+        _ => return Err(err()),
+    };
+    let micros = (seconds * 1_000_000.0).round();
+    if !micros.is_finite() || micros < 1_000.0 {
+        return Err("must be at least 1 ms".to_owned());
+    }
+    Ok(micros as i64)
+}
+
+/// Runs a range query: each matching series' samples in `[start, end]`, grouped into
+/// `step`-wide buckets from `start`, each bucket reduced by the aggregation in the
+/// database. `rate` is the bucket's increase (max − min, counters without resets) per second
+/// of step. Empty buckets are omitted.
+pub async fn query(db: &DatabaseConnection, q: RangeQuery) -> Result<Value, AppError> {
+    let bad = |field: &str, message: String| AppError::Validation(vec![FieldError::new(field, message)]);
+    let start = parse_timestamp(&q.start).map_err(|m| bad("start", m))?;
+    let end = parse_timestamp(&q.end).map_err(|m| bad("end", m))?;
+    let step = parse_step(&q.step).map_err(|m| bad("step", m))?;
+    if end < start {
+        return Err(bad("end", "must not be before start".to_owned()));
+    }
+    if (end - start) / step + 1 > MAX_POINTS_PER_SERIES {
+        return Err(bad(
+            "step",
+            format!("yields more than {MAX_POINTS_PER_SERIES} points per series; use a larger step"),
+        ));
+    }
+    let aggregation: Aggregation = serde_json::from_value(json!(q.aggregation.as_deref().unwrap_or("avg")))
+        .map_err(|_| bad("aggregation", "must be avg, sum, min, max, count or rate".to_owned()))?;
+    let candidates = series::Entity::find().filter(series::Column::Name.eq(q.metric.as_str())).all(db).await?;
+    let matching: Vec<(series::Model, BTreeMap<String, String>)> = candidates
+        .into_iter()
+        .filter_map(|s| {
+            let labels: BTreeMap<String, String> = serde_json::from_str(&s.labels).ok()?;
+            q.labels.iter().all(|(k, v)| labels.get(k) == Some(v)).then_some((s, labels))
+        })
+        .collect();
+    let mut result = Vec::with_capacity(matching.len());
+    if !matching.is_empty() {
+        let ids: Vec<i64> = matching.iter().map(|(s, _)| s.id).collect();
+        let mut points: HashMap<i64, Vec<(i64, f64)>> = HashMap::new();
+        for row in aggregate(db, &ids, start, end, step, aggregation).await? {
+            points.entry(row.0).or_default().push((row.1, row.2));
+        }
+        for (series, labels) in matching {
+            let Some(mut values) = points.remove(&series.id) else { continue };
+            values.sort_by_key(|(bucket, _)| *bucket);
+            let mut metric = serde_json::Map::new();
+            metric.insert("__name__".into(), json!(series.name));
+            for (k, v) in labels {
+                metric.insert(k, json!(v));
+            }
+            let values: Vec<Value> = values
+                .into_iter()
+                .map(|(bucket, v)| json!([(start + bucket * step) as f64 / 1e6, format_value(v)]))
+                .collect();
+            result.push(json!({ "metric": metric, "values": values }));
+        }
+    }
+    Ok(json!({ "status": "success", "data": { "resultType": "matrix", "result": result } }))
+}
+
+fn format_value(v: f64) -> String {
+    if v.is_nan() { "NaN".to_owned() } else { v.to_string() }
+}
+
+/// `(series_id, bucket, value)` rows, reduced in the database.
+async fn aggregate(
+    db: &DatabaseConnection,
+    ids: &[i64],
+    start: i64,
+    end: i64,
+    step: i64,
+    aggregation: Aggregation,
+) -> Result<Vec<(i64, i64, f64)>, AppError> {
+    let backend = db.get_database_backend();
+    // start and step are integers we computed: safe to render as literals.
+    let bucket = match backend {
+        DbBackend::MySql => format!("(ts - {start}) DIV {step}"),
+        _ => format!("(ts - {start}) / {step}"),
+    };
+    let reduce = match aggregation {
+        Aggregation::Avg => "AVG(value)",
+        Aggregation::Sum => "SUM(value)",
+        Aggregation::Min => "MIN(value)",
+        Aggregation::Max => "MAX(value)",
+        Aggregation::Count => "COUNT(*)",
+        Aggregation::Rate => "MAX(value) - MIN(value)",
+    };
+    let statement = Query::select()
+        .column(sample::Column::SeriesId)
+        .expr_as(Expr::cust(bucket), "bucket")
+        .expr_as(Expr::cust(reduce), "v")
+        .from(sample::Entity)
+        .and_where(Expr::col(sample::Column::SeriesId).is_in(ids.iter().copied()))
+        .and_where(Expr::col(sample::Column::Ts).gte(start))
+        .and_where(Expr::col(sample::Column::Ts).lte(end))
+        .add_group_by([Expr::col(sample::Column::SeriesId), Expr::cust("bucket")])
+        .to_owned();
+    let rows = db.query_all(&statement).await?;
+    let step_seconds = step as f64 / 1e6;
+    rows.iter()
+        .map(|row| {
+            let id: i64 = row.try_get("", "series_id")?;
+            let bucket: i64 = row.try_get("", "bucket")?;
+            let value = match row.try_get::<f64>("", "v") {
+                Ok(v) => v,
+                Err(_) => row.try_get::<i64>("", "v")? as f64,
+            };
+            let value = if aggregation == Aggregation::Rate { value / step_seconds } else { value };
+            Ok((id, bucket, value))
+        })
+        .collect::<Result<_, sea_orm::DbErr>>()
+        .map_err(AppError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_parse_in_seconds_and_units() {
+        assert_eq!(parse_step(&json!(60)), Ok(60_000_000));
+        assert_eq!(parse_step(&json!("60s")), Ok(60_000_000));
+        assert_eq!(parse_step(&json!("5m")), Ok(300_000_000));
+        assert_eq!(parse_step(&json!("1h")), Ok(3_600_000_000));
+        assert_eq!(parse_step(&json!("250ms")), Ok(250_000));
+        assert_eq!(parse_step(&json!("15")), Ok(15_000_000));
+        for bad in [json!(0), json!("-5s"), json!("5 parsecs"), json!(null), json!("")] {
+            assert!(parse_step(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn metric_and_label_names_follow_prometheus() {
+        assert!(valid_name("http_requests_total", true) && valid_name("a:b", true));
+        assert!(!valid_name("a:b", false) && !valid_name("9lives", true) && !valid_name("", true));
+    }
+}

@@ -1,0 +1,226 @@
+//! Sources: the producers of logs and metrics.
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{conflict_or, entity::source};
+use crate::{
+    audit::{self, AuditEntry, AuditMeta, AuditStatus},
+    error::{AppError, FieldError},
+    net::Cidr,
+    time::{micros_to_rfc3339, now_micros},
+};
+
+pub const SOURCE_TYPES: [&str; 5] = ["syslog", "http", "prometheus", "otlp", "file"];
+
+/// A source as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct SourceView {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub source_type: String,
+    pub description: String,
+    pub enabled: bool,
+    pub config: Value,
+    pub allowed_cidrs: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub created_by: Option<String>,
+}
+
+impl From<source::Model> for SourceView {
+    fn from(s: source::Model) -> Self {
+        Self {
+            allowed_cidrs: s.cidr_list(),
+            config: serde_json::from_str(&s.config).unwrap_or_else(|_| Value::Object(Default::default())),
+            id: s.id,
+            name: s.name,
+            source_type: s.source_type,
+            description: s.description,
+            enabled: s.enabled,
+            created_at: micros_to_rfc3339(s.created_at),
+            updated_at: micros_to_rfc3339(s.updated_at),
+            created_by: s.created_by,
+        }
+    }
+}
+
+impl source::Model {
+    pub fn cidr_list(&self) -> Vec<String> {
+        serde_json::from_str(&self.allowed_cidrs).unwrap_or_default()
+    }
+
+    /// Whether `ip` may ingest with this source's keys (any address when the list is empty).
+    pub fn admits(&self, ip: Option<std::net::IpAddr>) -> bool {
+        let cidrs = self.cidr_list();
+        if cidrs.is_empty() {
+            return true;
+        }
+        let Some(ip) = ip else { return false };
+        cidrs.iter().filter_map(|c| c.parse::<Cidr>().ok()).any(|c| c.contains(ip))
+    }
+}
+
+/// Fields of a create (all required but `description`, `enabled`, `config`,
+/// `allowed_cidrs`) or of a partial update (any subset).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceInput {
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub source_type: Option<String>,
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+    pub config: Option<Value>,
+    pub allowed_cidrs: Option<Vec<String>>,
+}
+
+impl SourceInput {
+    fn validate(&self, creating: bool) -> Result<(), AppError> {
+        let mut problems = Vec::new();
+        match &self.name {
+            Some(name) if name.trim().is_empty() || name.chars().count() > 128 || name != name.trim() => {
+                problems.push(FieldError::new("name", "must be 1 to 128 characters, without surrounding spaces"));
+            }
+            None if creating => problems.push(FieldError::new("name", "is required")),
+            _ => {}
+        }
+        match &self.source_type {
+            Some(t) if !SOURCE_TYPES.contains(&t.as_str()) => {
+                problems.push(FieldError::new("type", format!("must be one of {}", SOURCE_TYPES.join(", "))));
+            }
+            None if creating => problems.push(FieldError::new("type", "is required")),
+            _ => {}
+        }
+        if self.description.as_ref().is_some_and(|d| d.chars().count() > 4096) {
+            problems.push(FieldError::new("description", "must be at most 4096 characters"));
+        }
+        if self.config.as_ref().is_some_and(|c| !c.is_object()) {
+            problems.push(FieldError::new("config", "must be a JSON object"));
+        }
+        if self.config.as_ref().is_some_and(|c| c.to_string().len() > 65_536) {
+            problems.push(FieldError::new("config", "must be at most 64 KiB"));
+        }
+        for cidr in self.allowed_cidrs.iter().flatten() {
+            if let Err(message) = cidr.parse::<Cidr>() {
+                problems.push(FieldError::new("allowed_cidrs", message));
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(AppError::Validation(problems)) }
+    }
+}
+
+fn normalized_cidrs(cidrs: &[String]) -> String {
+    let list: Vec<String> = cidrs.iter().filter_map(|c| c.parse::<Cidr>().ok()).map(|c| c.to_string()).collect();
+    serde_json::to_string(&list).unwrap_or_else(|_| "[]".to_owned())
+}
+
+pub async fn create(
+    db: &DatabaseConnection,
+    input: SourceInput,
+    created_by: &str,
+    meta: &AuditMeta,
+) -> Result<SourceView, AppError> {
+    input.validate(true)?;
+    let now = now_micros();
+    let model = source::ActiveModel {
+        id: Set(uuid::Uuid::new_v4().to_string()),
+        name: Set(input.name.unwrap_or_default()),
+        source_type: Set(input.source_type.unwrap_or_default()),
+        description: Set(input.description.unwrap_or_default()),
+        enabled: Set(input.enabled.unwrap_or(true)),
+        config: Set(input.config.unwrap_or_else(|| Value::Object(Default::default())).to_string()),
+        allowed_cidrs: Set(normalized_cidrs(&input.allowed_cidrs.unwrap_or_default())),
+        created_at: Set(now),
+        updated_at: Set(now),
+        created_by: Set(Some(created_by.to_owned())),
+    };
+    let txn = db.begin().await?;
+    let created = model.insert(&txn).await.map_err(|e| conflict_or(e, "A source with this name"))?;
+    audit::record(&txn, meta, AuditEntry::new("CREATE_SOURCE", "source", Some(&created.id), AuditStatus::Success))
+        .await?;
+    txn.commit().await?;
+    Ok(created.into())
+}
+
+/// The source, or 404 (also for ids that are not UUIDs).
+pub async fn find(db: &impl ConnectionTrait, id: &str) -> Result<source::Model, AppError> {
+    source::Entity::find_by_id(id.to_owned())
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("Source not found: {id}")))
+}
+
+pub struct SourceFilter {
+    pub source_type: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+pub async fn list(
+    db: &DatabaseConnection,
+    filter: &SourceFilter,
+    limit: u64,
+    offset: u64,
+) -> Result<(Vec<SourceView>, u64), AppError> {
+    let mut query = source::Entity::find();
+    if let Some(t) = &filter.source_type {
+        query = query.filter(source::Column::SourceType.eq(t.as_str()));
+    }
+    if let Some(enabled) = filter.enabled {
+        query = query.filter(source::Column::Enabled.eq(enabled));
+    }
+    let total = query.clone().count(db).await?;
+    let rows = query.order_by_asc(source::Column::Name).limit(limit).offset(offset).all(db).await?;
+    Ok((rows.into_iter().map(SourceView::from).collect(), total))
+}
+
+/// Changes only the fields given.
+pub async fn update(
+    db: &DatabaseConnection,
+    id: &str,
+    input: SourceInput,
+    meta: &AuditMeta,
+) -> Result<SourceView, AppError> {
+    input.validate(false)?;
+    let txn = db.begin().await?;
+    let current = find(&txn, id).await?;
+    let mut change: source::ActiveModel = current.into();
+    if let Some(name) = input.name {
+        change.name = Set(name);
+    }
+    if let Some(t) = input.source_type {
+        change.source_type = Set(t);
+    }
+    if let Some(d) = input.description {
+        change.description = Set(d);
+    }
+    if let Some(e) = input.enabled {
+        change.enabled = Set(e);
+    }
+    if let Some(c) = input.config {
+        change.config = Set(c.to_string());
+    }
+    if let Some(cidrs) = input.allowed_cidrs {
+        change.allowed_cidrs = Set(normalized_cidrs(&cidrs));
+    }
+    change.updated_at = Set(now_micros());
+    let updated = change.update(&txn).await.map_err(|e| conflict_or(e, "A source with this name"))?;
+    audit::record(&txn, meta, AuditEntry::new("UPDATE_SOURCE", "source", Some(id), AuditStatus::Success)).await?;
+    txn.commit().await?;
+    Ok(updated.into())
+}
+
+/// Deletes the source; its ingest keys, logs and metrics go with it (ON DELETE CASCADE).
+pub async fn delete(db: &DatabaseConnection, id: &str, meta: &AuditMeta) -> Result<(), AppError> {
+    let txn = db.begin().await?;
+    find(&txn, id).await?;
+    source::Entity::delete_by_id(id.to_owned()).exec(&txn).await?;
+    audit::record(&txn, meta, AuditEntry::new("DELETE_SOURCE", "source", Some(id), AuditStatus::Success)).await?;
+    txn.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! `/api/v1/sources` and their ingest keys. Reads need viewer, changes maintainer.
+
+use axum::{
+    extract::{Path, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Deserialize;
+
+use crate::{
+    auth::{Principal, Role},
+    data::{
+        ingest_keys,
+        sources::{self, SourceFilter, SourceInput, SourceView},
+    },
+    error::{AppError, FieldError},
+    http::{
+        context::RequestContext,
+        extract::{Json, Query},
+        pagination::{listing, page},
+    },
+    state::AppState,
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(rename = "type")]
+    source_type: Option<String>,
+    enabled: Option<String>,
+    limit: Option<u64>,
+    offset: Option<u64>,
+}
+
+fn parse_bool(field: &str, value: &str) -> Result<bool, AppError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(AppError::Validation(vec![FieldError::new(field, "must be true or false")])),
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, AppError> {
+    principal.require_role(Role::Viewer)?;
+    let page = page(q.limit, q.offset)?;
+    let filter = SourceFilter {
+        source_type: q.source_type,
+        enabled: q.enabled.as_deref().map(|v| parse_bool("enabled", v)).transpose()?,
+    };
+    let (items, total) = sources::list(state.db.conn(), &filter, page.limit, page.offset).await?;
+    Ok(axum::Json(listing("sources", items, total, page)).into_response())
+}
+
+fn created(view: SourceView) -> Response {
+    let location = format!("/api/v1/sources/{}", view.id);
+    let mut response = (StatusCode::CREATED, axum::Json(view)).into_response();
+    if let Ok(value) = location.parse() {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    ctx: RequestContext,
+    Json(input): Json<SourceInput>,
+) -> Result<Response, AppError> {
+    principal.require_role(Role::Maintainer)?;
+    let view =
+        sources::create(state.db.conn(), input, &principal.user_id, &ctx.audit_meta(Some(&principal.user_id))).await?;
+    ctx.audit.mark_handled();
+    Ok(created(view))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    principal.require_role(Role::Viewer)?;
+    let source = sources::find(state.db.conn(), &id).await?;
+    Ok(axum::Json(SourceView::from(source)).into_response())
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    principal: Principal,
+    ctx: RequestContext,
+    Path(id): Path<String>,
+    Json(input): Json<SourceInput>,
+) -> Result<Response, AppError> {
+    principal.require_role(Role::Maintainer)?;
+    let view = sources::update(state.db.conn(), &id, input, &ctx.audit_meta(Some(&principal.user_id))).await?;
+    ctx.audit.mark_handled();
+    Ok(axum::Json(view).into_response())
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    ctx: RequestContext,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    principal.require_role(Role::Maintainer)?;
+    sources::delete(state.db.conn(), &id, &ctx.audit_meta(Some(&principal.user_id))).await?;
+    ctx.audit.mark_handled();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysQuery {
+    limit: Option<u64>,
+    offset: Option<u64>,
+}
+
+pub async fn list_keys(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    Query(q): Query<KeysQuery>,
+) -> Result<Response, AppError> {
+    principal.require_role(Role::Maintainer)?;
+    let page = page(q.limit, q.offset)?;
+    let (keys, total) = ingest_keys::list(state.db.conn(), &id, page.limit, page.offset).await?;
+    Ok(axum::Json(listing("keys", keys, total, page)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    name: String,
+}
+
+pub async fn create_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    ctx: RequestContext,
+    Path(id): Path<String>,
+    Json(body): Json<CreateKey>,
+) -> Result<Response, AppError> {
+    principal.require_role(Role::Maintainer)?;
+    let created = ingest_keys::create(
+        state.db.conn(),
+        &id,
+        &body.name,
+        &principal.user_id,
+        &ctx.audit_meta(Some(&principal.user_id)),
+    )
+    .await?;
+    ctx.audit.mark_handled();
+    let mut response = (StatusCode::CREATED, axum::Json(created)).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+pub async fn delete_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    ctx: RequestContext,
+    Path((id, key_id)): Path<(String, String)>,
+) -> Result<StatusCode, AppError> {
+    principal.require_role(Role::Maintainer)?;
+    let meta = ctx.audit_meta(Some(&principal.user_id));
+    ingest_keys::delete(state.db.conn(), &state.ingest_keys, &id, &key_id, &meta).await?;
+    ctx.audit.mark_handled();
+    Ok(StatusCode::NO_CONTENT)
+}

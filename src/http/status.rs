@@ -1,0 +1,99 @@
+//! `GET /api/v1/status` (any authenticated caller) and `/api/v1/admin/config` (admin).
+
+use axum::{
+    extract::State,
+    response::{IntoResponse, Response},
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    audit::{self, AuditEntry, AuditStatus},
+    auth::{Principal, Role, roles},
+    config::{LogLevel, RunMode},
+    error::{AppError, FieldError},
+    http::{context::RequestContext, extract::Json},
+    settings,
+    state::AppState,
+};
+
+pub async fn status(State(state): State<AppState>, principal: Principal) -> Result<Response, AppError> {
+    let config = &state.config;
+    let db_ok = state.db.health().is_ok();
+    // No gRPC listener is built yet (issue: the second transports), so nothing serves it.
+    let grpc_enabled = config.run_mode != RunMode::HttpOnly && crate::GRPC_AVAILABLE;
+    Ok(axum::Json(json!({
+        "status": "operational",
+        "version": env!("CARGO_PKG_VERSION"),
+        "environment": config.environment.as_str(),
+        "uptime_seconds": state.started_at.elapsed().as_secs(),
+        "database": { "backend": state.db.backend().as_str(), "status": if db_ok { "ok" } else { "unavailable" } },
+        "grpc": { "enabled": grpc_enabled, "port": config.grpc_port },
+        "license": state.license_summary(),
+        "identity": {
+            "user_id": principal.user_id,
+            "username": principal.username,
+            "roles": roles::names(&principal.roles),
+            "auth_method": principal.auth_method.as_str(),
+        },
+    }))
+    .into_response())
+}
+
+fn config_view(state: &AppState) -> serde_json::Value {
+    json!({
+        "log_level": state.log_level.get().as_str(),
+        "enable_detailed_metrics": state.config.enable_detailed_metrics,
+        "cors_origins": match &state.config.cors_origins {
+            crate::config::CorsOrigins::Any => vec!["*".to_owned()],
+            crate::config::CorsOrigins::List(list) => list.clone(),
+        },
+        "jwt_expiry_hours": state.config.jwt_expiry_hours,
+        "api_key_max_days": state.config.api_key_max_days,
+    })
+}
+
+pub async fn get_config(State(state): State<AppState>, principal: Principal) -> Result<Response, AppError> {
+    principal.require_role(Role::Admin)?;
+    Ok(axum::Json(config_view(&state)).into_response())
+}
+
+/// Settings that can change at run time; everything else is start-up configuration.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigChange {
+    log_level: Option<String>,
+}
+
+pub async fn put_config(
+    State(state): State<AppState>,
+    principal: Principal,
+    ctx: RequestContext,
+    Json(change): Json<ConfigChange>,
+) -> Result<Response, AppError> {
+    principal.require_role(Role::Admin)?;
+    let Some(requested) = change.log_level else {
+        return Ok(axum::Json(config_view(&state)).into_response());
+    };
+    let level =
+        LogLevel::parse(&requested).filter(|_| ["DEBUG", "INFO", "WARNING", "ERROR"].contains(&requested.as_str()));
+    let Some(level) = level else {
+        return Err(AppError::Validation(vec![FieldError::new("log_level", "must be DEBUG, INFO, WARNING or ERROR")]));
+    };
+    let meta = ctx.audit_meta(Some(&principal.user_id));
+    settings::store_log_level(state.db.conn(), level, |txn| {
+        Box::pin(async move {
+            audit::record(
+                txn,
+                &meta,
+                AuditEntry::new("UPDATE_CONFIG", "config", Some("log_level"), AuditStatus::Success),
+            )
+            .await
+        })
+    })
+    .await?;
+    state.log_level.set(level).map_err(AppError::internal)?;
+    ctx.audit.mark_handled();
+    tracing::warn!(event = "log_level_changed", level = level.as_str(), by = %principal.username);
+    Ok(axum::Json(config_view(&state)).into_response())
+}

@@ -1,0 +1,244 @@
+//! `/api/v1/logs` and `/api/v1/metrics`: ingest (an ingest key of the source, or
+//! maintainer+) and reads (viewer+; ingest keys can never read).
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequestParts, State},
+    http::{HeaderMap, StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    auth::{Principal, Role},
+    data::{
+        entity::source,
+        ingest_keys::IngestKeyAuth,
+        logs::{self, Cursor, LogFilter, LogInput},
+        samples::{self, RangeQuery, SampleInput},
+        sources,
+    },
+    error::{AppError, FieldError},
+    http::{
+        audit::parse_time,
+        context::{AuditSlot, RequestContext},
+        extract::{Json, Query},
+        pagination::{listing, page},
+    },
+    state::AppState,
+};
+
+/// Who is ingesting: a source's ingest key, or a user.
+pub enum Ingestor {
+    Key(IngestKeyAuth),
+    User(Principal),
+}
+
+impl FromRequestParts<AppState> for Ingestor {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let ingest_key = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).filter(|k| k.starts_with("kki_"));
+        match ingest_key {
+            Some(key) => Ok(Ingestor::Key(state.ingest_keys.authenticate(state.db.conn(), key.trim()).await?)),
+            None => Ok(Ingestor::User(Principal::from_request_parts(parts, state).await?)),
+        }
+    }
+}
+
+impl Ingestor {
+    /// Loads the target source and checks the caller may ingest into it.
+    async fn authorize(
+        &self,
+        state: &AppState,
+        source_id: &str,
+        ctx: &RequestContext,
+    ) -> Result<source::Model, AppError> {
+        if let Ingestor::User(principal) = self {
+            principal.require_role(Role::Maintainer)?;
+        }
+        let source = sources::find(state.db.conn(), source_id).await?;
+        if let Ingestor::Key(key) = self {
+            if key.source_id != source.id {
+                return Err(AppError::Forbidden("This ingest key belongs to another source".into()));
+            }
+            if !source.admits(ctx.client_ip) {
+                tracing::warn!(event = "ingest_refused_address", source_id = %source.id, client_ip = ?ctx.client_ip);
+                return Err(AppError::Forbidden("This address may not ingest for this source".into()));
+            }
+        }
+        if !source.enabled {
+            return Err(AppError::Forbidden(format!("Source {} is disabled", source.id)));
+        }
+        Ok(source)
+    }
+
+    fn audit_user(&self, slot: &AuditSlot) {
+        if let Ingestor::User(principal) = self {
+            slot.set_user(&principal.user_id);
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct LogBatch {
+    source_id: String,
+    logs: Vec<LogInput>,
+}
+
+#[derive(Deserialize)]
+pub struct IngestQuery {
+    source_id: Option<String>,
+}
+
+fn is_ndjson(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
+        let ct = ct.split(';').next().unwrap_or_default().trim();
+        ct == "application/x-ndjson" || ct == "application/ndjson" || ct == "application/jsonl"
+    })
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.split(';').next().unwrap_or_default().trim() == "application/json")
+}
+
+fn malformed(err: serde_json::Error) -> AppError {
+    AppError::BadRequest(format!("Malformed JSON: {err}"))
+}
+
+/// Parses a JSON batch, or NDJSON (one entry a line, `source_id` in the query).
+fn parse_logs(headers: &HeaderMap, query: IngestQuery, body: &[u8]) -> Result<(String, Vec<LogInput>), AppError> {
+    if is_ndjson(headers) {
+        let source_id = query.source_id.ok_or_else(|| {
+            AppError::Validation(vec![FieldError::new("source_id", "is required in the query for NDJSON")])
+        })?;
+        let mut entries = Vec::new();
+        for (n, line) in body.split(|b| *b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let entry = serde_json::from_slice(line)
+                .map_err(|e| AppError::BadRequest(format!("Malformed JSON on line {}: {e}", n + 1)))?;
+            entries.push(entry);
+        }
+        return Ok((source_id, entries));
+    }
+    if !is_json(headers) {
+        return Err(AppError::UnsupportedMediaType(
+            "Expected Content-Type: application/json or application/x-ndjson".into(),
+        ));
+    }
+    let batch: LogBatch = serde_json::from_slice(body).map_err(malformed)?;
+    Ok((batch.source_id, batch.logs))
+}
+
+pub async fn ingest_logs(
+    State(state): State<AppState>,
+    ingestor: Ingestor,
+    ctx: RequestContext,
+    headers: HeaderMap,
+    Query(query): Query<IngestQuery>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    ingestor.audit_user(&ctx.audit);
+    let (source_id, entries) = parse_logs(&headers, query, &body)?;
+    let source = ingestor.authorize(&state, &source_id, &ctx).await?;
+    let accepted = logs::ingest(state.db.conn(), &source.id, entries).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": accepted }))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsQuery {
+    source_id: Option<String>,
+    level: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    q: Option<String>,
+    limit: Option<u64>,
+    cursor: Option<String>,
+}
+
+pub async fn query_logs(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<LogsQuery>,
+) -> Result<Response, AppError> {
+    principal.require_role(Role::Viewer)?;
+    let page = page(q.limit, None)?;
+    let level = match q.level.as_deref() {
+        Some(level) => Some(
+            logs::normalize_level(Some(&json!(level)))
+                .map_err(|m| AppError::Validation(vec![FieldError::new("level", m)]))?
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let filter = LogFilter {
+        source_id: q.source_id,
+        level,
+        since: q.since.as_deref().map(|v| parse_time("since", v)).transpose()?,
+        until: q.until.as_deref().map(|v| parse_time("until", v)).transpose()?,
+        q: q.q,
+    };
+    let cursor = q.cursor.as_deref().map(Cursor::decode).transpose()?;
+    let (entries, next_cursor) = logs::query(state.db.conn(), &filter, page.limit, cursor).await?;
+    Ok(axum::Json(json!({ "logs": entries, "limit": page.limit, "next_cursor": next_cursor })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricBatch {
+    source_id: String,
+    metrics: Vec<SampleInput>,
+}
+
+pub async fn ingest_metrics(
+    State(state): State<AppState>,
+    ingestor: Ingestor,
+    ctx: RequestContext,
+    Json(batch): Json<MetricBatch>,
+) -> Result<Response, AppError> {
+    ingestor.audit_user(&ctx.audit);
+    let source = ingestor.authorize(&state, &batch.source_id, &ctx).await?;
+    let accepted = samples::ingest(state.db.conn(), &source.id, batch.metrics).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": accepted }))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesQuery {
+    name: Option<String>,
+    source_id: Option<String>,
+    limit: Option<u64>,
+    offset: Option<u64>,
+}
+
+pub async fn list_metrics(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<SeriesQuery>,
+) -> Result<Response, AppError> {
+    principal.require_role(Role::Viewer)?;
+    let page = page(q.limit, q.offset)?;
+    let (series, total) =
+        samples::list_series(state.db.conn(), q.name.as_deref(), q.source_id.as_deref(), page.limit, page.offset)
+            .await?;
+    Ok(axum::Json(listing("metrics", series, total, page)).into_response())
+}
+
+pub async fn query_metrics(
+    State(state): State<AppState>,
+    principal: Principal,
+    ctx: RequestContext,
+    Json(q): Json<RangeQuery>,
+) -> Result<Response, AppError> {
+    principal.require_role(Role::Viewer)?;
+    // A query is a read: it changes nothing, so it leaves no audit row.
+    ctx.audit.mark_handled();
+    Ok(axum::Json(samples::query(state.db.conn(), q).await?).into_response())
+}

@@ -200,7 +200,7 @@ pub fn spawn_sealer(db: DatabaseConnection, every: std::time::Duration) -> tokio
 }
 
 /// The result of walking the chain.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct VerifyReport {
     pub valid: bool,
     /// Sealed rows checked.
@@ -210,7 +210,7 @@ pub struct VerifyReport {
     pub first_broken: Option<BrokenLink>,
 }
 
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct BrokenLink {
     pub seq: i64,
     pub id: Option<i64>,

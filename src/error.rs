@@ -12,7 +12,7 @@ use axum::{
 use serde::Serialize;
 
 /// One invalid field of a validation error.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,

@@ -1,13 +1,12 @@
 //! Every HTTP route of the service, in one place, and the layers each passes through.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
-    Router,
+    Extension, Router,
     extract::DefaultBodyLimit,
     http::{HeaderName, HeaderValue, Method, StatusCode},
     middleware,
-    routing::{delete, get, post},
 };
 use tower::ServiceBuilder;
 use tower_http::{
@@ -15,53 +14,62 @@ use tower_http::{
     cors::{AllowHeaders, AllowMethods, AllowOrigin, Any, CorsLayer},
     timeout::{RequestBodyTimeoutLayer, TimeoutLayer},
 };
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     config::CorsOrigins,
     error::AppError,
-    http::{audit, auth, health, middleware::X_CORRELATION_ID, sources, status, telemetry, users},
+    http::{
+        audit, auth, health,
+        middleware::X_CORRELATION_ID,
+        openapi::{self, ApiDoc, OpenApiJson},
+        sources, status, telemetry, users,
+    },
     state::AppState,
 };
 
 /// How long a request body may go without sending a byte.
 const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The whole HTTP API.
+/// The whole HTTP API. Every route is registered with `routes!`, which also collects its
+/// `#[utoipa::path]` into the OpenAPI document served at `/api/v1/openapi.json`.
 pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/livez", get(health::livez))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .nest("/api/v1", api_v1());
-    with_layers(routes, state)
+    let (routes, doc) = api().split_for_parts();
+    let doc = OpenApiJson(Arc::new(doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned())));
+    with_layers(routes.layer(Extension(doc)), state)
 }
 
-/// `/api/v1`: what needs credentials says so in its handler's arguments (`Principal`).
-fn api_v1() -> Router<AppState> {
-    Router::new()
-        .route("/auth/login", post(auth::login))
-        .route("/auth/refresh", post(auth::refresh))
-        .route("/auth/verify", get(auth::verify))
-        .route("/auth/logout", post(auth::logout))
-        .route("/auth/me", get(auth::me))
-        .route("/auth/change-password", post(auth::change_password))
-        .route("/auth/api-keys", get(auth::list_api_keys).post(auth::create_api_key))
-        .route("/auth/api-keys/{id}", delete(auth::delete_api_key))
-        .route("/users", get(users::list).post(users::create))
-        .route("/users/{id}", get(users::get).put(users::update).delete(users::delete))
-        .route("/roles", get(users::roles))
-        .route("/audit", get(audit::list))
-        .route("/audit/verify", get(audit::verify))
-        .route("/status", get(status::status))
-        .route("/admin/config", get(status::get_config).put(status::put_config))
-        .route("/sources", get(sources::list).post(sources::create))
-        .route("/sources/{id}", get(sources::get).put(sources::update).delete(sources::delete))
-        .route("/sources/{id}/keys", get(sources::list_keys).post(sources::create_key))
-        .route("/sources/{id}/keys/{key_id}", delete(sources::delete_key))
-        .route("/logs", get(telemetry::query_logs).post(telemetry::ingest_logs))
-        .route("/metrics", get(telemetry::list_metrics).post(telemetry::ingest_metrics))
-        .route("/metrics/query", post(telemetry::query_metrics))
+/// The API's routes and their OpenAPI description, built by the same calls.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::livez))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::verify))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(auth::change_password))
+        .routes(routes!(auth::list_api_keys, auth::create_api_key))
+        .routes(routes!(auth::delete_api_key))
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::get, users::update, users::delete))
+        .routes(routes!(users::roles))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::verify))
+        .routes(routes!(status::status))
+        .routes(routes!(status::get_config, status::put_config))
+        .routes(routes!(sources::list, sources::create))
+        .routes(routes!(sources::get, sources::update, sources::delete))
+        .routes(routes!(sources::list_keys, sources::create_key))
+        .routes(routes!(sources::delete_key))
+        .routes(routes!(telemetry::query_logs, telemetry::ingest_logs))
+        .routes(routes!(telemetry::list_metrics, telemetry::ingest_metrics))
+        .routes(routes!(telemetry::query_metrics))
 }
 
 /// Adds the 404 fallback and the layers every request passes through (outermost first):

@@ -20,7 +20,7 @@ use crate::{
     time::{micros_to_rfc3339, now_micros},
 };
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IngestKeyView {
     pub id: String,
     pub source_id: String,
@@ -45,7 +45,7 @@ impl From<ingest_key::Model> for IngestKeyView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedIngestKey {
     pub key: String,
     #[serde(flatten)]

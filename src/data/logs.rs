@@ -27,7 +27,7 @@ const MAX_NAME_CHARS: usize = 255;
 const INSERT_CHUNK: usize = 1_000;
 
 /// One log entry as clients send it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct LogInput {
     pub timestamp: Option<Value>,
     pub level: Option<Value>,

@@ -28,7 +28,7 @@ const INSERT_CHUNK: usize = 2_000;
 const METRIC_TYPES: [&str; 3] = ["counter", "gauge", "histogram"];
 
 /// One sample as clients send it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SampleInput {
     pub name: Option<String>,
     #[serde(rename = "type")]
@@ -279,7 +279,7 @@ pub enum Aggregation {
 }
 
 /// `POST /api/v1/metrics/query`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RangeQuery {
     pub metric: String,

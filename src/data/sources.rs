@@ -18,7 +18,7 @@ use crate::{
 pub const SOURCE_TYPES: [&str; 5] = ["syslog", "http", "prometheus", "otlp", "file"];
 
 /// A source as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SourceView {
     pub id: String,
     pub name: String,
@@ -68,7 +68,7 @@ impl source::Model {
 
 /// Fields of a create (all required but `description`, `enabled`, `config`,
 /// `allowed_cidrs`) or of a partial update (any subset).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceInput {
     pub name: Option<String>,

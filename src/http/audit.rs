@@ -1,5 +1,7 @@
 //! `/api/v1/audit` and `/api/v1/audit/verify` (admin only).
 
+use crate::audit::VerifyReport;
+use crate::http::openapi::ErrorResponse;
 use axum::{
     extract::State,
     response::{IntoResponse, Response},
@@ -17,7 +19,8 @@ use crate::{
     state::AppState,
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     user_id: Option<String>,
@@ -40,6 +43,7 @@ pub fn parse_time(field: &str, value: &str) -> Result<i64, AppError> {
     chrono::DateTime::parse_from_rfc3339(value).map(|t| t.timestamp_micros()).map_err(|_| invalid())
 }
 
+#[utoipa::path(operation_id = "audit_list", get, path = "/api/v1/audit", tag = "audit", security(("bearer" = []), ("api_key" = [])), params(AuditQuery), responses((status = 200, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -57,6 +61,7 @@ pub async fn list(
     Ok(axum::Json(listing("audit", rows, total, page)).into_response())
 }
 
+#[utoipa::path(operation_id = "audit_verify", get, path = "/api/v1/audit/verify", tag = "audit", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = VerifyReport), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn verify(State(state): State<AppState>, principal: Principal) -> Result<Response, AppError> {
     principal.require_role(Role::Admin)?;
     let report = audit::verify(state.db.conn()).await?;

@@ -1,5 +1,7 @@
 //! `/api/v1/auth/*`: login, refresh, verify, logout, me, change-password and API keys.
 
+use crate::http::openapi::ErrorResponse;
+use crate::identity::{api_keys::CreatedApiKey, users::UserView};
 use axum::{
     extract::{Path, State},
     http::{HeaderValue, StatusCode, header},
@@ -21,7 +23,7 @@ use crate::{
     time::micros_to_rfc3339,
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     username: Option<String>,
@@ -36,6 +38,7 @@ fn token_response(status: StatusCode, tokens: TokenResponse) -> Response {
     response
 }
 
+#[utoipa::path(operation_id = "auth_login", post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest, responses((status = 200, body = TokenResponse), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 429, description = "Too many failed logins", body = ErrorResponse)))]
 pub async fn login(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -54,17 +57,19 @@ pub async fn login(
     Ok(token_response(StatusCode::OK, result?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     refresh_token: String,
 }
 
+#[utoipa::path(operation_id = "auth_refresh", post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest, responses((status = 200, body = TokenResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
 pub async fn refresh(State(state): State<AppState>, Json(body): Json<RefreshRequest>) -> Result<Response, AppError> {
     let tokens = state.identity.refresh(&body.refresh_token).await?;
     Ok(token_response(StatusCode::OK, tokens))
 }
 
+#[utoipa::path(operation_id = "auth_verify", get, path = "/api/v1/auth/verify", tag = "auth", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = Object), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
 pub async fn verify(principal: Principal, ctx: RequestContext) -> Result<Response, AppError> {
     let expires_at = principal.token.as_ref().map(|claims| micros_to_rfc3339(claims.exp.saturating_mul(1_000_000)));
     Ok(axum::Json(json!({
@@ -80,6 +85,7 @@ pub async fn verify(principal: Principal, ctx: RequestContext) -> Result<Respons
     .into_response())
 }
 
+#[utoipa::path(operation_id = "auth_logout", post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])), responses((status = 200, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
 pub async fn logout(
     State(state): State<AppState>,
     principal: Principal,
@@ -93,6 +99,7 @@ pub async fn logout(
     Ok(axum::Json(json!({ "message": "Logged out successfully" })).into_response())
 }
 
+#[utoipa::path(operation_id = "auth_me", get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = UserView), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
 pub async fn me(State(state): State<AppState>, principal: Principal) -> Result<Response, AppError> {
     let user = users::find_by_id(&state.identity.db, &principal.user_id)
         .await?
@@ -102,13 +109,14 @@ pub async fn me(State(state): State<AppState>, principal: Principal) -> Result<R
     Ok(axum::Json(view).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
     current_password: String,
     new_password: String,
 }
 
+#[utoipa::path(operation_id = "auth_change_password", post, path = "/api/v1/auth/change-password", tag = "auth", security(("bearer" = []), ("api_key" = [])), request_body = ChangePasswordRequest, responses((status = 200, body = TokenResponse), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn change_password(
     State(state): State<AppState>,
     principal: Principal,
@@ -128,7 +136,8 @@ pub async fn change_password(
     Ok(token_response(StatusCode::OK, tokens))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct KeyListQuery {
     user_id: Option<String>,
@@ -136,6 +145,7 @@ pub struct KeyListQuery {
     offset: Option<u64>,
 }
 
+#[utoipa::path(operation_id = "auth_list_api_keys", get, path = "/api/v1/auth/api-keys", tag = "api-keys", security(("bearer" = []), ("api_key" = [])), params(KeyListQuery), responses((status = 200, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
 pub async fn list_api_keys(
     State(state): State<AppState>,
     principal: Principal,
@@ -147,7 +157,7 @@ pub async fn list_api_keys(
     Ok(axum::Json(listing("api_keys", keys, total, page)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
     name: String,
@@ -170,6 +180,7 @@ pub fn parse_roles(field: &str, names: &[String]) -> Result<Vec<Role>, AppError>
         .collect()
 }
 
+#[utoipa::path(operation_id = "auth_create_api_key", post, path = "/api/v1/auth/api-keys", tag = "api-keys", security(("bearer" = []), ("api_key" = [])), request_body = CreateKeyRequest, responses((status = 201, body = CreatedApiKey), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
 pub async fn create_api_key(
     State(state): State<AppState>,
     principal: Principal,
@@ -185,6 +196,7 @@ pub async fn create_api_key(
     Ok(response)
 }
 
+#[utoipa::path(operation_id = "auth_delete_api_key", delete, path = "/api/v1/auth/api-keys/{id}", tag = "api-keys", security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path)), responses((status = 204), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 404, description = "Not found", body = ErrorResponse)))]
 pub async fn delete_api_key(
     State(state): State<AppState>,
     principal: Principal,

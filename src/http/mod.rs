@@ -6,6 +6,7 @@ pub mod context;
 pub mod extract;
 pub mod health;
 pub mod middleware;
+pub mod openapi;
 pub mod pagination;
 pub mod sources;
 pub mod status;

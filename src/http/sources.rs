@@ -1,5 +1,7 @@
 //! `/api/v1/sources` and their ingest keys. Reads need viewer, changes maintainer.
 
+use crate::data::ingest_keys::CreatedIngestKey;
+use crate::http::openapi::ErrorResponse;
 use axum::{
     extract::{Path, State},
     http::{StatusCode, header},
@@ -22,7 +24,8 @@ use crate::{
     state::AppState,
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     #[serde(rename = "type")]
@@ -40,6 +43,7 @@ fn parse_bool(field: &str, value: &str) -> Result<bool, AppError> {
     }
 }
 
+#[utoipa::path(operation_id = "sources_list", get, path = "/api/v1/sources", tag = "sources", security(("bearer" = []), ("api_key" = [])), params(ListQuery), responses((status = 200, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -64,6 +68,7 @@ fn created(view: SourceView) -> Response {
     response
 }
 
+#[utoipa::path(operation_id = "sources_create", post, path = "/api/v1/sources", tag = "sources", security(("bearer" = []), ("api_key" = [])), request_body = SourceInput, responses((status = 201, body = SourceView), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 409, description = "Conflict", body = ErrorResponse)))]
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -77,6 +82,7 @@ pub async fn create(
     Ok(created(view))
 }
 
+#[utoipa::path(operation_id = "sources_get", get, path = "/api/v1/sources/{id}", tag = "sources", security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path)), responses((status = 200, body = SourceView), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 404, description = "Not found", body = ErrorResponse)))]
 pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
@@ -87,6 +93,7 @@ pub async fn get(
     Ok(axum::Json(SourceView::from(source)).into_response())
 }
 
+#[utoipa::path(operation_id = "sources_update", put, path = "/api/v1/sources/{id}", tag = "sources", security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path)), request_body = SourceInput, responses((status = 200, body = SourceView), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 404, description = "Not found", body = ErrorResponse), (status = 409, description = "Conflict", body = ErrorResponse)))]
 pub async fn update(
     State(state): State<AppState>,
     principal: Principal,
@@ -100,6 +107,7 @@ pub async fn update(
     Ok(axum::Json(view).into_response())
 }
 
+#[utoipa::path(operation_id = "sources_delete", delete, path = "/api/v1/sources/{id}", tag = "sources", security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path)), responses((status = 204, description = "Deleted with its ingest keys, logs and metrics"), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 404, description = "Not found", body = ErrorResponse)))]
 pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,
@@ -112,13 +120,15 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct KeysQuery {
     limit: Option<u64>,
     offset: Option<u64>,
 }
 
+#[utoipa::path(operation_id = "sources_list_keys", get, path = "/api/v1/sources/{id}/keys", tag = "sources", security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path), KeysQuery), responses((status = 200, body = Object), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 404, description = "Not found", body = ErrorResponse)))]
 pub async fn list_keys(
     State(state): State<AppState>,
     principal: Principal,
@@ -131,12 +141,13 @@ pub async fn list_keys(
     Ok(axum::Json(listing("keys", keys, total, page)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     name: String,
 }
 
+#[utoipa::path(operation_id = "sources_create_key", post, path = "/api/v1/sources/{id}/keys", tag = "sources", security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path)), request_body = CreateKey, responses((status = 201, body = CreatedIngestKey), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 404, description = "Not found", body = ErrorResponse)))]
 pub async fn create_key(
     State(state): State<AppState>,
     principal: Principal,
@@ -159,6 +170,7 @@ pub async fn create_key(
     Ok(response)
 }
 
+#[utoipa::path(operation_id = "sources_delete_key", delete, path = "/api/v1/sources/{id}/keys/{key_id}", tag = "sources", security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path), ("key_id" = String, Path)), responses((status = 204), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 404, description = "Not found", body = ErrorResponse)))]
 pub async fn delete_key(
     State(state): State<AppState>,
     principal: Principal,

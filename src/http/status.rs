@@ -1,5 +1,6 @@
 //! `GET /api/v1/status` (any authenticated caller) and `/api/v1/admin/config` (admin).
 
+use crate::http::openapi::ErrorResponse;
 use axum::{
     extract::State,
     response::{IntoResponse, Response},
@@ -17,6 +18,7 @@ use crate::{
     state::AppState,
 };
 
+#[utoipa::path(operation_id = "status_status", get, path = "/api/v1/status", tag = "status", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = Object), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
 pub async fn status(State(state): State<AppState>, principal: Principal) -> Result<Response, AppError> {
     let config = &state.config;
     let db_ok = state.db.health().is_ok();
@@ -53,18 +55,20 @@ fn config_view(state: &AppState) -> serde_json::Value {
     })
 }
 
+#[utoipa::path(operation_id = "status_get_config", get, path = "/api/v1/admin/config", tag = "admin", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = Object), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn get_config(State(state): State<AppState>, principal: Principal) -> Result<Response, AppError> {
     principal.require_role(Role::Admin)?;
     Ok(axum::Json(config_view(&state)).into_response())
 }
 
 /// Settings that can change at run time; everything else is start-up configuration.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigChange {
     log_level: Option<String>,
 }
 
+#[utoipa::path(operation_id = "status_put_config", put, path = "/api/v1/admin/config", tag = "admin", security(("bearer" = []), ("api_key" = [])), request_body = ConfigChange, responses((status = 200, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn put_config(
     State(state): State<AppState>,
     principal: Principal,

@@ -1,6 +1,7 @@
 //! `/api/v1/logs` and `/api/v1/metrics`: ingest (an ingest key of the source, or
 //! maintainer+) and reads (viewer+; ingest keys can never read).
 
+use crate::http::openapi::ErrorResponse;
 use axum::{
     body::Bytes,
     extract::{FromRequestParts, State},
@@ -81,13 +82,14 @@ impl Ingestor {
     }
 }
 
-#[derive(Deserialize)]
-struct LogBatch {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct LogBatch {
     source_id: String,
     logs: Vec<LogInput>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct IngestQuery {
     source_id: Option<String>,
 }
@@ -136,6 +138,7 @@ fn parse_logs(headers: &HeaderMap, query: IngestQuery, body: &[u8]) -> Result<(S
     Ok((batch.source_id, batch.logs))
 }
 
+#[utoipa::path(operation_id = "telemetry_ingest_logs", post, path = "/api/v1/logs", tag = "logs", security(("bearer" = []), ("api_key" = [])), params(IngestQuery), request_body(content((LogBatch = "application/json"), (LogInput = "application/x-ndjson"))), responses((status = 202, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 404, description = "Not found", body = ErrorResponse), (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse)))]
 pub async fn ingest_logs(
     State(state): State<AppState>,
     ingestor: Ingestor,
@@ -151,7 +154,8 @@ pub async fn ingest_logs(
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": accepted }))).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogsQuery {
     source_id: Option<String>,
@@ -163,6 +167,7 @@ pub struct LogsQuery {
     cursor: Option<String>,
 }
 
+#[utoipa::path(operation_id = "telemetry_query_logs", get, path = "/api/v1/logs", tag = "logs", security(("bearer" = []), ("api_key" = [])), params(LogsQuery), responses((status = 200, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn query_logs(
     State(state): State<AppState>,
     principal: Principal,
@@ -190,13 +195,14 @@ pub async fn query_logs(
     Ok(axum::Json(json!({ "logs": entries, "limit": page.limit, "next_cursor": next_cursor })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricBatch {
     source_id: String,
     metrics: Vec<SampleInput>,
 }
 
+#[utoipa::path(operation_id = "telemetry_ingest_metrics", post, path = "/api/v1/metrics", tag = "metrics", security(("bearer" = []), ("api_key" = [])), request_body = MetricBatch, responses((status = 202, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 404, description = "Not found", body = ErrorResponse), (status = 413, body = ErrorResponse)))]
 pub async fn ingest_metrics(
     State(state): State<AppState>,
     ingestor: Ingestor,
@@ -209,7 +215,8 @@ pub async fn ingest_metrics(
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": accepted }))).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SeriesQuery {
     name: Option<String>,
@@ -218,6 +225,7 @@ pub struct SeriesQuery {
     offset: Option<u64>,
 }
 
+#[utoipa::path(operation_id = "telemetry_list_metrics", get, path = "/api/v1/metrics", tag = "metrics", security(("bearer" = []), ("api_key" = [])), params(SeriesQuery), responses((status = 200, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn list_metrics(
     State(state): State<AppState>,
     principal: Principal,
@@ -231,6 +239,7 @@ pub async fn list_metrics(
     Ok(axum::Json(listing("metrics", series, total, page)).into_response())
 }
 
+#[utoipa::path(operation_id = "telemetry_query_metrics", post, path = "/api/v1/metrics/query", tag = "metrics", security(("bearer" = []), ("api_key" = [])), request_body = RangeQuery, responses((status = 200, description = "Prometheus matrix", body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn query_metrics(
     State(state): State<AppState>,
     principal: Principal,

@@ -1,5 +1,6 @@
 //! `/api/v1/users` and `/api/v1/roles` (admin only).
 
+use crate::http::openapi::ErrorResponse;
 use axum::{
     extract::{Path, State},
     http::{StatusCode, header},
@@ -27,13 +28,15 @@ use crate::{
     time::now_micros,
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     limit: Option<u64>,
     offset: Option<u64>,
 }
 
+#[utoipa::path(operation_id = "users_list", get, path = "/api/v1/users", tag = "users", security(("bearer" = []), ("api_key" = [])), params(ListQuery), responses((status = 200, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -57,7 +60,7 @@ pub async fn list(
 
 /// Only these fields are accepted: anything else (`id`, `password_hash`, `login_count`,
 /// ...) is refused, so no request can set what the server owns.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     username: String,
@@ -112,6 +115,7 @@ fn created(view: UserView) -> Response {
     response
 }
 
+#[utoipa::path(operation_id = "users_create", post, path = "/api/v1/users", tag = "users", security(("bearer" = []), ("api_key" = [])), request_body = CreateUser, responses((status = 201, body = UserView), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 409, description = "Conflict", body = ErrorResponse)))]
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -166,6 +170,7 @@ async fn load(state: &AppState, id: &str) -> Result<(user::Model, Vec<Role>), Ap
     Ok((user, roles))
 }
 
+#[utoipa::path(operation_id = "users_get", get, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path)), responses((status = 200, body = UserView), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 404, description = "Not found", body = ErrorResponse)))]
 pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
@@ -176,7 +181,7 @@ pub async fn get(
     Ok(axum::Json(UserView::new(user, &roles)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
     email: Option<String>,
@@ -187,6 +192,7 @@ pub struct UpdateUser {
     password: Option<String>,
 }
 
+#[utoipa::path(operation_id = "users_update", put, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path)), request_body = UpdateUser, responses((status = 200, body = UserView), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 404, description = "Not found", body = ErrorResponse), (status = 409, description = "Conflict", body = ErrorResponse)))]
 pub async fn update(
     State(state): State<AppState>,
     principal: Principal,
@@ -266,6 +272,7 @@ pub async fn update(
     Ok(axum::Json(UserView::new(updated, new_roles.as_ref().unwrap_or(&current_roles))).into_response())
 }
 
+#[utoipa::path(operation_id = "users_delete", delete, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path)), responses((status = 204), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 404, description = "Not found", body = ErrorResponse), (status = 409, description = "Conflict", body = ErrorResponse)))]
 pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,
@@ -288,6 +295,7 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(operation_id = "users_roles", get, path = "/api/v1/roles", tag = "users", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = Object), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn roles(principal: Principal) -> Result<Response, AppError> {
     principal.require_role(Role::Admin)?;
     let roles: Vec<_> = Role::ALL

@@ -23,7 +23,7 @@ pub fn parse_roles(stored: &str) -> Vec<Role> {
     stored.split(',').filter_map(|r| Role::parse(r.trim())).collect()
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ApiKeyView {
     pub id: String,
     pub user_id: String,
@@ -51,7 +51,7 @@ impl From<api_key::Model> for ApiKeyView {
 }
 
 /// A new key: the listing fields plus the plaintext, shown this once.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedApiKey {
     pub key: String,
     #[serde(flatten)]

@@ -30,7 +30,7 @@ use crate::{
 };
 
 /// What login, refresh and change-password answer (API.md's token response).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: &'static str,
@@ -39,7 +39,7 @@ pub struct TokenResponse {
     pub user: SessionUser,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionUser {
     pub id: String,
     pub username: String,

@@ -126,7 +126,7 @@ pub async fn list(conn: &impl ConnectionTrait, limit: u64, offset: u64) -> Resul
 }
 
 /// A user as the API shows it: never a password or hash.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserView {
     pub id: String,
     pub username: String,

@@ -1,0 +1,104 @@
+//! The OpenAPI document is generated from the code that routes; this snapshot fails when
+//! the API changes without `docs/openapi.json` being regenerated (and reviewed):
+//! `KK_UPDATE_SNAPSHOTS=1 cargo test --test openapi`.
+
+mod common;
+
+use common::{Kind, TestDb, TestServer};
+use serde_json::Value;
+
+const SNAPSHOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json");
+
+async fn served_document() -> (TestServer, TestDb, Value) {
+    let db = TestDb::create(Kind::Sqlite).await.unwrap();
+    let server = TestServer::start(db.config()).await;
+    let response = server.get("/api/v1/openapi.json").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let doc = response.json().await.unwrap();
+    (server, db, doc)
+}
+
+#[tokio::test]
+async fn openapi_document_matches_the_committed_snapshot() {
+    let (server, _db, doc) = served_document().await;
+    let rendered = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+    if std::env::var("KK_UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1") {
+        std::fs::write(SNAPSHOT, &rendered).unwrap();
+    }
+    let committed = std::fs::read_to_string(SNAPSHOT).expect("docs/openapi.json exists");
+    assert!(
+        committed == rendered,
+        "the API changed: regenerate docs/openapi.json with KK_UPDATE_SNAPSHOTS=1 cargo test --test openapi and review the diff"
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn openapi_describes_every_endpoint_with_security_schemes() {
+    let (server, _db, doc) = served_document().await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(schemes["api_key"]["name"], "X-API-Key");
+    let expected = [
+        ("get", "/healthz"),
+        ("get", "/livez"),
+        ("get", "/readyz"),
+        ("get", "/metrics"),
+        ("post", "/api/v1/auth/login"),
+        ("post", "/api/v1/auth/refresh"),
+        ("get", "/api/v1/auth/verify"),
+        ("post", "/api/v1/auth/logout"),
+        ("get", "/api/v1/auth/me"),
+        ("post", "/api/v1/auth/change-password"),
+        ("get", "/api/v1/auth/api-keys"),
+        ("post", "/api/v1/auth/api-keys"),
+        ("delete", "/api/v1/auth/api-keys/{id}"),
+        ("get", "/api/v1/users"),
+        ("post", "/api/v1/users"),
+        ("get", "/api/v1/users/{id}"),
+        ("put", "/api/v1/users/{id}"),
+        ("delete", "/api/v1/users/{id}"),
+        ("get", "/api/v1/roles"),
+        ("get", "/api/v1/audit"),
+        ("get", "/api/v1/audit/verify"),
+        ("get", "/api/v1/status"),
+        ("get", "/api/v1/admin/config"),
+        ("put", "/api/v1/admin/config"),
+        ("get", "/api/v1/sources"),
+        ("post", "/api/v1/sources"),
+        ("get", "/api/v1/sources/{id}"),
+        ("put", "/api/v1/sources/{id}"),
+        ("delete", "/api/v1/sources/{id}"),
+        ("get", "/api/v1/sources/{id}/keys"),
+        ("post", "/api/v1/sources/{id}/keys"),
+        ("delete", "/api/v1/sources/{id}/keys/{key_id}"),
+        ("get", "/api/v1/logs"),
+        ("post", "/api/v1/logs"),
+        ("get", "/api/v1/metrics"),
+        ("post", "/api/v1/metrics"),
+        ("post", "/api/v1/metrics/query"),
+        ("get", "/api/v1/openapi.json"),
+    ];
+    let mut operation_ids = std::collections::HashSet::new();
+    for (method, path) in expected {
+        let operation = &doc["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} is not documented");
+        assert!(operation_ids.insert(operation["operationId"].as_str().unwrap().to_owned()), "duplicate operationId");
+    }
+    // And every documented operation is really served (no 404 from the fallback).
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let url = path.replace("{id}", "00000000-0000-0000-0000-000000000000").replace("{key_id}", "x");
+            let request = server.client.request(method.to_uppercase().parse().unwrap(), server.url(&url));
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let unrouted =
+                status == 404 && body["message"].as_str().is_some_and(|m| m.starts_with("Resource not found"));
+            assert!(!unrouted && status != 405, "{method} {path} is documented but not served ({status})");
+        }
+    }
+    server.stop().await.unwrap();
+}

@@ -16,7 +16,7 @@ use crate::{
     identity::Identity,
     metrics::Metrics,
     router, settings,
-    state::AppState,
+    state::{AppState, Components},
     telemetry::LogLevelHandle,
 };
 
@@ -48,7 +48,7 @@ pub async fn build(config: Config, log_level: LogLevelHandle) -> Result<App, DbS
         spawn_pruner(identity.clone()),
         settings::spawn_poller(db.conn().clone(), log_level.clone()),
     ];
-    let state = AppState {
+    let state = AppState::new(Components {
         config: Arc::new(config),
         db,
         metrics,
@@ -56,7 +56,7 @@ pub async fn build(config: Config, log_level: LogLevelHandle) -> Result<App, DbS
         ingest_keys: Arc::default(),
         log_level,
         started_at: Instant::now(),
-    };
+    });
     Ok(App { state, background })
 }
 

@@ -203,12 +203,23 @@ pub fn check_policy(password: &str, username: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs CPU-heavy work on the blocking pool.
+/// How many hashes may run at once: half the CPUs (at least one). A burst of logins then
+/// queues instead of taking every core (and 64 MiB each) from the requests being served.
+fn hash_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        tokio::sync::Semaphore::new((cpus / 2).max(1))
+    })
+}
+
+/// Runs CPU-heavy work on the blocking pool, at most [`hash_permits`] at a time.
 async fn run_blocking<T, F>(work: F) -> Result<T, PasswordError>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    let _permit = hash_permits().acquire().await.map_err(|err| PasswordError::Task(err.to_string()))?;
     tokio::task::spawn_blocking(work).await.map_err(|err| PasswordError::Task(err.to_string()))
 }
 

@@ -144,6 +144,13 @@ impl IngestKeyCache {
         }
     }
 
+    /// Drops every cached key of a deleted source, so they are refused at once.
+    pub fn forget_source(&self, source_id: &str) {
+        if let Ok(mut keys) = self.keys.lock() {
+            keys.retain(|_, (_, k)| k.source_id != source_id);
+        }
+    }
+
     pub async fn authenticate(&self, db: &DatabaseConnection, key: &str) -> Result<IngestKeyAuth, AppError> {
         let invalid = || AppError::Unauthorized("Invalid ingest key".to_owned());
         if !key.starts_with(INGEST_KEY_PREFIX) || key.len() > 128 {

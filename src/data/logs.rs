@@ -227,11 +227,14 @@ impl Cursor {
     }
 }
 
-/// Escapes LIKE wildcards so `q` matches as a plain substring.
-fn like_pattern(q: &str) -> String {
+/// Escapes LIKE wildcards so `q` matches as a plain substring. The needle is lowered the
+/// way the database's `LOWER()` lowers the haystack: SQLite folds ASCII letters only, so
+/// there a search is case-insensitive for ASCII and exact for other letters.
+fn like_pattern(q: &str, ascii_only: bool) -> String {
+    let lowered = if ascii_only { q.to_ascii_lowercase() } else { q.to_lowercase() };
     let mut pattern = String::with_capacity(q.len() + 2);
     pattern.push('%');
-    for c in q.to_lowercase().chars() {
+    for c in lowered.chars() {
         if matches!(c, '%' | '_' | '!') {
             pattern.push('!');
         }
@@ -274,7 +277,8 @@ pub async fn query(
     }
     if let Some(q) = filter.q.as_deref().filter(|q| !q.is_empty()) {
         let lowered = Expr::expr(Func::lower(Expr::col(log::Column::Message)));
-        condition = condition.add(lowered.like(LikeExpr::new(like_pattern(q)).escape('!')));
+        let ascii_only = db.get_database_backend() == sea_orm::DbBackend::Sqlite;
+        condition = condition.add(lowered.like(LikeExpr::new(like_pattern(q, ascii_only)).escape('!')));
     }
     if let Some(c) = cursor {
         condition = condition.add(
@@ -335,6 +339,8 @@ mod tests {
 
     #[test]
     fn like_wildcards_are_escaped() {
-        assert_eq!(like_pattern("50%_Off!"), "%50!%!_off!!%");
+        assert_eq!(like_pattern("50%_Off!", false), "%50!%!_off!!%");
+        assert_eq!(like_pattern("Échec", false), "%échec%");
+        assert_eq!(like_pattern("Échec", true), "%Échec%");
     }
 }

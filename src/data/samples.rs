@@ -144,7 +144,9 @@ pub async fn ingest(db: &DatabaseConnection, source_id: &str, inputs: Vec<Sample
     }
     let txn = db.begin().await?;
     // Create the series this batch introduces; concurrent batches may race to do so.
-    let mut latest: HashMap<&str, &Validated> = HashMap::new();
+    // A BTreeMap: series rows are locked in key order, so concurrent batches that touch
+    // the same series cannot deadlock each other.
+    let mut latest: BTreeMap<&str, &Validated> = BTreeMap::new();
     for s in &samples {
         let entry = latest.entry(s.key.as_str()).or_insert(s);
         if s.ts >= entry.ts {
@@ -172,7 +174,9 @@ pub async fn ingest(db: &DatabaseConnection, source_id: &str, inputs: Vec<Sample
                 s.value.into(),
                 i64::MIN.into(),
             ])
-            .on_conflict(OnConflict::column(series::Column::SeriesKey).do_nothing().to_owned())
+            .on_conflict(
+                OnConflict::column(series::Column::SeriesKey).do_nothing_on([series::Column::SeriesKey]).to_owned(),
+            )
             .to_owned();
         txn.execute(&insert).await?;
     }

@@ -116,6 +116,7 @@ pub async fn delete(
 ) -> Result<StatusCode, AppError> {
     principal.require_role(Role::Maintainer)?;
     sources::delete(state.db.conn(), &id, &ctx.audit_meta(Some(&principal.user_id))).await?;
+    state.ingest_keys.forget_source(&id);
     ctx.audit.mark_handled();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,7 +3,10 @@
 
 use sea_orm::{
     DbBackend, DeriveIden, Statement,
-    sea_query::{ColumnDef, ForeignKey, ForeignKeyAction, ForeignKeyCreateStatement, Index, Query, Table},
+    sea_query::{
+        Alias, ColumnDef, ForeignKey, ForeignKeyAction, ForeignKeyCreateStatement, Index, Query, Table,
+        TableCreateStatement,
+    },
 };
 
 use super::{Migration, build_all};
@@ -30,7 +33,7 @@ fn app_settings(backend: DbBackend) -> Vec<Statement> {
             .table(AppSettings::Table)
             .col(ColumnDef::new(AppSettings::Key).string_len(64).not_null().primary_key())
             .col(ColumnDef::new(AppSettings::Value).text().not_null())
-            .col(ColumnDef::new(AppSettings::UpdatedAt).timestamp_with_time_zone().not_null())
+            .col(micros(AppSettings::UpdatedAt))
             .to_owned()],
     )
 }
@@ -343,6 +346,25 @@ enum MetricSamples {
     Value,
 }
 
+/// Long text: MariaDB's TEXT stops at 65,535 bytes, below what the API accepts.
+fn long_text<T: sea_orm::sea_query::IntoIden>(name: T, backend: DbBackend) -> ColumnDef {
+    let mut column = ColumnDef::new(name);
+    match backend {
+        DbBackend::MySql => column.custom(Alias::new("MEDIUMTEXT")),
+        _ => column.text(),
+    };
+    column.not_null().to_owned()
+}
+
+/// MariaDB compares with the server's default collation (case- and accent-insensitive);
+/// names must compare exactly, as on PostgreSQL and SQLite.
+fn exact_collation(table: &mut TableCreateStatement, backend: DbBackend) -> TableCreateStatement {
+    if backend == DbBackend::MySql {
+        table.character_set("utf8mb4").collate("utf8mb4_bin");
+    }
+    table.to_owned()
+}
+
 fn cascade_to_sources<T: sea_orm::sea_query::IntoIden + 'static>(table: T, column: T) -> ForeignKeyCreateStatement {
     ForeignKey::create()
         .from(table, column)
@@ -357,69 +379,79 @@ fn telemetry(backend: DbBackend) -> Vec<Statement> {
     let mut statements = build_all(
         backend,
         &[
-            Table::create()
-                .table(Sources::Table)
-                .col(id_column(Sources::Id))
-                .col(ColumnDef::new(Sources::Name).string_len(128).not_null().unique_key())
-                .col(ColumnDef::new(Sources::SourceType).string_len(16).not_null())
-                .col(ColumnDef::new(Sources::Description).text().not_null())
-                .col(ColumnDef::new(Sources::Enabled).boolean().not_null())
-                .col(ColumnDef::new(Sources::Config).text().not_null())
-                .col(ColumnDef::new(Sources::AllowedCidrs).text().not_null())
-                .col(micros(Sources::CreatedAt))
-                .col(micros(Sources::UpdatedAt))
-                .col(ColumnDef::new(Sources::CreatedBy).string_len(36).null())
-                .to_owned(),
-            Table::create()
-                .table(IngestKeys::Table)
-                .col(id_column(IngestKeys::Id))
-                .col(ColumnDef::new(IngestKeys::SourceId).string_len(36).not_null())
-                .col(ColumnDef::new(IngestKeys::Name).string_len(128).not_null())
-                .col(ColumnDef::new(IngestKeys::Prefix).string_len(16).not_null())
-                .col(ColumnDef::new(IngestKeys::KeyHash).string_len(64).not_null().unique_key())
-                .col(micros(IngestKeys::CreatedAt))
-                .col(optional_micros(IngestKeys::LastUsedAt))
-                .col(ColumnDef::new(IngestKeys::CreatedBy).string_len(36).null())
-                .foreign_key(&mut cascade_to_sources(IngestKeys::Table, IngestKeys::SourceId))
-                .to_owned(),
-            Table::create()
-                .table(Logs::Table)
-                .col(ColumnDef::new(Logs::Id).big_integer().not_null().auto_increment().primary_key())
-                .col(ColumnDef::new(Logs::SourceId).string_len(36).not_null())
-                .col(micros(Logs::Ts))
-                .col(micros(Logs::ReceivedAt))
-                .col(ColumnDef::new(Logs::Level).string_len(16).not_null())
-                .col(ColumnDef::new(Logs::Message).text().not_null())
-                .col(ColumnDef::new(Logs::Hostname).string_len(255).null())
-                .col(ColumnDef::new(Logs::Application).string_len(255).null())
-                .col(ColumnDef::new(Logs::Attributes).text().null())
-                .foreign_key(&mut cascade_to_sources(Logs::Table, Logs::SourceId))
-                .to_owned(),
-            Table::create()
-                .table(MetricSeries::Table)
-                .col(ColumnDef::new(MetricSeries::Id).big_integer().not_null().auto_increment().primary_key())
-                .col(ColumnDef::new(MetricSeries::SourceId).string_len(36).not_null())
-                .col(ColumnDef::new(MetricSeries::SeriesKey).string_len(64).not_null().unique_key())
-                .col(ColumnDef::new(MetricSeries::Name).string_len(255).not_null())
-                .col(ColumnDef::new(MetricSeries::Labels).text().not_null())
-                .col(ColumnDef::new(MetricSeries::MetricType).string_len(16).not_null())
-                .col(ColumnDef::new(MetricSeries::LastValue).double().not_null())
-                .col(micros(MetricSeries::LastTimestamp))
-                .foreign_key(&mut cascade_to_sources(MetricSeries::Table, MetricSeries::SourceId))
-                .to_owned(),
-            Table::create()
-                .table(MetricSamples::Table)
-                .col(ColumnDef::new(MetricSamples::Id).big_integer().not_null().auto_increment().primary_key())
-                .col(ColumnDef::new(MetricSamples::SeriesId).big_integer().not_null())
-                .col(micros(MetricSamples::Ts))
-                .col(ColumnDef::new(MetricSamples::Value).double().not_null())
-                .foreign_key(
-                    ForeignKey::create()
-                        .from(MetricSamples::Table, MetricSamples::SeriesId)
-                        .to(MetricSeries::Table, MetricSeries::Id)
-                        .on_delete(ForeignKeyAction::Cascade),
-                )
-                .to_owned(),
+            exact_collation(
+                Table::create()
+                    .table(Sources::Table)
+                    .col(id_column(Sources::Id))
+                    .col(ColumnDef::new(Sources::Name).string_len(128).not_null().unique_key())
+                    .col(ColumnDef::new(Sources::SourceType).string_len(16).not_null())
+                    .col(ColumnDef::new(Sources::Description).text().not_null())
+                    .col(ColumnDef::new(Sources::Enabled).boolean().not_null())
+                    .col(long_text(Sources::Config, backend))
+                    .col(ColumnDef::new(Sources::AllowedCidrs).text().not_null())
+                    .col(micros(Sources::CreatedAt))
+                    .col(micros(Sources::UpdatedAt))
+                    .col(ColumnDef::new(Sources::CreatedBy).string_len(36).null()),
+                backend,
+            ),
+            exact_collation(
+                Table::create()
+                    .table(IngestKeys::Table)
+                    .col(id_column(IngestKeys::Id))
+                    .col(ColumnDef::new(IngestKeys::SourceId).string_len(36).not_null())
+                    .col(ColumnDef::new(IngestKeys::Name).string_len(128).not_null())
+                    .col(ColumnDef::new(IngestKeys::Prefix).string_len(16).not_null())
+                    .col(ColumnDef::new(IngestKeys::KeyHash).string_len(64).not_null().unique_key())
+                    .col(micros(IngestKeys::CreatedAt))
+                    .col(optional_micros(IngestKeys::LastUsedAt))
+                    .col(ColumnDef::new(IngestKeys::CreatedBy).string_len(36).null())
+                    .foreign_key(&mut cascade_to_sources(IngestKeys::Table, IngestKeys::SourceId)),
+                backend,
+            ),
+            exact_collation(
+                Table::create()
+                    .table(Logs::Table)
+                    .col(ColumnDef::new(Logs::Id).big_integer().not_null().auto_increment().primary_key())
+                    .col(ColumnDef::new(Logs::SourceId).string_len(36).not_null())
+                    .col(micros(Logs::Ts))
+                    .col(micros(Logs::ReceivedAt))
+                    .col(ColumnDef::new(Logs::Level).string_len(16).not_null())
+                    .col(long_text(Logs::Message, backend))
+                    .col(ColumnDef::new(Logs::Hostname).string_len(255).null())
+                    .col(ColumnDef::new(Logs::Application).string_len(255).null())
+                    .col(ColumnDef::new(Logs::Attributes).text().null())
+                    .foreign_key(&mut cascade_to_sources(Logs::Table, Logs::SourceId)),
+                backend,
+            ),
+            exact_collation(
+                Table::create()
+                    .table(MetricSeries::Table)
+                    .col(ColumnDef::new(MetricSeries::Id).big_integer().not_null().auto_increment().primary_key())
+                    .col(ColumnDef::new(MetricSeries::SourceId).string_len(36).not_null())
+                    .col(ColumnDef::new(MetricSeries::SeriesKey).string_len(64).not_null().unique_key())
+                    .col(ColumnDef::new(MetricSeries::Name).string_len(255).not_null())
+                    .col(ColumnDef::new(MetricSeries::Labels).text().not_null())
+                    .col(ColumnDef::new(MetricSeries::MetricType).string_len(16).not_null())
+                    .col(ColumnDef::new(MetricSeries::LastValue).double().not_null())
+                    .col(micros(MetricSeries::LastTimestamp))
+                    .foreign_key(&mut cascade_to_sources(MetricSeries::Table, MetricSeries::SourceId)),
+                backend,
+            ),
+            exact_collation(
+                Table::create()
+                    .table(MetricSamples::Table)
+                    .col(ColumnDef::new(MetricSamples::Id).big_integer().not_null().auto_increment().primary_key())
+                    .col(ColumnDef::new(MetricSamples::SeriesId).big_integer().not_null())
+                    .col(micros(MetricSamples::Ts))
+                    .col(ColumnDef::new(MetricSamples::Value).double().not_null())
+                    .foreign_key(
+                        ForeignKey::create()
+                            .from(MetricSamples::Table, MetricSamples::SeriesId)
+                            .to(MetricSeries::Table, MetricSeries::Id)
+                            .on_delete(ForeignKeyAction::Cascade),
+                    ),
+                backend,
+            ),
         ],
     );
     statements.extend(build_all(

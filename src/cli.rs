@@ -15,6 +15,19 @@ use crate::{
 pub enum Command {
     /// Create a user; the password is read from standard input (one line).
     CreateUser(CreateUserArgs),
+    /// Exit 0 if the server on this machine answers `GET /livez` with 200, else 1.
+    /// For container HEALTHCHECKs on images without curl.
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HealthcheckArgs {
+    /// Path to probe.
+    #[arg(long, default_value = "/livez")]
+    pub path: String,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 3)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -35,6 +48,36 @@ pub struct CreateUserArgs {
 pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
     match command {
         Command::CreateUser(args) => create_user(config, args).await,
+        Command::Healthcheck(args) => healthcheck(&config, &args).await,
+    }
+}
+
+/// A plain HTTP/1.1 GET on the configured port of this host (the bind address, or
+/// loopback when it binds every interface).
+async fn healthcheck(config: &Config, args: &HealthcheckArgs) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = if config.host.is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { config.host };
+    let address = std::net::SocketAddr::new(host, config.port);
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await?;
+        let request = format!("GET {} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n", args.path);
+        stream.write_all(request.as_bytes()).await?;
+        let mut head = vec![0; 64];
+        let read = stream.read(&mut head).await?;
+        anyhow::Ok(String::from_utf8_lossy(&head[..read]).into_owned())
+    };
+    let head = tokio::time::timeout(std::time::Duration::from_secs(args.timeout), probe)
+        .await
+        .map_err(|_| anyhow::anyhow!("healthcheck: {address}{} did not answer in {}s", args.path, args.timeout))?
+        .map_err(|err| anyhow::anyhow!("healthcheck: {address}{}: {err}", args.path))?;
+    if head.starts_with("HTTP/1.1 200") {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(
+            "healthcheck: {address}{} answered {}",
+            args.path,
+            head.lines().next().unwrap_or("nothing")
+        ))
     }
 }
 

@@ -429,3 +429,36 @@ fn production_never_creates_a_default_password_and_create_user_makes_the_first_a
     running.signal(libc::SIGTERM);
     assert_eq!(running.wait_exit(Duration::from_secs(10)), 0);
 }
+
+/// The image's start-up (its ENV, the binary as ENTRYPOINT) and its HEALTHCHECK command,
+/// run outside Docker.
+#[test]
+fn the_image_environment_starts_and_the_healthcheck_command_probes_livez() {
+    let dir = tempfile::tempdir().unwrap();
+    let image_env = |command: &mut Command| {
+        command
+            .env("FLASK_ENV", "production")
+            .env("FLASK_HOST", "127.0.0.1")
+            .env("GRPC_PORT", "50051")
+            .env("LOG_LEVEL", "INFO")
+            .env("WORKERS", "0")
+            .env("DATABASE_URL", "sqlite:///image.db")
+            .env("JWT_SECRET", "0123456789abcdef0123456789abcdef-image");
+    };
+    let mut server = killkrill(dir.path());
+    image_env(&mut server);
+    let mut running = Running::start(&mut server);
+    let healthcheck = |port: u16| {
+        let mut command = killkrill(dir.path());
+        image_env(&mut command);
+        let output =
+            command.env("FLASK_PORT", port.to_string()).args(["healthcheck", "--path", "/livez"]).output().unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    assert_eq!(healthcheck(running.port).0, Some(0));
+    running.signal(libc::SIGTERM);
+    assert_eq!(running.wait_exit(Duration::from_secs(10)), 0);
+    let (code, stderr) = healthcheck(running.port);
+    assert_ne!(code, Some(0), "healthcheck passed with no server");
+    assert!(stderr.contains("healthcheck"), "{stderr}");
+}

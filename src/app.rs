@@ -14,6 +14,7 @@ use crate::{
     config::{Config, Environment},
     db::{Database, DbStartError},
     identity::Identity,
+    license::{self, License},
     metrics::Metrics,
     router, settings,
     state::{AppState, Components},
@@ -36,9 +37,14 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Connects the database (retrying), runs migrations and assembles the state.
 pub async fn build(config: Config, log_level: LogLevelHandle) -> Result<App, DbStartError> {
+    crate::install_crypto_provider();
     let db = Database::open(&config).await?;
     let metrics = Arc::new(Metrics::new(db.clone(), config.enable_detailed_metrics));
     let identity = Arc::new(Identity::new(db.conn().clone(), &config));
+    let license = Arc::new(
+        License::new(config.license_key.clone(), &config.license_server_url, &config.product_name, metrics.clone())
+            .map_err(|e| DbStartError::Migration(sea_orm::DbErr::Custom(format!("LICENSE_SERVER_URL: {e}"))))?,
+    );
     if config.environment == Environment::Development {
         bootstrap::default_admin(&identity).await.map_err(DbStartError::Migration)?;
     }
@@ -47,6 +53,7 @@ pub async fn build(config: Config, log_level: LogLevelHandle) -> Result<App, DbS
         audit::spawn_sealer(db.conn().clone(), AUDIT_SEAL_INTERVAL),
         spawn_pruner(identity.clone()),
         settings::spawn_poller(db.conn().clone(), log_level.clone()),
+        spawn_license_checks(license.clone(), db.clone(), metrics.clone()),
     ];
     let state = AppState::new(Components {
         config: Arc::new(config),
@@ -54,6 +61,7 @@ pub async fn build(config: Config, log_level: LogLevelHandle) -> Result<App, DbS
         metrics,
         identity,
         ingest_keys: Arc::default(),
+        license: license.clone(),
         log_level,
         started_at: Instant::now(),
     });
@@ -96,4 +104,37 @@ fn spawn_pruner(identity: Arc<Identity>) -> tokio::task::JoinHandle<()> {
             }
         }
     })
+}
+
+/// Validates at start-up and whenever the answer is older than five minutes, and sends a
+/// keepalive with usage figures every five minutes; never on a request's path.
+fn spawn_license_checks(license: Arc<License>, db: Database, metrics: Arc<Metrics>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if !license.is_licensed() {
+            return;
+        }
+        let mut ticker = tokio::time::interval(Duration::from_secs(30));
+        let mut last_keepalive: Option<Instant> = None;
+        loop {
+            ticker.tick().await;
+            if license.stale() {
+                let _ = license.refresh().await;
+            }
+            if last_keepalive.is_none_or(|at| at.elapsed() >= license::CACHE_TTL) {
+                last_keepalive = Some(Instant::now());
+                let usage = usage(&db, &metrics).await;
+                if let Err(err) = license.keepalive(usage).await {
+                    tracing::warn!(event = "license_keepalive_failed", error = %err);
+                }
+            }
+        }
+    })
+}
+
+/// Usage figures for the keepalive.
+async fn usage(db: &Database, metrics: &Metrics) -> serde_json::Value {
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    let users = crate::identity::entity::user::Entity::find().count(db.conn()).await.ok();
+    let sources = crate::data::entity::source::Entity::find().count(db.conn()).await.ok();
+    serde_json::json!({ "requests_total": metrics.requests_total(), "users": users, "sources": sources })
 }

@@ -329,7 +329,13 @@ impl Config {
             jwt_expiry_hours: cli.jwt_expiry_hours,
             security_password_salt: non_empty(cli.security_password_salt).map(SecretString::from),
             api_key_max_days: cli.api_key_max_days,
-            license_key: non_empty(cli.license_key).map(SecretString::from),
+            license_key: match non_empty(cli.license_key) {
+                Some(key) => {
+                    crate::license::check_key_format(key.trim())?;
+                    Some(SecretString::from(key.trim().to_owned()))
+                }
+                None => None,
+            },
             license_server_url: cli.license_server_url,
             product_name: cli.product_name,
             enable_detailed_metrics: cli.enable_detailed_metrics,

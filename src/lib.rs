@@ -16,6 +16,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod identity;
+pub mod license;
 pub mod metrics;
 pub mod net;
 pub mod router;
@@ -28,6 +29,12 @@ pub mod time;
 pub use app::{App, HEALTH_CHECK_INTERVAL, build};
 
 use crate::config::{Config, RunMode};
+
+/// Makes ring (which sqlx's rustls already brings) the process's TLS crypto provider, so
+/// that every rustls user (the license client's https) agrees on one. Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// Whether this build serves gRPC; `--grpc-only` and the status endpoint consult it.
 pub const GRPC_AVAILABLE: bool = false;

@@ -29,6 +29,11 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DurationLabels {
     endpoint: String,
     method: String,
@@ -46,6 +51,8 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     durations: Option<HistogramFamily>,
+    license_checks: Family<CheckLabels, Counter>,
+    requests_total: std::sync::atomic::AtomicU64,
 }
 
 impl Metrics {
@@ -67,13 +74,26 @@ impl Metrics {
                 );
             }
         }
+        let license_checks = Family::<CheckLabels, Counter>::default();
+        registry.register("killkrill_license_checks", "Calls to the license server, by result", license_checks.clone());
         registry.register_collector(Box::new(ProcessCollector));
         registry.register_collector(Box::new(PoolCollector { db }));
-        Self { registry, requests, durations }
+        Self { registry, requests, durations, license_checks, requests_total: Default::default() }
+    }
+
+    /// Counts a call to the license server.
+    pub fn observe_license_check(&self, ok: bool) {
+        self.license_checks.get_or_create(&CheckLabels { result: if ok { "ok" } else { "error" } }).inc();
+    }
+
+    /// Requests served since start, for the license keepalive.
+    pub fn requests_total(&self) -> u64 {
+        self.requests_total.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Records one served request. `endpoint` is the matched route template.
     pub fn observe_request(&self, endpoint: &str, method: &str, status: u16, seconds: f64) {
+        self.requests_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.requests
             .get_or_create(&RequestLabels { endpoint: endpoint.to_owned(), method: method.to_owned(), status })
             .inc();

@@ -61,6 +61,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(users::roles))
         .routes(routes!(audit::list))
         .routes(routes!(audit::verify))
+        .routes(routes!(audit::export))
+        .routes(routes!(status::license))
         .routes(routes!(status::status))
         .routes(routes!(status::get_config, status::put_config))
         .routes(routes!(sources::list, sources::create))

@@ -3,8 +3,8 @@
 use std::{sync::Arc, time::Instant};
 
 use crate::{
-    config::Config, data::ingest_keys::IngestKeyCache, db::Database, identity::Identity, metrics::Metrics,
-    telemetry::LogLevelHandle,
+    config::Config, data::ingest_keys::IngestKeyCache, db::Database, identity::Identity, license::License,
+    metrics::Metrics, telemetry::LogLevelHandle,
 };
 
 /// Shared application state. One `Arc` inside, so the clone every handler and layer
@@ -34,19 +34,14 @@ pub struct Components {
     pub metrics: Arc<Metrics>,
     pub identity: Arc<Identity>,
     pub ingest_keys: Arc<IngestKeyCache>,
+    pub license: Arc<License>,
     pub log_level: LogLevelHandle,
     pub started_at: Instant,
 }
 
 impl AppState {
-    /// The license section of `/api/v1/status`. Without `LICENSE_KEY` the service runs as
-    /// the community tier; the license-server client fills this in when a key is set.
+    /// The license section of `/api/v1/status` and the body of `/api/v1/license`.
     pub fn license_summary(&self) -> serde_json::Value {
-        serde_json::json!({
-            "tier": "community",
-            "valid": true,
-            "key_configured": self.config.license_key.is_some(),
-            "server": self.config.license_server_url,
-        })
+        self.license.summary(&self.config.license_server_url)
     }
 }

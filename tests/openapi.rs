@@ -63,6 +63,8 @@ async fn openapi_describes_every_endpoint_with_security_schemes() {
         ("get", "/api/v1/roles"),
         ("get", "/api/v1/audit"),
         ("get", "/api/v1/audit/verify"),
+        ("get", "/api/v1/audit/export"),
+        ("get", "/api/v1/license"),
         ("get", "/api/v1/status"),
         ("get", "/api/v1/admin/config"),
         ("put", "/api/v1/admin/config"),

@@ -67,3 +67,38 @@ pub async fn verify(State(state): State<AppState>, principal: Principal) -> Resu
     let report = audit::verify(state.db.conn()).await?;
     Ok(axum::Json(report).into_response())
 }
+
+/// The premium feature this route needs from the license.
+pub const EXPORT_FEATURE: &str = "audit_export";
+
+#[utoipa::path(operation_id = "audit_export", get, path = "/api/v1/audit/export", tag = "audit", security(("bearer" = []), ("api_key" = [])),
+    params(AuditQuery),
+    responses((status = 200, description = "The audit rows as NDJSON, newest first (at most `limit`, default 1000)", content_type = "application/x-ndjson"),
+              (status = 401, description = "Missing or invalid credentials", body = ErrorResponse),
+              (status = 403, description = "Not an admin, or the license lacks `audit_export`", body = ErrorResponse)))]
+pub async fn export(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<AuditQuery>,
+) -> Result<Response, AppError> {
+    principal.require_role(Role::Admin)?;
+    state.license.require(EXPORT_FEATURE)?;
+    let page = page(Some(query.limit.unwrap_or(1000)), query.offset)?;
+    let filter = AuditFilter {
+        user_id: query.user_id,
+        action: query.action,
+        since: query.since.as_deref().map(|v| parse_time("since", v)).transpose()?,
+        until: query.until.as_deref().map(|v| parse_time("until", v)).transpose()?,
+    };
+    let (rows, _) = audit::list(state.db.conn(), &filter, page.limit, page.offset).await?;
+    let mut body = String::new();
+    for row in rows {
+        body.push_str(&serde_json::to_string(&row).map_err(AppError::internal)?);
+        body.push('\n');
+    }
+    let mut response = body.into_response();
+    response
+        .headers_mut()
+        .insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/x-ndjson"));
+    Ok(response)
+}

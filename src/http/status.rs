@@ -101,3 +101,10 @@ pub async fn put_config(
     tracing::warn!(event = "log_level_changed", level = level.as_str(), by = %principal.username);
     Ok(axum::Json(config_view(&state)).into_response())
 }
+
+#[utoipa::path(operation_id = "status_license", get, path = "/api/v1/license", tag = "status", security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, description = "Tier, validity, expiry, features, last check and last error", body = Object),
+              (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
+pub async fn license(State(state): State<AppState>, _principal: Principal) -> Response {
+    axum::Json(state.license_summary()).into_response()
+}

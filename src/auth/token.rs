@@ -60,10 +60,11 @@ struct Header {
 const MAX_CLOCK_SKEW_SECONDS: i64 = 60;
 
 /// Signs with `JWT_SECRET`; verifies with it or, during a rotation, `JWT_SECRET_PREVIOUS`.
+/// Holds the keyed HMAC states (computed once; cloned per token), not the secrets.
 #[derive(Clone)]
 pub struct TokenSigner {
-    current: SecretString,
-    previous: Option<SecretString>,
+    current: Hmac<Sha256>,
+    previous: Option<Hmac<Sha256>>,
 }
 
 impl std::fmt::Debug for TokenSigner {
@@ -74,7 +75,7 @@ impl std::fmt::Debug for TokenSigner {
 
 impl TokenSigner {
     pub fn new(current: SecretString, previous: Option<SecretString>) -> Self {
-        Self { current, previous }
+        Self { current: keyed(&current), previous: previous.as_ref().map(keyed) }
     }
 
     pub fn sign(&self, claims: &Claims) -> Result<String, serde_json::Error> {
@@ -124,10 +125,15 @@ fn header_len(token: &str, payload: &str) -> usize {
     token.find('.').map_or(0, |dot| dot + 1 + payload.len())
 }
 
-fn mac(secret: &SecretString, data: &[u8]) -> Hmac<Sha256> {
+fn keyed(secret: &SecretString) -> Hmac<Sha256> {
     // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.expose_secret().as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    <Hmac<Sha256> as KeyInit>::new_from_slice(secret.expose_secret().as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
+}
+
+/// The MAC of `data` under an already keyed state.
+fn mac(keyed: &Hmac<Sha256>, data: &[u8]) -> Hmac<Sha256> {
+    let mut mac = keyed.clone();
     mac.update(data);
     mac
 }

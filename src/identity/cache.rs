@@ -22,7 +22,11 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         Self { ttl, entries: Mutex::new(HashMap::new()) }
     }
 
-    pub fn get(&self, key: &K) -> Option<V> {
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
         let entries = self.entries.lock().ok()?;
         let (at, value) = entries.get(key)?;
         (at.elapsed() < self.ttl).then(|| value.clone())

@@ -114,7 +114,7 @@ impl Identity {
 
     /// The user's current state, from cache or database; `None` if the user is gone.
     pub async fn snapshot(&self, user_id: &str) -> Result<Option<Arc<UserSnapshot>>, DbErr> {
-        if let Some(found) = self.users.get(&user_id.to_owned()) {
+        if let Some(found) = self.users.get(user_id) {
             return Ok(Some(found));
         }
         let Some(user) = users::find_by_id(&self.db, user_id).await? else {
@@ -177,7 +177,7 @@ impl Identity {
             return Err(AuthError::InvalidApiKey);
         }
         let digest = keys::digest(key);
-        let found = match self.keys.get(&digest) {
+        let found = match self.keys.get(digest.as_str()) {
             Some(found) => found,
             None => {
                 let row = api_key::Entity::find()

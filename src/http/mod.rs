@@ -12,3 +12,13 @@ pub mod sources;
 pub mod status;
 pub mod telemetry;
 pub mod users;
+
+/// 201 Created with `Location` and the new resource as the body.
+pub fn created(location: String, body: impl serde::Serialize) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut response = (axum::http::StatusCode::CREATED, axum::Json(body)).into_response();
+    if let Ok(value) = location.parse() {
+        response.headers_mut().insert(axum::http::header::LOCATION, value);
+    }
+    response
+}

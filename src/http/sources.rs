@@ -59,15 +59,6 @@ pub async fn list(
     Ok(axum::Json(listing("sources", items, total, page)).into_response())
 }
 
-fn created(view: SourceView) -> Response {
-    let location = format!("/api/v1/sources/{}", view.id);
-    let mut response = (StatusCode::CREATED, axum::Json(view)).into_response();
-    if let Ok(value) = location.parse() {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    response
-}
-
 #[utoipa::path(operation_id = "sources_create", post, path = "/api/v1/sources", tag = "sources", security(("bearer" = []), ("api_key" = [])), request_body = SourceInput, responses((status = 201, body = SourceView), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 409, description = "Conflict", body = ErrorResponse)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -79,7 +70,7 @@ pub async fn create(
     let view =
         sources::create(state.db.conn(), input, &principal.user_id, &ctx.audit_meta(Some(&principal.user_id))).await?;
     ctx.audit.mark_handled();
-    Ok(created(view))
+    Ok(crate::http::created(format!("/api/v1/sources/{}", view.id), view))
 }
 
 #[utoipa::path(operation_id = "sources_get", get, path = "/api/v1/sources/{id}", tag = "sources", security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path)), responses((status = 200, body = SourceView), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 404, description = "Not found", body = ErrorResponse)))]

@@ -3,16 +3,17 @@
 use crate::http::openapi::ErrorResponse;
 use axum::{
     extract::{Path, State},
-    http::{StatusCode, header},
+    http::StatusCode,
     response::{IntoResponse, Response},
 };
-use sea_orm::{ActiveModelTrait, EntityTrait, Set, SqlErr, TransactionTrait};
+use sea_orm::{ActiveModelTrait, EntityTrait, Set, TransactionTrait};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
     audit::{self, AuditEntry, AuditStatus},
     auth::{Principal, Role, password::check_policy},
+    data::conflict_or,
     error::{AppError, FieldError},
     http::{
         auth::parse_roles,
@@ -98,23 +99,6 @@ fn validate_name(field: &str, value: &str, problems: &mut Vec<FieldError>) {
     }
 }
 
-/// Maps a unique-constraint violation to 409, anything else to the usual mapping.
-fn conflict_or(err: sea_orm::DbErr, what: &str) -> AppError {
-    match err.sql_err() {
-        Some(SqlErr::UniqueConstraintViolation(_)) => AppError::Conflict(format!("{what} already exists")),
-        _ => AppError::from(err),
-    }
-}
-
-fn created(view: UserView) -> Response {
-    let location = format!("/api/v1/users/{}", view.id);
-    let mut response = (StatusCode::CREATED, axum::Json(view)).into_response();
-    if let Ok(value) = location.parse() {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    response
-}
-
 #[utoipa::path(operation_id = "users_create", post, path = "/api/v1/users", tag = "users", security(("bearer" = []), ("api_key" = [])), request_body = CreateUser, responses((status = 201, body = UserView), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 409, description = "Conflict", body = ErrorResponse)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -160,7 +144,7 @@ pub async fn create(
     audit::record(&txn, &meta, AuditEntry::new("CREATE_USER", "user", Some(&user.id), AuditStatus::Success)).await?;
     txn.commit().await?;
     ctx.audit.mark_handled();
-    Ok(created(UserView::new(user, &roles)))
+    Ok(crate::http::created(format!("/api/v1/users/{}", user.id), UserView::new(user, &roles)))
 }
 
 async fn load(state: &AppState, id: &str) -> Result<(user::Model, Vec<Role>), AppError> {

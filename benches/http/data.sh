@@ -821,16 +821,24 @@ profile_ingest() {
     wait "${BG[-1]}" || true
     bg_done "${BG[-1]}"
     STORED=$((STORED + $(accepted "$WORK/perf2.wrk") * LINES))
+    # perf's table without comments, blank lines and trailing columns, lines cut at 160.
+    tidy() { grep -v '^#' | grep -v '^[[:space:]]*$' | sed 's/[[:space:]]*-[[:space:]]*-[[:space:]]*$//; s/[[:space:]]*$//' | cut -c1-160; }
     {
         echo "# $BACKEND: ingest at 4 connections; $(awk '/^Requests\/sec:/ { print $2 }' "$WORK/perf1.wrk") batches/s under perf"
-        echo "# system-wide, by process"
-        perf report -i "$WORK/system.perf" --stdio --sort comm --percent-limit 0.5 2>/dev/null | grep -v '^#' | grep -v '^$' || true
-        echo "# server, self time by symbol"
-        perf report -i "$WORK/server.perf" --stdio --no-children --sort symbol -g none --percent-limit 0.5 2>/dev/null |
-            grep -v '^#' | grep -v '^$' | head -n 40 || true
-        echo "# server, inclusive time by symbol"
+        echo "# system-wide (perf record -a), by process"
+        perf report -i "$WORK/system.perf" --stdio --sort comm --percent-limit 1 2>/dev/null | tidy || true
+        if [[ "$BACKEND" == postgres ]]; then
+            echo "# system-wide, postgres processes, self time by symbol"
+            perf report -i "$WORK/system.perf" --stdio --comms postgres --sort dso,symbol --percent-limit 1 2>/dev/null |
+                tidy | head -n 25 || true
+        fi
+        echo "# server (perf record --call-graph dwarf -p), self time by symbol"
+        perf report -i "$WORK/server.perf" --stdio --no-children --sort symbol -g none --percent-limit 0.7 2>/dev/null |
+            tidy | head -n 30 || true
+        echo "# server, inclusive time (children) of the main steps"
         perf report -i "$WORK/server.perf" --stdio --children --sort symbol -g none --percent-limit 2 2>/dev/null |
-            grep -v '^#' | grep -v '^$' | head -n 60 || true
+            tidy | grep -v 'poll\|call_once\|catch_unwind\|do_call\|closure_env\|{closure#0}\|0xffffffff\|async_block\|async_fn\|(inlined)' |
+            head -n 30 || true
     } >"$file"
     PERF_FILES[$BACKEND]="$file"
 }

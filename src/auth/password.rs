@@ -219,8 +219,16 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let _permit = hash_permits().acquire().await.map_err(|err| PasswordError::Task(err.to_string()))?;
-    tokio::task::spawn_blocking(work).await.map_err(|err| PasswordError::Task(err.to_string()))
+    // The permit moves into the blocking task: if the request is dropped (client gone,
+    // timeout), the hash keeps running and keeps its permit until it really ends.
+    let permit = hash_permits().acquire().await.map_err(|err| PasswordError::Task(err.to_string()))?;
+    tokio::task::spawn_blocking(move || {
+        let result = work();
+        drop(permit);
+        result
+    })
+    .await
+    .map_err(|err| PasswordError::Task(err.to_string()))
 }
 
 /// NFKD, as FST's `SECURITY_PASSWORD_NORMALIZE_FORM` default does before hashing/verifying.

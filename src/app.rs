@@ -12,13 +12,16 @@ use tokio::net::TcpListener;
 use crate::{
     audit, bootstrap,
     config::{Config, Environment},
-    db::{Database, DbStartError},
+    db::{Database, StartError},
     identity::Identity,
     license::{self, License},
     metrics::Metrics,
-    router, settings,
+    router,
+    server::Transport,
+    settings,
     state::{AppState, Components},
     telemetry::LogLevelHandle,
+    tls::{self, Tls},
 };
 
 /// How often the background task re-checks the database for the probes.
@@ -28,6 +31,7 @@ pub const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 pub struct App {
     state: AppState,
     background: Vec<tokio::task::JoinHandle<()>>,
+    tls: Option<Arc<Tls>>,
 }
 
 /// How often pending audit rows are chained.
@@ -36,25 +40,29 @@ const AUDIT_SEAL_INTERVAL: Duration = Duration::from_secs(1);
 const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Connects the database (retrying), runs migrations and assembles the state.
-pub async fn build(config: Config, log_level: LogLevelHandle) -> Result<App, DbStartError> {
+pub async fn build(config: Config, log_level: LogLevelHandle) -> Result<App, StartError> {
     crate::install_crypto_provider();
+    let tls = Tls::from_config(&config)?;
     let db = Database::open(&config).await?;
     let metrics = Arc::new(Metrics::new(db.clone(), config.enable_detailed_metrics));
     let identity = Arc::new(Identity::new(db.conn().clone(), &config));
     let license = Arc::new(
         License::new(config.license_key.clone(), &config.license_server_url, &config.product_name, metrics.clone())
-            .map_err(|e| DbStartError::Migration(sea_orm::DbErr::Custom(format!("LICENSE_SERVER_URL: {e}"))))?,
+            .map_err(|e| StartError::Setting(format!("LICENSE_SERVER_URL: {e}")))?,
     );
     if config.environment == Environment::Development {
-        bootstrap::default_admin(&identity).await.map_err(DbStartError::Migration)?;
+        bootstrap::default_admin(&identity).await.map_err(StartError::Migration)?;
     }
-    let background = vec![
+    let mut background = vec![
         db.spawn_health_monitor(HEALTH_CHECK_INTERVAL),
         audit::spawn_sealer(db.conn().clone(), AUDIT_SEAL_INTERVAL),
         spawn_pruner(identity.clone()),
         settings::spawn_poller(db.conn().clone(), log_level.clone()),
         spawn_license_checks(license.clone(), db.clone(), metrics.clone()),
     ];
+    if let Some(tls) = &tls {
+        background.push(tls.spawn_reload_on_sighup());
+    }
     let state = AppState::new(Components {
         config: Arc::new(config),
         db,
@@ -65,7 +73,14 @@ pub async fn build(config: Config, log_level: LogLevelHandle) -> Result<App, DbS
         log_level,
         started_at: Instant::now(),
     });
-    Ok(App { state, background })
+    Ok(App { state, background, tls })
+}
+
+/// The listeners to serve: HTTP, gRPC, or both (the run mode decides which are bound).
+#[derive(Debug, Default)]
+pub struct Listeners {
+    pub http: Option<TcpListener>,
+    pub grpc: Option<TcpListener>,
 }
 
 impl App {
@@ -77,12 +92,65 @@ impl App {
         router::router(self.state.clone())
     }
 
+    /// Whether the ports serve TLS.
+    pub fn tls(&self) -> Option<&Arc<Tls>> {
+        self.tls.as_ref()
+    }
+
+    fn transport(&self, port: tls::Port) -> Transport {
+        Transport {
+            port,
+            tls: self.tls.clone(),
+            trusted_proxies: Arc::from(self.state.config.trusted_proxies.as_slice()),
+        }
+    }
+
     /// Serves HTTP on `listener` until `shutdown` resolves, drains, then closes the pool.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        self.serve_all(Listeners { http: Some(listener), grpc: None }, shutdown).await
+    }
+
+    /// Serves HTTP and gRPC on the listeners given until `shutdown` resolves; then both
+    /// stop accepting and drain together (each for at most the shutdown grace), and the
+    /// pool is closed.
+    pub async fn serve_all(mut self, listeners: Listeners, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let grace = self.state.config.shutdown_grace;
-        let result = crate::server::serve(listener, self.router(), shutdown, grace).await;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let http = listeners.http.map(|listener| {
+            crate::server::serve(
+                listener,
+                self.router(),
+                self.transport(tls::Port::Http),
+                until_stopped(stopped.clone()),
+                grace,
+            )
+        });
+        let grpc = listeners.grpc.map(|listener| {
+            let (router, health_task) = crate::grpc::router(self.state.clone());
+            self.background.push(health_task);
+            crate::server::serve(
+                listener,
+                router,
+                self.transport(tls::Port::Grpc),
+                until_stopped(stopped.clone()),
+                grace,
+            )
+        });
+        let signal = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        let serving = async move {
+            let http = async move { if let Some(http) = http { http.await } else { Ok(()) } };
+            let grpc = async move { if let Some(grpc) = grpc { grpc.await } else { Ok(()) } };
+            futures_util::future::join(http, grpc).await
+        };
+        let ((), (http, grpc)) = futures_util::future::join(signal, serving).await;
         self.shutdown().await;
-        result
+        http.and(grpc)
     }
 
     /// Stops background work and closes the database pool.

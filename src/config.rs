@@ -271,7 +271,7 @@ pub struct Config {
     pub tls_cert_file: Option<String>,
     pub tls_key_file: Option<String>,
     pub tls_client_ca_file: Option<String>,
-    pub trusted_proxies: Vec<String>,
+    pub trusted_proxies: Vec<crate::net::Cidr>,
 }
 
 impl Config {
@@ -347,7 +347,10 @@ impl Config {
             tls_cert_file: non_empty(cli.tls_cert_file),
             tls_key_file: non_empty(cli.tls_key_file),
             tls_client_ca_file: non_empty(cli.tls_client_ca_file),
-            trusted_proxies: split_list(&cli.trusted_proxies),
+            trusted_proxies: split_list(&cli.trusted_proxies)
+                .iter()
+                .map(|cidr| cidr.parse().map_err(|problem: String| ConfigError::new("TRUSTED_PROXIES", problem)))
+                .collect::<Result<_, _>>()?,
         })
     }
 

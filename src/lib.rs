@@ -14,6 +14,7 @@ pub mod config;
 pub mod data;
 pub mod db;
 pub mod error;
+pub mod grpc;
 pub mod http;
 pub mod identity;
 pub mod license;
@@ -25,8 +26,9 @@ pub mod settings;
 pub mod state;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 
-pub use app::{App, HEALTH_CHECK_INTERVAL, build};
+pub use app::{App, HEALTH_CHECK_INTERVAL, Listeners, build};
 
 use crate::config::{Config, RunMode};
 
@@ -36,40 +38,49 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Whether this build serves gRPC; `--grpc-only` and the status endpoint consult it.
-pub const GRPC_AVAILABLE: bool = false;
-
-/// Runs the service with `config` until SIGTERM/SIGINT. Returns when fully stopped.
+/// Runs the service with `config` until SIGTERM/SIGINT: HTTP and gRPC, or the one the
+/// run mode (`--no-grpc`, `--grpc-only`) leaves. Returns when fully stopped.
 pub async fn run(config: Config, log_level: telemetry::LogLevelHandle) -> anyhow::Result<()> {
-    let address = std::net::SocketAddr::new(config.host, config.port);
     let run_mode = config.run_mode;
-    if run_mode == RunMode::GrpcOnly {
-        tracing::warn!(
-            event = "grpc_not_available",
-            detail = "the gRPC server is not built yet; --grpc-only serves nothing"
-        );
-    }
+    let http_address = std::net::SocketAddr::new(config.host, config.port);
+    let grpc_address = std::net::SocketAddr::new(config.host, config.grpc_port);
     let shutdown = server::shutdown_signal();
     let app = build(config, log_level).await?;
-    if run_mode == RunMode::GrpcOnly {
-        shutdown.await;
-        app.shutdown().await;
-        return Ok(());
+    let mut listeners = Listeners::default();
+    if run_mode != RunMode::GrpcOnly {
+        listeners.http = Some(bind("FLASK_PORT", http_address).await?);
     }
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|err| anyhow::anyhow!("FLASK_PORT: cannot listen on {address}: {err}"))?;
-    let bound = listener.local_addr()?;
-    tracing::info!(
-        event = "server_started",
-        address = %bound,
-        port = bound.port(),
-        environment = app.state().config.environment.as_str(),
-        database = app.state().db.backend().as_str(),
-        version = env!("CARGO_PKG_VERSION"),
-        workers = tokio::runtime::Handle::current().metrics().num_workers(),
-    );
-    app.serve(listener, shutdown).await?;
+    if run_mode != RunMode::HttpOnly {
+        listeners.grpc = Some(bind("GRPC_PORT", grpc_address).await?);
+    }
+    let config = &app.state().config;
+    let tls = app.tls().is_some_and(|tls| tls.serves_tls());
+    let mtls = config.tls_client_ca_file.is_some();
+    if let Some(listener) = &listeners.http {
+        let bound = listener.local_addr()?;
+        tracing::info!(
+            event = "server_started",
+            address = %bound,
+            port = bound.port(),
+            environment = config.environment.as_str(),
+            database = app.state().db.backend().as_str(),
+            version = env!("CARGO_PKG_VERSION"),
+            workers = tokio::runtime::Handle::current().metrics().num_workers(),
+            tls,
+            mtls,
+        );
+    }
+    if let Some(listener) = &listeners.grpc {
+        let bound = listener.local_addr()?;
+        tracing::info!(event = "grpc_server_started", address = %bound, port = bound.port(), tls, mtls);
+    }
+    app.serve_all(listeners, shutdown).await?;
     tracing::info!(event = "server_stopped");
     Ok(())
+}
+
+async fn bind(variable: &str, address: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|err| anyhow::anyhow!("{variable}: cannot listen on {address}: {err}"))
 }

@@ -29,6 +29,17 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GrpcLabels {
+    method: String,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GrpcMethodLabels {
+    method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CheckLabels {
     result: &'static str,
 }
@@ -52,6 +63,8 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     durations: Option<HistogramFamily>,
     license_checks: Family<CheckLabels, Counter>,
+    grpc_calls: Family<GrpcLabels, Counter>,
+    grpc_durations: Option<Family<GrpcMethodLabels, Histogram, fn() -> Histogram>>,
     requests_total: std::sync::atomic::AtomicU64,
 }
 
@@ -74,11 +87,35 @@ impl Metrics {
                 );
             }
         }
+        let grpc_calls = Family::<GrpcLabels, Counter>::default();
+        registry.register(
+            "killkrill_grpc_requests",
+            "gRPC calls served, by method and status code",
+            grpc_calls.clone(),
+        );
+        let grpc_durations: Option<Family<GrpcMethodLabels, Histogram, fn() -> Histogram>> =
+            detailed.then(|| Family::new_with_constructor(duration_histogram as fn() -> Histogram));
+        if let Some(durations) = &grpc_durations {
+            registry.register_with_unit(
+                "killkrill_grpc_request_duration",
+                "Time to serve a gRPC call, to the end of its response stream",
+                Unit::Seconds,
+                durations.clone(),
+            );
+        }
         let license_checks = Family::<CheckLabels, Counter>::default();
         registry.register("killkrill_license_checks", "Calls to the license server, by result", license_checks.clone());
         registry.register_collector(Box::new(ProcessCollector));
         registry.register_collector(Box::new(PoolCollector { db }));
-        Self { registry, requests, durations, license_checks, requests_total: Default::default() }
+        Self {
+            registry,
+            requests,
+            durations,
+            license_checks,
+            grpc_calls,
+            grpc_durations,
+            requests_total: Default::default(),
+        }
     }
 
     /// Counts a call to the license server.
@@ -101,6 +138,16 @@ impl Metrics {
             durations
                 .get_or_create(&DurationLabels { endpoint: endpoint.to_owned(), method: method.to_owned() })
                 .observe(seconds);
+        }
+    }
+
+    /// Records one gRPC call: `method` is its path (`/package.Service/Method`), `code`
+    /// the gRPC status code's name.
+    pub fn observe_grpc(&self, method: &str, code: &'static str, seconds: f64) {
+        self.requests_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.grpc_calls.get_or_create(&GrpcLabels { method: method.to_owned(), code }).inc();
+        if let Some(durations) = &self.grpc_durations {
+            durations.get_or_create(&GrpcMethodLabels { method: method.to_owned() }).observe(seconds);
         }
     }
 

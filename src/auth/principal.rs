@@ -2,6 +2,8 @@
 //! arguments makes the route require credentials; `principal.require_role(...)?` or
 //! `principal.require_permission(...)?` then states what it needs, in one line.
 
+use std::sync::Arc;
+
 use axum::{
     extract::FromRequestParts,
     http::{header, request::Parts},
@@ -12,7 +14,16 @@ use super::{
     roles::{self, Permission, Role},
     token::Claims,
 };
-use crate::{error::AppError, http::context::AuditSlot, identity::AuthError, state::AppState};
+use crate::{
+    error::AppError,
+    http::context::AuditSlot,
+    identity::{AuthError, Credentials},
+    state::AppState,
+    tls::ClientCert,
+};
+
+/// The header (and gRPC metadata key) of API keys and ingest keys.
+pub const X_API_KEY: &str = "x-api-key";
 
 /// How the caller authenticated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -97,20 +108,14 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let identity = &state.identity;
-        let principal = if let Some(key) = parts.headers.get("x-api-key") {
-            let key = key.to_str().map_err(|_| AuthError::InvalidApiKey)?;
-            identity.authenticate_api_key(key.trim()).await?
-        } else if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-            let value = value.to_str().map_err(|_| AuthError::InvalidToken)?;
-            let token = value
-                .strip_prefix("Bearer ")
-                .or_else(|| value.strip_prefix("bearer "))
-                .ok_or(AuthError::InvalidToken)?;
-            identity.authenticate_bearer(token.trim()).await?
-        } else {
-            return Err(AuthError::Missing.into());
+        // A header that is not text is kept as "", which no credential check accepts.
+        let text = |name| parts.headers.get(name).map(|v: &header::HeaderValue| v.to_str().unwrap_or_default());
+        let credentials = Credentials {
+            api_key: text(X_API_KEY),
+            authorization: text(header::AUTHORIZATION.as_str()),
+            client_cert: parts.extensions.get::<Arc<ClientCert>>().map(|cert| &**cert),
         };
+        let principal = state.identity.authenticate(credentials).await?;
         if let Some(slot) = parts.extensions.get::<AuditSlot>() {
             slot.set_user(&principal.user_id);
         }

@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::entity::log;
 use crate::{
     error::{AppError, FieldError},
-    time::{micros_to_rfc3339, now_micros},
+    time::{micros_to_rfc3339, now_micros, parse_time},
 };
 
 pub const MAX_BATCH: usize = 10_000;
@@ -200,6 +200,34 @@ pub struct LogFilter {
     pub since: Option<i64>,
     pub until: Option<i64>,
     pub q: Option<String>,
+}
+
+impl LogFilter {
+    /// The filter of a query as clients write it: a level name or severity, and times
+    /// in RFC 3339 or Unix seconds.
+    pub fn parse(
+        source_id: Option<String>,
+        level: Option<&str>,
+        since: Option<&str>,
+        until: Option<&str>,
+        q: Option<String>,
+    ) -> Result<Self, AppError> {
+        let level = match level {
+            Some(level) => Some(
+                normalize_level(Some(&Value::String(level.to_owned())))
+                    .map_err(|m| AppError::Validation(vec![FieldError::new("level", m)]))?
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        Ok(LogFilter {
+            source_id,
+            level,
+            since: since.map(|v| parse_time("since", v)).transpose()?,
+            until: until.map(|v| parse_time("until", v)).transpose()?,
+            q,
+        })
+    }
 }
 
 /// Where the next page starts, and the snapshot it belongs to.

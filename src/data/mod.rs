@@ -3,6 +3,7 @@
 
 pub mod entity;
 pub mod ingest_keys;
+pub mod ingestor;
 pub mod logs;
 pub mod samples;
 pub mod sources;

@@ -328,7 +328,7 @@ pub fn parse_step(step: &Value) -> Result<i64, String> {
 /// `step`-wide buckets from `start`, each bucket reduced by the aggregation in the
 /// database. `rate` is the bucket's increase (max − min, counters without resets) per second
 /// of step. Empty buckets are omitted.
-pub async fn query(db: &DatabaseConnection, q: RangeQuery) -> Result<Value, AppError> {
+pub async fn query(db: &DatabaseConnection, q: RangeQuery) -> Result<Vec<SeriesPoints>, AppError> {
     let bad = |field: &str, message: String| AppError::Validation(vec![FieldError::new(field, message)]);
     let start = parse_timestamp(&q.start).map_err(|m| bad("start", m))?;
     let end = parse_timestamp(&q.end).map_err(|m| bad("end", m))?;
@@ -359,22 +359,36 @@ pub async fn query(db: &DatabaseConnection, q: RangeQuery) -> Result<Value, AppE
         for row in aggregate(db, &ids, start, end, step, aggregation).await? {
             points.entry(row.0).or_default().push((row.1, row.2));
         }
-        for (series, labels) in matching {
+        for (series, mut metric) in matching {
             let Some(mut values) = points.remove(&series.id) else { continue };
             values.sort_by_key(|(bucket, _)| *bucket);
-            let mut metric = serde_json::Map::new();
-            metric.insert("__name__".into(), json!(series.name));
-            for (k, v) in labels {
-                metric.insert(k, json!(v));
-            }
-            let values: Vec<Value> = values
-                .into_iter()
-                .map(|(bucket, v)| json!([(start + bucket * step) as f64 / 1e6, format_value(v)]))
-                .collect();
-            result.push(json!({ "metric": metric, "values": values }));
+            metric.insert("__name__".into(), series.name);
+            let values = values.into_iter().map(|(bucket, v)| ((start + bucket * step) as f64 / 1e6, v)).collect();
+            result.push(SeriesPoints { metric, values });
         }
     }
-    Ok(json!({ "status": "success", "data": { "resultType": "matrix", "result": result } }))
+    Ok(result)
+}
+
+/// One series of a range query's answer.
+#[derive(Debug, PartialEq)]
+pub struct SeriesPoints {
+    /// The series' labels, with its name under `__name__`.
+    pub metric: BTreeMap<String, String>,
+    /// `(bucket start in Unix seconds, value)`, oldest first.
+    pub values: Vec<(f64, f64)>,
+}
+
+/// A range query's answer in Prometheus' matrix shape (values as strings, as Prometheus does).
+pub fn matrix(result: Vec<SeriesPoints>) -> Value {
+    let result: Vec<Value> = result
+        .into_iter()
+        .map(|series| {
+            let values: Vec<Value> = series.values.iter().map(|(t, v)| json!([t, format_value(*v)])).collect();
+            json!({ "metric": series.metric, "values": values })
+        })
+        .collect();
+    json!({ "status": "success", "data": { "resultType": "matrix", "result": result } })
 }
 
 fn format_value(v: f64) -> String {

@@ -31,13 +31,19 @@ pub struct Database {
     max_connections: u32,
 }
 
-/// Why the database could not be opened at start-up.
+/// Why the service could not start: the database could not be opened, or a setting that
+/// is only checked when it is used (TLS files, the license server URL) is wrong.
 #[derive(Debug, thiserror::Error)]
-pub enum DbStartError {
+pub enum StartError {
     #[error("DATABASE_URL: database unreachable after {waited:?}: {cause}")]
     Unreachable { waited: Duration, cause: String },
     #[error("DATABASE_URL: migrations failed: {0}")]
     Migration(DbErr),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// `variable: problem`.
+    #[error("{0}")]
+    Setting(String),
 }
 
 /// Pool figures for `/metrics`.
@@ -50,14 +56,14 @@ pub struct PoolStats {
 
 impl Database {
     /// Connects, retrying with backoff for `DB_CONNECT_RETRY_SECONDS`, then runs migrations.
-    pub async fn open(config: &Config) -> Result<Self, DbStartError> {
+    pub async fn open(config: &Config) -> Result<Self, StartError> {
         let url = &config.database_url;
         let max_connections = if url.is_in_memory() { 1 } else { config.max_db_connections() };
         wait_until_reachable(url, config.db_connect_retry).await?;
         let conn = sea_orm::Database::connect(connect_options(url, max_connections))
             .await
-            .map_err(|err| DbStartError::Unreachable { waited: config.db_connect_retry, cause: err.to_string() })?;
-        let applied = migrate::run(&conn).await.map_err(DbStartError::Migration)?;
+            .map_err(|err| StartError::Unreachable { waited: config.db_connect_retry, cause: err.to_string() })?;
+        let applied = migrate::run(&conn).await.map_err(StartError::Migration)?;
         tracing::info!(
             event = "database_ready",
             database = %url,
@@ -145,7 +151,7 @@ impl Database {
 /// Probes the database with one short-lived connection until it answers or `window`
 /// has passed. The probe's own short timeouts keep each attempt well inside the window
 /// without shortening the timeouts of the real pool.
-async fn wait_until_reachable(url: &DbUrl, window: Duration) -> Result<(), DbStartError> {
+async fn wait_until_reachable(url: &DbUrl, window: Duration) -> Result<(), StartError> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(250);
     loop {
@@ -161,7 +167,7 @@ async fn wait_until_reachable(url: &DbUrl, window: Duration) -> Result<(), DbSta
             Err(err) => {
                 let waited = started.elapsed();
                 if waited + delay > window {
-                    return Err(DbStartError::Unreachable { waited, cause: err.to_string() });
+                    return Err(StartError::Unreachable { waited, cause: err.to_string() });
                 }
                 tracing::warn!(
                     event = "database_connect_retry",

@@ -11,12 +11,13 @@ use serde::Deserialize;
 use crate::{
     audit::{self, AuditFilter},
     auth::{Principal, Role},
-    error::{AppError, FieldError},
+    error::AppError,
     http::{
         extract::Query,
         pagination::{listing, page},
     },
     state::AppState,
+    time::parse_time,
 };
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -32,16 +33,6 @@ pub struct AuditQuery {
 }
 
 /// RFC 3339 or Unix seconds, as microseconds.
-pub fn parse_time(field: &str, value: &str) -> Result<i64, AppError> {
-    let invalid = || AppError::Validation(vec![FieldError::new(field, "must be an RFC 3339 time or Unix seconds")]);
-    if let Ok(seconds) = value.parse::<f64>() {
-        if !seconds.is_finite() {
-            return Err(invalid());
-        }
-        return Ok((seconds * 1_000_000.0) as i64);
-    }
-    chrono::DateTime::parse_from_rfc3339(value).map(|t| t.timestamp_micros()).map_err(|_| invalid())
-}
 
 #[utoipa::path(operation_id = "audit_list", get, path = "/api/v1/audit", tag = "audit", security(("bearer" = []), ("api_key" = [])), params(AuditQuery), responses((status = 200, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn list(

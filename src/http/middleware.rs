@@ -33,7 +33,7 @@ impl CorrelationId {
 }
 
 /// Uses the caller's id when it is sane (1–128 visible ASCII characters), else a new UUID v4.
-fn correlation_id(request: &Request) -> Arc<str> {
+pub(crate) fn correlation_id(request: &Request) -> Arc<str> {
     request
         .headers()
         .get(&X_CORRELATION_ID)

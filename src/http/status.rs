@@ -22,8 +22,7 @@ use crate::{
 pub async fn status(State(state): State<AppState>, principal: Principal) -> Result<Response, AppError> {
     let config = &state.config;
     let db_ok = state.db.health().is_ok();
-    // No gRPC listener is built yet (issue: the second transports), so nothing serves it.
-    let grpc_enabled = config.run_mode != RunMode::HttpOnly && crate::GRPC_AVAILABLE;
+    let grpc_enabled = config.run_mode != RunMode::HttpOnly;
     Ok(axum::Json(json!({
         "status": "operational",
         "version": env!("CARGO_PKG_VERSION"),

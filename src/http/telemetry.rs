@@ -14,70 +14,32 @@ use serde_json::json;
 use crate::{
     auth::{Principal, Role},
     data::{
-        entity::source,
-        ingest_keys::IngestKeyAuth,
+        ingestor::Ingestor,
         logs::{self, Cursor, LogFilter, LogInput},
         samples::{self, RangeQuery, SampleInput},
-        sources,
     },
     error::{AppError, FieldError},
     http::{
-        audit::parse_time,
-        context::{AuditSlot, RequestContext},
+        context::RequestContext,
         extract::{Json, Query},
         pagination::{listing, page},
     },
     state::AppState,
 };
 
-/// Who is ingesting: a source's ingest key, or a user.
-pub enum Ingestor {
-    Key(IngestKeyAuth),
-    User(Principal),
-}
-
 impl FromRequestParts<AppState> for Ingestor {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let ingest_key = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).filter(|k| k.starts_with("kki_"));
+        let ingest_key = parts
+            .headers
+            .get(crate::auth::X_API_KEY)
+            .and_then(|v| v.to_str().ok())
+            .filter(|k| k.starts_with(crate::auth::keys::INGEST_KEY_PREFIX));
+        // The principal extractor records the user in the audit slot itself.
         match ingest_key {
             Some(key) => Ok(Ingestor::Key(state.ingest_keys.authenticate(state.db.conn(), key.trim()).await?)),
             None => Ok(Ingestor::User(Principal::from_request_parts(parts, state).await?)),
-        }
-    }
-}
-
-impl Ingestor {
-    /// Loads the target source and checks the caller may ingest into it.
-    async fn authorize(
-        &self,
-        state: &AppState,
-        source_id: &str,
-        ctx: &RequestContext,
-    ) -> Result<source::Model, AppError> {
-        if let Ingestor::User(principal) = self {
-            principal.require_role(Role::Maintainer)?;
-        }
-        let source = sources::find(state.db.conn(), source_id).await?;
-        if let Ingestor::Key(key) = self {
-            if key.source_id != source.id {
-                return Err(AppError::Forbidden("This ingest key belongs to another source".into()));
-            }
-            if !source.admits(ctx.client_ip) {
-                tracing::warn!(event = "ingest_refused_address", source_id = %source.id, client_ip = ?ctx.client_ip);
-                return Err(AppError::Forbidden("This address may not ingest for this source".into()));
-            }
-        }
-        if !source.enabled {
-            return Err(AppError::Forbidden(format!("Source {} is disabled", source.id)));
-        }
-        Ok(source)
-    }
-
-    fn audit_user(&self, slot: &AuditSlot) {
-        if let Ingestor::User(principal) = self {
-            slot.set_user(&principal.user_id);
         }
     }
 }
@@ -147,9 +109,8 @@ pub async fn ingest_logs(
     Query(query): Query<IngestQuery>,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    ingestor.audit_user(&ctx.audit);
     let (source_id, entries) = parse_logs(&headers, query, &body)?;
-    let source = ingestor.authorize(&state, &source_id, &ctx).await?;
+    let source = ingestor.authorize(state.db.conn(), &source_id, ctx.client_ip).await?;
     let accepted = logs::ingest(state.db.conn(), &source.id, entries).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": accepted }))).into_response())
 }
@@ -175,21 +136,7 @@ pub async fn query_logs(
 ) -> Result<Response, AppError> {
     principal.require_role(Role::Viewer)?;
     let page = page(q.limit, None)?;
-    let level = match q.level.as_deref() {
-        Some(level) => Some(
-            logs::normalize_level(Some(&json!(level)))
-                .map_err(|m| AppError::Validation(vec![FieldError::new("level", m)]))?
-                .to_owned(),
-        ),
-        None => None,
-    };
-    let filter = LogFilter {
-        source_id: q.source_id,
-        level,
-        since: q.since.as_deref().map(|v| parse_time("since", v)).transpose()?,
-        until: q.until.as_deref().map(|v| parse_time("until", v)).transpose()?,
-        q: q.q,
-    };
+    let filter = LogFilter::parse(q.source_id, q.level.as_deref(), q.since.as_deref(), q.until.as_deref(), q.q)?;
     let cursor = q.cursor.as_deref().map(Cursor::decode).transpose()?;
     let (entries, next_cursor) = logs::query(state.db.conn(), &filter, page.limit, cursor).await?;
     Ok(axum::Json(json!({ "logs": entries, "limit": page.limit, "next_cursor": next_cursor })).into_response())
@@ -209,8 +156,7 @@ pub async fn ingest_metrics(
     ctx: RequestContext,
     Json(batch): Json<MetricBatch>,
 ) -> Result<Response, AppError> {
-    ingestor.audit_user(&ctx.audit);
-    let source = ingestor.authorize(&state, &batch.source_id, &ctx).await?;
+    let source = ingestor.authorize(state.db.conn(), &batch.source_id, ctx.client_ip).await?;
     let accepted = samples::ingest(state.db.conn(), &source.id, batch.metrics).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": accepted }))).into_response())
 }
@@ -249,5 +195,5 @@ pub async fn query_metrics(
     principal.require_role(Role::Viewer)?;
     // A query is a read: it changes nothing, so it leaves no audit row.
     ctx.audit.mark_handled();
-    Ok(axum::Json(samples::query(state.db.conn(), q).await?).into_response())
+    Ok(axum::Json(samples::matrix(samples::query(state.db.conn(), q).await?)).into_response())
 }

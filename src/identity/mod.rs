@@ -32,6 +32,7 @@ use crate::{
     },
     config::Config,
     time::{now_micros, now_seconds},
+    tls::ClientCert,
 };
 
 /// How long a user's or key's database state is trusted before being read again.
@@ -40,6 +41,16 @@ const CACHE_TTL: Duration = Duration::from_secs(2);
 const KEY_TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 /// Refresh tokens live this long.
 pub const REFRESH_TTL_SECONDS: i64 = 30 * 24 * 3600;
+
+/// The credentials a request carries, whatever its transport (HTTP headers or gRPC
+/// metadata, and the connection's verified client certificate).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Credentials<'a> {
+    pub api_key: Option<&'a str>,
+    /// The whole `Authorization` value (`Bearer ...`).
+    pub authorization: Option<&'a str>,
+    pub client_cert: Option<&'a ClientCert>,
+}
 
 /// What the database says about a user, as authentication needs it.
 #[derive(Clone, Debug)]
@@ -70,6 +81,8 @@ pub enum AuthError {
     InvalidToken,
     #[error("Invalid API key")]
     InvalidApiKey,
+    #[error("The client certificate does not identify an active user")]
+    UnknownCertificate,
     #[error(transparent)]
     Db(#[from] DbErr),
 }
@@ -84,6 +97,8 @@ pub struct Identity {
     users: TtlCache<String, Arc<UserSnapshot>>,
     keys: TtlCache<String, Arc<KeySnapshot>>,
     key_touches: Mutex<HashMap<String, Instant>>,
+    /// Client-certificate fingerprint → the user it names (`None`: nobody).
+    certs: TtlCache<String, Option<String>>,
     /// Failed logins per account: 10 in 15 minutes.
     pub login_accounts: Limiter<String>,
     /// Failed logins per client address: 60 in a minute.
@@ -107,6 +122,7 @@ impl Identity {
             users: TtlCache::new(CACHE_TTL),
             keys: TtlCache::new(CACHE_TTL),
             key_touches: Mutex::new(HashMap::new()),
+            certs: TtlCache::new(CACHE_TTL),
             login_accounts: Limiter::new(10, Duration::from_secs(15 * 60)),
             login_clients: Limiter::new(60, Duration::from_secs(60)),
         }
@@ -150,6 +166,54 @@ impl Identity {
     /// Forgets a deleted API key at once.
     pub fn invalidate_key(&self, key_id: &str) {
         self.keys.retain(|_, key| key.id != key_id);
+    }
+
+    /// Authenticates a request's credentials: an API key, else a bearer token, else a
+    /// verified client certificate. The first one present decides; a bad one is refused
+    /// even when another would pass.
+    pub async fn authenticate(&self, credentials: Credentials<'_>) -> Result<Principal, AuthError> {
+        if let Some(key) = credentials.api_key {
+            return self.authenticate_api_key(key.trim()).await;
+        }
+        if let Some(value) = credentials.authorization {
+            let token = value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+                .ok_or(AuthError::InvalidToken)?;
+            return self.authenticate_bearer(token.trim()).await;
+        }
+        match credentials.client_cert {
+            Some(cert) => self.authenticate_cert(cert).await,
+            None => Err(AuthError::Missing),
+        }
+    }
+
+    /// Authenticates a verified client certificate as the active user whose username or
+    /// email equals its subject CN, or whose email equals one of its SAN emails.
+    pub async fn authenticate_cert(&self, cert: &ClientCert) -> Result<Principal, AuthError> {
+        let user_id = match self.certs.get(cert.fingerprint.as_str()) {
+            Some(found) => found,
+            None => {
+                let mut found = None;
+                for name in cert.names() {
+                    if let Some(user) = users::find_by_login(&self.db, name).await?.filter(|u| u.active) {
+                        found = Some(user.id);
+                        break;
+                    }
+                }
+                self.certs.insert(cert.fingerprint.clone(), found.clone());
+                found
+            }
+        };
+        let user_id = user_id.ok_or(AuthError::UnknownCertificate)?;
+        let user = self.snapshot(&user_id).await?.filter(|u| u.active).ok_or(AuthError::UnknownCertificate)?;
+        Ok(Principal {
+            user_id: user.id.clone(),
+            username: user.username.clone(),
+            roles: user.roles.clone(),
+            auth_method: AuthMethod::Mtls,
+            token: None,
+        })
     }
 
     /// Authenticates an `Authorization: Bearer` access token.

@@ -1,0 +1,129 @@
+//! `killkrill.v1.MetricService`: ingest, series and range queries, same service layer as REST.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use tonic::{Request, Response, Status};
+
+use super::{
+    Call,
+    convert::{non_empty, timestamp},
+    logs::ingestor,
+    page,
+    proto::{
+        IngestMetricsRequest, IngestMetricsResponse, ListSeriesRequest, ListSeriesResponse, Point, QueryMetricsRequest,
+        QueryMetricsResponse, Sample, Series, SeriesPoints, metric_service_server::MetricService,
+    },
+};
+use crate::{
+    auth::Role,
+    data::samples::{self, RangeQuery, SampleInput, SeriesView},
+    state::AppState,
+};
+
+pub struct MetricApi(pub AppState);
+
+fn sample_input(sample: Sample) -> SampleInput {
+    SampleInput {
+        name: Some(sample.name),
+        metric_type: non_empty(sample.r#type),
+        labels: Some(sample.labels.into_iter().map(|(k, v)| (k, Value::String(v))).collect()),
+        value: Some(sample.value),
+        timestamp: timestamp(sample.timestamp),
+    }
+}
+
+fn series_of(view: SeriesView) -> Series {
+    let labels = match view.labels {
+        Value::Object(map) => {
+            map.into_iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect()
+        }
+        _ => Default::default(),
+    };
+    Series {
+        id: view.id,
+        source_id: view.source_id,
+        name: view.name,
+        labels,
+        r#type: view.metric_type,
+        last_value: view.last_value,
+        last_timestamp: view.last_timestamp,
+    }
+}
+
+#[tonic::async_trait]
+impl MetricService for MetricApi {
+    async fn ingest_metrics(
+        &self,
+        request: Request<IngestMetricsRequest>,
+    ) -> Result<Response<IngestMetricsResponse>, Status> {
+        let call = Call::new(&request);
+        let batch = request.into_inner();
+        call.answer(async {
+            let ingestor = ingestor(&call, &self.0).await?;
+            let source = ingestor.authorize(self.0.db.conn(), &batch.source_id, call.client_ip()).await?;
+            let inputs = batch.metrics.into_iter().map(sample_input).collect();
+            let accepted = samples::ingest(self.0.db.conn(), &source.id, inputs).await?;
+            Ok(IngestMetricsResponse { accepted: accepted as u64 })
+        })
+        .await
+    }
+
+    async fn list_series(&self, request: Request<ListSeriesRequest>) -> Result<Response<ListSeriesResponse>, Status> {
+        let call = Call::new(&request);
+        let q = request.into_inner();
+        call.answer(async {
+            call.principal(&self.0).await?.require_role(Role::Viewer)?;
+            let page = page(q.limit, q.offset)?;
+            let (series, total) = samples::list_series(
+                self.0.db.conn(),
+                q.name.as_deref(),
+                q.source_id.as_deref(),
+                page.limit,
+                page.offset,
+            )
+            .await?;
+            Ok(ListSeriesResponse {
+                metrics: series.into_iter().map(series_of).collect(),
+                total,
+                limit: page.limit,
+                offset: page.offset,
+            })
+        })
+        .await
+    }
+
+    async fn query_metrics(
+        &self,
+        request: Request<QueryMetricsRequest>,
+    ) -> Result<Response<QueryMetricsResponse>, Status> {
+        let call = Call::new(&request);
+        let q = request.into_inner();
+        call.answer(async {
+            call.principal(&self.0).await?.require_role(Role::Viewer)?;
+            let query = RangeQuery {
+                metric: q.metric,
+                labels: q.labels.into_iter().collect::<BTreeMap<_, _>>(),
+                start: Value::String(q.start),
+                end: Value::String(q.end),
+                step: Value::String(q.step),
+                aggregation: non_empty(q.aggregation),
+            };
+            let result = samples::query(self.0.db.conn(), query).await?;
+            Ok(QueryMetricsResponse {
+                result: result
+                    .into_iter()
+                    .map(|series| SeriesPoints {
+                        metric: series.metric.into_iter().collect(),
+                        values: series
+                            .values
+                            .into_iter()
+                            .map(|(timestamp, value)| Point { timestamp, value })
+                            .collect(),
+                    })
+                    .collect(),
+            })
+        })
+        .await
+    }
+}

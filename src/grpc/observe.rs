@@ -1,0 +1,190 @@
+//! What every gRPC call passes through: a correlation id (`x-correlation-id` metadata,
+//! echoed), one JSON log line `grpc_request_completed`, the call counted in `/metrics` by
+//! method and status code, and an audit row for a state-changing call its service did
+//! not audit itself (refused calls and ingest, as over REST).
+//!
+//! A gRPC status usually travels in the trailers, after the last message, so the call is
+//! recorded when its response body ends (or is dropped, if the client went away).
+
+use std::{
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use axum::{
+    body::{Body, Bytes},
+    extract::{ConnectInfo, Request, State},
+    http::{HeaderMap, HeaderValue, Response},
+    middleware::Next,
+};
+use http_body::{Frame, SizeHint};
+use tonic::Code;
+
+use crate::{
+    audit::{self, AuditEntry, AuditMeta, AuditStatus},
+    http::{
+        context::AuditSlot,
+        middleware::{CorrelationId, X_CORRELATION_ID, correlation_id},
+    },
+    state::AppState,
+};
+
+/// Calls that change state, with the resource type their audit rows name.
+const STATE_CHANGING: [(&str, &str); 6] = [
+    ("/killkrill.v1.SourceService/CreateSource", "sources"),
+    ("/killkrill.v1.SourceService/UpdateSource", "sources"),
+    ("/killkrill.v1.SourceService/DeleteSource", "sources"),
+    ("/killkrill.v1.LogService/IngestLogs", "logs"),
+    ("/killkrill.v1.MetricService/IngestMetrics", "metrics"),
+    ("/killkrill.v1.AuthService/RefreshToken", "auth"),
+];
+
+pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response<Body> {
+    let started = Instant::now();
+    let id = correlation_id(&request);
+    request.extensions_mut().insert(CorrelationId(id.clone()));
+    let audit = AuditSlot::default();
+    request.extensions_mut().insert(audit.clone());
+    let method: Arc<str> = Arc::from(request.uri().path());
+    let client_ip =
+        request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string());
+
+    let response = next.run(request).await;
+
+    let (mut parts, body) = response.into_parts();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        parts.headers.insert(X_CORRELATION_ID, value);
+    }
+    let finish = Finish { state, method, correlation_id: id, client_ip, audit, started, code: code_of(&parts.headers) };
+    Response::from_parts(parts, Body::new(ObservedBody { inner: body, finish: Some(finish) }))
+}
+
+fn code_of(headers: &HeaderMap) -> Option<Code> {
+    headers.get("grpc-status").map(|value| Code::from_bytes(value.as_bytes()))
+}
+
+/// The response body, passed through unchanged, watched for the trailers and the end.
+struct ObservedBody {
+    inner: Body,
+    finish: Option<Finish>,
+}
+
+impl http_body::Body for ObservedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(trailers), Some(finish)) = (frame.trailers_ref(), this.finish.as_mut()) {
+                    finish.code = code_of(trailers).or(finish.code);
+                }
+            }
+            Poll::Ready(None) => drop(this.finish.take()),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Records the call when dropped: at the end of the response, or when it was abandoned.
+struct Finish {
+    state: AppState,
+    method: Arc<str>,
+    correlation_id: Arc<str>,
+    client_ip: Option<String>,
+    audit: AuditSlot,
+    started: Instant,
+    code: Option<Code>,
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        // No status at all: the client cancelled (or the connection broke) mid-call.
+        let code = self.code.unwrap_or(Code::Cancelled);
+        let name = code_name(code);
+        let elapsed = self.started.elapsed().as_secs_f64();
+        self.state.metrics.observe_grpc(&self.method, name, elapsed);
+        let client_ip = self.client_ip.as_deref().unwrap_or("unknown");
+        macro_rules! log_call {
+            ($level:ident) => {
+                tracing::$level!(
+                    event = "grpc_request_completed",
+                    correlation_id = &*self.correlation_id,
+                    method = &*self.method,
+                    grpc_code = name,
+                    duration_seconds = elapsed,
+                    client_ip = client_ip,
+                )
+            };
+        }
+        match code {
+            Code::Ok => log_call!(info),
+            Code::Internal | Code::Unknown | Code::DataLoss | Code::Unavailable | Code::Unimplemented => {
+                log_call!(error)
+            }
+            _ => log_call!(warn),
+        }
+        let resource_type = STATE_CHANGING.iter().find(|(method, _)| *method == &*self.method).map(|(_, r)| *r);
+        if let (Some(resource_type), false) = (resource_type, self.audit.handled()) {
+            let meta = AuditMeta {
+                user_id: self.audit.user_id(),
+                client_ip: self.client_ip.clone(),
+                correlation_id: self.correlation_id.to_string(),
+            };
+            let entry = AuditEntry::new(&format!("GRPC {}", self.method), resource_type, None, audit_status(code));
+            let db = self.state.db.conn().clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Err(err) = audit::record(&db, &meta, entry).await {
+                        tracing::error!(event = "audit_write_failed", correlation_id = %meta.correlation_id, error = %err);
+                    }
+                });
+            }
+        }
+    }
+}
+
+fn audit_status(code: Code) -> AuditStatus {
+    match code {
+        Code::Ok => AuditStatus::Success,
+        Code::Unauthenticated | Code::PermissionDenied | Code::ResourceExhausted => AuditStatus::Denied,
+        _ => AuditStatus::Failure,
+    }
+}
+
+/// The status code as gRPC spells it (`OK`, `INVALID_ARGUMENT`, ...), for labels and logs.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}

@@ -50,7 +50,7 @@ struct DurationLabels {
     method: String,
 }
 
-type HistogramFamily = Family<DurationLabels, Histogram, fn() -> Histogram>;
+type HistogramFamily<L = DurationLabels> = Family<L, Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {
     Histogram::new(DURATION_BUCKETS)
@@ -64,7 +64,7 @@ pub struct Metrics {
     durations: Option<HistogramFamily>,
     license_checks: Family<CheckLabels, Counter>,
     grpc_calls: Family<GrpcLabels, Counter>,
-    grpc_durations: Option<Family<GrpcMethodLabels, Histogram, fn() -> Histogram>>,
+    grpc_durations: Option<HistogramFamily<GrpcMethodLabels>>,
     requests_total: std::sync::atomic::AtomicU64,
 }
 
@@ -93,7 +93,7 @@ impl Metrics {
             "gRPC calls served, by method and status code",
             grpc_calls.clone(),
         );
-        let grpc_durations: Option<Family<GrpcMethodLabels, Histogram, fn() -> Histogram>> =
+        let grpc_durations: Option<HistogramFamily<GrpcMethodLabels>> =
             detailed.then(|| Family::new_with_constructor(duration_histogram as fn() -> Histogram));
         if let Some(durations) = &grpc_durations {
             registry.register_with_unit(

@@ -64,6 +64,10 @@ impl Running {
     }
 
     fn spawn(command: &mut Command) -> Running {
+        // Parallel tests must not all claim 50051.
+        if !command.get_envs().any(|(key, _)| key == "GRPC_PORT") {
+            command.env("GRPC_PORT", "0");
+        }
         let mut child = command.arg("--host=127.0.0.1").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
@@ -461,4 +465,94 @@ fn the_image_environment_starts_and_the_healthcheck_command_probes_livez() {
     let (code, stderr) = healthcheck(running.port);
     assert_ne!(code, Some(0), "healthcheck passed with no server");
     assert!(stderr.contains("healthcheck"), "{stderr}");
+}
+
+/// Asks the gRPC port's health service, over h2c, whether the server is serving.
+async fn grpc_serving(port: u16) -> bool {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await;
+    let Ok(channel) = channel else { return false };
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let answer = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await;
+    answer
+        .is_ok_and(|a| a.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+}
+
+fn listening(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_modes_serve_http_grpc_or_both_and_stop_together() {
+    for mode in [None, Some("--no-grpc"), Some("--grpc-only")] {
+        let dir = tempfile::tempdir().unwrap();
+        let http_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut command = killkrill(dir.path());
+        command.arg(format!("--port={http_port}"));
+        if let Some(flag) = mode {
+            command.arg(flag);
+        }
+        let mut running = tokio::task::spawn_blocking(move || {
+            let mut running = Running::spawn(&mut command);
+            let event = if mode == Some("--grpc-only") { "grpc_server_started" } else { "server_started" };
+            running.wait_for(event, Duration::from_secs(30));
+            if mode.is_none() {
+                running.wait_for("grpc_server_started", Duration::from_secs(5));
+            }
+            running
+        })
+        .await
+        .unwrap();
+        let grpc_port = running
+            .seen
+            .iter()
+            .find(|l| l["event"] == "grpc_server_started")
+            .map(|l| l["port"].as_u64().unwrap() as u16);
+        assert_eq!(grpc_port.is_some(), mode != Some("--no-grpc"), "{mode:?}: {:#?}", running.seen);
+        assert_eq!(listening(http_port), mode != Some("--grpc-only"), "{mode:?}: the HTTP port");
+        if let Some(port) = grpc_port {
+            assert!(grpc_serving(port).await, "{mode:?}: gRPC health on {port}");
+        }
+        running.signal(libc::SIGTERM);
+        let code = tokio::task::spawn_blocking(move || {
+            let code = running.wait_exit(Duration::from_secs(15));
+            running.wait_for("server_stopped", Duration::from_secs(1));
+            code
+        })
+        .await
+        .unwrap();
+        assert_eq!(code, 0, "{mode:?}");
+    }
+}
+
+#[test]
+fn tls_files_that_do_not_work_are_startup_errors_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let server = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = write("cert.pem", &server.cert.pem());
+    let key = write("key.pem", &server.signing_key.serialize_pem());
+    let other_key = write("other.pem", &other.signing_key.serialize_pem());
+    let garbage = write("garbage.pem", "not a certificate");
+    let missing = dir.path().join("missing.pem").display().to_string();
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (&[("TLS_CERT_FILE", &cert)], "TLS_KEY_FILE"),
+        (&[("TLS_CERT_FILE", &missing), ("TLS_KEY_FILE", &key)], "TLS_CERT_FILE"),
+        (&[("TLS_CERT_FILE", &garbage), ("TLS_KEY_FILE", &key)], "TLS_CERT_FILE"),
+        (&[("TLS_CERT_FILE", &cert), ("TLS_KEY_FILE", &other_key)], "TLS_KEY_FILE"),
+        (&[("TLS_CERT_FILE", &cert), ("TLS_KEY_FILE", &key), ("TLS_CLIENT_CA_FILE", &garbage)], "TLS_CLIENT_CA_FILE"),
+    ];
+    for (vars, variable) in cases {
+        let mut command = killkrill(dir.path());
+        command.args(["--port=0", "--no-grpc"]).envs(vars.iter().copied());
+        let (code, _, stderr) = run(&mut command);
+        assert_ne!(code, 0, "{vars:?}");
+        let line = one_line(&stderr);
+        assert!(line.contains(variable), "{vars:?}: {line}");
+        assert!(!line.contains("PRIVATE KEY"), "{line}");
+    }
 }

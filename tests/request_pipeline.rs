@@ -63,6 +63,7 @@ async fn start(tweak: impl FnOnce(&mut Config)) -> Probe {
     let task = tokio::spawn(killkrill::server::serve(
         listener,
         router,
+        killkrill::server::Transport::plain(killkrill::tls::Port::Http),
         async {
             let _ = stopped.await;
         },

@@ -1715,7 +1715,7 @@ async fn status_describes_the_service_and_the_caller(db: TestDb) {
         let uptime = body["uptime_seconds"].as_u64().unwrap_or_else(|| panic!("{body}"));
         assert!(uptime <= started.elapsed().as_secs(), "{body}");
         assert_eq!(body["database"], json!({ "backend": backend, "status": "ok" }));
-        assert_eq!(body["grpc"]["enabled"], killkrill::GRPC_AVAILABLE, "nothing serves gRPC in this build");
+        assert_eq!(body["grpc"]["enabled"], true, "gRPC is served unless --no-grpc");
         assert_eq!(body["grpc"]["port"], server.state.config.grpc_port);
         assert!(body["license"]["tier"].is_string(), "{body}");
         assert_eq!(body["identity"]["username"], "vic");

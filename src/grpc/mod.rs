@@ -6,7 +6,7 @@
 //! through [`observe::observe`]: correlation id, one JSON log line, `/metrics`.
 
 mod auth;
-mod convert;
+pub mod convert;
 mod logs;
 mod metrics;
 mod observe;

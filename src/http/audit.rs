@@ -32,8 +32,6 @@ pub struct AuditQuery {
     offset: Option<u64>,
 }
 
-/// RFC 3339 or Unix seconds, as microseconds.
-
 #[utoipa::path(operation_id = "audit_list", get, path = "/api/v1/audit", tag = "audit", security(("bearer" = []), ("api_key" = [])), params(AuditQuery), responses((status = 200, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn list(
     State(state): State<AppState>,

@@ -132,6 +132,8 @@ impl Drop for TestDb {
 /// The application served on 127.0.0.1 on a free port, exactly as `main` serves it.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The gRPC port (served alongside HTTP, as by default in production).
+    pub grpc_addr: SocketAddr,
     pub client: reqwest::Client,
     pub state: killkrill::state::AppState,
     stop: Option<oneshot::Sender<()>>,
@@ -146,13 +148,21 @@ impl TestServer {
 
     pub async fn serve(app: App) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let grpc_addr = grpc_listener.local_addr().unwrap();
         let state = app.state().clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(app.serve(listener, async {
+        let listeners = killkrill::Listeners { http: Some(listener), grpc: Some(grpc_listener) };
+        let task = tokio::spawn(app.serve_all(listeners, async {
             let _ = stopped.await;
         }));
-        TestServer { addr, client: reqwest::Client::new(), state, stop: Some(stop), task: Some(task) }
+        TestServer { addr, grpc_addr, client: reqwest::Client::new(), state, stop: Some(stop), task: Some(task) }
+    }
+
+    /// A plain (h2c) gRPC channel to the server.
+    pub async fn grpc(&self) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(format!("http://{}", self.grpc_addr)).unwrap().connect().await.unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,468 @@
+//! The gRPC API over a real socket (h2c here; TLS in `tls.rs`), with a tonic client:
+//! every RPC family, the status codes of errors, metadata, health and reflection.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{TestDb, TestServer};
+use killkrill::{
+    auth::Role,
+    grpc::proto::{
+        self, CreateSourceRequest, GetSourceRequest, IngestLogsRequest, IngestMetricsRequest, ListSeriesRequest,
+        ListSourcesRequest, LogEntry, QueryLogsRequest, QueryMetricsRequest, Sample, UpdateSourceRequest,
+        auth_service_client::AuthServiceClient, log_service_client::LogServiceClient,
+        metric_service_client::MetricServiceClient, source_service_client::SourceServiceClient,
+        status_service_client::StatusServiceClient,
+    },
+};
+use serde_json::{Value, json};
+use tonic::{Code, Request, transport::Channel};
+
+/// `message` with `authorization: Bearer <token>` in its metadata.
+fn bearer<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+fn with_key<T>(message: T, key: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert("x-api-key", key.parse().unwrap());
+    request
+}
+
+fn entry(ts: f64, level: &str, message: &str) -> LogEntry {
+    LogEntry { timestamp: ts, level: level.into(), message: message.into(), ..Default::default() }
+}
+
+async fn create_source(channel: &Channel, token: &str, name: &str) -> proto::Source {
+    let request = CreateSourceRequest { name: name.into(), r#type: "http".into(), ..Default::default() };
+    SourceServiceClient::new(channel.clone()).create_source(bearer(request, token)).await.unwrap().into_inner()
+}
+
+async fn sources_over_grpc(db: TestDb) {
+    let server = TestServer::start(db.config()).await;
+    let admin = server.create_user("root", &[Role::Admin]).await;
+    let token = server.token(&admin).await;
+    let channel = server.grpc().await;
+    let mut sources = SourceServiceClient::new(channel.clone());
+
+    let config = json!({"port": 514, "tags": ["edge"], "tls": false});
+    let mut create = CreateSourceRequest {
+        name: "edge-syslog".into(),
+        r#type: "syslog".into(),
+        description: Some("edge routers".into()),
+        config: Some(killkrill::grpc::convert::json_to_struct(config.clone())),
+        allowed_cidrs: vec!["10.0.0.0/8".into()],
+        ..Default::default()
+    };
+    let created = sources.create_source(bearer(create.clone(), &token)).await.unwrap().into_inner();
+    assert_eq!((created.name.as_str(), created.r#type.as_str(), created.enabled), ("edge-syslog", "syslog", true));
+    assert_eq!(killkrill::grpc::convert::struct_to_json(created.config.clone().unwrap()), config);
+    assert_eq!(created.allowed_cidrs, vec!["10.0.0.0/8"]);
+    assert_eq!(created.created_by.as_deref(), Some(admin.id.as_str()));
+
+    // The same source over REST: one service layer.
+    let rest: Value = server
+        .authed(reqwest::Method::GET, &format!("/api/v1/sources/{}", created.id), &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["name"], "edge-syslog");
+    assert_eq!(rest["config"], config);
+
+    let duplicate = sources.create_source(bearer(create.clone(), &token)).await.unwrap_err();
+    assert_eq!(duplicate.code(), Code::AlreadyExists, "{duplicate:?}");
+    create.name = "  ".into();
+    create.r#type = "carrier-pigeon".into();
+    let invalid = sources.create_source(bearer(create, &token)).await.unwrap_err();
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+    assert!(invalid.message().contains("name") && invalid.message().contains("type"), "{}", invalid.message());
+
+    let update = UpdateSourceRequest { id: created.id.clone(), enabled: Some(false), ..Default::default() };
+    let updated = sources.update_source(bearer(update, &token)).await.unwrap().into_inner();
+    assert!(!updated.enabled);
+    assert_eq!(updated.name, "edge-syslog", "fields not given stay as they are");
+    assert_eq!(updated.allowed_cidrs, vec!["10.0.0.0/8"]);
+    let clear = UpdateSourceRequest { id: created.id.clone(), set_allowed_cidrs: true, ..Default::default() };
+    assert!(sources.update_source(bearer(clear, &token)).await.unwrap().into_inner().allowed_cidrs.is_empty());
+
+    let listed = sources
+        .list_sources(bearer(ListSourcesRequest { enabled: Some(false), ..Default::default() }, &token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((listed.total, listed.limit, listed.offset), (1, 50, 0));
+    assert_eq!(listed.sources[0].id, created.id);
+    let too_many = ListSourcesRequest { limit: 5000, ..Default::default() };
+    assert_eq!(sources.list_sources(bearer(too_many, &token)).await.unwrap_err().code(), Code::InvalidArgument);
+
+    sources.delete_source(bearer(proto::DeleteSourceRequest { id: created.id.clone() }, &token)).await.unwrap();
+    for id in [created.id.clone(), "not-a-uuid".to_owned()] {
+        let gone = sources.get_source(bearer(GetSourceRequest { id }, &token)).await.unwrap_err();
+        assert_eq!(gone.code(), Code::NotFound);
+    }
+    server.stop().await.unwrap();
+}
+
+async fn logs_stream_then_query(db: TestDb) {
+    let server = TestServer::start(db.config()).await;
+    let admin = server.create_user("root", &[Role::Admin]).await;
+    let token = server.token(&admin).await;
+    let channel = server.grpc().await;
+    let source = create_source(&channel, &token, "app").await;
+    let mut logs = LogServiceClient::new(channel.clone());
+
+    // Three batches on one stream: 250 entries, timestamps 1..=250 s after a base.
+    let base = 1_790_000_000.0;
+    let batches: Vec<IngestLogsRequest> = (0..3)
+        .map(|b| IngestLogsRequest {
+            source_id: source.id.clone(),
+            logs: (0..[100, 100, 50][b])
+                .map(|i| {
+                    let n = b * 100 + i + 1;
+                    let level = if n % 10 == 0 { "warn" } else { "6" };
+                    let mut e = entry(base + n as f64, level, &format!("request {n} served"));
+                    e.hostname = Some(format!("web-{}", n % 3));
+                    e.attributes = Some(killkrill::grpc::convert::json_to_struct(json!({"n": n})));
+                    e
+                })
+                .collect(),
+        })
+        .collect();
+    let response = logs.ingest_logs(bearer(stream_of(batches), &token)).await.unwrap().into_inner();
+    assert_eq!((response.accepted, response.batches), (250, 3));
+
+    // Page through the warnings newest first, 10 a page: exactly 25, each once.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let query = QueryLogsRequest {
+            source_id: Some(source.id.clone()),
+            level: Some("warning".into()),
+            limit: 10,
+            cursor: cursor.take(),
+            ..Default::default()
+        };
+        let page = logs.query_logs(bearer(query, &token)).await.unwrap().into_inner();
+        seen.extend(page.logs.iter().map(|l| l.message.clone()));
+        assert!(page.logs.iter().all(|l| l.level == "warning" && l.source_id == source.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (1..=25).rev().map(|k| format!("request {} served", k * 10)).collect();
+    assert_eq!(seen, expected);
+
+    // The severity 6 became info; attributes and times come back as stored.
+    let query = QueryLogsRequest { q: Some("REQUEST 7 ".into()), ..Default::default() };
+    let found = logs.query_logs(bearer(query, &token)).await.unwrap().into_inner().logs;
+    assert_eq!(found.len(), 1);
+    assert_eq!((found[0].level.as_str(), found[0].hostname.as_deref()), ("info", Some("web-1")));
+    assert_eq!(killkrill::grpc::convert::struct_to_json(found[0].attributes.clone().unwrap()), json!({"n": 7}));
+    assert_eq!(found[0].timestamp, "2026-09-21T14:13:27.000000Z");
+    server.stop().await.unwrap();
+}
+
+/// A client stream that yields `items` and ends.
+fn stream_of<T: Send + 'static>(items: Vec<T>) -> futures_util::stream::Iter<std::vec::IntoIter<T>> {
+    futures_util::stream::iter(items)
+}
+
+async fn metrics_and_status(db: TestDb) {
+    let server = TestServer::start(db.config()).await;
+    let admin = server.create_user("root", &[Role::Admin]).await;
+    let token = server.token(&admin).await;
+    let channel = server.grpc().await;
+    let source = create_source(&channel, &token, "node").await;
+    let mut metrics = MetricServiceClient::new(channel.clone());
+
+    // cpu{core=0} = 1..=10 and cpu{core=1} = 10×, one sample every 10 s.
+    let start = 1_790_000_000.0;
+    let samples: Vec<Sample> = (0..10)
+        .flat_map(|i| {
+            (0..2).map(move |core| Sample {
+                name: "cpu_seconds".into(),
+                r#type: "counter".into(),
+                labels: HashMap::from([("core".to_owned(), core.to_string())]),
+                value: f64::from(i + 1) * if core == 0 { 1.0 } else { 10.0 },
+                timestamp: start + f64::from(i) * 10.0,
+            })
+        })
+        .collect();
+    let request = IngestMetricsRequest { source_id: source.id.clone(), metrics: samples };
+    assert_eq!(metrics.ingest_metrics(bearer(request, &token)).await.unwrap().into_inner().accepted, 20);
+
+    let series = metrics
+        .list_series(bearer(ListSeriesRequest { name: Some("cpu_seconds".into()), ..Default::default() }, &token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(series.total, 2);
+    let core1 = series.metrics.iter().find(|s| s.labels.get("core").map(String::as_str) == Some("1")).unwrap();
+    assert_eq!((core1.last_value, core1.r#type.as_str()), (100.0, "counter"));
+
+    // Sum over 50 s buckets of core 1: 10+20+30+40+50 and 60+...+100.
+    let query = QueryMetricsRequest {
+        metric: "cpu_seconds".into(),
+        labels: HashMap::from([("core".to_owned(), "1".to_owned())]),
+        start: start.to_string(),
+        end: (start + 99.0).to_string(),
+        step: "50s".into(),
+        aggregation: "sum".into(),
+    };
+    let result = metrics.query_metrics(bearer(query.clone(), &token)).await.unwrap().into_inner().result;
+    assert_eq!(result.len(), 1);
+    assert_eq!(result[0].metric.get("__name__").map(String::as_str), Some("cpu_seconds"));
+    let points: Vec<(f64, f64)> = result[0].values.iter().map(|p| (p.timestamp, p.value)).collect();
+    assert_eq!(points, vec![(start, 150.0), (start + 50.0, 400.0)]);
+    let bad = QueryMetricsRequest { aggregation: "median".into(), ..query.clone() };
+    assert_eq!(metrics.query_metrics(bearer(bad, &token)).await.unwrap_err().code(), Code::InvalidArgument);
+    let too_fine = QueryMetricsRequest { step: "1ms".into(), ..query };
+    assert_eq!(metrics.query_metrics(bearer(too_fine, &token)).await.unwrap_err().code(), Code::InvalidArgument);
+
+    let status =
+        StatusServiceClient::new(channel).get_status(bearer(proto::GetStatusRequest {}, &token)).await.unwrap();
+    let status = status.into_inner();
+    assert_eq!(status.status, "operational");
+    assert!(status.grpc_enabled);
+    assert_eq!(status.database_status, "ok");
+    let expected_backend = match db.kind {
+        common::Kind::Sqlite => "sqlite",
+        common::Kind::Postgres => "postgresql",
+        common::Kind::MySql => "mysql",
+    };
+    assert_eq!(status.database_backend, expected_backend);
+    assert_eq!(status.identity.unwrap().auth_method, "jwt");
+    server.stop().await.unwrap();
+}
+
+on_all_databases!(sources_over_grpc, logs_stream_then_query, metrics_and_status);
+
+async fn sqlite_server() -> (TestDb, TestServer) {
+    let db = TestDb::create(common::Kind::Sqlite).await.unwrap();
+    let server = TestServer::start(db.config()).await;
+    (db, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_service_validates_refreshes_and_names_the_caller() {
+    let (_db, server) = sqlite_server().await;
+    let user = server.create_user("vera", &[Role::Viewer]).await;
+    let login: Value = server.login_response(&user.username, &user.password).await.json().await.unwrap();
+    let access = login["access_token"].as_str().unwrap();
+    let refresh = login["refresh_token"].as_str().unwrap();
+    let mut auth = AuthServiceClient::new(server.grpc().await);
+
+    let valid = auth.validate_token(proto::ValidateTokenRequest { token: access.into() }).await.unwrap().into_inner();
+    assert!(valid.valid);
+    let identity = valid.identity.unwrap();
+    assert_eq!((identity.username.as_str(), identity.roles.as_slice()), ("vera", ["viewer".to_owned()].as_slice()));
+    assert_eq!(identity.permissions, vec!["read"]);
+    assert!(valid.expires_at.starts_with("20"), "{}", valid.expires_at);
+    for token in [refresh, "not.a.token", ""] {
+        let checked = auth.validate_token(proto::ValidateTokenRequest { token: token.into() }).await.unwrap();
+        assert!(!checked.into_inner().valid, "{token}");
+    }
+
+    let me = auth.who_am_i(bearer(proto::WhoAmIRequest {}, access)).await.unwrap().into_inner();
+    assert_eq!((me.user_id.as_str(), me.auth_method.as_str()), (user.id.as_str(), "jwt"));
+    let anonymous = auth.who_am_i(proto::WhoAmIRequest {}).await.unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+    let forged = auth.who_am_i(bearer(proto::WhoAmIRequest {}, &format!("{access}x"))).await.unwrap_err();
+    assert_eq!(forged.code(), Code::Unauthenticated);
+
+    // An API key works as metadata too, with its own auth method.
+    let created: Value = server
+        .authed(reqwest::Method::POST, "/api/v1/auth/api-keys", access)
+        .json(&json!({"name": "ci"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap();
+    let me = auth.who_am_i(with_key(proto::WhoAmIRequest {}, key)).await.unwrap().into_inner();
+    assert_eq!(me.auth_method, "api_key");
+
+    let pair =
+        auth.refresh_token(proto::RefreshTokenRequest { refresh_token: refresh.into() }).await.unwrap().into_inner();
+    assert_eq!(pair.token_type, "Bearer");
+    assert_ne!(pair.refresh_token, refresh);
+    let me = auth.who_am_i(bearer(proto::WhoAmIRequest {}, &pair.access_token)).await.unwrap().into_inner();
+    assert_eq!(me.username, "vera");
+    // The old refresh token was rotated away; replaying it revokes the whole session.
+    let replay = auth.refresh_token(proto::RefreshTokenRequest { refresh_token: refresh.into() }).await.unwrap_err();
+    assert_eq!(replay.code(), Code::Unauthenticated);
+
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_and_ingest_keys_hold_over_grpc() {
+    let (db, server) = sqlite_server().await;
+    let admin = server.create_user("root", &[Role::Admin]).await;
+    let viewer = server.create_user("vic", &[Role::Viewer]).await;
+    let (admin_token, viewer_token) = (server.token(&admin).await, server.token(&viewer).await);
+    let channel = server.grpc().await;
+    let mine = create_source(&channel, &admin_token, "mine").await;
+    let other = create_source(&channel, &admin_token, "other").await;
+
+    let mut sources = SourceServiceClient::new(channel.clone());
+    let denied = CreateSourceRequest { name: "nope".into(), r#type: "http".into(), ..Default::default() };
+    let denied = sources.create_source(bearer(denied, &viewer_token)).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    assert!(sources.list_sources(bearer(ListSourcesRequest::default(), &viewer_token)).await.is_ok());
+
+    let key: Value = server
+        .authed(reqwest::Method::POST, &format!("/api/v1/sources/{}/keys", mine.id), &admin_token)
+        .json(&json!({"name": "shipper"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = key["key"].as_str().unwrap();
+    let mut logs = LogServiceClient::new(channel.clone());
+    let batch = |source: &str, entries: Vec<LogEntry>| IngestLogsRequest { source_id: source.into(), logs: entries };
+
+    let ok =
+        logs.ingest_logs(with_key(stream_of(vec![batch(&mine.id, vec![entry(0.0, "", "hello")])]), key)).await.unwrap();
+    assert_eq!(ok.into_inner().accepted, 1);
+    let foreign = logs
+        .ingest_logs(with_key(stream_of(vec![batch(&other.id, vec![entry(0.0, "", "x")])]), key))
+        .await
+        .unwrap_err();
+    assert_eq!(foreign.code(), Code::PermissionDenied);
+    let read = logs.query_logs(with_key(QueryLogsRequest::default(), key)).await.unwrap_err();
+    assert_eq!(read.code(), Code::Unauthenticated, "an ingest key never reads");
+    let viewer_ingest = logs
+        .ingest_logs(bearer(stream_of(vec![batch(&mine.id, vec![entry(0.0, "", "x")])]), &viewer_token))
+        .await
+        .unwrap_err();
+    assert_eq!(viewer_ingest.code(), Code::PermissionDenied);
+
+    // A stream: one good batch, then one with an invalid entry. The first stays, the
+    // second stores nothing, and the error says so.
+    let stream = vec![
+        batch(&mine.id, vec![entry(0.0, "info", "one"), entry(0.0, "info", "two")]),
+        batch(&mine.id, vec![entry(0.0, "info", "three"), entry(0.0, "loud", "four")]),
+    ];
+    let failed = logs.ingest_logs(bearer(stream_of(stream), &admin_token)).await.unwrap_err();
+    assert_eq!(failed.code(), Code::InvalidArgument);
+    assert!(failed.message().contains("logs[1].level"), "{}", failed.message());
+    assert!(failed.message().contains("1 batches before it, 2 entries, are stored"), "{}", failed.message());
+    let stored = logs
+        .query_logs(bearer(QueryLogsRequest { source_id: Some(mine.id.clone()), ..Default::default() }, &admin_token))
+        .await
+        .unwrap()
+        .into_inner()
+        .logs;
+    let messages: Vec<&str> = stored.iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    assert!(!messages.contains(&"three"));
+
+    // A batch over 10,000 entries is too large, as over REST.
+    let huge = batch(&mine.id, (0..10_001).map(|_| entry(0.0, "", "x")).collect());
+    let huge = logs.ingest_logs(bearer(stream_of(vec![huge]), &admin_token)).await.unwrap_err();
+    assert_eq!(huge.code(), Code::ResourceExhausted);
+
+    // Refused and accepted ingest calls are audited, as over REST.
+    // (The rows are written as each call's response ends, so wait for the last one.)
+    use sea_orm::{ConnectionTrait, Statement};
+    let conn = db.connect().await;
+    let audited = || async {
+        let sql = "SELECT status FROM audit_log WHERE action = 'GRPC /killkrill.v1.LogService/IngestLogs' ORDER BY id";
+        let rows = conn.query_all_raw(Statement::from_string(conn.get_database_backend(), sql)).await.unwrap();
+        rows.iter().map(|r| r.try_get::<String>("", "status").unwrap()).collect::<Vec<_>>()
+    };
+    let expected = ["success", "denied", "denied", "failure", "denied"];
+    assert!(common::eventually(std::time::Duration::from_secs(3), || async { audited().await.len() == 5 }).await);
+    let mut statuses = audited().await;
+    statuses.sort();
+    let mut expected = expected.to_vec();
+    expected.sort();
+    assert_eq!(statuses, expected);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_are_correlated_logged_counted_and_healthy() {
+    let (_db, server) = sqlite_server().await;
+    let channel = server.grpc().await;
+
+    let mut request = Request::new(proto::WhoAmIRequest {});
+    request.metadata_mut().insert("x-correlation-id", "trace-grpc-42".parse().unwrap());
+    let refused = AuthServiceClient::new(channel.clone()).who_am_i(request).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert_eq!(refused.metadata().get("x-correlation-id").unwrap(), "trace-grpc-42");
+    let ok =
+        AuthServiceClient::new(channel.clone()).validate_token(proto::ValidateTokenRequest::default()).await.unwrap();
+    let generated = ok.metadata().get("x-correlation-id").unwrap().to_str().unwrap();
+    assert_eq!(uuid::Uuid::parse_str(generated).unwrap().get_version_num(), 4);
+
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(
+            r#"killkrill_grpc_requests_total{method="/killkrill.v1.AuthService/WhoAmI",code="UNAUTHENTICATED"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"method="/killkrill.v1.AuthService/ValidateToken",code="OK"} 1"#));
+
+    // Health follows the database, for the server and for each service.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    for service in ["", "killkrill.v1.LogService"] {
+        let check = tonic_health::pb::HealthCheckRequest { service: service.into() };
+        let answer = health.check(check).await.unwrap().into_inner();
+        assert_eq!(answer.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    }
+    let unknown = health.check(tonic_health::pb::HealthCheckRequest { service: "nope.Service".into() }).await;
+    assert_eq!(unknown.unwrap_err().code(), Code::NotFound);
+
+    // Reflection lists every service, so grpcurl needs no .proto files.
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let mut reflection = ServerReflectionClient::new(channel.clone());
+    let ask = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection.server_reflection_info(stream_of(vec![ask])).await.unwrap().into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) = answers.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("not a service list")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in [
+        "killkrill.v1.AuthService",
+        "killkrill.v1.SourceService",
+        "killkrill.v1.LogService",
+        "killkrill.v1.MetricService",
+        "killkrill.v1.StatusService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+    }
+    let describe = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol("killkrill.v1.LogService".into())),
+    };
+    let mut answers = reflection.server_reflection_info(stream_of(vec![describe])).await.unwrap().into_inner();
+    let answer = answers.message().await.unwrap().unwrap().message_response;
+    assert!(
+        matches!(answer, Some(MessageResponse::FileDescriptorResponse(ref f)) if !f.file_descriptor_proto.is_empty())
+    );
+    server.stop().await.unwrap();
+}

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# The second transports, measured on the release binary (see benches/README.md, section
+# "gRPC and TLS"):
+#   1. log ingest, the same batches over REST (POST /api/v1/logs, one batch a request) and
+#      over gRPC (LogService/IngestLogs, one client stream per worker), by one load
+#      generator (examples/ingest_load.rs), WORKERS_LIST concurrent workers, DURATION s
+#      each, on each of BACKENDS; goal: gRPC >= 1.5x the REST lines/s;
+#   2. GET /healthz with keep-alive, plain vs TLS (wrk -c$CONNECTIONS, a certificate made
+#      by openssl); goal: TLS >= 70 % of plain req/s.
+#
+#   bash benches/grpc/run.sh
+#
+# Environment: BACKENDS="sqlite postgres" DURATION=10 WORKERS_LIST="4 8" BATCH=1000
+#   CONNECTIONS=64 THREADS=2 SERVER_WORKERS=4 PG_HOST=127.0.0.1 PG_PORT=5432 PG_USER=postgres
+# The report goes to benches/results/transports-<date>.md (git-ignored).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+BACKENDS="${BACKENDS:-sqlite postgres}"
+DURATION="${DURATION:-10}"
+WORKERS_LIST="${WORKERS_LIST:-4 8}"
+BATCH="${BATCH:-1000}"
+CONNECTIONS="${CONNECTIONS:-64}"
+THREADS="${THREADS:-2}"
+SERVER_WORKERS="${SERVER_WORKERS:-4}"
+PG_HOST="${PG_HOST:-127.0.0.1}" PG_PORT="${PG_PORT:-5432}" PG_USER="${PG_USER:-postgres}"
+
+command -v wrk >/dev/null || { apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }; }
+cd "$ROOT"
+cargo build --release --bin killkrill --example ingest_load
+BIN="$ROOT/target/release/killkrill"
+LOAD="$ROOT/target/release/examples/ingest_load"
+
+WORK="$(mktemp -d)"
+PIDS=()
+PG_DB=""
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    [[ -n "$PG_DB" ]] && psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" postgres >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# start NAME DATABASE_URL EXTRA_ENV... -> sets HTTP_PORT GRPC_PORT_ SERVER_PID
+start() {
+    local name="$1" url="$2"
+    shift 2
+    HTTP_PORT="$(free_port)" GRPC_PORT_="$(free_port)"
+    env -i PATH="$PATH" FLASK_ENV=development DATABASE_URL="$url" WORKERS="$SERVER_WORKERS" GRPC_PORT="$GRPC_PORT_" "$@" \
+        "$BIN" --host 127.0.0.1 --port "$HTTP_PORT" >"$WORK/$name.log" 2>&1 &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    for _ in $(seq 1 300); do
+        curl -ksf "http://127.0.0.1:$HTTP_PORT/livez" >/dev/null 2>&1 && return 0
+        curl -ksf "https://127.0.0.1:$HTTP_PORT/livez" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "server $name did not start:" >&2
+    tail -5 "$WORK/$name.log" >&2
+    exit 1
+}
+
+json() { python3 -c "import json, sys; print(json.load(sys.stdin)$1)"; }
+
+REPORT="$ROOT/benches/results/transports-$(date +%Y%m%d-%H%M%S).md"
+mkdir -p "$(dirname "$REPORT")"
+{
+    echo "# Transports: commit $(git rev-parse --short HEAD), $(date -u +%FT%TZ), $(nproc) CPUs"
+    echo
+    echo "## Log ingest, batches of $BATCH lines, ${DURATION} s a run"
+    echo
+    echo "| backend | workers | REST lines/s | gRPC lines/s | gRPC / REST | errors (REST, gRPC) |"
+    echo "|---|---:|---:|---:|---:|---|"
+} >"$REPORT"
+
+for backend in $BACKENDS; do
+    case "$backend" in
+        sqlite) url="sqlite:///$WORK/bench.db" ;;
+        postgres)
+            PG_DB="kk_bench_$RANDOM$RANDOM"
+            psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -qc "CREATE DATABASE $PG_DB" postgres
+            url="postgresql://$PG_USER@$PG_HOST:$PG_PORT/$PG_DB"
+            ;;
+        *) echo "unknown backend $backend" >&2; exit 1 ;;
+    esac
+    start "$backend" "$url"
+    token="$(curl -sf -X POST "http://127.0.0.1:$HTTP_PORT/api/v1/auth/login" -H 'content-type: application/json' \
+        -d '{"username":"admin","password":"admin123"}' | json '["access_token"]')"
+    source_id="$(curl -sf -X POST "http://127.0.0.1:$HTTP_PORT/api/v1/sources" -H "authorization: Bearer $token" \
+        -H 'content-type: application/json' -d '{"name":"bench","type":"http"}' | json '["id"]')"
+    key="$(curl -sf -X POST "http://127.0.0.1:$HTTP_PORT/api/v1/sources/$source_id/keys" -H "authorization: Bearer $token" \
+        -H 'content-type: application/json' -d '{"name":"bench"}' | json '["key"]')"
+    for workers in $WORKERS_LIST; do
+        declare -A rate errors
+        for mode in rest grpc; do
+            out="$("$LOAD" --http "127.0.0.1:$HTTP_PORT" --grpc "127.0.0.1:$GRPC_PORT_" --key "$key" --source "$source_id" \
+                --mode "$mode" --workers "$workers" --seconds "$DURATION" --batch "$BATCH")"
+            echo "$backend $out"
+            rate[$mode]="$(echo "$out" | json '["lines_per_second"]')"
+            errors[$mode]="$(echo "$out" | json '["errors"]')"
+        done
+        ratio="$(awk -v g="${rate[grpc]}" -v r="${rate[rest]}" 'BEGIN { printf "%.2f", (r > 0 ? g / r : 0) }')"
+        echo "| $backend | $workers | ${rate[rest]%.*} | ${rate[grpc]%.*} | **$ratio** | ${errors[rest]}, ${errors[grpc]} |" >>"$REPORT"
+    done
+    kill "$SERVER_PID"
+    wait "$SERVER_PID" 2>/dev/null || true
+done
+
+# TLS vs plain /healthz, keep-alive, one server each on SQLite.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+{
+    echo
+    echo "## GET /healthz with keep-alive: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s"
+    echo
+    echo "| server | req/s | p50 | p99 |"
+    echo "|---|---:|---:|---:|"
+} >>"$REPORT"
+declare -A healthz
+for variant in plain tls; do
+    if [[ "$variant" == tls ]]; then
+        start "$variant" "sqlite:///$WORK/$variant.db" TLS_CERT_FILE="$WORK/cert.pem" TLS_KEY_FILE="$WORK/key.pem" LOG_LEVEL=INFO
+        scheme=https
+    else
+        start "$variant" "sqlite:///$WORK/$variant.db" LOG_LEVEL=INFO
+        scheme=http
+    fi
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "$scheme://127.0.0.1:$HTTP_PORT/healthz" >/dev/null
+    out="$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$scheme://127.0.0.1:$HTTP_PORT/healthz")"
+    echo "$out"
+    rps="$(echo "$out" | awk '/Requests\/sec/ { print $2 }')"
+    p50="$(echo "$out" | awk '$1 == "50%" { print $2 }')"
+    p99="$(echo "$out" | awk '$1 == "99%" { print $2 }')"
+    healthz[$variant]="$rps"
+    echo "| $variant | ${rps%.*} | $p50 | $p99 |" >>"$REPORT"
+    kill "$SERVER_PID"
+    wait "$SERVER_PID" 2>/dev/null || true
+done
+tls_ratio="$(awk -v t="${healthz[tls]}" -v p="${healthz[plain]}" 'BEGIN { printf "%.2f", t / p }')"
+echo >>"$REPORT"
+echo "TLS / plain: **$tls_ratio** (goal >= 0.70)" >>"$REPORT"
+cat "$REPORT"

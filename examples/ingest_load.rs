@@ -1,0 +1,237 @@
+//! Load generator for `benches/grpc/run.sh`: the same log batches sent to a running
+//! killkrill over REST (`POST /api/v1/logs`, one batch a request) and over gRPC
+//! (`LogService/IngestLogs`, one client stream per worker), for a fixed time each.
+//!
+//! ```sh
+//! cargo run --release --example ingest_load -- \
+//!     --http 127.0.0.1:5000 --grpc 127.0.0.1:50051 --key kki_... --source <id> \
+//!     --mode rest|grpc --workers 8 --seconds 10 --batch 1000
+//! ```
+//! Prints one JSON line: mode, workers, seconds, lines, batches, lines_per_second, errors.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use killkrill::grpc::{
+    convert::json_to_struct,
+    proto::{IngestLogsRequest, LogEntry, log_service_client::LogServiceClient},
+};
+use futures_util::StreamExt;
+use serde_json::json;
+
+struct Args {
+    http: String,
+    grpc: String,
+    key: String,
+    source: String,
+    mode: String,
+    workers: usize,
+    seconds: u64,
+    batch: usize,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        http: "127.0.0.1:5000".into(),
+        grpc: "127.0.0.1:50051".into(),
+        key: String::new(),
+        source: String::new(),
+        mode: "grpc".into(),
+        workers: 8,
+        seconds: 10,
+        batch: 1000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let (Some(flag), Some(value)) = (it.next(), it.next()) {
+        match flag.as_str() {
+            "--http" => args.http = value,
+            "--grpc" => args.grpc = value,
+            "--key" => args.key = value,
+            "--source" => args.source = value,
+            "--mode" => args.mode = value,
+            "--workers" => args.workers = value.parse().expect("--workers"),
+            "--seconds" => args.seconds = value.parse().expect("--seconds"),
+            "--batch" => args.batch = value.parse().expect("--batch"),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    assert!(!args.key.is_empty() && !args.source.is_empty(), "--key and --source are required");
+    args
+}
+
+/// Realistic entries (as benches/http/data.sh makes them): levels mostly info, messages of
+/// 100-200 bytes, 12 hosts, 4 applications, small attributes; timestamps now-ish.
+fn entries(n: usize, seed: usize) -> Vec<(f64, &'static str, String, String, &'static str, serde_json::Value)> {
+    let apps = ["api", "worker", "auth", "billing"];
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    (0..n)
+        .map(|i| {
+            let k = seed * n + i;
+            let level = match k % 100 {
+                0..=74 => "info",
+                75..=89 => "warning",
+                90..=97 => "error",
+                _ => "critical",
+            };
+            let message = format!(
+                "GET /api/v1/orders/{k} completed in {} ms for tenant t-{} after {} retries; upstream cache {}",
+                k % 997,
+                k % 53,
+                k % 3,
+                if k % 2 == 0 { "hit" } else { "miss, refreshed from the primary store" }
+            );
+            let app = apps[k % 4];
+            let attributes = json!({"pid": 1000 + k % 64, "thread": format!("worker-{}", k % 8), "request_id": format!("{k:016x}"), "region": "eu-west-1"});
+            (now - (n - i) as f64 * 0.001, level, message, format!("web-{:02}", k % 12 + 1), app, attributes)
+        })
+        .collect()
+}
+
+#[tokio::main]
+async fn main() {
+    let args = args();
+    let batches = 16;
+    let deadline = Duration::from_secs(args.seconds);
+    let lines = Arc::new(AtomicU64::new(0));
+    let sent_batches = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+
+    match args.mode.as_str() {
+        "rest" => {
+            let bodies: Arc<Vec<axum::body::Bytes>> = Arc::new(
+                (0..batches)
+                    .map(|b| {
+                        let logs: Vec<serde_json::Value> = entries(args.batch, b)
+                            .into_iter()
+                            .map(|(ts, level, message, host, app, attributes)| {
+                                json!({"timestamp": ts, "level": level, "message": message, "hostname": host, "application": app, "attributes": attributes})
+                            })
+                            .collect();
+                        axum::body::Bytes::from(serde_json::to_vec(&json!({"source_id": args.source, "logs": logs})).unwrap())
+                    })
+                    .collect(),
+            );
+            let client = reqwest::Client::builder().pool_max_idle_per_host(args.workers).build().unwrap();
+            for w in 0..args.workers {
+                let (client, bodies, url, key) =
+                    (client.clone(), bodies.clone(), format!("http://{}/api/v1/logs", args.http), args.key.clone());
+                let (lines, sent_batches, errors, stop) = (lines.clone(), sent_batches.clone(), errors.clone(), stop.clone());
+                let batch = args.batch as u64;
+                tasks.push(tokio::spawn(async move {
+                    let mut i = w;
+                    while !stop.load(Ordering::Relaxed) {
+                        let body = bodies[i % bodies.len()].clone();
+                        i += 1;
+                        let response = client
+                            .post(&url)
+                            .header("x-api-key", &key)
+                            .header("content-type", "application/json")
+                            .body(body)
+                            .send()
+                            .await;
+                        match response {
+                            Ok(r) if r.status() == 202 => {
+                                lines.fetch_add(batch, Ordering::Relaxed);
+                                sent_batches.fetch_add(1, Ordering::Relaxed);
+                            }
+                            _ => {
+                                errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }));
+            }
+        }
+        "grpc" => {
+            let messages: Arc<Vec<IngestLogsRequest>> = Arc::new(
+                (0..batches)
+                    .map(|b| IngestLogsRequest {
+                        source_id: args.source.clone(),
+                        logs: entries(args.batch, b)
+                            .into_iter()
+                            .map(|(ts, level, message, host, app, attributes)| LogEntry {
+                                timestamp: ts,
+                                level: level.into(),
+                                message,
+                                hostname: Some(host),
+                                application: Some(app.into()),
+                                attributes: Some(json_to_struct(attributes)),
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            );
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", args.grpc))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            for w in 0..args.workers {
+                let (messages, key, channel) = (messages.clone(), args.key.clone(), channel.clone());
+                let (lines, sent_batches, errors, stop) = (lines.clone(), sent_batches.clone(), errors.clone(), stop.clone());
+                let batch = args.batch as u64;
+                tasks.push(tokio::spawn(async move {
+                    // One stream per worker for the whole run; counted when it is accepted.
+                    let sent = Arc::new(AtomicU64::new(0));
+                    let counter = sent.clone();
+                    let stop_stream = stop.clone();
+                    let outgoing = futures_util::stream::iter(w..)
+                        .take_while(move |_| std::future::ready(!stop_stream.load(Ordering::Relaxed)))
+                        .map(move |i| {
+                            counter.fetch_add(1, Ordering::Relaxed);
+                            messages[i % messages.len()].clone()
+                        });
+                    let mut request = tonic::Request::new(outgoing);
+                    request.metadata_mut().insert("x-api-key", key.parse().unwrap());
+                    let mut client = LogServiceClient::new(channel)
+                        .max_encoding_message_size(16 * 1024 * 1024)
+                        .max_decoding_message_size(16 * 1024 * 1024);
+                    match client.ingest_logs(request).await {
+                        Ok(response) => {
+                            let response = response.into_inner();
+                            assert_eq!(response.accepted, response.batches * batch);
+                            lines.fetch_add(response.accepted, Ordering::Relaxed);
+                            sent_batches.fetch_add(response.batches, Ordering::Relaxed);
+                        }
+                        Err(status) => {
+                            eprintln!("stream failed after {} batches: {status}", sent.load(Ordering::Relaxed));
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }));
+            }
+        }
+        other => panic!("--mode must be rest or grpc, not {other}"),
+    }
+
+    tokio::time::sleep(deadline).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let total = lines.load(Ordering::Relaxed);
+    println!(
+        "{}",
+        json!({
+            "mode": args.mode,
+            "workers": args.workers,
+            "batch": args.batch,
+            "seconds": elapsed,
+            "lines": total,
+            "batches": sent_batches.load(Ordering::Relaxed),
+            "lines_per_second": (total as f64 / elapsed).round(),
+            "errors": errors.load(Ordering::Relaxed),
+        })
+    );
+}

@@ -66,11 +66,35 @@ fn args() -> Args {
     args
 }
 
+/// The simulated clock of the producers: every line sent takes the next millisecond from
+/// a day ago, so timestamps go on increasing from batch to batch, as a live producer's
+/// would (filled in when a batch is sent, as benches/http/data.sh does).
+struct Clock {
+    start: f64,
+    lines: AtomicU64,
+}
+
+impl Clock {
+    fn new() -> Self {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+        Clock { start: now - 86_400.0, lines: AtomicU64::new(0) }
+    }
+
+    /// The timestamps of the next `n` lines.
+    fn take(&self, n: usize) -> impl Iterator<Item = f64> {
+        let first = self.lines.fetch_add(n as u64, Ordering::Relaxed);
+        let start = self.start;
+        (0..n as u64).map(move |i| start + (first + i) as f64 * 0.001)
+    }
+}
+
+const TS_MARK: &str = "\"@TS@\"";
+
 /// Realistic entries (as benches/http/data.sh makes them): levels mostly info, messages of
-/// 100-200 bytes, 12 hosts, 4 applications, small attributes; timestamps now-ish.
+/// 100-200 bytes, 12 hosts, 4 applications, small attributes.
 fn entries(n: usize, seed: usize) -> Vec<(f64, &'static str, String, String, &'static str, serde_json::Value)> {
     let apps = ["api", "worker", "auth", "billing"];
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let now = 0.0;
     (0..n)
         .map(|i| {
             let k = seed * n + i;
@@ -89,13 +113,14 @@ fn entries(n: usize, seed: usize) -> Vec<(f64, &'static str, String, String, &'s
             );
             let app = apps[k % 4];
             let attributes = json!({"pid": 1000 + k % 64, "thread": format!("worker-{}", k % 8), "request_id": format!("{k:016x}"), "region": "eu-west-1"});
-            (now - (n - i) as f64 * 0.001, level, message, format!("web-{:02}", k % 12 + 1), app, attributes)
+            (now, level, message, format!("web-{:02}", k % 12 + 1), app, attributes)
         })
         .collect()
 }
 
 #[tokio::main]
 async fn main() {
+    killkrill::install_crypto_provider();
     let args = args();
     let batches = 16;
     let deadline = Duration::from_secs(args.seconds);
@@ -103,21 +128,24 @@ async fn main() {
     let sent_batches = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    let clock = Arc::new(Clock::new());
     let started = Instant::now();
     let mut tasks = Vec::new();
 
     match args.mode.as_str() {
         "rest" => {
-            let bodies: Arc<Vec<axum::body::Bytes>> = Arc::new(
+            // Each body with a mark where each timestamp goes, split there once.
+            let bodies: Arc<Vec<Vec<String>>> = Arc::new(
                 (0..batches)
                     .map(|b| {
                         let logs: Vec<serde_json::Value> = entries(args.batch, b)
                             .into_iter()
-                            .map(|(ts, level, message, host, app, attributes)| {
-                                json!({"timestamp": ts, "level": level, "message": message, "hostname": host, "application": app, "attributes": attributes})
+                            .map(|(_, level, message, host, app, attributes)| {
+                                json!({"timestamp": "@TS@", "level": level, "message": message, "hostname": host, "application": app, "attributes": attributes})
                             })
                             .collect();
-                        axum::body::Bytes::from(serde_json::to_vec(&json!({"source_id": args.source, "logs": logs})).unwrap())
+                        let text = serde_json::to_string(&json!({"source_id": args.source, "logs": logs})).unwrap();
+                        text.split(TS_MARK).map(str::to_owned).collect()
                     })
                     .collect(),
             );
@@ -126,12 +154,20 @@ async fn main() {
                 let (client, bodies, url, key) =
                     (client.clone(), bodies.clone(), format!("http://{}/api/v1/logs", args.http), args.key.clone());
                 let (lines, sent_batches, errors, stop) = (lines.clone(), sent_batches.clone(), errors.clone(), stop.clone());
+                let clock = clock.clone();
                 let batch = args.batch as u64;
                 tasks.push(tokio::spawn(async move {
                     let mut i = w;
                     while !stop.load(Ordering::Relaxed) {
-                        let body = bodies[i % bodies.len()].clone();
+                        let parts = &bodies[i % bodies.len()];
                         i += 1;
+                        let mut body = String::with_capacity(parts.iter().map(String::len).sum::<usize>() + 20 * parts.len());
+                        for (part, ts) in parts.iter().zip(clock.take(parts.len() - 1).map(Some).chain([None])) {
+                            body.push_str(part);
+                            if let Some(ts) = ts {
+                                body.push_str(&format!("{ts:.3}"));
+                            }
+                        }
                         let response = client
                             .post(&url)
                             .header("x-api-key", &key)
@@ -171,14 +207,18 @@ async fn main() {
                     })
                     .collect(),
             );
-            let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", args.grpc))
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
             for w in 0..args.workers {
-                let (messages, key, channel) = (messages.clone(), args.key.clone(), channel.clone());
+                // A connection per worker, as separate producers (and REST's workers) have.
+                let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", args.grpc))
+                    .unwrap()
+                    .initial_stream_window_size(4 * 1024 * 1024)
+                    .initial_connection_window_size(4 * 1024 * 1024)
+                    .connect()
+                    .await
+                    .unwrap();
+                let (messages, key) = (messages.clone(), args.key.clone());
                 let (lines, sent_batches, errors, stop) = (lines.clone(), sent_batches.clone(), errors.clone(), stop.clone());
+                let clock = clock.clone();
                 let batch = args.batch as u64;
                 tasks.push(tokio::spawn(async move {
                     // One stream per worker for the whole run; counted when it is accepted.
@@ -189,7 +229,12 @@ async fn main() {
                         .take_while(move |_| std::future::ready(!stop_stream.load(Ordering::Relaxed)))
                         .map(move |i| {
                             counter.fetch_add(1, Ordering::Relaxed);
-                            messages[i % messages.len()].clone()
+                            let mut message = messages[i % messages.len()].clone();
+                            let count = message.logs.len();
+                            for (entry, ts) in message.logs.iter_mut().zip(clock.take(count)) {
+                                entry.timestamp = ts;
+                            }
+                            message
                         });
                     let mut request = tonic::Request::new(outgoing);
                     request.metadata_mut().insert("x-api-key", key.parse().unwrap());

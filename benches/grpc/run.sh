@@ -72,14 +72,21 @@ mkdir -p "$(dirname "$REPORT")"
     echo
     echo "## Log ingest, batches of $BATCH lines, ${DURATION} s a run"
     echo
-    echo "| backend | workers | REST lines/s | gRPC lines/s | gRPC / REST | errors (REST, gRPC) |"
-    echo "|---|---:|---:|---:|---:|---|"
+    echo "| backend | workers | REST lines/s | gRPC lines/s | gRPC / REST | server µs/line REST | server µs/line gRPC | errors (REST, gRPC) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---|"
 } >"$REPORT"
 
-for backend in $BACKENDS; do
+# Each run gets a fresh server and an empty database: inserts slow down as the tables
+# grow, and the second transport must not pay for the first one's rows.
+fresh_server() { # BACKEND -> HTTP_PORT GRPC_PORT_ SERVER_PID SOURCE_ID KEY
+    local backend="$1" url token
     case "$backend" in
-        sqlite) url="sqlite:///$WORK/bench.db" ;;
+        sqlite)
+            rm -f "$WORK"/ingest.db*
+            url="sqlite:///$WORK/ingest.db"
+            ;;
         postgres)
+            [[ -n "$PG_DB" ]] && psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" postgres
             PG_DB="kk_bench_$RANDOM$RANDOM"
             psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -qc "CREATE DATABASE $PG_DB" postgres
             url="postgresql://$PG_USER@$PG_HOST:$PG_PORT/$PG_DB"
@@ -89,24 +96,33 @@ for backend in $BACKENDS; do
     start "$backend" "$url"
     token="$(curl -sf -X POST "http://127.0.0.1:$HTTP_PORT/api/v1/auth/login" -H 'content-type: application/json' \
         -d '{"username":"admin","password":"admin123"}' | json '["access_token"]')"
-    source_id="$(curl -sf -X POST "http://127.0.0.1:$HTTP_PORT/api/v1/sources" -H "authorization: Bearer $token" \
+    SOURCE_ID="$(curl -sf -X POST "http://127.0.0.1:$HTTP_PORT/api/v1/sources" -H "authorization: Bearer $token" \
         -H 'content-type: application/json' -d '{"name":"bench","type":"http"}' | json '["id"]')"
-    key="$(curl -sf -X POST "http://127.0.0.1:$HTTP_PORT/api/v1/sources/$source_id/keys" -H "authorization: Bearer $token" \
+    KEY="$(curl -sf -X POST "http://127.0.0.1:$HTTP_PORT/api/v1/sources/$SOURCE_ID/keys" -H "authorization: Bearer $token" \
         -H 'content-type: application/json' -d '{"name":"bench"}' | json '["key"]')"
+}
+
+for backend in $BACKENDS; do
     for workers in $WORKERS_LIST; do
-        declare -A rate errors
+        declare -A rate errors cpu
         for mode in rest grpc; do
-            out="$("$LOAD" --http "127.0.0.1:$HTTP_PORT" --grpc "127.0.0.1:$GRPC_PORT_" --key "$key" --source "$source_id" \
+            fresh_server "$backend"
+            before="$(awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat")"
+            out="$("$LOAD" --http "127.0.0.1:$HTTP_PORT" --grpc "127.0.0.1:$GRPC_PORT_" --key "$KEY" --source "$SOURCE_ID" \
                 --mode "$mode" --workers "$workers" --seconds "$DURATION" --batch "$BATCH")"
+            after="$(awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat")"
             echo "$backend $out"
             rate[$mode]="$(echo "$out" | json '["lines_per_second"]')"
             errors[$mode]="$(echo "$out" | json '["errors"]')"
+            lines="$(echo "$out" | json '["lines"]')"
+            # killkrill's own CPU (not the database's) per stored line, in microseconds.
+            cpu[$mode]="$(awk -v t="$((after - before))" -v hz="$(getconf CLK_TCK)" -v n="$lines" 'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')"
+            kill "$SERVER_PID"
+            wait "$SERVER_PID" 2>/dev/null || true
         done
         ratio="$(awk -v g="${rate[grpc]}" -v r="${rate[rest]}" 'BEGIN { printf "%.2f", (r > 0 ? g / r : 0) }')"
-        echo "| $backend | $workers | ${rate[rest]%.*} | ${rate[grpc]%.*} | **$ratio** | ${errors[rest]}, ${errors[grpc]} |" >>"$REPORT"
+        echo "| $backend | $workers | ${rate[rest]%.*} | ${rate[grpc]%.*} | **$ratio** | ${cpu[rest]} | ${cpu[grpc]} | ${errors[rest]}, ${errors[grpc]} |" >>"$REPORT"
     done
-    kill "$SERVER_PID"
-    wait "$SERVER_PID" 2>/dev/null || true
 done
 
 # TLS vs plain /healthz, keep-alive, one server each on SQLite.

@@ -19,11 +19,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures_util::StreamExt;
 use killkrill::grpc::{
     convert::json_to_struct,
     proto::{IngestLogsRequest, LogEntry, log_service_client::LogServiceClient},
 };
-use futures_util::StreamExt;
 use serde_json::json;
 
 struct Args {
@@ -109,7 +109,7 @@ fn entries(n: usize, seed: usize) -> Vec<(f64, &'static str, String, String, &'s
                 k % 997,
                 k % 53,
                 k % 3,
-                if k % 2 == 0 { "hit" } else { "miss, refreshed from the primary store" }
+                if k.is_multiple_of(2) { "hit" } else { "miss, refreshed from the primary store" }
             );
             let app = apps[k % 4];
             let attributes = json!({"pid": 1000 + k % 64, "thread": format!("worker-{}", k % 8), "request_id": format!("{k:016x}"), "region": "eu-west-1"});
@@ -153,7 +153,8 @@ async fn main() {
             for w in 0..args.workers {
                 let (client, bodies, url, key) =
                     (client.clone(), bodies.clone(), format!("http://{}/api/v1/logs", args.http), args.key.clone());
-                let (lines, sent_batches, errors, stop) = (lines.clone(), sent_batches.clone(), errors.clone(), stop.clone());
+                let (lines, sent_batches, errors, stop) =
+                    (lines.clone(), sent_batches.clone(), errors.clone(), stop.clone());
                 let clock = clock.clone();
                 let batch = args.batch as u64;
                 tasks.push(tokio::spawn(async move {
@@ -161,7 +162,8 @@ async fn main() {
                     while !stop.load(Ordering::Relaxed) {
                         let parts = &bodies[i % bodies.len()];
                         i += 1;
-                        let mut body = String::with_capacity(parts.iter().map(String::len).sum::<usize>() + 20 * parts.len());
+                        let mut body =
+                            String::with_capacity(parts.iter().map(String::len).sum::<usize>() + 20 * parts.len());
                         for (part, ts) in parts.iter().zip(clock.take(parts.len() - 1).map(Some).chain([None])) {
                             body.push_str(part);
                             if let Some(ts) = ts {
@@ -217,7 +219,8 @@ async fn main() {
                     .await
                     .unwrap();
                 let (messages, key) = (messages.clone(), args.key.clone());
-                let (lines, sent_batches, errors, stop) = (lines.clone(), sent_batches.clone(), errors.clone(), stop.clone());
+                let (lines, sent_batches, errors, stop) =
+                    (lines.clone(), sent_batches.clone(), errors.clone(), stop.clone());
                 let clock = clock.clone();
                 let batch = args.batch as u64;
                 tasks.push(tokio::spawn(async move {

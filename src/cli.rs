@@ -1,7 +1,7 @@
 //! Subcommands: `killkrill create-user` creates a user (the first admin of a production
 //! install, which never gets a default password).
 
-use std::io::BufRead;
+use std::{io::BufRead, sync::Arc};
 
 use crate::{
     auth::Role,
@@ -52,19 +52,26 @@ pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// A plain HTTP/1.1 GET on the configured port of this host (the bind address, or
-/// loopback when it binds every interface).
+/// An HTTP/1.1 GET on the configured port of this host (the bind address, or loopback
+/// when it binds every interface); over TLS when `TLS_CERT_FILE` is set, since the port then
+/// speaks nothing else.
 async fn healthcheck(config: &Config, args: &HealthcheckArgs) -> anyhow::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let host = if config.host.is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { config.host };
     let address = std::net::SocketAddr::new(host, config.port);
+    let request = format!("GET {} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n", args.path);
     let probe = async {
-        let mut stream = tokio::net::TcpStream::connect(address).await?;
-        let request = format!("GET {} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n", args.path);
-        stream.write_all(request.as_bytes()).await?;
-        let mut head = vec![0; 64];
-        let read = stream.read(&mut head).await?;
-        anyhow::Ok(String::from_utf8_lossy(&head[..read]).into_owned())
+        let stream = tokio::net::TcpStream::connect(address).await?;
+        if config.tls_cert_file.is_none() {
+            return first_bytes(stream, &request).await;
+        }
+        crate::install_crypto_provider();
+        let tls = rustls::ClientConfig::builder()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(OwnCertificate(rustls::crypto::ring::default_provider())))
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::IpAddress(host.into());
+        let stream = tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, stream).await?;
+        first_bytes(stream, &request).await
     };
     let head = tokio::time::timeout(std::time::Duration::from_secs(args.timeout), probe)
         .await
@@ -78,6 +85,59 @@ async fn healthcheck(config: &Config, args: &HealthcheckArgs) -> anyhow::Result<
             args.path,
             head.lines().next().unwrap_or("nothing")
         ))
+    }
+}
+
+/// Sends `request` and returns the start of the answer.
+async fn first_bytes(
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    request: &str,
+) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request.as_bytes()).await?;
+    let mut head = vec![0; 64];
+    let read = stream.read(&mut head).await?;
+    Ok(String::from_utf8_lossy(&head[..read]).into_owned())
+}
+
+/// The health probe talks to its own process on this host and sends no credentials, so
+/// it accepts whatever certificate the port shows (which may be issued for a public name
+/// and chain to a CA this container does not hold); the handshake signature is still checked.
+#[derive(Debug)]
+struct OwnCertificate(rustls::crypto::CryptoProvider);
+
+impl rustls::client::danger::ServerCertVerifier for OwnCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -443,7 +443,8 @@ fn the_image_environment_starts_and_the_healthcheck_command_probes_livez() {
         command
             .env("FLASK_ENV", "production")
             .env("FLASK_HOST", "127.0.0.1")
-            .env("GRPC_PORT", "50051")
+            // The image's 50051, but parallel tests must not fight over it.
+            .env("GRPC_PORT", "0")
             .env("LOG_LEVEL", "INFO")
             .env("WORKERS", "0")
             .env("DATABASE_URL", "sqlite:///image.db")
@@ -555,4 +556,28 @@ fn tls_files_that_do_not_work_are_startup_errors_naming_the_variable() {
         assert!(line.contains(variable), "{vars:?}: {line}");
         assert!(!line.contains("PRIVATE KEY"), "{line}");
     }
+}
+
+#[test]
+fn the_healthcheck_command_speaks_tls_when_the_port_does() {
+    let dir = tempfile::tempdir().unwrap();
+    // A certificate for a public name, from no CA the container holds: the probe of its
+    // own process must still pass.
+    let cert = rcgen::generate_simple_self_signed(vec!["logs.example.com".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let tls_env = |command: &mut Command| {
+        command.env("TLS_CERT_FILE", "cert.pem").env("TLS_KEY_FILE", "key.pem").env("FLASK_HOST", "127.0.0.1");
+    };
+    let mut server = killkrill(dir.path());
+    tls_env(&mut server);
+    let running = Running::start(&mut server);
+    assert_eq!(running.seen.last().unwrap()["tls"], true);
+    let mut probe = killkrill(dir.path());
+    tls_env(&mut probe);
+    let output = probe.env("FLASK_PORT", running.port.to_string()).args(["healthcheck"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    // Without the TLS variables the probe speaks plain HTTP to a TLS port, and fails.
+    let output = killkrill(dir.path()).env("FLASK_PORT", running.port.to_string()).arg("healthcheck").output().unwrap();
+    assert_ne!(output.status.code(), Some(0));
 }

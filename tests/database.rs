@@ -69,6 +69,34 @@ async fn sqlite_runs_in_wal_mode_with_a_busy_timeout() {
     opened.close().await;
 }
 
+/// SQLite takes one writer at a time: ingest batches queue for two turns in arrival order
+/// instead of all holding their rows while they retry the lock; other backends admit all.
+#[tokio::test]
+async fn sqlite_admits_two_ingest_batches_at_once() {
+    let db = TestDb::create(Kind::Sqlite).await.unwrap();
+    let opened = Database::open(&db.config()).await.unwrap();
+    let first = opened.ingest_turn().await.expect("SQLite gates ingest");
+    let second = opened.ingest_turn().await.expect("SQLite gates ingest");
+    let third = tokio::time::timeout(Duration::from_millis(200), opened.ingest_turn()).await;
+    assert!(third.is_err(), "a third batch waits while two are written");
+    drop(first);
+    let third = tokio::time::timeout(Duration::from_secs(5), opened.ingest_turn()).await;
+    assert!(third.is_ok_and(|turn| turn.is_some()), "a finished batch lets the next one in");
+    drop(second);
+    opened.close().await;
+}
+
+#[tokio::test]
+async fn postgres_and_mariadb_do_not_gate_ingest() {
+    for kind in [Kind::Postgres, Kind::MySql] {
+        let Some(db) = TestDb::create(kind).await else { continue };
+        let opened = Database::open(&db.config()).await.unwrap();
+        let turns: Vec<_> = futures_util::future::join_all((0..8).map(|_| opened.ingest_turn())).await;
+        assert!(turns.iter().all(Option::is_none), "{kind:?} admits every batch at once");
+        opened.close().await;
+    }
+}
+
 /// A TCP proxy in front of the database server that can cut every connection and refuse
 /// new ones, standing in for a network or database outage.
 struct Proxy {

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::entity::log;
 use crate::{
+    db::Database,
     error::{AppError, FieldError},
     time::{micros_to_rfc3339, now_micros, parse_time},
 };
@@ -133,13 +134,14 @@ fn validate(
 }
 
 /// Validates every entry, then stores all of them in one transaction, or none.
-pub async fn ingest(db: &DatabaseConnection, source_id: &str, entries: Vec<LogInput>) -> Result<usize, AppError> {
+pub async fn ingest(db: &Database, source_id: &str, entries: Vec<LogInput>) -> Result<usize, AppError> {
     if entries.is_empty() {
         return Err(AppError::Validation(vec![FieldError::new("logs", "must contain at least one entry")]));
     }
     if entries.len() > MAX_BATCH {
         return Err(AppError::PayloadTooLarge(format!("A batch holds at most {MAX_BATCH} log entries")));
     }
+    let _turn = db.ingest_turn().await;
     let received_at = now_micros();
     let mut problems = Vec::new();
     let mut rows = Vec::with_capacity(entries.len());
@@ -153,7 +155,7 @@ pub async fn ingest(db: &DatabaseConnection, source_id: &str, entries: Vec<LogIn
         return Err(AppError::Validation(problems));
     }
     let count = rows.len();
-    let txn = db.begin().await?;
+    let txn = db.conn().begin().await?;
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let chunk: Vec<_> = rows.by_ref().take(INSERT_CHUNK).collect();

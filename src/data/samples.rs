@@ -17,6 +17,7 @@ use super::{
     logs::parse_timestamp,
 };
 use crate::{
+    db::Database,
     error::{AppError, FieldError},
     time::{micros_to_rfc3339, now_micros},
 };
@@ -124,13 +125,14 @@ fn validate(
 }
 
 /// Validates every sample, then stores all of them in one transaction, or none.
-pub async fn ingest(db: &DatabaseConnection, source_id: &str, inputs: Vec<SampleInput>) -> Result<usize, AppError> {
+pub async fn ingest(db: &Database, source_id: &str, inputs: Vec<SampleInput>) -> Result<usize, AppError> {
     if inputs.is_empty() {
         return Err(AppError::Validation(vec![FieldError::new("metrics", "must contain at least one sample")]));
     }
     if inputs.len() > MAX_BATCH {
         return Err(AppError::PayloadTooLarge(format!("A batch holds at most {MAX_BATCH} samples")));
     }
+    let _turn = db.ingest_turn().await;
     let now = now_micros();
     let mut problems = Vec::new();
     let samples: Vec<Validated> = inputs
@@ -142,7 +144,7 @@ pub async fn ingest(db: &DatabaseConnection, source_id: &str, inputs: Vec<Sample
         problems.truncate(50);
         return Err(AppError::Validation(problems));
     }
-    let txn = db.begin().await?;
+    let txn = db.conn().begin().await?;
     // Create the series this batch introduces; concurrent batches may race to do so.
     // A BTreeMap: series rows are locked in key order, so concurrent batches that touch
     // the same series cannot deadlock each other.
@@ -379,20 +381,52 @@ pub struct SeriesPoints {
     pub values: Vec<(f64, f64)>,
 }
 
-/// A range query's answer in Prometheus' matrix shape (values as strings, as Prometheus does).
-pub fn matrix(result: Vec<SeriesPoints>) -> Value {
-    let result: Vec<Value> = result
-        .into_iter()
-        .map(|series| {
-            let values: Vec<Value> = series.values.iter().map(|(t, v)| json!([t, format_value(*v)])).collect();
-            json!({ "metric": series.metric, "values": values })
-        })
-        .collect();
-    json!({ "status": "success", "data": { "resultType": "matrix", "result": result } })
+/// A range query's answer in Prometheus' matrix shape (values as strings, as Prometheus
+/// does), written straight from the points: an all-series answer has 100,000s of them,
+/// and a JSON tree with a `String` per value cost more than the query itself.
+pub fn matrix(result: Vec<SeriesPoints>) -> Matrix {
+    Matrix { status: "success", data: MatrixData { result_type: "matrix", result } }
 }
 
-fn format_value(v: f64) -> String {
-    if v.is_nan() { "NaN".to_owned() } else { v.to_string() }
+#[derive(Debug, Serialize)]
+pub struct Matrix {
+    status: &'static str,
+    data: MatrixData,
+}
+
+#[derive(Debug, Serialize)]
+struct MatrixData {
+    #[serde(rename = "resultType")]
+    result_type: &'static str,
+    result: Vec<SeriesPoints>,
+}
+
+impl Serialize for SeriesPoints {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("metric", &self.metric)?;
+        map.serialize_entry("values", &Points(&self.values))?;
+        map.end()
+    }
+}
+
+/// `[[unix_seconds, "value"], ...]`.
+struct Points<'a>(&'a [(f64, f64)]);
+
+impl Serialize for Points<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|(t, v)| (t, PointValue(*v))))
+    }
+}
+
+/// A value as Prometheus writes it: a string, `"NaN"` for NaN.
+struct PointValue(f64);
+
+impl Serialize for PointValue {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.0.is_nan() { serializer.serialize_str("NaN") } else { serializer.collect_str(&self.0) }
+    }
 }
 
 /// `(series_id, bucket, value)` rows, reduced in the database.
@@ -460,6 +494,20 @@ mod tests {
         for bad in [json!(0), json!("-5s"), json!("5 parsecs"), json!(null), json!("")] {
             assert!(parse_step(&bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn matrix_is_prometheus_shaped_with_string_values() {
+        let metric = BTreeMap::from([("__name__".to_owned(), "up".to_owned()), ("job".to_owned(), "a".to_owned())]);
+        let values = vec![(1.5, 2.0), (61.5, 0.25), (121.5, f64::NAN), (181.5, 1e21)];
+        let body = serde_json::to_value(matrix(vec![SeriesPoints { metric, values }])).unwrap();
+        assert_eq!(
+            body,
+            json!({"status": "success", "data": {"resultType": "matrix", "result": [{
+                "metric": {"__name__": "up", "job": "a"},
+                "values": [[1.5, "2"], [61.5, "0.25"], [121.5, "NaN"], [181.5, "1000000000000000000000"]],
+            }]}})
+        );
     }
 
     #[test]

@@ -5,7 +5,10 @@ mod health;
 pub mod migrate;
 mod url;
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbErr};
 
@@ -21,6 +24,10 @@ const MAX_ATTEMPT: Duration = Duration::from_secs(2);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 /// How long a SQLite writer waits for another writer before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many ingest batches may be validated and written at once on SQLite. SQLite has one
+/// writer: two keep it busy (one batch is prepared while the other is written), and more
+/// only queue on its lock, each holding its rows and statement in memory meanwhile.
+const SQLITE_INGEST_WRITERS: usize = 2;
 
 /// The pool and what the service knows about it. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -29,6 +36,8 @@ pub struct Database {
     backend: Backend,
     health: DbHealth,
     max_connections: u32,
+    /// Bounds concurrent ingest batches where the database takes one writer at a time.
+    ingest_gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// Why the service could not start: the database could not be opened, or a setting that
@@ -71,7 +80,9 @@ impl Database {
             max_connections,
             migrations_applied = applied,
         );
-        Ok(Self { conn, backend: url.backend(), health: DbHealth::new_healthy(), max_connections })
+        let ingest_gate =
+            (url.backend() == Backend::Sqlite).then(|| Arc::new(tokio::sync::Semaphore::new(SQLITE_INGEST_WRITERS)));
+        Ok(Self { conn, backend: url.backend(), health: DbHealth::new_healthy(), max_connections, ingest_gate })
     }
 
     pub fn conn(&self) -> &DatabaseConnection {
@@ -80,6 +91,16 @@ impl Database {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Waits for a turn to write an ingest batch, on backends that take one writer at a
+    /// time (SQLite); elsewhere admits at once. Batches that wait here hold only their
+    /// parsed input, not the rows and statement built from it, so memory stays bounded
+    /// however many producers post at once, and they are served in arrival order.
+    pub async fn ingest_turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let gate = self.ingest_gate.clone()?;
+        // The semaphore is never closed, so acquiring cannot fail.
+        gate.acquire_owned().await.ok()
     }
 
     /// The last result of the background health check.

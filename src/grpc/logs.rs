@@ -79,7 +79,7 @@ impl LogService for LogApi {
                     _ => ingestor.authorize(db, &batch.source_id, call.client_ip()).await?,
                 };
                 let entries = batch.logs.into_iter().map(log_input).collect();
-                let count = logs::ingest(db, &source.id, entries).await?;
+                let count = logs::ingest(&self.0.db, &source.id, entries).await?;
                 current = Some(source);
                 Ok::<_, AppError>(count)
             }

@@ -111,7 +111,7 @@ pub async fn ingest_logs(
 ) -> Result<Response, AppError> {
     let (source_id, entries) = parse_logs(&headers, query, &body)?;
     let source = ingestor.authorize(state.db.conn(), &source_id, ctx.client_ip).await?;
-    let accepted = logs::ingest(state.db.conn(), &source.id, entries).await?;
+    let accepted = logs::ingest(&state.db, &source.id, entries).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": accepted }))).into_response())
 }
 
@@ -157,7 +157,7 @@ pub async fn ingest_metrics(
     Json(batch): Json<MetricBatch>,
 ) -> Result<Response, AppError> {
     let source = ingestor.authorize(state.db.conn(), &batch.source_id, ctx.client_ip).await?;
-    let accepted = samples::ingest(state.db.conn(), &source.id, batch.metrics).await?;
+    let accepted = samples::ingest(&state.db, &source.id, batch.metrics).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": accepted }))).into_response())
 }
 

@@ -57,8 +57,17 @@ async fn login_returns_tokens_user_and_tracks_the_login(db: TestDb) {
         .verify(body["access_token"].as_str().unwrap(), TokenType::Access, chrono::Utc::now().timestamp())
         .unwrap();
     assert_eq!(claims.sub, ann.id);
-    assert_eq!(claims.username, "ann");
     assert_eq!(claims.exp - claims.iat, 24 * 3600);
+    // The claims clients read (API.md), which the server itself never trusts.
+    let payload = {
+        use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+        let segment = body["access_token"].as_str().unwrap().split('.').nth(1).unwrap();
+        serde_json::from_slice::<Value>(&URL_SAFE_NO_PAD.decode(segment).unwrap()).unwrap()
+    };
+    assert_eq!(payload["username"], "ann");
+    assert_eq!(payload["roles"], json!(["maintainer"]));
+    assert_eq!(payload["permissions"], json!(["read", "write", "create", "update", "delete"]));
+    assert_eq!(payload["type"], "access");
 
     // Login by email works too, and the login is tracked.
     let by_email = server

@@ -7,7 +7,7 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::{
@@ -72,17 +72,30 @@ pub async fn refresh(State(state): State<AppState>, Json(body): Json<RefreshRequ
 #[utoipa::path(operation_id = "auth_verify", get, path = "/api/v1/auth/verify", tag = "auth", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = Object), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
 pub async fn verify(principal: Principal, ctx: RequestContext) -> Result<Response, AppError> {
     let expires_at = principal.token.as_ref().map(|claims| micros_to_rfc3339(claims.exp.saturating_mul(1_000_000)));
-    Ok(axum::Json(json!({
-        "valid": true,
-        "identity": principal.user_id,
-        "username": principal.username,
-        "roles": roles::names(&principal.roles),
-        "permissions": roles::permission_names(&principal.roles),
-        "auth_method": principal.auth_method.as_str(),
-        "expires_at": expires_at,
-        "correlation_id": ctx.correlation_id,
-    }))
+    Ok(axum::Json(Verified {
+        valid: true,
+        identity: &principal.user_id,
+        username: &principal.username,
+        roles: roles::names(&principal.roles),
+        permissions: roles::permission_names(&principal.roles),
+        auth_method: principal.auth_method.as_str(),
+        expires_at,
+        correlation_id: &ctx.correlation_id,
+    })
     .into_response())
+}
+
+/// The body of `GET /api/v1/auth/verify`, typed so that it is written straight out.
+#[derive(Serialize)]
+struct Verified<'a> {
+    valid: bool,
+    identity: &'a str,
+    username: &'a str,
+    roles: Vec<&'static str>,
+    permissions: Vec<&'static str>,
+    auth_method: &'static str,
+    expires_at: Option<String>,
+    correlation_id: &'a str,
 }
 
 #[utoipa::path(operation_id = "auth_logout", post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])), responses((status = 200, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]

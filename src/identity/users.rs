@@ -67,8 +67,9 @@ pub struct NewUser {
 
 pub async fn insert(conn: &impl ConnectionTrait, new: NewUser) -> Result<user::Model, DbErr> {
     let now = now_micros();
+    let id = uuid::Uuid::new_v4().to_string();
     let model = user::ActiveModel {
-        id: Set(uuid::Uuid::new_v4().to_string()),
+        id: Set(id.clone()),
         username: Set(new.username),
         email: Set(new.email.to_lowercase()),
         password_hash: Set(new.password_hash),
@@ -84,7 +85,6 @@ pub async fn insert(conn: &impl ConnectionTrait, new: NewUser) -> Result<user::M
         current_login_ip: Set(None),
         login_count: Set(0),
     };
-    let id = model.id.clone().unwrap();
     user::Entity::insert(model).exec_without_returning(conn).await?;
     set_roles(conn, &id, &new.roles).await?;
     find_by_id(conn, &id).await?.ok_or_else(|| DbErr::RecordNotFound(format!("user {id} vanished after insert")))

@@ -163,6 +163,24 @@ async fn forged_expired_and_misused_tokens_are_refused(db: TestDb) {
     server.stop().await.unwrap();
 }
 
+/// A token accepted once is remembered (its signature is not checked again), but its
+/// expiry still is: the same bytes are refused the moment they expire.
+#[tokio::test]
+async fn a_remembered_token_is_still_refused_once_expired() {
+    let db = TestDb::create(common::Kind::Sqlite).await.unwrap();
+    let server = TestServer::start(db.config()).await;
+    let ann = server.create_user("ann", &[Role::Viewer]).await;
+    let now = chrono::Utc::now().timestamp();
+    let claims = signer(&server).verify(&server.token(&ann).await, TokenType::Access, now).unwrap();
+    let short = signer(&server).sign(&Claims { iat: now, exp: now + 2, ..claims }).unwrap();
+    for _ in 0..2 {
+        assert_eq!(status(server.authed(Method::GET, "/api/v1/auth/verify", &short)).await, 200);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    assert_eq!(status(server.authed(Method::GET, "/api/v1/auth/verify", &short)).await, 401);
+    server.stop().await.unwrap();
+}
+
 /// Signs an arbitrary `header.payload` with the server's secret (for malformed claims).
 fn sign_raw(server: &TestServer, signing_input: &str) -> String {
     use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};

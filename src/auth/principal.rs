@@ -52,7 +52,7 @@ pub struct Principal {
     pub roles: Vec<Role>,
     pub auth_method: AuthMethod,
     /// The access token's claims when authenticated by JWT.
-    pub token: Option<Claims>,
+    pub token: Option<Arc<Claims>>,
 }
 
 impl Principal {

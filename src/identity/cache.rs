@@ -14,12 +14,18 @@ const MAX_ENTRIES: usize = 50_000;
 #[derive(Debug)]
 pub struct TtlCache<K, V> {
     ttl: Duration,
+    max_entries: usize,
     entries: Mutex<HashMap<K, (Instant, V)>>,
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: Mutex::new(HashMap::new()) }
+        Self::bounded(ttl, MAX_ENTRIES)
+    }
+
+    /// A cache of at most `max_entries` (for large keys, such as whole tokens).
+    pub fn bounded(ttl: Duration, max_entries: usize) -> Self {
+        Self { ttl, max_entries, entries: Mutex::new(HashMap::new()) }
     }
 
     pub fn get<Q>(&self, key: &Q) -> Option<V>
@@ -34,10 +40,10 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
 
     pub fn insert(&self, key: K, value: V) {
         if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= MAX_ENTRIES {
+            if entries.len() >= self.max_entries {
                 let ttl = self.ttl;
                 entries.retain(|_, (at, _)| at.elapsed() < ttl);
-                if entries.len() >= MAX_ENTRIES {
+                if entries.len() >= self.max_entries {
                     entries.clear();
                 }
             }

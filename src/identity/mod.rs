@@ -28,7 +28,7 @@ use crate::{
         password::Passwords,
         roles::{self, Role},
         throttle::Limiter,
-        token::{TokenSigner, TokenType},
+        token::{Claims, TokenSigner, TokenType},
     },
     config::Config,
     time::{now_micros, now_seconds},
@@ -37,6 +37,11 @@ use crate::{
 
 /// How long a user's or key's database state is trusted before being read again.
 const CACHE_TTL: Duration = Duration::from_secs(2);
+/// How long a checked access token's claims are reused without checking the signature
+/// again, and how many tokens are kept (~0.5 KB each, so ~2 MB at most). A token's claims
+/// never change; what can change (revocation, the user's state) is not cached here.
+const VERIFIED_TOKEN_TTL: Duration = Duration::from_secs(60);
+const VERIFIED_TOKEN_ENTRIES: usize = 4_096;
 /// `last_used_at` of an API key is written at most this often.
 const KEY_TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 /// Refresh tokens live this long.
@@ -95,6 +100,11 @@ pub struct Identity {
     pub access_ttl_seconds: i64,
     pub api_key_max_days: u32,
     users: TtlCache<String, Arc<UserSnapshot>>,
+    /// Access tokens whose signature, algorithm and type were checked → their claims.
+    /// Only exact byte-for-byte repeats hit it; expiry is checked on every use, and
+    /// revocation, deactivation and token versions are checked against the user
+    /// snapshot on every use, as for a freshly verified token.
+    verified_tokens: TtlCache<String, Arc<Claims>>,
     keys: TtlCache<String, Arc<KeySnapshot>>,
     key_touches: Mutex<HashMap<String, Instant>>,
     /// Client-certificate fingerprint → the user it names (`None`: nobody).
@@ -120,6 +130,7 @@ impl Identity {
             access_ttl_seconds: i64::from(config.jwt_expiry_hours) * 3600,
             api_key_max_days: config.api_key_max_days,
             users: TtlCache::new(CACHE_TTL),
+            verified_tokens: TtlCache::bounded(VERIFIED_TOKEN_TTL, VERIFIED_TOKEN_ENTRIES),
             keys: TtlCache::new(CACHE_TTL),
             key_touches: Mutex::new(HashMap::new()),
             certs: TtlCache::new(CACHE_TTL),
@@ -218,8 +229,17 @@ impl Identity {
 
     /// Authenticates an `Authorization: Bearer` access token.
     pub async fn authenticate_bearer(&self, token: &str) -> Result<Principal, AuthError> {
-        let claims =
-            self.tokens.verify(token, TokenType::Access, now_seconds()).map_err(|_| AuthError::InvalidToken)?;
+        let now = now_seconds();
+        let claims = match self.verified_tokens.get(token) {
+            Some(claims) if claims.exp > now => claims,
+            Some(_) => return Err(AuthError::InvalidToken),
+            None => {
+                let claims = self.tokens.verify(token, TokenType::Access, now).map_err(|_| AuthError::InvalidToken)?;
+                let claims = Arc::new(claims);
+                self.verified_tokens.insert(token.to_owned(), claims.clone());
+                claims
+            }
+        };
         let user = self.snapshot(&claims.sub).await?.ok_or(AuthError::InvalidToken)?;
         let revoked = user.revoked.contains(&claims.jti) || user.revoked.contains(&claims.sid);
         if !user.active || user.token_version != claims.ver || revoked {

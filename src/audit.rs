@@ -9,8 +9,7 @@
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
-    sea_query::Expr,
+    QueryOrder, QuerySelect, Set, Statement, sea_query::Expr,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -132,11 +131,7 @@ pub async fn seal(db: &DatabaseConnection) -> Result<usize, DbErr> {
     let backend = db.get_database_backend();
     let mut sealed = 0;
     loop {
-        let options = TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..Default::default()
-        };
-        let txn = db.begin_with_options(options).await?;
+        let txn = crate::db::begin_write(db).await?;
         match backend {
             DbBackend::Postgres => {
                 txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({PG_SEAL_LOCK_KEY})")).await?;

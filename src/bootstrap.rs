@@ -2,7 +2,7 @@
 //! is usable at once (with a warning); production never gets a default password: an
 //! operator runs `killkrill create-user ... --password-stdin`.
 
-use sea_orm::{DbErr, TransactionTrait};
+use sea_orm::DbErr;
 
 use crate::{
     auth::{Role, password::check_policy},
@@ -22,7 +22,7 @@ pub async fn default_admin(identity: &Identity) -> Result<(), DbErr> {
         return Ok(());
     }
     let hash = identity.passwords.hash(DEV_ADMIN_PASSWORD).await.map_err(|e| DbErr::Custom(e.to_string()))?;
-    let txn = identity.db.begin().await?;
+    let txn = crate::db::begin_write(&identity.db).await?;
     // Another replica may have created it meanwhile: the unique username makes that a no-op.
     if users::count(&txn).await? == 0 {
         users::insert(&txn, dev_admin(hash)).await?;
@@ -83,7 +83,7 @@ pub async fn create_user(
         roles: crate::auth::roles::normalize(roles),
     };
     let roles = new.roles.clone();
-    let txn = identity.db.begin().await?;
+    let txn = crate::db::begin_write(&identity.db).await?;
     let user = users::insert(&txn, new).await.map_err(|err| match err.sql_err() {
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => CreateUserError::Exists,
         _ => CreateUserError::Db(err),

@@ -5,7 +5,7 @@
 use std::{future::Future, pin::Pin, time::Duration};
 
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
     sea_query::{Expr, ExprTrait, OnConflict, Query},
 };
 
@@ -20,7 +20,7 @@ pub async fn store_log_level(
     level: LogLevel,
     also: impl FnOnce(&DatabaseTransaction) -> Pin<Box<dyn Future<Output = Result<(), DbErr>> + Send + '_>> + Send,
 ) -> Result<(), DbErr> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let upsert = Query::insert()
         .into_table("app_settings")
         .columns(["key", "value", "updated_at"])

@@ -97,6 +97,40 @@ async fn postgres_and_mariadb_do_not_gate_ingest() {
     }
 }
 
+/// A write transaction that reads first must not fail when another connection writes in
+/// between: on SQLite a deferred transaction cannot move its read snapshot forward and
+/// answers "database is locked" at once; `begin_write` takes the lock at `BEGIN` instead.
+#[tokio::test]
+async fn a_write_transaction_that_reads_first_survives_a_concurrent_writer() {
+    let db = TestDb::create(Kind::Sqlite).await.unwrap();
+    let opened = Database::open(&db.config()).await.unwrap();
+    let conn = opened.conn().clone();
+    let backend = conn.get_database_backend();
+    let insert = |key: &str| {
+        Statement::from_string(
+            backend,
+            format!("INSERT INTO app_settings (\"key\", value, updated_at) VALUES ('{key}', 'v', 0)"),
+        )
+    };
+    let txn = killkrill::db::begin_write(&conn).await.unwrap();
+    txn.query_one_raw(Statement::from_string(backend, "SELECT COUNT(*) FROM app_settings")).await.unwrap();
+    let other = {
+        let (conn, statement) = (conn.clone(), insert("other"));
+        tokio::spawn(async move { conn.execute_raw(statement).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    txn.execute_raw(insert("first")).await.expect("the transaction that read first can still write");
+    txn.commit().await.unwrap();
+    other.await.unwrap().expect("the other writer waited its turn");
+    let row = conn
+        .query_one_raw(Statement::from_string(backend, "SELECT COUNT(*) AS n FROM app_settings"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get::<i64>("", "n").unwrap(), 2);
+    opened.close().await;
+}
+
 /// A TCP proxy in front of the database server that can cut every connection and refuse
 /// new ones, standing in for a network or database outage.
 struct Proxy {

@@ -331,7 +331,7 @@ async fn roles_and_ingest_keys_hold_over_grpc() {
         .json()
         .await
         .unwrap();
-    let key = key["key"].as_str().unwrap();
+    let key = key["key"].as_str().unwrap_or_else(|| panic!("no ingest key in {key}"));
     let mut logs = LogServiceClient::new(channel.clone());
     let batch = |source: &str, entries: Vec<LogEntry>| IngestLogsRequest { source_id: source.into(), logs: entries };
 

@@ -8,7 +8,7 @@ use std::{
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait, sea_query::Expr,
+    QuerySelect, Set, sea_query::Expr,
 };
 use serde::Serialize;
 
@@ -63,7 +63,7 @@ pub async fn create(
     if name.is_empty() || name.chars().count() > 128 {
         return Err(AppError::Validation(vec![FieldError::new("name", "must be 1 to 128 characters")]));
     }
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     sources::find(&txn, source_id).await?;
     let generated = keys::generate(INGEST_KEY_PREFIX).map_err(AppError::internal)?;
     let key = ingest_key::ActiveModel {
@@ -104,7 +104,7 @@ pub async fn delete(
     key_id: &str,
     meta: &AuditMeta,
 ) -> Result<(), AppError> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let deleted = ingest_key::Entity::delete_many()
         .filter(ingest_key::Column::Id.eq(key_id))
         .filter(ingest_key::Column::SourceId.eq(source_id))

@@ -8,7 +8,6 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
     sea_query::{Expr, ExprTrait, Func, LikeExpr},
 };
 use serde::{Deserialize, Serialize};
@@ -155,7 +154,7 @@ pub async fn ingest(db: &Database, source_id: &str, entries: Vec<LogInput>) -> R
         return Err(AppError::Validation(problems));
     }
     let count = rows.len();
-    let txn = db.conn().begin().await?;
+    let txn = crate::db::begin_write(db.conn()).await?;
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let chunk: Vec<_> = rows.by_ref().take(INSERT_CHUNK).collect();

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    QuerySelect, Set,
     sea_query::{Expr, ExprTrait, OnConflict, Query},
 };
 use serde::{Deserialize, Serialize};
@@ -144,7 +144,7 @@ pub async fn ingest(db: &Database, source_id: &str, inputs: Vec<SampleInput>) ->
         problems.truncate(50);
         return Err(AppError::Validation(problems));
     }
-    let txn = db.conn().begin().await?;
+    let txn = crate::db::begin_write(db.conn()).await?;
     // Create the series this batch introduces; concurrent batches may race to do so.
     // A BTreeMap: series rows are locked in key order, so concurrent batches that touch
     // the same series cannot deadlock each other.

@@ -2,7 +2,7 @@
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    QueryOrder, QuerySelect, Set,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -140,7 +140,7 @@ pub async fn create(
         updated_at: Set(now),
         created_by: Set(Some(created_by.to_owned())),
     };
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let created = model.insert(&txn).await.map_err(|e| conflict_or(e, "A source with this name"))?;
     audit::record(&txn, meta, AuditEntry::new("CREATE_SOURCE", "source", Some(&created.id), AuditStatus::Success))
         .await?;
@@ -187,7 +187,7 @@ pub async fn update(
     meta: &AuditMeta,
 ) -> Result<SourceView, AppError> {
     input.validate(false)?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let current = find(&txn, id).await?;
     let mut change: source::ActiveModel = current.into();
     if let Some(name) = input.name {
@@ -217,7 +217,7 @@ pub async fn update(
 
 /// Deletes the source; its ingest keys, logs and metrics go with it (ON DELETE CASCADE).
 pub async fn delete(db: &DatabaseConnection, id: &str, meta: &AuditMeta) -> Result<(), AppError> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     find(&txn, id).await?;
     source::Entity::delete_by_id(id.to_owned()).exec(&txn).await?;
     audit::record(&txn, meta, AuditEntry::new("DELETE_SOURCE", "source", Some(id), AuditStatus::Success)).await?;

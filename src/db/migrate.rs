@@ -6,10 +6,8 @@
 //! SQLite apply DDL transactionally; MariaDB commits each DDL statement on its own, so a
 //! migration that fails there half-way must be repaired by hand (the error says which).
 
-use sea_orm::SqliteTransactionMode;
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, DeriveIden, Statement, StatementBuilder, TransactionOptions,
-    TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, DeriveIden, Statement, StatementBuilder,
     sea_query::{ColumnDef, Expr, Query, Table},
 };
 
@@ -42,9 +40,7 @@ enum SchemaMigrations {
 /// Applies the migrations this database has not seen; returns how many it applied.
 pub async fn run(db: &DatabaseConnection) -> Result<usize, DbErr> {
     let backend = db.get_database_backend();
-    let options =
-        TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() };
-    let txn = db.begin_with_options(options).await?;
+    let txn = crate::db::begin_write(db).await?;
     lock(&txn, backend).await?;
     let result = apply_pending(&txn, backend).await;
     if backend == DbBackend::MySql {

@@ -10,7 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
+};
 
 pub use self::health::{DbHealth, HealthStatus};
 pub use self::url::{Backend, DbUrl};
@@ -167,6 +170,19 @@ impl Database {
             tracing::warn!(event = "database_close_failed", error = %err);
         }
     }
+}
+
+/// Starts a transaction that will write. On SQLite it takes the write lock at `BEGIN`
+/// (`BEGIN IMMEDIATE`), waiting for it up to the busy timeout: a deferred transaction that
+/// reads first and then writes fails at once with "database is locked" when another
+/// connection wrote in between, as SQLite cannot move a read snapshot forward. PostgreSQL
+/// and MariaDB ignore the mode.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
 }
 
 /// Probes the database with one short-lived connection until it answers or `window`

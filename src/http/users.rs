@@ -6,7 +6,7 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use sea_orm::{ActiveModelTrait, EntityTrait, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -128,7 +128,7 @@ pub async fn create(
     }
     let identity = &state.identity;
     let hash = identity.passwords.hash(&body.password).await.map_err(AppError::internal)?;
-    let txn = identity.db.begin().await?;
+    let txn = crate::db::begin_write(&identity.db).await?;
     let new = NewUser {
         username: body.username,
         email: body.email,
@@ -219,7 +219,7 @@ pub async fn update(
     let was_admin = current.active && current_roles.contains(&Role::Admin);
     let stays_admin =
         body.active.unwrap_or(current.active) && new_roles.as_ref().unwrap_or(&current_roles).contains(&Role::Admin);
-    let txn = identity.db.begin().await?;
+    let txn = crate::db::begin_write(&identity.db).await?;
     if was_admin && !stays_admin && users::count_active_admins(&txn).await? <= 1 {
         return Err(AppError::Conflict("The last active admin cannot be demoted or deactivated".into()));
     }
@@ -266,7 +266,7 @@ pub async fn delete(
     principal.require_role(Role::Admin)?;
     let (current, roles) = load(&state, &id).await?;
     let identity = &state.identity;
-    let txn = identity.db.begin().await?;
+    let txn = crate::db::begin_write(&identity.db).await?;
     if current.active && roles.contains(&Role::Admin) && users::count_active_admins(&txn).await? <= 1 {
         return Err(AppError::Conflict("The last active admin cannot be deleted".into()));
     }

@@ -1,10 +1,7 @@
 //! API keys: created by a user for themselves, optionally narrowed to a lower role and
 //! bounded in lifetime; shown once, stored as a digest.
 
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde::Serialize;
 
 use super::{Identity, entity::api_key};
@@ -106,7 +103,7 @@ impl Identity {
             last_used_at: Set(None),
             created_at: Set(now),
         };
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let key = model.insert(&txn).await?;
         audit::record(&txn, meta, AuditEntry::new("CREATE_API_KEY", "api_key", Some(&key.id), AuditStatus::Success))
             .await?;
@@ -144,7 +141,7 @@ impl Identity {
     /// Deletes a key the caller owns (admins: any key). Someone else's key is a 404, so
     /// keys of other users cannot be discovered.
     pub async fn delete_api_key(&self, caller: &Principal, key_id: &str, meta: &AuditMeta) -> Result<(), AppError> {
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let key = api_key::Entity::find_by_id(key_id.to_owned()).one(&txn).await?;
         let key = key
             .filter(|k| caller.is_admin() || k.user_id == caller.user_id)

@@ -7,10 +7,7 @@
 
 use std::{net::IpAddr, time::Instant};
 
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set, TransactionTrait,
-    sea_query::Expr,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set, sea_query::Expr};
 use serde::Serialize;
 
 use super::{
@@ -146,7 +143,7 @@ impl Identity {
         self.login_accounts.reset(&account);
         let new_hash =
             if needs_rehash { Some(self.passwords.hash(password).await.map_err(AppError::internal)?) } else { None };
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let stamp = now_micros();
         let mut update = user::ActiveModel {
             id: Set(user.id.clone()),
@@ -184,7 +181,7 @@ impl Identity {
     pub async fn refresh(&self, token: &str) -> Result<TokenResponse, AppError> {
         let invalid = || AppError::Unauthorized("Invalid or expired refresh token".to_owned());
         let claims = self.tokens.verify(token, TokenType::Refresh, now_seconds()).map_err(|_| invalid())?;
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         // Only one presentation of a refresh token may rotate it.
         let rotated = refresh_token::Entity::update_many()
             .col_expr(refresh_token::Column::RevokedAt, Expr::value(now_micros()))
@@ -213,7 +210,7 @@ impl Identity {
 
     /// Revokes the presented access token and its whole session.
     pub async fn logout(&self, claims: &Claims, meta: &AuditMeta) -> Result<(), AppError> {
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         revoke_session(&txn, claims).await?;
         audit::record(&txn, meta, AuditEntry::new("LOGOUT", "session", Some(&claims.sid), AuditStatus::Success))
             .await?;
@@ -246,7 +243,7 @@ impl Identity {
         check_policy(new, &user.username)
             .map_err(|m| AppError::Validation(vec![crate::error::FieldError::new("new_password", m)]))?;
         let hash = self.passwords.hash(new).await.map_err(AppError::internal)?;
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let user = user::ActiveModel {
             id: Set(user.id.clone()),
             password_hash: Set(hash),

@@ -41,32 +41,34 @@ impl LogLevelHandle {
     }
 }
 
-/// Keeps the log writer thread alive; dropping it flushes what is still queued.
-pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
+mod json;
+mod sink;
+
+pub use json::{JsonLines, format_event};
+pub use sink::{LineSink, SinkGuard};
+
+/// Keeps the log writer thread alive; dropping it writes what is still queued.
+pub type LogGuard = Option<SinkGuard>;
 
 /// Installs the global JSON logger. Call once, from `main`, and keep the guard until exit.
 ///
-/// Lines are formatted on the request threads and written by one background thread
-/// through a 64 KiB buffer, flushed whenever the queue runs empty: a request never waits
-/// on a `write(2)` to stdout, and a busy server writes many lines per system call. When
-/// the queue (128k lines) is full, logging applies back-pressure rather than drop lines.
+/// Lines are formatted on the request threads and written by one background thread in
+/// large pieces (see [`sink`]): a request never waits on a `write(2)` to stdout, and a busy
+/// server writes many lines per system call. When the queue is full, logging applies
+/// back-pressure rather than drop lines.
 pub fn init(level: LogLevel) -> (LogLevelHandle, LogGuard) {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("killkrill-log")
-        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()));
     let (filter, handle) = reload::Layer::new(filter_for(level));
-    let format = tracing_subscriber::fmt::layer()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
-        .with_target(false)
-        .with_writer(writer);
-    // Ignore a second init (e.g. from a test harness): the first logger stays.
-    let _ = tracing_subscriber::registry().with(filter).with(format).try_init();
     let handle = LogLevelHandle { handle: Some(handle), current: std::sync::Arc::new(std::sync::Mutex::new(level)) };
-    (handle, guard)
+    let (sink, guard) = match LineSink::spawn(std::io::stdout(), "killkrill-log") {
+        Ok(started) => started,
+        Err(err) => {
+            eprintln!("killkrill: cannot start the log writer thread: {err}");
+            return (handle, None);
+        }
+    };
+    // Ignore a second init (e.g. from a test harness): the first logger stays.
+    let _ = tracing_subscriber::registry().with(filter).with(JsonLines::new(sink)).try_init();
+    (handle, Some(guard))
 }
 
 fn filter_for(level: LogLevel) -> EnvFilter {

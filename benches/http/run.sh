@@ -13,6 +13,9 @@
 #   WORKERS=4        runtime worker threads of both servers (killkrill's default)
 #   LOG_VARIANTS=1   also measure killkrill with stdout to /dev/null and with -v
 #                    (warning level: no per-request log line), to price the logging
+#   BUILD=1          0: skip the build and use the binaries as they are
+#   OURS_BIN=...     killkrill binary to measure (target/release/killkrill), e.g. a copy
+#                    of an earlier commit's, to compare two builds on one machine
 #
 # Only 127.0.0.1 is used. Both servers are killed on exit.
 set -euo pipefail
@@ -45,9 +48,14 @@ fi
 
 # --- build (one command, both binaries, same lockfile) -------------------------------
 cd "$ROOT"
-cargo build --release --bin killkrill --example bare_hello
-OURS_BIN="$ROOT/target/release/killkrill"
+if [[ "${BUILD:-1}" != 0 ]]; then
+    cargo build --release --bin killkrill --example bare_hello
+fi
+OURS_BIN="${OURS_BIN:-$ROOT/target/release/killkrill}"
 BARE_BIN="$ROOT/target/release/examples/bare_hello"
+for bin in "$OURS_BIN" "$BARE_BIN"; do
+    [[ -x "$bin" ]] || { echo "run.sh: $bin is missing (run with BUILD=1)" >&2; exit 1; }
+done
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/killkrill-bench.XXXXXX")"
 PIDS=()

@@ -1,7 +1,11 @@
 //! What every request passes through: a correlation id, the one error body, security
 //! headers, one JSON log line and the request metrics.
 
-use std::{net::SocketAddr, sync::Arc, time::Instant};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Instant,
+};
 
 use axum::{
     body::Body,
@@ -47,25 +51,33 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     let started = Instant::now();
     let id = correlation_id(&request);
     request.extensions_mut().insert(CorrelationId(id.clone()));
-    let audit_slot = AuditSlot::default();
-    request.extensions_mut().insert(audit_slot.clone());
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let endpoint = request.extensions().get::<MatchedPath>().map_or(UNMATCHED_ENDPOINT, MatchedPath::as_str).to_owned();
-    let client_ip =
-        request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string());
+    let changes_state = matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
+    // Only state-changing requests are audited; a read's extractors write to a slot of
+    // their own that nobody reads.
+    let audit_slot = changes_state.then(AuditSlot::default);
+    if let Some(slot) = &audit_slot {
+        request.extensions_mut().insert(slot.clone());
+    }
+    let uri = request.uri().clone();
+    let path = uri.path();
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let endpoint = matched.as_ref().map_or(UNMATCHED_ENDPOINT, MatchedPath::as_str);
+    let client_ip = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
 
     let mut response = next.run(request).await;
 
     let status = response.status();
-    let changes_state = matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
-    if changes_state && !audit_slot.handled() {
-        let meta =
-            AuditMeta { user_id: audit_slot.user_id(), client_ip: client_ip.clone(), correlation_id: id.to_string() };
-        audit_request(&state, &meta, method.as_str(), &endpoint, &path, status.as_u16()).await;
+    if let Some(slot) = audit_slot.filter(|slot| !slot.handled()) {
+        let meta = AuditMeta {
+            user_id: slot.user_id(),
+            client_ip: client_ip.map(|ip| ip.to_string()),
+            correlation_id: id.to_string(),
+        };
+        audit_request(&state, &meta, method.as_str(), endpoint, path, status.as_u16()).await;
     }
     if status.is_client_error() || status.is_server_error() {
-        response = render_error(response, &id, method.as_str(), &path);
+        response = render_error(response, &id, method.as_str(), path);
     }
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&id) {
@@ -74,8 +86,8 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
 
     let elapsed = started.elapsed().as_secs_f64();
-    state.metrics.observe_request(&endpoint, method.as_str(), status.as_u16(), elapsed);
-    let client_ip = client_ip.as_deref().unwrap_or("unknown");
+    state.metrics.observe_request(endpoint, method.as_str(), status.as_u16(), elapsed);
+    let client_ip = ClientIp(client_ip);
     macro_rules! log_request {
         ($level:ident) => {
             tracing::$level!(
@@ -85,7 +97,7 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
                 path = path,
                 status_code = status.as_u16(),
                 duration_seconds = elapsed,
-                client_ip = client_ip,
+                client_ip = %client_ip,
             )
         };
     }
@@ -97,6 +109,18 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         log_request!(info);
     }
     response
+}
+
+/// The client's address in the request log line, `unknown` when there is none.
+struct ClientIp(Option<IpAddr>);
+
+impl std::fmt::Display for ClientIp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("unknown"),
+        }
+    }
 }
 
 /// The audit row of a state-changing request whose handler did not write one itself

@@ -45,6 +45,7 @@ on_all_databases!(
     a_disabled_source_refuses_ingest,
     logs_ingest_as_json_batches_and_ndjson,
     a_log_batch_with_one_bad_entry_stores_nothing,
+    a_full_log_batch_is_stored_whole_and_one_more_entry_is_refused,
     log_queries_filter_by_source_level_time_and_text,
     log_pages_visit_every_entry_exactly_once,
     the_log_cursor_is_stable_while_logs_arrive,
@@ -1052,6 +1053,49 @@ async fn logs_ingest_as_json_batches_and_ndjson(db: TestDb) {
     )
     .await;
     assert_eq!(named, fields(&["source_id"]));
+    server.stop().await.unwrap();
+}
+
+async fn a_full_log_batch_is_stored_whole_and_one_more_entry_is_refused(db: TestDb) {
+    let server = TestServer::start(db.config()).await;
+    let (_, mia) = user(&server, "mia", Role::Maintainer).await;
+    let id = new_source(&server, &mia, "bulk").await;
+    // 10,000 entries (the most a batch holds): several INSERT chunks on SQLite and
+    // MariaDB, one statement on PostgreSQL. Every third has no hostname, every fifth
+    // attributes; the last message holds a quote, a backslash and non-ASCII text.
+    let entry = |i: i64| {
+        let level = ["info", "error"][(i % 2) as usize];
+        let mut entry = json!({ "message": format!("bulk-{i:05}"), "level": level, "timestamp": T0 + i });
+        if i % 3 != 0 {
+            entry["hostname"] = json!(format!("host-{}", i % 7));
+        }
+        if i % 5 == 0 {
+            entry["attributes"] = json!({ "i": i, "tag": "x" });
+        }
+        entry
+    };
+    let mut batch: Vec<Value> = (0..10_000).map(entry).collect();
+    batch[9_999]["message"] = json!("last \"one\" \\ é ✓");
+    ingest_logs(&server, &mia, &id, Value::Array(batch.clone())).await;
+    assert_eq!(count_rows(&db, "logs").await, 10_000);
+
+    let newest = get_logs(&server, &mia, &[("source_id", id.as_str()), ("limit", "3")]).await;
+    let newest = newest["logs"].as_array().unwrap();
+    assert_eq!(newest[0]["message"], "last \"one\" \\ é ✓");
+    for (entry, i) in newest.iter().zip([9_999, 9_998, 9_997]) {
+        assert_eq!(instant(&entry["timestamp"]), at(T0 + i));
+        assert_eq!(entry["level"], ["info", "error"][(i % 2) as usize]);
+        let hostname = if i % 3 == 0 { Value::Null } else { json!(format!("host-{}", i % 7)) };
+        assert_eq!(entry["hostname"], hostname, "entry {i}");
+        let attributes = if i % 5 == 0 { json!({ "i": i, "tag": "x" }) } else { Value::Null };
+        assert_eq!(entry["attributes"], attributes, "entry {i}");
+    }
+    let infos = get_logs(&server, &mia, &[("source_id", id.as_str()), ("level", "info"), ("limit", "1")]).await;
+    assert_eq!(message_of(&infos["logs"][0]), "bulk-09998", "the newest entry is an error");
+
+    batch.push(entry(10_000));
+    refused(logs_request(&server, &mia, &id, Value::Array(batch)), 413).await;
+    assert_eq!(count_rows(&db, "logs").await, 10_000, "a refused batch stored nothing");
     server.stop().await.unwrap();
 }
 

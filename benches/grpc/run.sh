@@ -12,6 +12,8 @@
 #
 # Environment: BACKENDS="sqlite postgres" DURATION=10 WORKERS_LIST="4 8" BATCH=1000
 #   CONNECTIONS=64 THREADS=2 SERVER_WORKERS=4 PG_HOST=127.0.0.1 PG_PORT=5432 PG_USER=postgres
+#   BUILD=1 (0: use the binaries as they are), OURS_BIN (the killkrill binary to measure,
+#   target/release/killkrill; e.g. a copy of an earlier commit's)
 # The report goes to benches/results/transports-<date>.md (git-ignored).
 set -euo pipefail
 
@@ -27,9 +29,14 @@ PG_HOST="${PG_HOST:-127.0.0.1}" PG_PORT="${PG_PORT:-5432}" PG_USER="${PG_USER:-p
 
 command -v wrk >/dev/null || { apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }; }
 cd "$ROOT"
-cargo build --release --bin killkrill --example ingest_load
-BIN="$ROOT/target/release/killkrill"
+if [[ "${BUILD:-1}" != 0 ]]; then
+    cargo build --release --bin killkrill --example ingest_load
+fi
+BIN="${OURS_BIN:-$ROOT/target/release/killkrill}"
 LOAD="$ROOT/target/release/examples/ingest_load"
+for bin in "$BIN" "$LOAD"; do
+    [[ -x "$bin" ]] || { echo "run.sh: $bin is missing (run with BUILD=1)" >&2; exit 1; }
+done
 
 WORK="$(mktemp -d)"
 PIDS=()

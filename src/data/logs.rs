@@ -6,16 +6,20 @@
 //! through never shift the pages: nothing is skipped, nothing repeated.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use std::sync::Arc;
+
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, RuntimeErr,
+    Set,
     sea_query::{Expr, ExprTrait, Func, LikeExpr},
+    sqlx,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::entity::log;
 use crate::{
-    db::Database,
+    db::{Backend, Database},
     error::{AppError, FieldError},
     time::{micros_to_rfc3339, now_micros, parse_time},
 };
@@ -75,13 +79,17 @@ pub fn parse_timestamp(value: &Value) -> Result<i64, String> {
         .map_err(|_| "must be an RFC 3339 time or Unix seconds".to_owned())
 }
 
-fn validate(
-    index: usize,
-    entry: LogInput,
-    source_id: &str,
-    received_at: i64,
-    problems: &mut Vec<FieldError>,
-) -> Option<log::ActiveModel> {
+/// A valid entry, as it will be stored (its source and arrival time are the batch's).
+struct NewLog {
+    ts: i64,
+    level: &'static str,
+    message: String,
+    hostname: Option<String>,
+    application: Option<String>,
+    attributes: Option<String>,
+}
+
+fn validate(index: usize, entry: LogInput, received_at: i64, problems: &mut Vec<FieldError>) -> Option<NewLog> {
     let field = |name: &str| format!("logs[{index}].{name}");
     let before = problems.len();
     let ts = match entry.timestamp.as_ref().filter(|v| !v.is_null()) {
@@ -119,16 +127,13 @@ fn validate(
     if problems.len() > before {
         return None;
     }
-    Some(log::ActiveModel {
-        source_id: Set(source_id.to_owned()),
-        ts: Set(ts?),
-        received_at: Set(received_at),
-        level: Set(level?.to_owned()),
-        message: Set(message),
-        hostname: Set(entry.hostname),
-        application: Set(entry.application),
-        attributes: Set(attributes),
-        ..Default::default()
+    Some(NewLog {
+        ts: ts?,
+        level: level?,
+        message,
+        hostname: entry.hostname,
+        application: entry.application,
+        attributes,
     })
 }
 
@@ -145,7 +150,7 @@ pub async fn ingest(db: &Database, source_id: &str, entries: Vec<LogInput>) -> R
     let mut problems = Vec::new();
     let mut rows = Vec::with_capacity(entries.len());
     for (index, entry) in entries.into_iter().enumerate() {
-        if let Some(row) = validate(index, entry, source_id, received_at, &mut problems) {
+        if let Some(row) = validate(index, entry, received_at, &mut problems) {
             rows.push(row);
         }
     }
@@ -154,14 +159,87 @@ pub async fn ingest(db: &Database, source_id: &str, entries: Vec<LogInput>) -> R
         return Err(AppError::Validation(problems));
     }
     let count = rows.len();
-    let txn = crate::db::begin_write(db.conn()).await?;
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
+    match db.backend() {
+        Backend::Postgres => insert_unnest(db.conn().get_postgres_connection_pool(), source_id, received_at, rows)
+            .await
+            .map_err(|err| DbErr::Exec(RuntimeErr::SqlxError(Arc::new(err))))?,
+        Backend::Sqlite | Backend::MySql => insert_values(db.conn(), source_id, received_at, rows).await?,
+    }
+    Ok(count)
+}
+
+/// SQLite and MariaDB: multi-row INSERTs of [`INSERT_CHUNK`] rows in one transaction.
+async fn insert_values(
+    conn: &DatabaseConnection,
+    source_id: &str,
+    received_at: i64,
+    rows: Vec<NewLog>,
+) -> Result<(), DbErr> {
+    let txn = crate::db::begin_write(conn).await?;
+    let mut rows = rows.into_iter().map(|row| log::ActiveModel {
+        source_id: Set(source_id.to_owned()),
+        ts: Set(row.ts),
+        received_at: Set(received_at),
+        level: Set(row.level.to_owned()),
+        message: Set(row.message),
+        hostname: Set(row.hostname),
+        application: Set(row.application),
+        attributes: Set(row.attributes),
+        ..Default::default()
+    });
+    loop {
         let chunk: Vec<_> = rows.by_ref().take(INSERT_CHUNK).collect();
+        if chunk.is_empty() {
+            break;
+        }
         log::Entity::insert_many(chunk).exec_without_returning(&txn).await?;
     }
-    txn.commit().await?;
-    Ok(count)
+    txn.commit().await
+}
+
+/// PostgreSQL: the whole batch in one statement of eight parameters, a column of the
+/// batch in each array. One prepared statement serves every batch size (a multi-row
+/// `VALUES` is a new statement, prepared anew, for each size), PostgreSQL reads eight
+/// arrays instead of binding 8,000 parameters for each 1,000 rows, and one statement is atomic without
+/// a transaction around it.
+const PG_INSERT_LOGS: &str = "INSERT INTO logs \
+    (source_id, ts, received_at, level, message, hostname, application, attributes) \
+    SELECT $1, t.ts, $2, t.level, t.message, t.hostname, t.application, t.attributes \
+    FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) \
+    AS t(ts, level, message, hostname, application, attributes)";
+
+async fn insert_unnest(
+    pool: &sqlx::PgPool,
+    source_id: &str,
+    received_at: i64,
+    rows: Vec<NewLog>,
+) -> Result<(), sqlx::Error> {
+    let mut ts = Vec::with_capacity(rows.len());
+    let mut level = Vec::with_capacity(rows.len());
+    let mut message = Vec::with_capacity(rows.len());
+    let mut hostname = Vec::with_capacity(rows.len());
+    let mut application = Vec::with_capacity(rows.len());
+    let mut attributes = Vec::with_capacity(rows.len());
+    for row in rows {
+        ts.push(row.ts);
+        level.push(row.level);
+        message.push(row.message);
+        hostname.push(row.hostname);
+        application.push(row.application);
+        attributes.push(row.attributes);
+    }
+    sqlx::query(PG_INSERT_LOGS)
+        .bind(source_id)
+        .bind(received_at)
+        .bind(ts)
+        .bind(level)
+        .bind(message)
+        .bind(hostname)
+        .bind(application)
+        .bind(attributes)
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
 /// A stored log entry as the API shows it.

@@ -12,7 +12,7 @@ use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     cors::{AllowHeaders, AllowMethods, AllowOrigin, Any, CorsLayer},
-    timeout::{RequestBodyTimeoutLayer, TimeoutLayer},
+    timeout::RequestBodyTimeoutLayer,
 };
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -24,7 +24,9 @@ use crate::{
         audit, auth, health,
         middleware::X_CORRELATION_ID,
         openapi::{self, ApiDoc, OpenApiJson},
-        sources, status, telemetry, users,
+        sources, status, telemetry,
+        timeout::RequestTimeoutLayer,
+        users,
     },
     state::AppState,
 };
@@ -85,7 +87,7 @@ pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
             ServiceBuilder::new()
                 .layer(middleware::from_fn_with_state(state.clone(), crate::http::middleware::observe))
                 .layer(CatchPanicLayer::new())
-                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.config.request_timeout))
+                .layer(RequestTimeoutLayer::new(state.config.request_timeout, StatusCode::REQUEST_TIMEOUT))
                 .layer(RequestBodyTimeoutLayer::new(BODY_IDLE_TIMEOUT))
                 .layer(cors(&state.config.cors_origins))
                 .layer(DefaultBodyLimit::max(state.config.max_body_bytes)),

@@ -11,6 +11,7 @@ pub mod pagination;
 pub mod sources;
 pub mod status;
 pub mod telemetry;
+pub mod timeout;
 pub mod users;
 
 /// 201 Created with `Location` and the new resource as the body.

@@ -6,11 +6,8 @@
 //! through never shift the pages: nothing is skipped, nothing repeated.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use std::sync::Arc;
-
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, RuntimeErr,
-    Set,
+    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
     sea_query::{Expr, ExprTrait, Func, LikeExpr},
     sqlx,
 };
@@ -162,7 +159,7 @@ pub async fn ingest(db: &Database, source_id: &str, entries: Vec<LogInput>) -> R
     match db.backend() {
         Backend::Postgres => insert_unnest(db.conn().get_postgres_connection_pool(), source_id, received_at, rows)
             .await
-            .map_err(|err| DbErr::Exec(RuntimeErr::SqlxError(Arc::new(err))))?,
+            .map_err(crate::db::exec_error)?,
         Backend::Sqlite | Backend::MySql => insert_values(db.conn(), source_id, received_at, rows).await?,
     }
     Ok(count)

@@ -172,6 +172,12 @@ impl Database {
     }
 }
 
+/// An error of a statement run on the driver's pool directly (sqlx), reported as sea-orm
+/// reports its own, so `AppError` maps both the same way.
+pub fn exec_error(err: sea_orm::sqlx::Error) -> DbErr {
+    DbErr::Exec(sea_orm::RuntimeErr::SqlxError(Arc::new(err)))
+}
+
 /// Starts a transaction that will write. On SQLite it takes the write lock at `BEGIN`
 /// (`BEGIN IMMEDIATE`), waiting for it up to the busy timeout: a deferred transaction that
 /// reads first and then writes fails at once with "database is locked" when another

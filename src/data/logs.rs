@@ -366,26 +366,18 @@ pub async fn query(
             .flatten()
             .unwrap_or(0),
     };
-    // Which index leads, on PostgreSQL: see `pinned_eq`.
+    // On PostgreSQL the source's (else the level's) own index must answer: see `pinned_eq`.
     let postgres = db.get_database_backend() == sea_orm::DbBackend::Postgres;
-    let leading = match (&filter.source_id, &filter.level) {
-        (Some(_), _) => Some(log::Column::SourceId),
-        (None, Some(_)) => Some(log::Column::Level),
-        (None, None) => None,
-    }
-    .filter(|_| postgres);
+    let mut leading = None;
     let mut condition = Condition::all().add(log::Column::Id.lte(max_id));
-    if let Some(source_id) = &filter.source_id {
-        condition = condition.add(match leading {
-            Some(log::Column::SourceId) => pinned_eq(log::Column::SourceId, source_id),
-            _ => log::Column::SourceId.eq(source_id.as_str()),
-        });
-    }
-    if let Some(level) = &filter.level {
-        condition = condition.add(match leading {
-            Some(log::Column::Level) => pinned_eq(log::Column::Level, level),
-            _ => log::Column::Level.eq(level.as_str()),
-        });
+    for (column, value) in [(log::Column::SourceId, &filter.source_id), (log::Column::Level, &filter.level)] {
+        let Some(value) = value else { continue };
+        if postgres && leading.is_none() {
+            leading = Some(column);
+            condition = condition.add(pinned_eq(column, value));
+        } else {
+            condition = condition.add(column.eq(value.as_str()));
+        }
     }
     if let Some(since) = filter.since {
         condition = condition.add(log::Column::Ts.gte(since));

@@ -155,12 +155,13 @@ pub async fn ingest(db: &Database, source_id: &str, inputs: Vec<SampleInput>) ->
             *entry = s;
         }
     }
-    match db.backend() {
+    let stored = match db.backend() {
         Backend::Postgres => store_unnest(db.conn().get_postgres_connection_pool(), source_id, &latest, &samples)
             .await
-            .map_err(|err| AppError::from(crate::db::exec_error(err))),
-        Backend::Sqlite | Backend::MySql => Ok(store(db.conn(), source_id, &latest, &samples).await?),
-    }
+            .map_err(crate::db::exec_error)?,
+        Backend::Sqlite | Backend::MySql => store(db.conn(), source_id, &latest, &samples).await?,
+    };
+    Ok(stored)
 }
 
 /// SQLite and MariaDB: the series the batch introduces (one INSERT each), their ids, the

@@ -198,30 +198,13 @@ fn write_timestamp(at: SystemTime, out: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        io::Write,
-        sync::{Arc, Mutex},
-        time::Duration,
-    };
+    use std::time::Duration;
 
     use serde_json::{Value, json};
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Memory(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Memory {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::telemetry::sink::tests::Memory;
 
     /// The lines `log` writes, as text.
     fn raw_lines(log: impl FnOnce()) -> Vec<String> {
@@ -230,7 +213,7 @@ mod tests {
         let subscriber = tracing_subscriber::registry().with(JsonLines::new(sink));
         tracing::subscriber::with_default(subscriber, log);
         drop(guard);
-        let bytes = memory.0.lock().unwrap().clone();
+        let bytes = memory.0.lock().unwrap().0.clone();
         String::from_utf8(bytes).unwrap().lines().map(str::to_owned).collect()
     }
 

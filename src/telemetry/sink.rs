@@ -172,12 +172,12 @@ fn write_out<W: Write>(shared: &Shared, mut out: W) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// A `Write` that keeps what it is given and counts the calls.
     #[derive(Clone, Default)]
-    struct Memory(Arc<Mutex<(Vec<u8>, usize)>>);
+    pub(in crate::telemetry) struct Memory(pub(in crate::telemetry) Arc<Mutex<(Vec<u8>, usize)>>);
 
     impl Write for Memory {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -20,6 +20,8 @@ on_all_databases!(
     the_series_list_shows_each_series_latest_value,
     range_queries_reduce_each_step_bucket,
     range_queries_accept_rfc3339_unix_seconds_and_durations,
+    minute_rollups_answer_as_the_samples_do,
+    rollups_are_built_from_samples_stored_before_them,
     a_metrics_batch_with_one_bad_sample_stores_nothing,
     concurrent_batches_into_the_same_series_all_succeed,
     metric_names_are_case_sensitive,
@@ -725,6 +727,7 @@ async fn deleting_a_source_deletes_its_metric_series_and_samples(db: TestDb) {
     // The samples went with their series.
     assert_eq!(count_rows(&db, "metric_series").await, 1);
     assert_eq!(count_rows(&db, "metric_samples").await, 1);
+    assert_eq!(count_rows(&db, "metric_rollups").await, 1);
     server.stop().await.unwrap();
 }
 
@@ -1602,6 +1605,87 @@ async fn range_queries_reduce_each_step_bucket(db: TestDb) {
     assert_eq!(gauge[0]["metric"]["__name__"], "cpu_seconds");
     assert_points(&points(&gauge[0]), &[(t, 1.0)], "cpu_seconds count");
     assert_eq!(range_query(&server, &mia, query(json!({}), "no_such_metric")).await, Vec::<Value>::new());
+    server.stop().await.unwrap();
+}
+
+/// `(Unix seconds, value)` of one gauge, sent in the batches below: minutes filled over
+/// several batches, late samples for minutes already stored, negative values, a fraction
+/// of a second, and a last minute that a query ending at `T0 + 150` cuts in two.
+fn rollup_batches() -> Vec<Vec<(f64, f64)>> {
+    let t = T0 as f64;
+    vec![
+        vec![(t, 4.0), (t + 30.0, -2.5), (t + 59.999, 8.0), (t + 61.0, 1.0), (t + 150.5, 3.0)],
+        vec![(t + 20.0, 16.0), (t + 90.0, -7.0), (t + 125.0, 2.0), (t + 179.0, 5.0), (t + 240.0, 0.5)],
+        vec![(t + 10.0, -1.0), (t + 30.0, 0.25), (t + 130.0, 11.0), (t + 185.0, 6.0), (t + 3605.0, 9.0)],
+    ]
+}
+
+async fn ingest_rollup_batches(server: &TestServer, token: &str, source_id: &str) {
+    for batch in rollup_batches() {
+        let batch = batch.into_iter().map(|(ts, v)| sample("queue_depth", "gauge", json!({ "q": "a" }), v, json!(ts)));
+        ingest_metrics(server, token, source_id, Value::Array(batch.collect())).await;
+    }
+}
+
+/// Queries the rollup batches with every aggregation over ranges and steps that read the
+/// minute rollups (whole minutes from a whole minute), with or without a partial last
+/// minute, and over ones that cannot; each answer is checked against the samples.
+async fn assert_rollup_queries(server: &TestServer, token: &str) {
+    let all: Vec<(f64, f64)> = rollup_batches().concat();
+    for (start, end, step) in [
+        (T0, T0 + 299, 60),
+        (T0, T0 + 150, 60),
+        (T0, T0 + 299, 120),
+        (T0, T0 + 185, 180),
+        (T0, T0 + 59, 60),
+        (T0 + 30, T0 + 299, 60),
+        (T0, T0 + 299, 45),
+        (T0 - 600, T0 + 600, 3600),
+        (T0, T0 + 3899, 300),
+        (T0 - 3600, T0 + 7199, 3600),
+    ] {
+        for aggregation in ["avg", "sum", "min", "max", "count", "rate"] {
+            let query = json!({ "metric": "queue_depth", "start": start, "end": end, "step": step, "aggregation": aggregation });
+            let result = range_query(server, token, query).await;
+            assert_eq!(result.len(), 1, "{start}..{end} step {step} {aggregation}: {result:?}");
+            let expected = expected_points(&all, start, end, step, aggregation);
+            let what = format!("T0{:+}..T0{:+} step {step} {aggregation}", start - T0, end - T0);
+            assert_points(&points(&result[0]), &expected, &what);
+        }
+    }
+}
+
+async fn minute_rollups_answer_as_the_samples_do(db: TestDb) {
+    let server = TestServer::start(db.config()).await;
+    let (_, mia) = user(&server, "mia", Role::Maintainer).await;
+    let id = new_source(&server, &mia, "queues").await;
+    ingest_rollup_batches(&server, &mia, &id).await;
+    // A row an hour that has samples: the hours from T0 and from T0 + 1 h.
+    assert_eq!(count_rows(&db, "metric_rollups").await, 2);
+    assert_rollup_queries(&server, &mia).await;
+    server.stop().await.unwrap();
+}
+
+/// A database that had samples before the rollups existed (the rollups migration is
+/// undone and run again by the next start) answers as one that always had them.
+async fn rollups_are_built_from_samples_stored_before_them(db: TestDb) {
+    let server = TestServer::start(db.config()).await;
+    let (user_mia, mia) = user(&server, "mia", Role::Maintainer).await;
+    let id = new_source(&server, &mia, "queues").await;
+    ingest_rollup_batches(&server, &mia, &id).await;
+    server.stop().await.unwrap();
+
+    let conn = db.connect().await;
+    let backend = conn.get_database_backend();
+    for sql in ["DROP TABLE metric_rollups", "DELETE FROM kk_schema_migrations WHERE version = 5"] {
+        conn.execute_raw(Statement::from_string(backend, sql)).await.unwrap();
+    }
+    conn.close().await.unwrap();
+
+    let server = TestServer::start(db.config()).await;
+    assert_eq!(count_rows(&db, "metric_rollups").await, 2);
+    let mia = server.token(&user_mia).await;
+    assert_rollup_queries(&server, &mia).await;
     server.stop().await.unwrap();
 }
 

@@ -5,6 +5,7 @@ pub mod entity;
 pub mod ingest_keys;
 pub mod ingestor;
 pub mod logs;
+pub mod rollups;
 pub mod samples;
 pub mod sources;
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    QueryOrder, QueryResult, QuerySelect, Set,
     sea_query::{Expr, ExprTrait, OnConflict, Query},
     sqlx,
 };
@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use super::{
     entity::{sample, series},
     logs::parse_timestamp,
+    rollups::{self, MINUTE, Partial},
 };
 use crate::{
     db::{Backend, Database},
@@ -208,6 +209,7 @@ async fn store(
         .into_iter()
         .map(|s| (s.series_key, s.id))
         .collect();
+    let rollups = rollups::of_batch(samples.iter().filter_map(|s| Some((*ids.get(&s.key)?, s.ts, s.value))));
     let mut rows = samples.iter().filter_map(|s| {
         Some(sample::ActiveModel {
             series_id: Set(*ids.get(&s.key)?),
@@ -235,6 +237,9 @@ async fn store(
             .exec(&txn)
             .await?;
     }
+    // After the series updates, which lock the series rows in key order: a batch only
+    // touches a series' rollups while it holds that series.
+    rollups::add(&txn, rollups).await?;
     txn.commit().await?;
     Ok(stored)
 }
@@ -287,6 +292,8 @@ async fn store_unnest(
         }
     }
     let stored = series_ids.len();
+    let rollups =
+        rollups::of_batch(series_ids.iter().zip(&ts).zip(&values).map(|((id, ts), value)| (*id, *ts, *value)));
     sqlx::query(
         "INSERT INTO metric_samples (series_id, ts, value) SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::float8[])",
     )
@@ -295,6 +302,8 @@ async fn store_unnest(
     .bind(values)
     .execute(&mut *txn)
     .await?;
+    // The series rows are locked: no other batch touches their rollups meanwhile.
+    rollups::add_pg(&mut txn, rollups).await?;
     let (mut last_ids, mut last_values, mut last_ts) = (Vec::new(), Vec::new(), Vec::new());
     for s in latest.values() {
         if let Some(id) = ids.get(&s.key) {
@@ -423,9 +432,9 @@ pub fn parse_step(step: &Value) -> Result<i64, String> {
 }
 
 /// Runs a range query: each matching series' samples in `[start, end]`, grouped into
-/// `step`-wide buckets from `start`, each bucket reduced by the aggregation in the
-/// database. `rate` is the bucket's increase (max − min, counters without resets) per second
-/// of step. Empty buckets are omitted.
+/// `step`-wide buckets from `start`, each bucket reduced by the aggregation. `rate` is the
+/// bucket's increase (max − min, counters without resets) per second of step. Empty
+/// buckets are omitted.
 pub async fn query(db: &DatabaseConnection, q: RangeQuery) -> Result<Vec<SeriesPoints>, AppError> {
     let bad = |field: &str, message: String| AppError::Validation(vec![FieldError::new(field, message)]);
     let start = parse_timestamp(&q.start).map_err(|m| bad("start", m))?;
@@ -453,19 +462,32 @@ pub async fn query(db: &DatabaseConnection, q: RangeQuery) -> Result<Vec<SeriesP
     let mut result = Vec::with_capacity(matching.len());
     if !matching.is_empty() {
         let ids: Vec<i64> = matching.iter().map(|(s, _)| s.id).collect();
-        let mut points: HashMap<i64, Vec<(i64, f64)>> = HashMap::new();
-        for row in aggregate(db, &ids, start, end, step, aggregation).await? {
-            points.entry(row.0).or_default().push((row.1, row.2));
-        }
+        let step_seconds = step as f64 / 1e6;
+        let mut buckets = buckets(db, &ids, start, end, step, aggregation).await?;
         for (series, mut metric) in matching {
-            let Some(mut values) = points.remove(&series.id) else { continue };
-            values.sort_by_key(|(bucket, _)| *bucket);
+            let Some(series_buckets) = buckets.remove(&series.id) else { continue };
+            let values = series_buckets
+                .into_iter()
+                .map(|(bucket, p)| ((start + bucket * step) as f64 / 1e6, aggregation.reduce(&p, step_seconds)))
+                .collect();
             metric.insert("__name__".into(), series.name);
-            let values = values.into_iter().map(|(bucket, v)| ((start + bucket * step) as f64 / 1e6, v)).collect();
             result.push(SeriesPoints { metric, values });
         }
     }
     Ok(result)
+}
+
+impl Aggregation {
+    fn reduce(self, p: &Partial, step_seconds: f64) -> f64 {
+        match self {
+            Aggregation::Avg => p.sum / p.count as f64,
+            Aggregation::Sum => p.sum,
+            Aggregation::Min => p.min,
+            Aggregation::Max => p.max,
+            Aggregation::Count => p.count as f64,
+            Aggregation::Rate => (p.max - p.min) / step_seconds,
+        }
+    }
 }
 
 /// One series of a range query's answer.
@@ -525,54 +547,130 @@ impl Serialize for PointValue {
     }
 }
 
-/// `(series_id, bucket, value)` rows, reduced in the database.
-async fn aggregate(
+/// Each series' non-empty buckets as `(bucket index, partial)`, in order. When
+/// `start` is on a minute and `step` is whole minutes, every bucket is made of whole
+/// minutes: those read the minute rollups, and only the samples of a last,
+/// partial minute are read one by one. Otherwise the samples are reduced in the database.
+async fn buckets(
     db: &DatabaseConnection,
     ids: &[i64],
     start: i64,
     end: i64,
     step: i64,
     aggregation: Aggregation,
-) -> Result<Vec<(i64, i64, f64)>, AppError> {
-    let backend = db.get_database_backend();
-    // start and step are integers we computed: safe to render as literals.
-    let bucket = match backend {
-        DbBackend::MySql => format!("(ts - {start}) DIV {step}"),
-        _ => format!("(ts - {start}) / {step}"),
-    };
-    let reduce = match aggregation {
-        Aggregation::Avg => "AVG(value)",
-        Aggregation::Sum => "SUM(value)",
-        Aggregation::Min => "MIN(value)",
-        Aggregation::Max => "MAX(value)",
-        Aggregation::Count => "COUNT(*)",
-        Aggregation::Rate => "MAX(value) - MIN(value)",
-    };
-    let statement = Query::select()
-        .column(sample::Column::SeriesId)
-        .expr_as(Expr::cust(bucket), "bucket")
-        .expr_as(Expr::cust(reduce), "v")
-        .from(sample::Entity)
-        .and_where(Expr::col(sample::Column::SeriesId).is_in(ids.iter().copied()))
-        .and_where(Expr::col(sample::Column::Ts).gte(start))
-        .and_where(Expr::col(sample::Column::Ts).lte(end))
-        .add_group_by([Expr::col(sample::Column::SeriesId), Expr::cust("bucket")])
-        .to_owned();
-    let rows = db.query_all(&statement).await?;
-    let step_seconds = step as f64 / 1e6;
-    rows.iter()
-        .map(|row| {
-            let id: i64 = row.try_get("", "series_id")?;
-            let bucket: i64 = row.try_get("", "bucket")?;
-            let value = match row.try_get::<f64>("", "v") {
-                Ok(v) => v,
-                Err(_) => row.try_get::<i64>("", "v")? as f64,
-            };
-            let value = if aggregation == Aggregation::Rate { value / step_seconds } else { value };
-            Ok((id, bucket, value))
-        })
-        .collect::<Result<_, sea_orm::DbErr>>()
-        .map_err(AppError::from)
+) -> Result<HashMap<i64, Vec<(i64, Partial)>>, AppError> {
+    let mut buckets = Buckets::default();
+    let mut samples_from = start;
+    // The first minute that does not end by `end`.
+    let partial_minute = (end + 1) - (end + 1).rem_euclid(MINUTE);
+    if start.rem_euclid(MINUTE) == 0 && step % MINUTE == 0 && partial_minute > start {
+        for (id, minute, partial) in rollups::read(db, ids, start, partial_minute).await? {
+            buckets.add(id, (minute - start) / step, partial);
+        }
+        samples_from = partial_minute;
+    }
+    if samples_from <= end {
+        // start and step are integers we computed: safe to render as literals.
+        let bucket = match db.get_database_backend() {
+            DbBackend::MySql => format!("(ts - {start}) DIV {step}"),
+            _ => format!("(ts - {start}) / {step}"),
+        };
+        let statement = Query::select()
+            .column(sample::Column::SeriesId)
+            .expr_as(Expr::cust(bucket), "bucket")
+            .exprs(aggregation.parts().iter().map(|part| Expr::cust(part.sql())))
+            .from(sample::Entity)
+            .and_where(Expr::col(sample::Column::SeriesId).is_in(ids.iter().copied()))
+            .and_where(Expr::col(sample::Column::Ts).gte(samples_from))
+            .and_where(Expr::col(sample::Column::Ts).lte(end))
+            .add_group_by([Expr::col(sample::Column::SeriesId), Expr::cust("bucket")])
+            .to_owned();
+        for row in db.query_all(&statement).await? {
+            buckets.add(row.try_get_by_index(0)?, row.try_get_by_index(1)?, parts(&row, aggregation)?);
+        }
+    }
+    Ok(buckets.done())
+}
+
+/// Buckets gathered per series. Rows mostly arrive in order (a series' rollup minutes,
+/// then its partial last minute): an entry for the bucket just added merges into it, and
+/// only a series whose entries came out of order is sorted and merged afterwards.
+#[derive(Default)]
+struct Buckets(HashMap<i64, Vec<(i64, Partial)>>);
+
+impl Buckets {
+    fn add(&mut self, series_id: i64, bucket: i64, p: Partial) {
+        let entries = self.0.entry(series_id).or_default();
+        match entries.last_mut() {
+            Some((last, kept)) if *last == bucket => kept.merge(&p),
+            _ => entries.push((bucket, p)),
+        }
+    }
+
+    fn done(mut self) -> HashMap<i64, Vec<(i64, Partial)>> {
+        for entries in self.0.values_mut() {
+            if !entries.is_sorted_by(|a, b| a.0 < b.0) {
+                entries.sort_by_key(|(bucket, _)| *bucket);
+                entries.dedup_by(|later, kept| {
+                    let same = later.0 == kept.0;
+                    if same {
+                        kept.1.merge(&later.1);
+                    }
+                    same
+                });
+            }
+        }
+        self.0
+    }
+}
+
+/// A part of a bucket's [`Partial`], computed over its samples.
+#[derive(Clone, Copy)]
+enum Part {
+    Count,
+    Sum,
+    Min,
+    Max,
+}
+
+impl Part {
+    fn sql(self) -> &'static str {
+        match self {
+            Part::Count => "COUNT(*)",
+            Part::Sum => "SUM(value)",
+            Part::Min => "MIN(value)",
+            Part::Max => "MAX(value)",
+        }
+    }
+}
+
+impl Aggregation {
+    /// The parts it is computed from: the samples query computes only those.
+    fn parts(self) -> &'static [Part] {
+        match self {
+            Aggregation::Avg => &[Part::Count, Part::Sum],
+            Aggregation::Sum => &[Part::Sum],
+            Aggregation::Min => &[Part::Min],
+            Aggregation::Max => &[Part::Max],
+            Aggregation::Count => &[Part::Count],
+            Aggregation::Rate => &[Part::Min, Part::Max],
+        }
+    }
+}
+
+/// The parts of `aggregation` from the columns after `(series_id, bucket)`; the others
+/// stay empty (and unread).
+fn parts(row: &QueryResult, aggregation: Aggregation) -> Result<Partial, DbErr> {
+    let mut p = Partial { count: 0, sum: 0.0, min: f64::NAN, max: f64::NAN };
+    for (i, part) in aggregation.parts().iter().enumerate() {
+        match part {
+            Part::Count => p.count = row.try_get_by_index(2 + i)?,
+            Part::Sum => p.sum = row.try_get_by_index(2 + i)?,
+            Part::Min => p.min = row.try_get_by_index(2 + i)?,
+            Part::Max => p.max = row.try_get_by_index(2 + i)?,
+        }
+    }
+    Ok(p)
 }
 
 #[cfg(test)]
@@ -604,6 +702,18 @@ mod tests {
                 "values": [[1.5, "2"], [61.5, "0.25"], [121.5, "NaN"], [181.5, "1000000000000000000000"]],
             }]}})
         );
+    }
+
+    #[test]
+    fn buckets_merge_and_sort_whatever_order_rows_arrive_in() {
+        let mut buckets = Buckets::default();
+        for (series, bucket, value) in [(1, 0, 1.0), (1, 0, 2.0), (2, 5, 7.0), (1, 3, 4.0), (1, 1, 8.0), (1, 3, -1.0)] {
+            buckets.add(series, bucket, Partial::of(value));
+        }
+        let done = buckets.done();
+        let one: Vec<(i64, i64, f64)> = done[&1].iter().map(|(b, p)| (*b, p.count, p.sum)).collect();
+        assert_eq!(one, [(0, 2, 3.0), (1, 1, 8.0), (3, 2, 3.0)]);
+        assert_eq!(done[&2], [(5, Partial::of(7.0))]);
     }
 
     #[test]

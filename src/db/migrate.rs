@@ -6,19 +6,27 @@
 //! SQLite apply DDL transactionally; MariaDB commits each DDL statement on its own, so a
 //! migration that fails there half-way must be repaired by hand (the error says which).
 
+use std::{future::Future, pin::Pin};
+
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, DeriveIden, Statement, StatementBuilder,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, DeriveIden, Statement,
+    StatementBuilder,
     sea_query::{ColumnDef, Expr, Query, Table},
 };
 
 mod schema;
 
-/// One schema change. `up` renders its statements for the backend at hand.
+/// One schema change. `up` renders its statements for the backend at hand; `data`, if
+/// any, then moves data the way SQL alone cannot (in the same transaction on PostgreSQL
+/// and SQLite).
 pub struct Migration {
     pub version: i64,
     pub name: &'static str,
     pub up: fn(DbBackend) -> Vec<Statement>,
+    pub data: Option<DataStep>,
 }
+
+pub type DataStep = for<'a> fn(&'a DatabaseTransaction) -> Pin<Box<dyn Future<Output = Result<(), DbErr>> + Send + 'a>>;
 
 /// Every migration, oldest first. Append only: never edit a released one.
 pub const MIGRATIONS: &[Migration] = schema::MIGRATIONS;
@@ -79,7 +87,7 @@ async fn lock(txn: &impl ConnectionTrait, backend: DbBackend) -> Result<(), DbEr
     Ok(())
 }
 
-async fn apply_pending(txn: &impl ConnectionTrait, backend: DbBackend) -> Result<usize, DbErr> {
+async fn apply_pending(txn: &DatabaseTransaction, backend: DbBackend) -> Result<usize, DbErr> {
     txn.execute(
         Table::create()
             .table(SchemaMigrations::Table)
@@ -97,6 +105,11 @@ async fn apply_pending(txn: &impl ConnectionTrait, backend: DbBackend) -> Result
             txn.execute_raw(statement)
                 .await
                 .map_err(|err| DbErr::Migration(format!("{} {}: {err}", migration.version, migration.name)))?;
+        }
+        if let Some(data) = migration.data {
+            data(txn)
+                .await
+                .map_err(|err| DbErr::Migration(format!("{} {} (data): {err}", migration.version, migration.name)))?;
         }
         txn.execute(
             Query::insert()

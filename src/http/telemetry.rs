@@ -195,5 +195,10 @@ pub async fn query_metrics(
     principal.require_role(Role::Viewer)?;
     // A query is a read: it changes nothing, so it leaves no audit row.
     ctx.audit.mark_handled();
-    Ok(axum::Json(samples::matrix(samples::query(state.db.conn(), q).await?)).into_response())
+    let result = samples::query(state.db.conn(), q).await?;
+    // Sized up front: an all-series answer runs to megabytes, grown by doubling otherwise.
+    let points: usize = result.iter().map(|s| s.values.len()).sum();
+    let mut body = Vec::with_capacity(64 + result.len() * 128 + points * 32);
+    serde_json::to_writer(&mut body, &samples::matrix(result)).map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

@@ -1,8 +1,10 @@
 //! The migrations themselves, written with sea-query so each renders for all three
 //! backends from one definition.
 
+use std::{future::Future, pin::Pin};
+
 use sea_orm::{
-    DbBackend, DeriveIden, Statement,
+    DatabaseTransaction, DbBackend, DbErr, DeriveIden, Statement,
     sea_query::{
         Alias, ColumnDef, ForeignKey, ForeignKeyAction, ForeignKeyCreateStatement, Index, Query, Table,
         TableCreateStatement,
@@ -12,10 +14,11 @@ use sea_orm::{
 use super::{Migration, build_all};
 
 pub(super) const MIGRATIONS: &[Migration] = &[
-    Migration { version: 1, name: "app_settings", up: app_settings },
-    Migration { version: 2, name: "identity", up: identity },
-    Migration { version: 3, name: "telemetry", up: telemetry },
-    Migration { version: 4, name: "covering_samples_index", up: covering_samples_index },
+    Migration { version: 1, name: "app_settings", up: app_settings, data: None },
+    Migration { version: 2, name: "identity", up: identity, data: None },
+    Migration { version: 3, name: "telemetry", up: telemetry, data: None },
+    Migration { version: 4, name: "covering_samples_index", up: covering_samples_index, data: None },
+    Migration { version: 5, name: "metric_rollups", up: metric_rollups, data: Some(backfill_rollups) },
 ];
 
 #[derive(DeriveIden)]
@@ -509,4 +512,41 @@ fn covering_samples_index(backend: DbBackend) -> Vec<Statement> {
         &[Index::drop().name("ix_samples_series_ts").table(MetricSamples::Table).to_owned()],
     ));
     statements
+}
+
+#[derive(DeriveIden)]
+enum MetricRollups {
+    Table,
+    SeriesId,
+    Hour,
+    Minutes,
+}
+
+/// Each series' samples summed up per minute, an hour a row (see `data::rollups`), kept
+/// by ingest; the migration's data step builds them from the samples already stored.
+fn metric_rollups(backend: DbBackend) -> Vec<Statement> {
+    let mut create = backend.build(&exact_collation(
+        Table::create()
+            .table(MetricRollups::Table)
+            .col(ColumnDef::new(MetricRollups::SeriesId).big_integer().not_null())
+            .col(ColumnDef::new(MetricRollups::Hour).big_integer().not_null())
+            .col(ColumnDef::new(MetricRollups::Minutes).blob().not_null())
+            .primary_key(Index::create().col(MetricRollups::SeriesId).col(MetricRollups::Hour))
+            .foreign_key(
+                ForeignKey::create()
+                    .from(MetricRollups::Table, MetricRollups::SeriesId)
+                    .to(MetricSeries::Table, MetricSeries::Id)
+                    .on_delete(ForeignKeyAction::Cascade),
+            ),
+        backend,
+    ));
+    if backend == DbBackend::Sqlite {
+        // Rows stored in key order, as InnoDB does: a series' hours are read in one pass.
+        create.sql.push_str(" WITHOUT ROWID");
+    }
+    vec![create]
+}
+
+fn backfill_rollups(txn: &DatabaseTransaction) -> Pin<Box<dyn Future<Output = Result<(), DbErr>> + Send + '_>> {
+    Box::pin(crate::data::rollups::backfill(txn))
 }

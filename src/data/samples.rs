@@ -534,7 +534,24 @@ struct Points<'a>(&'a [(f64, f64)]);
 
 impl Serialize for Points<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(|(t, v)| (t, PointValue(*v))))
+        serializer.collect_seq(self.0.iter().map(|(t, v)| (PointTime(*t), PointValue(*v))))
+    }
+}
+
+/// Whole numbers below 2^53, which print the same as an integer and faster.
+fn whole(x: f64) -> Option<i64> {
+    (x.fract() == 0.0 && x.abs() < 9_007_199_254_740_992.0 && !(x == 0.0 && x.is_sign_negative())).then_some(x as i64)
+}
+
+/// A timestamp in seconds: whole seconds as an integer, as Prometheus writes them.
+struct PointTime(f64);
+
+impl Serialize for PointTime {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match whole(self.0) {
+            Some(seconds) => serializer.serialize_i64(seconds),
+            None => serializer.serialize_f64(self.0),
+        }
     }
 }
 
@@ -543,7 +560,11 @@ struct PointValue(f64);
 
 impl Serialize for PointValue {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if self.0.is_nan() { serializer.serialize_str("NaN") } else { serializer.collect_str(&self.0) }
+        match whole(self.0) {
+            Some(n) => serializer.collect_str(&n),
+            None if self.0.is_nan() => serializer.serialize_str("NaN"),
+            None => serializer.collect_str(&self.0),
+        }
     }
 }
 
@@ -594,21 +615,38 @@ async fn buckets(
 
 /// Buckets gathered per series. Rows mostly arrive in order (a series' rollup minutes,
 /// then its partial last minute): an entry for the bucket just added merges into it, and
-/// only a series whose entries came out of order is sorted and merged afterwards.
+/// only a series whose entries came out of order is sorted and merged afterwards. The
+/// series last added to is remembered, as entries come in runs of a series.
 #[derive(Default)]
-struct Buckets(HashMap<i64, Vec<(i64, Partial)>>);
+struct Buckets {
+    index: HashMap<i64, usize>,
+    series: Vec<(i64, Vec<(i64, Partial)>)>,
+    last: Option<(i64, usize)>,
+}
 
 impl Buckets {
     fn add(&mut self, series_id: i64, bucket: i64, p: Partial) {
-        let entries = self.0.entry(series_id).or_default();
+        let at = match self.last {
+            Some((id, at)) if id == series_id => at,
+            _ => {
+                let at = *self.index.entry(series_id).or_insert_with(|| {
+                    self.series.push((series_id, Vec::new()));
+                    self.series.len() - 1
+                });
+                self.last = Some((series_id, at));
+                at
+            }
+        };
+        let entries = &mut self.series[at].1;
         match entries.last_mut() {
             Some((last, kept)) if *last == bucket => kept.merge(&p),
             _ => entries.push((bucket, p)),
         }
     }
 
-    fn done(mut self) -> HashMap<i64, Vec<(i64, Partial)>> {
-        for entries in self.0.values_mut() {
+    fn done(self) -> HashMap<i64, Vec<(i64, Partial)>> {
+        let mut done = HashMap::with_capacity(self.series.len());
+        for (series_id, mut entries) in self.series {
             if !entries.is_sorted_by(|a, b| a.0 < b.0) {
                 entries.sort_by_key(|(bucket, _)| *bucket);
                 entries.dedup_by(|later, kept| {
@@ -619,8 +657,9 @@ impl Buckets {
                     same
                 });
             }
+            done.insert(series_id, entries);
         }
-        self.0
+        done
     }
 }
 
@@ -693,13 +732,13 @@ mod tests {
     #[test]
     fn matrix_is_prometheus_shaped_with_string_values() {
         let metric = BTreeMap::from([("__name__".to_owned(), "up".to_owned()), ("job".to_owned(), "a".to_owned())]);
-        let values = vec![(1.5, 2.0), (61.5, 0.25), (121.5, f64::NAN), (181.5, 1e21)];
+        let values = vec![(1.5, 2.0), (61.5, 0.25), (121.5, f64::NAN), (181.5, 1e21), (240.0, -0.0), (300.0, -3.0)];
         let body = serde_json::to_value(matrix(vec![SeriesPoints { metric, values }])).unwrap();
         assert_eq!(
             body,
             json!({"status": "success", "data": {"resultType": "matrix", "result": [{
                 "metric": {"__name__": "up", "job": "a"},
-                "values": [[1.5, "2"], [61.5, "0.25"], [121.5, "NaN"], [181.5, "1000000000000000000000"]],
+                "values": [[1.5, "2"], [61.5, "0.25"], [121.5, "NaN"], [181.5, "1000000000000000000000"], [240, "-0"], [300, "-3"]],
             }]}})
         );
     }

@@ -525,7 +525,7 @@ enum MetricRollups {
 /// Each series' samples summed up per minute, an hour a row (see `data::rollups`), kept
 /// by ingest; the migration's data step builds them from the samples already stored.
 fn metric_rollups(backend: DbBackend) -> Vec<Statement> {
-    let mut create = backend.build(&exact_collation(
+    let create = backend.build(&exact_collation(
         Table::create()
             .table(MetricRollups::Table)
             .col(ColumnDef::new(MetricRollups::SeriesId).big_integer().not_null())
@@ -540,10 +540,7 @@ fn metric_rollups(backend: DbBackend) -> Vec<Statement> {
             ),
         backend,
     ));
-    if backend == DbBackend::Sqlite {
-        // Rows stored in key order, as InnoDB does: a series' hours are read in one pass.
-        create.sql.push_str(" WITHOUT ROWID");
-    }
+    // Not WITHOUT ROWID on SQLite: rows of up to 2 KB would spill into overflow pages.
     vec![create]
 }
 

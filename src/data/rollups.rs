@@ -70,7 +70,7 @@ fn encode(minutes: &Minutes) -> Vec<u8> {
 
 /// The entries of a blob; a malformed one is an error, never a panic.
 fn decode(blob: &[u8]) -> Result<impl Iterator<Item = (u8, Partial)> + '_, DbErr> {
-    if blob.len() % ENTRY != 0 {
+    if !blob.len().is_multiple_of(ENTRY) {
         return Err(DbErr::Custom(format!("metric rollup of {} bytes is not whole entries", blob.len())));
     }
     Ok(blob.chunks_exact(ENTRY).map(|e| {

@@ -478,6 +478,18 @@ pub async fn query(db: &DatabaseConnection, q: RangeQuery) -> Result<Vec<SeriesP
 }
 
 impl Aggregation {
+    /// The parts it is computed from: the samples query computes only those.
+    fn parts(self) -> &'static [Part] {
+        match self {
+            Aggregation::Avg => &[Part::Count, Part::Sum],
+            Aggregation::Sum => &[Part::Sum],
+            Aggregation::Min => &[Part::Min],
+            Aggregation::Max => &[Part::Max],
+            Aggregation::Count => &[Part::Count],
+            Aggregation::Rate => &[Part::Min, Part::Max],
+        }
+    }
+
     fn reduce(self, p: &Partial, step_seconds: f64) -> f64 {
         match self {
             Aggregation::Avg => p.sum / p.count as f64,
@@ -679,20 +691,6 @@ impl Part {
             Part::Sum => "SUM(value)",
             Part::Min => "MIN(value)",
             Part::Max => "MAX(value)",
-        }
-    }
-}
-
-impl Aggregation {
-    /// The parts it is computed from: the samples query computes only those.
-    fn parts(self) -> &'static [Part] {
-        match self {
-            Aggregation::Avg => &[Part::Count, Part::Sum],
-            Aggregation::Sum => &[Part::Sum],
-            Aggregation::Min => &[Part::Min],
-            Aggregation::Max => &[Part::Max],
-            Aggregation::Count => &[Part::Count],
-            Aggregation::Rate => &[Part::Min, Part::Max],
         }
     }
 }

@@ -377,6 +377,14 @@ fn cascade_to_sources<T: sea_orm::sea_query::IntoIden + 'static>(table: T, colum
         .to_owned()
 }
 
+fn cascade_to_series<T: sea_orm::sea_query::IntoIden + 'static>(table: T, column: T) -> ForeignKeyCreateStatement {
+    ForeignKey::create()
+        .from(table, column)
+        .to(MetricSeries::Table, MetricSeries::Id)
+        .on_delete(ForeignKeyAction::Cascade)
+        .to_owned()
+}
+
 /// Sources, their ingest keys, logs and metric samples. Deleting a source deletes its
 /// keys, logs and metrics (foreign keys with ON DELETE CASCADE).
 fn telemetry(backend: DbBackend) -> Vec<Statement> {
@@ -448,12 +456,7 @@ fn telemetry(backend: DbBackend) -> Vec<Statement> {
                     .col(ColumnDef::new(MetricSamples::SeriesId).big_integer().not_null())
                     .col(micros(MetricSamples::Ts))
                     .col(ColumnDef::new(MetricSamples::Value).double().not_null())
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(MetricSamples::Table, MetricSamples::SeriesId)
-                            .to(MetricSeries::Table, MetricSeries::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    ),
+                    .foreign_key(&mut cascade_to_series(MetricSamples::Table, MetricSamples::SeriesId)),
                 backend,
             ),
         ],
@@ -532,12 +535,7 @@ fn metric_rollups(backend: DbBackend) -> Vec<Statement> {
             .col(ColumnDef::new(MetricRollups::Hour).big_integer().not_null())
             .col(ColumnDef::new(MetricRollups::Minutes).blob().not_null())
             .primary_key(Index::create().col(MetricRollups::SeriesId).col(MetricRollups::Hour))
-            .foreign_key(
-                ForeignKey::create()
-                    .from(MetricRollups::Table, MetricRollups::SeriesId)
-                    .to(MetricSeries::Table, MetricSeries::Id)
-                    .on_delete(ForeignKeyAction::Cascade),
-            ),
+            .foreign_key(&mut cascade_to_series(MetricRollups::Table, MetricRollups::SeriesId)),
         backend,
     ));
     // Not WITHOUT ROWID on SQLite: rows of up to 2 KB would spill into overflow pages.

@@ -369,20 +369,21 @@ fn exact_collation(table: &mut TableCreateStatement, backend: DbBackend) -> Tabl
     table.to_owned()
 }
 
+/// `table.column` references `to.to_column`; deleting the referenced row deletes this one.
+fn cascade<F, T>(table: F, column: F, to: T, to_column: T) -> ForeignKeyCreateStatement
+where
+    F: sea_orm::sea_query::IntoIden + 'static,
+    T: sea_orm::sea_query::IntoIden + 'static,
+{
+    ForeignKey::create().from(table, column).to(to, to_column).on_delete(ForeignKeyAction::Cascade).to_owned()
+}
+
 fn cascade_to_sources<T: sea_orm::sea_query::IntoIden + 'static>(table: T, column: T) -> ForeignKeyCreateStatement {
-    ForeignKey::create()
-        .from(table, column)
-        .to(Sources::Table, Sources::Id)
-        .on_delete(ForeignKeyAction::Cascade)
-        .to_owned()
+    cascade(table, column, Sources::Table, Sources::Id)
 }
 
 fn cascade_to_series<T: sea_orm::sea_query::IntoIden + 'static>(table: T, column: T) -> ForeignKeyCreateStatement {
-    ForeignKey::create()
-        .from(table, column)
-        .to(MetricSeries::Table, MetricSeries::Id)
-        .on_delete(ForeignKeyAction::Cascade)
-        .to_owned()
+    cascade(table, column, MetricSeries::Table, MetricSeries::Id)
 }
 
 /// Sources, their ingest keys, logs and metric samples. Deleting a source deletes its

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement, Value,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, QueryResult, Statement, Value,
     sea_query::{Expr, ExprTrait, Query},
     sqlx,
 };
@@ -45,6 +45,45 @@ impl Partial {
         self.sum += other.sum;
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
+    }
+}
+
+/// A part of a [`Partial`], computed over samples in SQL.
+#[derive(Clone, Copy)]
+pub enum Part {
+    Count,
+    Sum,
+    Min,
+    Max,
+}
+
+impl Part {
+    pub const ALL: [Part; 4] = [Part::Count, Part::Sum, Part::Min, Part::Max];
+
+    pub fn sql(self) -> &'static str {
+        match self {
+            Part::Count => "COUNT(*)",
+            Part::Sum => "SUM(value)",
+            Part::Min => "MIN(value)",
+            Part::Max => "MAX(value)",
+        }
+    }
+}
+
+impl Partial {
+    /// `parts` from the row's columns from `first` on; the other parts stay empty (a
+    /// query that computes only some of them reads only those).
+    pub fn read(row: &QueryResult, first: usize, parts: &[Part]) -> Result<Self, DbErr> {
+        let mut p = Partial { count: 0, sum: 0.0, min: f64::NAN, max: f64::NAN };
+        for (i, part) in parts.iter().enumerate() {
+            match part {
+                Part::Count => p.count = row.try_get_by_index(first + i)?,
+                Part::Sum => p.sum = row.try_get_by_index(first + i)?,
+                Part::Min => p.min = row.try_get_by_index(first + i)?,
+                Part::Max => p.max = row.try_get_by_index(first + i)?,
+            }
+        }
+        Ok(p)
     }
 }
 
@@ -189,7 +228,8 @@ pub async fn add_pg(txn: &mut sqlx::PgConnection, batch: BTreeMap<(i64, i64), Mi
     .bind(&hours)
     .fetch_all(&mut *txn)
     .await?;
-    let rows = merged(batch, stored).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+    // A stored blob that is not whole entries: a decoding error, as sqlx reports others.
+    let rows = merged(batch, stored).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     let (mut series, mut hours, mut blobs) = (Vec::new(), Vec::new(), Vec::new());
     for (s, h, m) in rows {
         series.push(s);
@@ -243,12 +283,13 @@ pub async fn read(
 pub async fn backfill(txn: &DatabaseTransaction) -> Result<(), DbErr> {
     let backend = txn.get_database_backend();
     let ids = txn.query_all_raw(Statement::from_string(backend, "SELECT id FROM metric_series ORDER BY id")).await?;
+    // The minute a sample falls in, floored also before 1970.
+    let minute = format!("ts - ((ts % {MINUTE}) + {MINUTE}) % {MINUTE}");
     for id in ids {
         let id: i64 = id.try_get_by_index(0)?;
-        let minute = format!("ts - ((ts % {MINUTE}) + {MINUTE}) % {MINUTE}");
         let statement = Query::select()
             .expr(Expr::cust(minute.clone()))
-            .exprs(["COUNT(*)", "SUM(value)", "MIN(value)", "MAX(value)"].map(Expr::cust))
+            .exprs(Part::ALL.map(|part| Expr::cust(part.sql())))
             .from("metric_samples")
             .and_where(Expr::col("series_id").eq(id))
             .add_group_by([Expr::cust(minute.clone())])
@@ -256,12 +297,7 @@ pub async fn backfill(txn: &DatabaseTransaction) -> Result<(), DbErr> {
         let mut batch: BTreeMap<(i64, i64), Minutes> = BTreeMap::new();
         for row in txn.query_all(&statement).await? {
             let at: i64 = row.try_get_by_index(0)?;
-            let p = Partial {
-                count: row.try_get_by_index(1)?,
-                sum: row.try_get_by_index(2)?,
-                min: row.try_get_by_index(3)?,
-                max: row.try_get_by_index(4)?,
-            };
+            let p = Partial::read(&row, 1, &Part::ALL)?;
             let hour = floor(at, HOUR);
             batch.entry((id, hour)).or_default().insert(((at - hour) / MINUTE) as u8, p);
         }

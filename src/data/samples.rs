@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QueryResult, QuerySelect, Set,
+    QueryOrder, QuerySelect, Set,
     sea_query::{Expr, ExprTrait, OnConflict, Query},
     sqlx,
 };
@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::{
     entity::{sample, series},
     logs::parse_timestamp,
-    rollups::{self, MINUTE, Partial},
+    rollups::{self, MINUTE, Part, Partial},
 };
 use crate::{
     db::{Backend, Database},
@@ -619,7 +619,8 @@ async fn buckets(
             .add_group_by([Expr::col(sample::Column::SeriesId), Expr::cust("bucket")])
             .to_owned();
         for row in db.query_all(&statement).await? {
-            buckets.add(row.try_get_by_index(0)?, row.try_get_by_index(1)?, parts(&row, aggregation)?);
+            let partial = Partial::read(&row, 2, aggregation.parts())?;
+            buckets.add(row.try_get_by_index(0)?, row.try_get_by_index(1)?, partial);
         }
     }
     Ok(buckets.done())
@@ -673,41 +674,6 @@ impl Buckets {
         }
         done
     }
-}
-
-/// A part of a bucket's [`Partial`], computed over its samples.
-#[derive(Clone, Copy)]
-enum Part {
-    Count,
-    Sum,
-    Min,
-    Max,
-}
-
-impl Part {
-    fn sql(self) -> &'static str {
-        match self {
-            Part::Count => "COUNT(*)",
-            Part::Sum => "SUM(value)",
-            Part::Min => "MIN(value)",
-            Part::Max => "MAX(value)",
-        }
-    }
-}
-
-/// The parts of `aggregation` from the columns after `(series_id, bucket)`; the others
-/// stay empty (and unread).
-fn parts(row: &QueryResult, aggregation: Aggregation) -> Result<Partial, DbErr> {
-    let mut p = Partial { count: 0, sum: 0.0, min: f64::NAN, max: f64::NAN };
-    for (i, part) in aggregation.parts().iter().enumerate() {
-        match part {
-            Part::Count => p.count = row.try_get_by_index(2 + i)?,
-            Part::Sum => p.sum = row.try_get_by_index(2 + i)?,
-            Part::Min => p.min = row.try_get_by_index(2 + i)?,
-            Part::Max => p.max = row.try_get_by_index(2 + i)?,
-        }
-    }
-    Ok(p)
 }
 
 #[cfg(test)]

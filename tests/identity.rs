@@ -350,6 +350,37 @@ async fn api_key_lifecycle(db: TestDb) {
     let users_as_viewer =
         server.client.get(server.url("/api/v1/users")).header("X-API-Key", narrow_key).send().await.unwrap();
     assert_eq!(users_as_viewer.status(), 403, "a viewer-narrowed admin key has viewer powers only");
+    // ... and has them: ranks include the ones below.
+    let read = server.client.get(server.url("/api/v1/sources")).header("X-API-Key", narrow_key).send().await.unwrap();
+    assert_eq!(read.status(), 200, "a viewer-narrowed admin key reads");
+    let verified: Value = server
+        .client
+        .get(server.url("/api/v1/auth/verify"))
+        .header("X-API-Key", narrow_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verified["roles"], json!(["viewer"]), "{verified}");
+    // A key made with a narrowed key, without roles, is narrowed as its maker is.
+    let child: Value = server
+        .client
+        .post(server.url("/api/v1/auth/api-keys"))
+        .header("X-API-Key", narrow_key)
+        .json(&json!({ "name": "child" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(child["roles"], json!(["viewer"]), "{child}");
+    let child_key = child["key"].as_str().unwrap();
+    let users_as_child =
+        server.client.get(server.url("/api/v1/users")).header("X-API-Key", child_key).send().await.unwrap();
+    assert_eq!(users_as_child.status(), 403, "a narrowed key cannot make itself an unnarrowed one");
     let too_long = server
         .authed(Method::POST, "/api/v1/auth/api-keys", &ann_token)
         .json(&json!({ "name": "forever", "expires_in_days": 366 }));
@@ -560,16 +591,22 @@ async fn user_admin_crud_and_pagination(db: TestDb) {
 async fn repeated_failed_logins_are_throttled(db: TestDb) {
     let server = TestServer::start(db.config()).await;
     let ann = server.create_user("ann", &[Role::Viewer]).await;
+    // One count per account, whichever of its names each attempt uses.
+    let names = ["ann", "ann@example.test"];
     for attempt in 1..=9 {
-        assert_eq!(server.login_response("ann", "wrong-password").await.status(), 401, "attempt {attempt}");
+        let name = names[attempt % names.len()];
+        assert_eq!(server.login_response(name, "wrong-password").await.status(), 401, "attempt {attempt} as {name}");
     }
-    let tenth = server.login_response("ann", "wrong-password").await;
+    let tenth = server.login_response("ann@example.test", "wrong-password").await;
     assert_eq!(tenth.status(), 429);
     let retry_after: u64 = tenth.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=900).contains(&retry_after), "{retry_after}");
     assert_eq!(tenth.json::<Value>().await.unwrap()["error"], "Too Many Requests");
-    // While blocked, even the right password is refused; another account is not affected.
-    assert_eq!(server.login_response("ann", &ann.password).await.status(), 429);
+    // While blocked, even the right password is refused, under any of its names; another
+    // account is not affected.
+    for name in names {
+        assert_eq!(server.login_response(name, &ann.password).await.status(), 429, "{name}");
+    }
     let bob = server.create_user("bob", &[Role::Viewer]).await;
     assert_eq!(server.login_response("bob", &bob.password).await.status(), 200);
     server.stop().await.unwrap();

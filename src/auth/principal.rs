@@ -51,6 +51,8 @@ pub struct Principal {
     /// Current roles from the database (narrowed for an API key).
     pub roles: Vec<Role>,
     pub auth_method: AuthMethod,
+    /// The roles the API key it authenticated with is narrowed to, if it is.
+    pub key_roles: Option<Vec<Role>>,
     /// The access token's claims when authenticated by JWT.
     pub token: Option<Arc<Claims>>,
 }

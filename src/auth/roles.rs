@@ -87,16 +87,18 @@ pub fn normalize(mut roles: Vec<Role>) -> Vec<Role> {
     roles
 }
 
-/// An API key narrowed to `key_roles` acts with at most the rank of its highest role,
-/// and never above its owner: the owner's roles at or below that rank.
+/// An API key narrowed to `key_roles` acts with the rank of its highest role, never above
+/// its owner's highest: ranks include the ones below them, so an admin's key narrowed to
+/// `viewer` is a viewer. The owner's roles below that rank are kept.
 pub fn narrow(owner: &[Role], key_roles: Option<&[Role]>) -> Vec<Role> {
     let Some(key_roles) = key_roles else {
         return owner.to_vec();
     };
-    let Some(cap) = key_roles.iter().max() else {
+    let (Some(cap), Some(top)) = (key_roles.iter().max(), owner.iter().max()) else {
         return Vec::new();
     };
-    owner.iter().copied().filter(|r| r <= cap).collect()
+    let rank = (*cap).min(*top);
+    normalize(owner.iter().copied().filter(|r| *r < rank).chain([rank]).collect())
 }
 
 pub fn names(roles: &[Role]) -> Vec<&'static str> {
@@ -124,6 +126,11 @@ mod tests {
         assert_eq!(narrow(&admin, Some(&[Role::Viewer])), vec![Role::Viewer]);
         assert_eq!(narrow(&admin, None), admin.to_vec());
         assert_eq!(narrow(&[Role::Viewer], Some(&[Role::Admin])), vec![Role::Viewer]);
-        assert!(narrow(&[Role::Maintainer], Some(&[Role::Viewer])).is_empty());
+        // By rank, not by name: an admin or maintainer narrowed lower holds the lower role.
+        assert_eq!(narrow(&[Role::Admin], Some(&[Role::Viewer])), vec![Role::Viewer]);
+        assert_eq!(narrow(&[Role::Admin], Some(&[Role::Maintainer, Role::Viewer])), vec![Role::Maintainer]);
+        assert_eq!(narrow(&[Role::Maintainer], Some(&[Role::Viewer])), vec![Role::Viewer]);
+        assert!(narrow(&[], Some(&[Role::Viewer])).is_empty());
+        assert!(narrow(&[Role::Admin], Some(&[])).is_empty());
     }
 }

@@ -72,6 +72,8 @@ impl Identity {
         let name = new.name.trim().to_owned();
         if name.is_empty() || name.chars().count() > 128 {
             problems.push(FieldError::new("name", "must be 1 to 128 characters"));
+        } else if name.chars().any(char::is_control) {
+            problems.push(FieldError::new("name", "must not contain control characters"));
         }
         let days = new.expires_in_days.unwrap_or(self.api_key_max_days);
         if days == 0 || days > self.api_key_max_days {
@@ -90,6 +92,9 @@ impl Identity {
         if !problems.is_empty() {
             return Err(AppError::Validation(problems));
         }
+        // A key made with a narrowed key is narrowed at least as much: without `roles` it
+        // takes its maker's narrowing, not the owner's full roles.
+        let roles = new.roles.or_else(|| owner.key_roles.clone());
         let generated = keys::generate(API_KEY_PREFIX).map_err(AppError::internal)?;
         let now = now_micros();
         let model = api_key::ActiveModel {
@@ -98,7 +103,7 @@ impl Identity {
             name: Set(name),
             prefix: Set(generated.prefix),
             key_hash: Set(generated.digest),
-            roles: Set(new.roles.map(|r| r.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","))),
+            roles: Set(roles.map(|r| r.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","))),
             expires_at: Set(Some(now.saturating_add(i64::from(days) * 86_400 * 1_000_000))),
             last_used_at: Set(None),
             created_at: Set(now),

@@ -223,6 +223,7 @@ impl Identity {
             username: user.username.clone(),
             roles: user.roles.clone(),
             auth_method: AuthMethod::Mtls,
+            key_roles: None,
             token: None,
         })
     }
@@ -251,6 +252,7 @@ impl Identity {
             // The database's roles, not the token's: a demotion takes effect at once.
             roles: user.roles.clone(),
             auth_method: AuthMethod::Jwt,
+            key_roles: None,
             token: Some(claims),
         })
     }
@@ -292,6 +294,7 @@ impl Identity {
             username: user.username.clone(),
             roles: roles::narrow(&user.roles, found.roles.as_deref()),
             auth_method: AuthMethod::ApiKey,
+            key_roles: found.roles.clone(),
             token: None,
         })
     }

@@ -111,15 +111,21 @@ impl Identity {
     ) -> Result<TokenResponse, AppError> {
         let account = login.trim().to_lowercase();
         let now = Instant::now();
+        let found = users::find_by_login(&self.db, login.trim()).await?;
+        // Failures count per account, whichever name (username or email) they were tried
+        // with; per name only where no account has it.
+        let throttled = match &found {
+            Some(user) => format!("user:{}", user.id),
+            None => format!("login:{account}"),
+        };
         let blocked = self
             .login_accounts
-            .blocked_for(&account, now)
+            .blocked_for(&throttled, now)
             .or_else(|| client.and_then(|ip| self.login_clients.blocked_for(&ip, now)));
         if let Some(retry_after_seconds) = blocked {
-            self.audit_login(meta, None, &account, AuditStatus::Denied).await?;
+            self.audit_login(meta, found.map(|u| u.id), &account, AuditStatus::Denied).await?;
             return Err(AppError::TooManyRequests { retry_after_seconds });
         }
-        let found = users::find_by_login(&self.db, login.trim()).await?;
         let verified = match &found {
             Some(user) => self.passwords.verify(password, &user.password_hash).await.map_err(AppError::internal)?,
             None => {
@@ -132,7 +138,7 @@ impl Identity {
             (found, _) => {
                 let user_id = found.map(|u| u.id);
                 self.audit_login(meta, user_id, &account, AuditStatus::Failure).await?;
-                let blocked = self.login_accounts.fail(&account, now);
+                let blocked = self.login_accounts.fail(&throttled, now);
                 let blocked = blocked.or(client.and_then(|ip| self.login_clients.fail(&ip, now)));
                 if let Some(retry_after_seconds) = blocked {
                     return Err(AppError::TooManyRequests { retry_after_seconds });
@@ -140,7 +146,7 @@ impl Identity {
                 return Err(AppError::Unauthorized(INVALID_CREDENTIALS.to_owned()));
             }
         };
-        self.login_accounts.reset(&account);
+        self.login_accounts.reset(&throttled);
         let new_hash =
             if needs_rehash { Some(self.passwords.hash(password).await.map_err(AppError::internal)?) } else { None };
         let txn = crate::db::begin_write(&self.db).await?;

@@ -43,6 +43,9 @@ pub enum AppError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The request (its body) did not arrive in time.
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("too many requests; retry after {retry_after_seconds}s")]
     TooManyRequests { retry_after_seconds: u64 },
     #[error("{0}")]
@@ -66,6 +69,7 @@ impl AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -81,9 +85,24 @@ impl From<sea_orm::DbErr> for AppError {
                 tracing::error!(event = "database_unavailable", error = %err);
                 AppError::Unavailable("The database is unavailable; try again shortly".to_owned())
             }
+            // PostgreSQL refuses a NUL in text (character_not_in_repertoire): the input's
+            // fault, wherever it came in (the HTTP layer refuses it before; gRPC may not).
+            other if pg_code(&other).as_deref() == Some("22021") => AppError::BadRequest(NUL_IN_TEXT.to_owned()),
             other => AppError::Internal(other.to_string()),
         }
     }
+}
+
+/// The message of a request whose text holds a NUL character.
+pub const NUL_IN_TEXT: &str = "Text must not contain NUL (\\u0000) characters";
+
+/// The SQLSTATE of a database error, when the driver reported one.
+fn pg_code(err: &sea_orm::DbErr) -> Option<String> {
+    use sea_orm::{DbErr, RuntimeErr};
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = err else {
+        return None;
+    };
+    e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned())
 }
 
 /// Attached to error responses; rendered into the body by the request middleware.
@@ -126,6 +145,7 @@ impl IntoResponse for AppError {
             | AppError::Conflict(message)
             | AppError::PayloadTooLarge(message)
             | AppError::UnsupportedMediaType(message)
+            | AppError::RequestTimeout(message)
             | AppError::Unavailable(message) => ErrorInfo { message, details: Vec::new(), internal_cause: None },
         };
         response.extensions_mut().insert(info);

@@ -31,7 +31,8 @@ use crate::{
     state::AppState,
 };
 
-/// How long a request body may go without sending a byte.
+/// How long a request body may go without sending a byte (or the request timeout, if
+/// shorter): then the request is answered 408.
 const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The whole HTTP API. Every route is registered with `routes!`, which also collects its
@@ -88,7 +89,7 @@ pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
                 .layer(middleware::from_fn_with_state(state.clone(), crate::http::middleware::observe))
                 .layer(CatchPanicLayer::new())
                 .layer(RequestTimeoutLayer::new(state.config.request_timeout, StatusCode::REQUEST_TIMEOUT))
-                .layer(RequestBodyTimeoutLayer::new(BODY_IDLE_TIMEOUT))
+                .layer(RequestBodyTimeoutLayer::new(BODY_IDLE_TIMEOUT.min(state.config.request_timeout)))
                 .layer(cors(&state.config.cors_origins))
                 .layer(DefaultBodyLimit::max(state.config.max_body_bytes)),
         )

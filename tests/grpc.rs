@@ -79,6 +79,10 @@ async fn sources_over_grpc(db: TestDb) {
 
     let duplicate = sources.create_source(bearer(create.clone(), &token)).await.unwrap_err();
     assert_eq!(duplicate.code(), Code::AlreadyExists, "{duplicate:?}");
+    let mut nul = create.clone();
+    nul.name = "a\0b".into();
+    let refused = sources.create_source(bearer(nul, &token)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
     create.name = "  ".into();
     create.r#type = "carrier-pigeon".into();
     let invalid = sources.create_source(bearer(create, &token)).await.unwrap_err();
@@ -168,6 +172,19 @@ async fn logs_stream_then_query(db: TestDb) {
     assert_eq!((found[0].level.as_str(), found[0].hostname.as_deref()), ("info", Some("web-1")));
     assert_eq!(killkrill::grpc::convert::struct_to_json(found[0].attributes.clone().unwrap()), json!({"n": 7}));
     assert_eq!(found[0].timestamp, "2026-09-21T14:13:27.000000Z");
+
+    // A NUL (which protobuf strings may hold) is refused as invalid on every database,
+    // in an entry and in a search, never an internal error; nothing of its batch is kept.
+    let nul = IngestLogsRequest {
+        source_id: source.id.clone(),
+        logs: vec![entry(base + 1.0, "info", "kept?"), entry(base + 2.0, "info", "a\0b")],
+    };
+    let refused = logs.ingest_logs(bearer(stream_of(vec![nul]), &token)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let search = QueryLogsRequest { q: Some("\0zzz".into()), ..Default::default() };
+    assert_eq!(logs.query_logs(bearer(search, &token)).await.unwrap_err().code(), Code::InvalidArgument);
+    let kept = QueryLogsRequest { q: Some("kept?".into()), ..Default::default() };
+    assert!(logs.query_logs(bearer(kept, &token)).await.unwrap().into_inner().logs.is_empty());
     server.stop().await.unwrap();
 }
 

@@ -49,6 +49,11 @@ async fn metrics_use_seed_names_and_route_templates(db: TestDb) {
     }
     assert_eq!(server.get("/no/such/path/1").await.status(), 404);
     assert_eq!(server.get("/no/such/path/2").await.status(), 404);
+    // Any token is a method to HTTP: the ones outside the standard set share one label.
+    for method in ["ZZMETHOD1", "ZZMETHOD2"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        assert_eq!(server.client.request(method, server.url("/healthz")).send().await.unwrap().status(), 405);
+    }
     let response = server.get("/metrics").await;
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
@@ -57,6 +62,7 @@ async fn metrics_use_seed_names_and_route_templates(db: TestDb) {
         r#"killkrill_flask_backend_requests_total{endpoint="/healthz",method="GET",status="200"} 3"#,
         // Unknown paths share one label value: cardinality stays bounded.
         r#"killkrill_flask_backend_requests_total{endpoint="unmatched",method="GET",status="404"} 2"#,
+        r#"killkrill_flask_backend_requests_total{endpoint="/healthz",method="other",status="405"} 2"#,
         r#"killkrill_flask_backend_request_duration_seconds_count{endpoint="/healthz",method="GET"} 3"#,
         r#"killkrill_flask_backend_request_duration_seconds_bucket{endpoint="/healthz",method="GET",le="+Inf"} 3"#,
         "# TYPE killkrill_flask_backend_request_duration_seconds histogram",
@@ -66,6 +72,7 @@ async fn metrics_use_seed_names_and_route_templates(db: TestDb) {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
     }
     assert!(!text.contains("/no/such/path"), "raw paths leaked into labels:\n{text}");
+    assert!(!text.contains("ZZMETHOD"), "a client's method name became a label value:\n{text}");
     for name in [
         "process_resident_memory_bytes ",
         "process_cpu_seconds_total ",

@@ -299,3 +299,81 @@ async fn shutdown_drain_is_bounded_by_the_grace_period() {
     assert!(started.elapsed() < Duration::from_millis(1200), "drain took {:?}", started.elapsed());
     in_flight.abort();
 }
+
+/// Sends `request` as raw bytes (and nothing more) and reads one response: status, header
+/// block (lowercased) and body, within `within`.
+async fn raw(probe: &Probe, request: &[u8], within: Duration) -> (u16, String, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = probe.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let read = async {
+        let mut received = Vec::new();
+        let mut buffer = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "connection closed after {:?}", String::from_utf8_lossy(&received));
+            received.extend_from_slice(&buffer[..n]);
+            let text = String::from_utf8_lossy(&received).into_owned();
+            let Some(end) = text.find("\r\n\r\n") else { continue };
+            let head = text[..end].to_ascii_lowercase();
+            let length: usize =
+                head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().unwrap());
+            if received.len() >= end + 4 + length {
+                let status = head[9..12].parse().unwrap();
+                let body = serde_json::from_slice(&received[end + 4..end + 4 + length]).unwrap();
+                return (status, head, body);
+            }
+        }
+    };
+    tokio::time::timeout(within, read).await.expect("no response in time")
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_408() {
+    // The body idle timeout is the request timeout when that is shorter.
+    let probe = start(|c| c.request_timeout = Duration::from_millis(500)).await;
+    let request =
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"na";
+    let (status, head, body) = raw(&probe, request, Duration::from_secs(5)).await;
+    assert_eq!(status, 408, "{head}\n{body}");
+    assert_eq!(body["status_code"], 408);
+    assert!(head.contains("x-correlation-id:"), "{head}");
+}
+
+#[tokio::test]
+async fn a_declared_body_over_the_limit_is_413_before_it_is_sent() {
+    let probe = start(|_| {}).await;
+    // 99,999,999 bytes announced (the limit is 16 MiB), none sent: the answer comes at once.
+    let request =
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 99999999\r\n\r\n";
+    let (status, head, body) = raw(&probe, request, Duration::from_secs(3)).await;
+    assert_eq!(status, 413, "{head}\n{body}");
+    assert_eq!(body["error"], "Payload Too Large");
+}
+
+#[tokio::test]
+async fn text_holding_a_nul_is_400_in_a_body_a_path_or_a_query() {
+    let probe = start(|_| {}).await;
+    let nul =
+        probe.client.post(probe.url("/echo")).header("content-type", "application/json").body(r#"{"name":"a\u0000b"}"#);
+    let body = error_body(nul.send().await.unwrap(), 400).await;
+    assert!(body["message"].as_str().unwrap().contains("NUL"), "{body}");
+    // An escaped backslash followed by "u0000" is text, not a NUL.
+    let text = probe
+        .client
+        .post(probe.url("/echo"))
+        .header("content-type", "application/json")
+        .body(r#"{"name":"a\\u0000b"}"#);
+    let echoed: Value = text.send().await.unwrap().json().await.unwrap();
+    assert_eq!(echoed["name"], r"a\u0000b");
+    let odd = probe
+        .client
+        .post(probe.url("/echo"))
+        .header("content-type", "application/json")
+        .body(r#"{"name":"a\\\u0000b"}"#);
+    error_body(odd.send().await.unwrap(), 400).await;
+    for path in ["/page?limit=1&x=%00", "/nope/%00"] {
+        error_body(probe.client.get(probe.url(path)).send().await.unwrap(), 400).await;
+    }
+}

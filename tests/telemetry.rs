@@ -416,6 +416,7 @@ async fn invalid_sources_are_refused_naming_each_bad_field(db: TestDb) {
         (json!({ "name": long_name, "type": "http" }), &["name"]),
         (json!({ "type": "http" }), &["name"]),
         (json!({ "name": "ok", "type": "carrier-pigeon" }), &["type"]),
+        (json!({ "name": "bell\u{7}", "type": "http" }), &["name"]),
         (json!({ "name": "ok" }), &["type"]),
         (json!({ "name": "ok", "type": "http", "config": [1, 2] }), &["config"]),
         (json!({ "name": "ok", "type": "http", "config": "port=514" }), &["config"]),
@@ -444,6 +445,10 @@ async fn invalid_sources_are_refused_naming_each_bad_field(db: TestDb) {
         .header("Content-Type", "application/json")
         .body(r#"{"name": "ok", "#);
     refused(malformed, 400).await;
+    let nul = call(&server, Method::POST, "/api/v1/sources", &token)
+        .header("Content-Type", "application/json")
+        .body(r#"{"name": "a\u0000b", "type": "http"}"#);
+    refused(nul, 400).await;
     assert_eq!(list_sources(&server, &token, "").await["total"], 0, "a refused source was stored");
 
     // 128 characters is still a valid name.
@@ -1121,6 +1126,13 @@ async fn a_log_batch_with_one_bad_entry_stores_nothing(db: TestDb) {
         (json!([ok, { "message": "x".repeat(64 * 1024 + 1) }]), &["logs[1].message"]),
         (json!([]), &["logs"]),
     ];
+    // A NUL in any text (PostgreSQL cannot store one) is refused before the entries are
+    // read, in a JSON batch and in NDJSON alike.
+    let nul = r#"{"message": "a\u0000b"}"#;
+    let with_nul = format!(r#"{{"source_id": "{id}", "logs": [{ok}, {nul}]}}"#);
+    let json_nul = call(&server, Method::POST, "/api/v1/logs", &mia).header("Content-Type", "application/json");
+    refused(json_nul.body(with_nul), 400).await;
+    refused(ndjson_request(&server, &mia, &id, &format!("{ok}\n{nul}\n")), 400).await;
     for (logs, bad) in cases {
         let named = refused(logs_request(&server, &mia, &id, logs.clone()), 400).await;
         assert_eq!(named, fields(bad), "{bad:?}");

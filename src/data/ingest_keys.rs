@@ -63,6 +63,9 @@ pub async fn create(
     if name.is_empty() || name.chars().count() > 128 {
         return Err(AppError::Validation(vec![FieldError::new("name", "must be 1 to 128 characters")]));
     }
+    if name.chars().any(char::is_control) {
+        return Err(AppError::Validation(vec![FieldError::new("name", "must not contain control characters")]));
+    }
     let txn = crate::db::begin_write(db).await?;
     sources::find(&txn, source_id).await?;
     let generated = keys::generate(INGEST_KEY_PREFIX).map_err(AppError::internal)?;

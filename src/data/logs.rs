@@ -101,10 +101,15 @@ fn validate(index: usize, entry: LogInput, received_at: i64, problems: &mut Vec<
         problems.push(FieldError::new(field("message"), "is required"));
     } else if message.len() > MAX_MESSAGE_BYTES {
         problems.push(FieldError::new(field("message"), format!("is over {MAX_MESSAGE_BYTES} bytes")));
+    } else if message.contains('\0') {
+        // No database stores it alike (PostgreSQL refuses it); gRPC can send one.
+        problems.push(FieldError::new(field("message"), "must not contain NUL characters"));
     }
     for (name, value) in [("hostname", &entry.hostname), ("application", &entry.application)] {
         if value.as_ref().is_some_and(|v| v.chars().count() > MAX_NAME_CHARS) {
             problems.push(FieldError::new(field(name), format!("is over {MAX_NAME_CHARS} characters")));
+        } else if value.as_ref().is_some_and(|v| v.contains('\0')) {
+            problems.push(FieldError::new(field(name), "must not contain NUL characters"));
         }
     }
     let attributes = match entry.attributes.filter(|v| !v.is_null()) {
@@ -296,6 +301,10 @@ impl LogFilter {
             ),
             None => None,
         };
+        // SQLite's LIKE stops at a NUL, and would match everything after it.
+        if q.as_deref().is_some_and(|q| q.contains('\0')) {
+            return Err(AppError::Validation(vec![FieldError::new("q", "must not contain NUL characters")]));
+        }
         Ok(LogFilter {
             source_id,
             level,

@@ -87,6 +87,9 @@ impl SourceInput {
             Some(name) if name.trim().is_empty() || name.chars().count() > 128 || name != name.trim() => {
                 problems.push(FieldError::new("name", "must be 1 to 128 characters, without surrounding spaces"));
             }
+            Some(name) if name.chars().any(char::is_control) => {
+                problems.push(FieldError::new("name", "must not contain control characters"));
+            }
             None if creating => problems.push(FieldError::new("name", "is required")),
             _ => {}
         }

@@ -172,6 +172,7 @@ impl Call {
             AppError::Conflict(_) => Code::AlreadyExists,
             AppError::PayloadTooLarge(_) | AppError::TooManyRequests { .. } => Code::ResourceExhausted,
             AppError::Unavailable(_) => Code::Unavailable,
+            AppError::RequestTimeout(_) => Code::DeadlineExceeded,
             AppError::Internal(_) => Code::Internal,
         };
         let message = match err {

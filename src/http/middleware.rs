@@ -12,12 +12,13 @@ use axum::{
     extract::{ConnectInfo, MatchedPath, Request, State},
     http::{HeaderName, HeaderValue, Method, Response, StatusCode, header},
     middleware::Next,
+    response::IntoResponse,
 };
 use uuid::Uuid;
 
 use crate::{
     audit::{self, AuditEntry, AuditMeta, AuditStatus},
-    error::{ErrorBody, ErrorInfo, default_message},
+    error::{AppError, ErrorBody, ErrorInfo, NUL_IN_TEXT, default_message},
     http::context::AuditSlot,
     metrics::UNMATCHED_ENDPOINT,
     state::AppState,
@@ -65,7 +66,18 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     let endpoint = matched.as_ref().map_or(UNMATCHED_ENDPOINT, MatchedPath::as_str);
     let client_ip = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
 
-    let mut response = next.run(request).await;
+    // No stored text can hold a NUL (PostgreSQL refuses it; SQLite's string functions stop
+    // at it), so a path or query with one is refused here, the same on every database.
+    // A declared length over the limit is refused at once, before any of the body is read
+    // (the extractors' limit catches a body without a length that grows past it).
+    let declared_length = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+    let mut response = if uri.path_and_query().is_some_and(|pq| pq.as_str().contains("%00")) {
+        AppError::BadRequest(NUL_IN_TEXT.to_owned()).into_response()
+    } else if declared_length.is_some_and(|length: u64| length > state.config.max_body_bytes as u64) {
+        AppError::PayloadTooLarge("The request body is larger than the limit".to_owned()).into_response()
+    } else {
+        next.run(request).await
+    };
 
     let status = response.status();
     if let Some(slot) = audit_slot.filter(|slot| !slot.handled()) {
@@ -86,7 +98,7 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
 
     let elapsed = started.elapsed().as_secs_f64();
-    state.metrics.observe_request(endpoint, method.as_str(), status.as_u16(), elapsed);
+    state.metrics.observe_request(endpoint, method_label(&method), status.as_u16(), elapsed);
     let client_ip = ClientIp(client_ip);
     macro_rules! log_request {
         ($level:ident) => {
@@ -109,6 +121,23 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         log_request!(info);
     }
     response
+}
+
+/// The `method` label of the request metrics: the standard methods by name, any other
+/// (clients may send any token) as `other`, so the label's values stay a fixed set.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 /// The client's address in the request log line, `unknown` when there is none.

@@ -3,7 +3,6 @@
 
 use crate::http::openapi::ErrorResponse;
 use axum::{
-    body::Bytes,
     extract::{FromRequestParts, State},
     http::{HeaderMap, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
@@ -21,7 +20,7 @@ use crate::{
     error::{AppError, FieldError},
     http::{
         context::RequestContext,
-        extract::{Json, Query},
+        extract::{Body, Json, Query, refuse_nul},
         pagination::{listing, page},
     },
     state::AppState,
@@ -76,6 +75,9 @@ fn malformed(err: serde_json::Error) -> AppError {
 
 /// Parses a JSON batch, or NDJSON (one entry a line, `source_id` in the query).
 fn parse_logs(headers: &HeaderMap, query: IngestQuery, body: &[u8]) -> Result<(String, Vec<LogInput>), AppError> {
+    if is_ndjson(headers) || is_json(headers) {
+        refuse_nul(body)?;
+    }
     if is_ndjson(headers) {
         let source_id = query.source_id.ok_or_else(|| {
             AppError::Validation(vec![FieldError::new("source_id", "is required in the query for NDJSON")])
@@ -107,7 +109,7 @@ pub async fn ingest_logs(
     ctx: RequestContext,
     headers: HeaderMap,
     Query(query): Query<IngestQuery>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, AppError> {
     let (source_id, entries) = parse_logs(&headers, query, &body)?;
     let source = ingestor.authorize(state.db.conn(), &source_id, ctx.client_ip).await?;

@@ -567,7 +567,8 @@ impl Serialize for PointTime {
     }
 }
 
-/// A value as Prometheus writes it: a string, `"NaN"` for NaN.
+/// A value as Prometheus writes it: a string, `"NaN"`, `"+Inf"` and `"-Inf"` as Go's
+/// `strconv` spells them.
 struct PointValue(f64);
 
 impl Serialize for PointValue {
@@ -575,6 +576,7 @@ impl Serialize for PointValue {
         match whole(self.0) {
             Some(n) => serializer.collect_str(&n),
             None if self.0.is_nan() => serializer.serialize_str("NaN"),
+            None if self.0.is_infinite() => serializer.serialize_str(if self.0 > 0.0 { "+Inf" } else { "-Inf" }),
             None => serializer.collect_str(&self.0),
         }
     }
@@ -696,13 +698,25 @@ mod tests {
     #[test]
     fn matrix_is_prometheus_shaped_with_string_values() {
         let metric = BTreeMap::from([("__name__".to_owned(), "up".to_owned()), ("job".to_owned(), "a".to_owned())]);
-        let values = vec![(1.5, 2.0), (61.5, 0.25), (121.5, f64::NAN), (181.5, 1e21), (240.0, -0.0), (300.0, -3.0)];
+        let values = vec![
+            (1.5, 2.0),
+            (61.5, 0.25),
+            (121.5, f64::NAN),
+            (181.5, 1e21),
+            (240.0, -0.0),
+            (300.0, -3.0),
+            (360.0, f64::INFINITY),
+            (420.0, f64::NEG_INFINITY),
+        ];
         let body = serde_json::to_value(matrix(vec![SeriesPoints { metric, values }])).unwrap();
         assert_eq!(
             body,
             json!({"status": "success", "data": {"resultType": "matrix", "result": [{
                 "metric": {"__name__": "up", "job": "a"},
-                "values": [[1.5, "2"], [61.5, "0.25"], [121.5, "NaN"], [181.5, "1000000000000000000000"], [240, "-0"], [300, "-3"]],
+                "values": [
+                    [1.5, "2"], [61.5, "0.25"], [121.5, "NaN"], [181.5, "1000000000000000000000"], [240, "-0"],
+                    [300, "-3"], [360, "+Inf"], [420, "-Inf"],
+                ],
             }]}})
         );
     }

@@ -209,14 +209,15 @@ async fn store(
         .into_iter()
         .map(|s| (s.series_key, s.id))
         .collect();
-    let rollups = rollups::of_batch(samples.iter().filter_map(|s| Some((*ids.get(&s.key)?, s.ts, s.value))));
-    let mut rows = samples.iter().filter_map(|s| {
-        Some(sample::ActiveModel {
-            series_id: Set(*ids.get(&s.key)?),
-            ts: Set(s.ts),
-            value: Set(s.value),
-            ..Default::default()
-        })
+    // Each sample's series id, looked up once for the rollups and the rows.
+    let resolved: Vec<(i64, i64, f64)> =
+        samples.iter().filter_map(|s| Some((*ids.get(&s.key)?, s.ts, s.value))).collect();
+    let rollups = rollups::of_batch(resolved.iter().copied());
+    let mut rows = resolved.into_iter().map(|(series_id, ts, value)| sample::ActiveModel {
+        series_id: Set(series_id),
+        ts: Set(ts),
+        value: Set(value),
+        ..Default::default()
     });
     let mut stored = 0;
     loop {

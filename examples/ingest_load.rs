@@ -22,9 +22,15 @@ use std::{
 use futures_util::StreamExt;
 use killkrill::grpc::{
     convert::json_to_struct,
-    proto::{IngestLogsRequest, LogEntry, log_service_client::LogServiceClient},
+    proto::{IngestLogsRequest, IngestLogsResponse, LogEntry},
 };
+use prost::Message;
 use serde_json::json;
+use tonic::{
+    Status,
+    codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
+    codegen::{Bytes, http::uri::PathAndQuery},
+};
 
 struct Args {
     http: String,
@@ -118,6 +124,81 @@ fn entries(n: usize, seed: usize) -> Vec<(f64, &'static str, String, String, &'s
         .collect()
 }
 
+/// An `IngestLogsRequest` encoded once, with where each entry's timestamp lies.
+struct Encoded {
+    bytes: Vec<u8>,
+    timestamps: Vec<usize>,
+}
+
+impl Encoded {
+    fn new(source_id: &str, logs: &[LogEntry]) -> Self {
+        let mut bytes = IngestLogsRequest { source_id: source_id.to_owned(), logs: Vec::new() }.encode_to_vec();
+        let mut timestamps = Vec::with_capacity(logs.len());
+        for entry in logs {
+            // Field 2 (logs), length-delimited, then the entry: its first field is the
+            // timestamp, tag 0x09 and 8 bytes.
+            let entry = entry.encode_to_vec();
+            assert_eq!(entry[0], 0x09, "the timestamp is not the entry's first field");
+            bytes.push(0x12);
+            prost::encoding::encode_varint(entry.len() as u64, &mut bytes);
+            timestamps.push(bytes.len() + 1);
+            bytes.extend_from_slice(&entry);
+        }
+        // The splice must decode as the message it stands for.
+        assert_eq!(IngestLogsRequest::decode(bytes.as_slice()).unwrap().logs.as_slice(), logs);
+        Self { bytes, timestamps }
+    }
+
+    fn stamped(&self, clock: &Clock) -> Bytes {
+        let mut bytes = self.bytes.clone();
+        for (at, ts) in self.timestamps.iter().zip(clock.take(self.timestamps.len())) {
+            bytes[*at..*at + 8].copy_from_slice(&ts.to_le_bytes());
+        }
+        Bytes::from(bytes)
+    }
+}
+
+/// Sends pre-encoded requests as they are; decodes the response with prost.
+struct Preencoded;
+
+impl Codec for Preencoded {
+    type Encode = Bytes;
+    type Decode = IngestLogsResponse;
+    type Encoder = Preencoded;
+    type Decoder = Preencoded;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        Preencoded
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        Preencoded
+    }
+}
+
+impl Encoder for Preencoded {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        prost::bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::default()
+    }
+}
+
+impl Decoder for Preencoded {
+    type Item = IngestLogsResponse;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<IngestLogsResponse>, Status> {
+        IngestLogsResponse::decode(src).map(Some).map_err(|e| Status::internal(e.to_string()))
+    }
+}
+
 #[tokio::main]
 async fn main() {
     killkrill::install_crypto_provider();
@@ -191,21 +272,25 @@ async fn main() {
             }
         }
         "grpc" => {
-            let messages: Arc<Vec<IngestLogsRequest>> = Arc::new(
+            // Each batch encoded once, as REST's bodies are built once: a send copies the
+            // bytes and writes each entry's timestamp into its place (field 1, a fixed
+            // 8-byte double at the start of the entry), instead of cloning and re-encoding
+            // the messages (1.25 µs a line of the load generator's CPU, against REST's 0.5).
+            let encoded: Arc<Vec<Encoded>> = Arc::new(
                 (0..batches)
-                    .map(|b| IngestLogsRequest {
-                        source_id: args.source.clone(),
-                        logs: entries(args.batch, b)
+                    .map(|b| {
+                        let logs: Vec<LogEntry> = entries(args.batch, b)
                             .into_iter()
-                            .map(|(ts, level, message, host, app, attributes)| LogEntry {
-                                timestamp: ts,
+                            .map(|(_, level, message, host, app, attributes)| LogEntry {
+                                timestamp: 1.0,
                                 level: level.into(),
                                 message,
                                 hostname: Some(host),
                                 application: Some(app.into()),
                                 attributes: Some(json_to_struct(attributes)),
                             })
-                            .collect(),
+                            .collect();
+                        Encoded::new(&args.source, &logs)
                     })
                     .collect(),
             );
@@ -218,7 +303,7 @@ async fn main() {
                     .connect()
                     .await
                     .unwrap();
-                let (messages, key) = (messages.clone(), args.key.clone());
+                let (encoded, key) = (encoded.clone(), args.key.clone());
                 let (lines, sent_batches, errors, stop) =
                     (lines.clone(), sent_batches.clone(), errors.clone(), stop.clone());
                 let clock = clock.clone();
@@ -232,21 +317,18 @@ async fn main() {
                         .take_while(move |_| std::future::ready(!stop_stream.load(Ordering::Relaxed)))
                         .map(move |i| {
                             counter.fetch_add(1, Ordering::Relaxed);
-                            let mut message = messages[i % messages.len()].clone();
-                            let count = message.logs.len();
-                            for (entry, ts) in message.logs.iter_mut().zip(clock.take(count)) {
-                                entry.timestamp = ts;
-                            }
-                            message
+                            encoded[i % encoded.len()].stamped(&clock)
                         });
                     let mut request = tonic::Request::new(outgoing);
                     request.metadata_mut().insert("x-api-key", key.parse().unwrap());
-                    let mut client = LogServiceClient::new(channel)
+                    let mut client = tonic::client::Grpc::new(channel)
                         .max_encoding_message_size(16 * 1024 * 1024)
                         .max_decoding_message_size(16 * 1024 * 1024);
-                    match client.ingest_logs(request).await {
+                    client.ready().await.unwrap();
+                    let path = PathAndQuery::from_static("/killkrill.v1.LogService/IngestLogs");
+                    match client.client_streaming(request, path, Preencoded).await {
                         Ok(response) => {
-                            let response = response.into_inner();
+                            let response: IngestLogsResponse = response.into_inner();
                             assert_eq!(response.accepted, response.batches * batch);
                             lines.fetch_add(response.accepted, Ordering::Relaxed);
                             sent_batches.fetch_add(response.batches, Ordering::Relaxed);

@@ -13,7 +13,8 @@
 # Environment: BACKENDS="sqlite postgres" DURATION=10 WORKERS_LIST="4 8" BATCH=1000
 #   CONNECTIONS=64 THREADS=2 SERVER_WORKERS=4 PG_HOST=127.0.0.1 PG_PORT=5432 PG_USER=postgres
 #   BUILD=1 (0: use the binaries as they are), OURS_BIN (the killkrill binary to measure,
-#   target/release/killkrill; e.g. a copy of an earlier commit's)
+#   target/release/killkrill; e.g. a copy of an earlier commit's), LOAD_BIN (the load
+#   generator, target/release/examples/ingest_load)
 # The report goes to benches/results/transports-<date>.md (git-ignored).
 set -euo pipefail
 
@@ -33,7 +34,7 @@ if [[ "${BUILD:-1}" != 0 ]]; then
     cargo build --release --bin killkrill --example ingest_load
 fi
 BIN="${OURS_BIN:-$ROOT/target/release/killkrill}"
-LOAD="$ROOT/target/release/examples/ingest_load"
+LOAD="${LOAD_BIN:-$ROOT/target/release/examples/ingest_load}"
 for bin in "$BIN" "$LOAD"; do
     [[ -x "$bin" ]] || { echo "run.sh: $bin is missing (run with BUILD=1)" >&2; exit 1; }
 done
@@ -72,6 +73,15 @@ start() {
 
 json() { python3 -c "import json, sys; print(json.load(sys.stdin)$1)"; }
 
+# The CPU seconds (user + system) of this shell's children reaped so far, into the
+# variable named $1. `times` must run in this shell (not in a $(...) subshell, whose
+# children are its own), so the load generator run in the foreground between two calls is
+# what the difference counts.
+children_cpu() {
+    times >"$WORK/times"
+    printf -v "$1" '%s' "$(awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$WORK/times")"
+}
+
 REPORT="$ROOT/benches/results/transports-$(date +%Y%m%d-%H%M%S).md"
 mkdir -p "$(dirname "$REPORT")"
 {
@@ -79,8 +89,8 @@ mkdir -p "$(dirname "$REPORT")"
     echo
     echo "## Log ingest, batches of $BATCH lines, ${DURATION} s a run"
     echo
-    echo "| backend | workers | REST lines/s | gRPC lines/s | gRPC / REST | server µs/line REST | server µs/line gRPC | errors (REST, gRPC) |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---|"
+    echo "| backend | workers | REST lines/s | gRPC lines/s | gRPC / REST | server µs/line REST | server µs/line gRPC | load generator µs/line REST | load generator µs/line gRPC | errors (REST, gRPC) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 } >"$REPORT"
 
 # Each run gets a fresh server and an empty database: inserts slow down as the tables
@@ -111,12 +121,15 @@ fresh_server() { # BACKEND -> HTTP_PORT GRPC_PORT_ SERVER_PID SOURCE_ID KEY
 
 for backend in $BACKENDS; do
     for workers in $WORKERS_LIST; do
-        declare -A rate errors cpu
+        declare -A rate errors cpu load_cpu
         for mode in rest grpc; do
             fresh_server "$backend"
             before="$(awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat")"
-            out="$("$LOAD" --http "127.0.0.1:$HTTP_PORT" --grpc "127.0.0.1:$GRPC_PORT_" --key "$KEY" --source "$SOURCE_ID" \
-                --mode "$mode" --workers "$workers" --seconds "$DURATION" --batch "$BATCH")"
+            children_cpu load_before
+            "$LOAD" --http "127.0.0.1:$HTTP_PORT" --grpc "127.0.0.1:$GRPC_PORT_" --key "$KEY" --source "$SOURCE_ID" \
+                --mode "$mode" --workers "$workers" --seconds "$DURATION" --batch "$BATCH" >"$WORK/load.out"
+            children_cpu load_after
+            out="$(cat "$WORK/load.out")"
             after="$(awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat")"
             echo "$backend $out"
             rate[$mode]="$(echo "$out" | json '["lines_per_second"]')"
@@ -124,11 +137,12 @@ for backend in $BACKENDS; do
             lines="$(echo "$out" | json '["lines"]')"
             # killkrill's own CPU (not the database's) per stored line, in microseconds.
             cpu[$mode]="$(awk -v t="$((after - before))" -v hz="$(getconf CLK_TCK)" -v n="$lines" 'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')"
+            load_cpu[$mode]="$(awk -v a="$load_before" -v b="$load_after" -v n="$lines" 'BEGIN { printf "%.2f", (n > 0 ? (b - a) * 1e6 / n : 0) }')"
             kill "$SERVER_PID"
             wait "$SERVER_PID" 2>/dev/null || true
         done
         ratio="$(awk -v g="${rate[grpc]}" -v r="${rate[rest]}" 'BEGIN { printf "%.2f", (r > 0 ? g / r : 0) }')"
-        echo "| $backend | $workers | ${rate[rest]%.*} | ${rate[grpc]%.*} | **$ratio** | ${cpu[rest]} | ${cpu[grpc]} | ${errors[rest]}, ${errors[grpc]} |" >>"$REPORT"
+        echo "| $backend | $workers | ${rate[rest]%.*} | ${rate[grpc]%.*} | **$ratio** | ${cpu[rest]} | ${cpu[grpc]} | ${load_cpu[rest]} | ${load_cpu[grpc]} | ${errors[rest]}, ${errors[grpc]} |" >>"$REPORT"
     done
 done
 

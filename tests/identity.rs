@@ -347,40 +347,30 @@ async fn api_key_lifecycle(db: TestDb) {
         .await
         .unwrap();
     let narrow_key = narrowed["key"].as_str().unwrap();
-    let users_as_viewer =
-        server.client.get(server.url("/api/v1/users")).header("X-API-Key", narrow_key).send().await.unwrap();
-    assert_eq!(users_as_viewer.status(), 403, "a viewer-narrowed admin key has viewer powers only");
+    // What a key may do, asked with the key itself: (status, JSON body or null).
+    let by_key = |key: &str, method: Method, path: &str, body: Option<Value>| {
+        let mut request = server.client.request(method, server.url(path)).header("X-API-Key", key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let users = by_key(narrow_key, Method::GET, "/api/v1/users", None).await;
+    assert_eq!(users.0, 403, "a viewer-narrowed admin key has viewer powers only");
     // ... and has them: ranks include the ones below.
-    let read = server.client.get(server.url("/api/v1/sources")).header("X-API-Key", narrow_key).send().await.unwrap();
-    assert_eq!(read.status(), 200, "a viewer-narrowed admin key reads");
-    let verified: Value = server
-        .client
-        .get(server.url("/api/v1/auth/verify"))
-        .header("X-API-Key", narrow_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let read = by_key(narrow_key, Method::GET, "/api/v1/sources", None).await;
+    assert_eq!(read.0, 200, "a viewer-narrowed admin key reads: {}", read.1);
+    let (_, verified) = by_key(narrow_key, Method::GET, "/api/v1/auth/verify", None).await;
     assert_eq!(verified["roles"], json!(["viewer"]), "{verified}");
     // A key made with a narrowed key, without roles, is narrowed as its maker is.
-    let child: Value = server
-        .client
-        .post(server.url("/api/v1/auth/api-keys"))
-        .header("X-API-Key", narrow_key)
-        .json(&json!({ "name": "child" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, child) = by_key(narrow_key, Method::POST, "/api/v1/auth/api-keys", Some(json!({ "name": "child" }))).await;
     assert_eq!(child["roles"], json!(["viewer"]), "{child}");
-    let child_key = child["key"].as_str().unwrap();
-    let users_as_child =
-        server.client.get(server.url("/api/v1/users")).header("X-API-Key", child_key).send().await.unwrap();
-    assert_eq!(users_as_child.status(), 403, "a narrowed key cannot make itself an unnarrowed one");
+    let users = by_key(child["key"].as_str().unwrap(), Method::GET, "/api/v1/users", None).await;
+    assert_eq!(users.0, 403, "a narrowed key cannot make itself an unnarrowed one");
     let too_long = server
         .authed(Method::POST, "/api/v1/auth/api-keys", &ann_token)
         .json(&json!({ "name": "forever", "expires_in_days": 366 }));

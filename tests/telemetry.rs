@@ -657,6 +657,24 @@ async fn viewers_read_but_only_maintainers_change_or_ingest(db: TestDb) {
     refused(call(&server, Method::POST, &format!("{path}/keys"), &vic).json(&json!({ "name": "k" })), 403).await;
     refused(logs_request(&server, &vic, &id, json!([{ "message": "sneaky" }])), 403).await;
     refused(metrics_request(&server, &vic, &id, json!([{ "name": "up", "value": 0 }])), 403).await;
+    // Refused for the role before the body is read: a malformed or invalid body gets the
+    // same 403, never a 400 describing what the body should be.
+    for (method, path) in [
+        (Method::POST, "/api/v1/sources".to_owned()),
+        (Method::PUT, path.clone()),
+        (Method::POST, format!("{path}/keys")),
+        (Method::POST, "/api/v1/logs".to_owned()),
+        (Method::POST, "/api/v1/metrics".to_owned()),
+        (Method::PUT, "/api/v1/admin/config".to_owned()),
+        (Method::POST, "/api/v1/users".to_owned()),
+    ] {
+        for body in [r#"{"name": "#, r#"{"unknown": 1}"#] {
+            let request =
+                call(&server, method.clone(), &path, &vic).header("Content-Type", "application/json").body(body);
+            let (status, answer) = send(request).await;
+            assert_eq!(status, 403, "{method} {path} {body}: {answer}");
+        }
+    }
     assert_eq!(get_source(&server, &mia, &id).await, source);
     assert_eq!(list_sources(&server, &mia, "").await["total"], 1);
     assert_eq!(messages(&server, &mia, &[("source_id", id.as_str())]).await, ["written by a maintainer"]);

@@ -8,5 +8,5 @@ pub mod roles;
 pub mod throttle;
 pub mod token;
 
-pub use principal::{AuthMethod, Principal, X_API_KEY};
+pub use principal::{AdminOnly, AtLeastMaintainer, AtLeastViewer, AuthMethod, Principal, X_API_KEY};
 pub use roles::{Permission, Role};

@@ -124,3 +124,32 @@ impl FromRequestParts<AppState> for Principal {
         Ok(principal)
     }
 }
+
+/// Extractors for a caller holding at least a role. They check it while the request's
+/// head is read, before a body extractor after them parses the body: a caller without the
+/// role gets 403, never a validation error describing a body it may not send.
+macro_rules! at_least {
+    ($($(#[$doc:meta])* $name:ident => $role:expr;)*) => {$(
+        $(#[$doc])*
+        pub struct $name(pub Principal);
+
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = AppError;
+
+            async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+                let principal = Principal::from_request_parts(parts, state).await?;
+                principal.require_role($role)?;
+                Ok($name(principal))
+            }
+        }
+    )*};
+}
+
+at_least! {
+    /// A viewer, maintainer or admin.
+    AtLeastViewer => Role::Viewer;
+    /// A maintainer or admin.
+    AtLeastMaintainer => Role::Maintainer;
+    /// An admin.
+    AdminOnly => Role::Admin;
+}

@@ -10,7 +10,7 @@ use axum::{
 use serde::Deserialize;
 
 use crate::{
-    auth::{Principal, Role},
+    auth::{AtLeastMaintainer, Principal, Role},
     data::{
         ingest_keys,
         sources::{self, SourceFilter, SourceInput, SourceView},
@@ -62,11 +62,10 @@ pub async fn list(
 #[utoipa::path(operation_id = "sources_create", post, path = "/api/v1/sources", tag = "sources", security(("bearer" = []), ("api_key" = [])), request_body = SourceInput, responses((status = 201, body = SourceView), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 409, description = "Conflict", body = ErrorResponse)))]
 pub async fn create(
     State(state): State<AppState>,
-    principal: Principal,
+    AtLeastMaintainer(principal): AtLeastMaintainer,
     ctx: RequestContext,
     Json(input): Json<SourceInput>,
 ) -> Result<Response, AppError> {
-    principal.require_role(Role::Maintainer)?;
     let view =
         sources::create(state.db.conn(), input, &principal.user_id, &ctx.audit_meta(Some(&principal.user_id))).await?;
     ctx.audit.mark_handled();
@@ -87,12 +86,11 @@ pub async fn get(
 #[utoipa::path(operation_id = "sources_update", put, path = "/api/v1/sources/{id}", tag = "sources", security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path)), request_body = SourceInput, responses((status = 200, body = SourceView), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 404, description = "Not found", body = ErrorResponse), (status = 409, description = "Conflict", body = ErrorResponse)))]
 pub async fn update(
     State(state): State<AppState>,
-    principal: Principal,
+    AtLeastMaintainer(principal): AtLeastMaintainer,
     ctx: RequestContext,
     Path(id): Path<String>,
     Json(input): Json<SourceInput>,
 ) -> Result<Response, AppError> {
-    principal.require_role(Role::Maintainer)?;
     let view = sources::update(state.db.conn(), &id, input, &ctx.audit_meta(Some(&principal.user_id))).await?;
     ctx.audit.mark_handled();
     Ok(axum::Json(view).into_response())
@@ -142,12 +140,11 @@ pub struct CreateKey {
 #[utoipa::path(operation_id = "sources_create_key", post, path = "/api/v1/sources/{id}/keys", tag = "sources", security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path)), request_body = CreateKey, responses((status = 201, body = CreatedIngestKey), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 404, description = "Not found", body = ErrorResponse)))]
 pub async fn create_key(
     State(state): State<AppState>,
-    principal: Principal,
+    AtLeastMaintainer(principal): AtLeastMaintainer,
     ctx: RequestContext,
     Path(id): Path<String>,
     Json(body): Json<CreateKey>,
 ) -> Result<Response, AppError> {
-    principal.require_role(Role::Maintainer)?;
     let created = ingest_keys::create(
         state.db.conn(),
         &id,

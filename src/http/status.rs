@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::{
     audit::{self, AuditEntry, AuditStatus},
-    auth::{Principal, Role, roles},
+    auth::{AdminOnly, Principal, Role, roles},
     config::{LogLevel, RunMode},
     error::{AppError, FieldError},
     http::{context::RequestContext, extract::Json},
@@ -70,11 +70,10 @@ pub struct ConfigChange {
 #[utoipa::path(operation_id = "status_put_config", put, path = "/api/v1/admin/config", tag = "admin", security(("bearer" = []), ("api_key" = [])), request_body = ConfigChange, responses((status = 200, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn put_config(
     State(state): State<AppState>,
-    principal: Principal,
+    AdminOnly(principal): AdminOnly,
     ctx: RequestContext,
     Json(change): Json<ConfigChange>,
 ) -> Result<Response, AppError> {
-    principal.require_role(Role::Admin)?;
     let Some(requested) = change.log_level else {
         return Ok(axum::Json(config_view(&state)).into_response());
     };

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    auth::{Principal, Role},
+    auth::{AtLeastMaintainer, AtLeastViewer, Principal, Role},
     data::{
         ingestor::Ingestor,
         logs::{self, Cursor, LogFilter, LogInput},
@@ -35,10 +35,11 @@ impl FromRequestParts<AppState> for Ingestor {
             .get(crate::auth::X_API_KEY)
             .and_then(|v| v.to_str().ok())
             .filter(|k| k.starts_with(crate::auth::keys::INGEST_KEY_PREFIX));
-        // The principal extractor records the user in the audit slot itself.
+        // The principal extractor records the user in the audit slot itself. A user's role
+        // is checked here too (authorize checks it again), before the body is parsed.
         match ingest_key {
             Some(key) => Ok(Ingestor::Key(state.ingest_keys.authenticate(state.db.conn(), key.trim()).await?)),
-            None => Ok(Ingestor::User(Principal::from_request_parts(parts, state).await?)),
+            None => Ok(Ingestor::User(AtLeastMaintainer::from_request_parts(parts, state).await?.0)),
         }
     }
 }
@@ -190,11 +191,10 @@ pub async fn list_metrics(
 #[utoipa::path(operation_id = "telemetry_query_metrics", post, path = "/api/v1/metrics/query", tag = "metrics", security(("bearer" = []), ("api_key" = [])), request_body = RangeQuery, responses((status = 200, description = "Prometheus matrix", body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn query_metrics(
     State(state): State<AppState>,
-    principal: Principal,
+    _: AtLeastViewer,
     ctx: RequestContext,
     Json(q): Json<RangeQuery>,
 ) -> Result<Response, AppError> {
-    principal.require_role(Role::Viewer)?;
     // A query is a read: it changes nothing, so it leaves no audit row.
     ctx.audit.mark_handled();
     let result = samples::query(state.db.conn(), q).await?;

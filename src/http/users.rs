@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::{
     audit::{self, AuditEntry, AuditStatus},
-    auth::{Principal, Role, password::check_policy},
+    auth::{AdminOnly, Principal, Role, password::check_policy},
     data::conflict_or,
     error::{AppError, FieldError},
     http::{
@@ -102,11 +102,10 @@ fn validate_name(field: &str, value: &str, problems: &mut Vec<FieldError>) {
 #[utoipa::path(operation_id = "users_create", post, path = "/api/v1/users", tag = "users", security(("bearer" = []), ("api_key" = [])), request_body = CreateUser, responses((status = 201, body = UserView), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 409, description = "Conflict", body = ErrorResponse)))]
 pub async fn create(
     State(state): State<AppState>,
-    principal: Principal,
+    AdminOnly(principal): AdminOnly,
     ctx: RequestContext,
     Json(body): Json<CreateUser>,
 ) -> Result<Response, AppError> {
-    principal.require_role(Role::Admin)?;
     let mut problems = Vec::new();
     validate_username(&body.username, &mut problems);
     validate_email(&body.email, &mut problems);
@@ -179,12 +178,11 @@ pub struct UpdateUser {
 #[utoipa::path(operation_id = "users_update", put, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path)), request_body = UpdateUser, responses((status = 200, body = UserView), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 404, description = "Not found", body = ErrorResponse), (status = 409, description = "Conflict", body = ErrorResponse)))]
 pub async fn update(
     State(state): State<AppState>,
-    principal: Principal,
+    AdminOnly(principal): AdminOnly,
     ctx: RequestContext,
     Path(id): Path<String>,
     Json(body): Json<UpdateUser>,
 ) -> Result<Response, AppError> {
-    principal.require_role(Role::Admin)?;
     let (current, current_roles) = load(&state, &id).await?;
     let mut problems = Vec::new();
     if let Some(email) = &body.email {

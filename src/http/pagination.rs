@@ -20,7 +20,12 @@ pub fn page(limit: Option<u64>, offset: Option<u64>) -> Result<Page, AppError> {
     if limit == 0 || limit > MAX_LIMIT {
         return Err(AppError::Validation(vec![FieldError::new("limit", format!("must be between 1 and {MAX_LIMIT}"))]));
     }
-    Ok(Page { limit, offset: offset.unwrap_or(0) })
+    // The databases take a signed 64-bit offset: a larger one panicked in the driver.
+    let offset = offset.unwrap_or(0);
+    if offset > i64::MAX as u64 {
+        return Err(AppError::Validation(vec![FieldError::new("offset", format!("must be at most {}", i64::MAX))]));
+    }
+    Ok(Page { limit, offset })
 }
 
 /// `{"<items>": [...], "total", "limit", "offset"}`.

@@ -106,6 +106,9 @@ async fn sources_over_grpc(db: TestDb) {
     assert_eq!(listed.sources[0].id, created.id);
     let too_many = ListSourcesRequest { limit: 5000, ..Default::default() };
     assert_eq!(sources.list_sources(bearer(too_many, &token)).await.unwrap_err().code(), Code::InvalidArgument);
+    // An offset past what the databases take is refused (it panicked in the driver).
+    let too_far = ListSourcesRequest { offset: 1 << 63, ..Default::default() };
+    assert_eq!(sources.list_sources(bearer(too_far, &token)).await.unwrap_err().code(), Code::InvalidArgument);
 
     sources.delete_source(bearer(proto::DeleteSourceRequest { id: created.id.clone() }, &token)).await.unwrap();
     for id in [created.id.clone(), "not-a-uuid".to_owned()] {
@@ -480,6 +483,87 @@ async fn calls_are_correlated_logged_counted_and_healthy() {
     let answer = answers.message().await.unwrap().unwrap().message_response;
     assert!(
         matches!(answer, Some(MessageResponse::FileDescriptorResponse(ref f)) if !f.file_descriptor_proto.is_empty())
+    );
+    server.stop().await.unwrap();
+}
+
+/// Sends its bytes as the message, unchanged; decodes nothing (calls are expected to fail).
+#[derive(Clone, Copy)]
+struct RawBytes;
+
+impl tonic::codec::Codec for RawBytes {
+    type Encode = Vec<u8>;
+    type Decode = ();
+    type Encoder = RawBytes;
+    type Decoder = RawBytes;
+
+    fn encoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+
+    fn decoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+}
+
+impl tonic::codec::Encoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        prost::bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawBytes {
+    type Item = ();
+    type Error = tonic::Status;
+
+    fn decode(&mut self, _: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<()>, tonic::Status> {
+        Ok(Some(()))
+    }
+}
+
+#[tokio::test]
+async fn unreadable_requests_and_unknown_methods_are_the_callers_errors() {
+    let (_db, server) = sqlite_server().await;
+    let channel = server.grpc().await;
+    let admin = server.create_user("root", &[Role::Admin]).await;
+    let token = server.token(&admin).await;
+    let call = |path: &'static str, bytes: Vec<u8>| {
+        let mut grpc = tonic::client::Grpc::new(channel.clone()).max_encoding_message_size(64 << 20);
+        let request = bearer(bytes, &token);
+        async move {
+            grpc.ready().await.unwrap();
+            let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+            grpc.unary(request, path, RawBytes).await.unwrap_err()
+        }
+    };
+    // Malformed protobuf (a truncated string; a wrong wire type; a string that is not
+    // UTF-8) is an invalid argument, not an internal error.
+    for bytes in [b"\x0a\x10abc".to_vec(), b"\x08\x01".to_vec(), b"\x0a\x02\xff\xfe".to_vec()] {
+        let refused = call("/killkrill.v1.SourceService/GetSource", bytes.clone()).await;
+        assert_eq!(refused.code(), Code::InvalidArgument, "{bytes:?}: {refused:?}");
+    }
+    // Over the 16 MiB limit: a resource exhausted, as gRPC's status table has it.
+    let refused = call("/killkrill.v1.SourceService/GetSource", vec![0; 17 << 20]).await;
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    // Methods nobody serves share one label, whatever path the caller chose.
+    for path in ["/x.Nope/One", "/x.Nope/Two"] {
+        assert_eq!(call(path, Vec::new()).await.code(), Code::Unimplemented);
+    }
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    assert!(!metrics.contains("x.Nope"), "a caller's path became a label value:\n{metrics}");
+    assert!(
+        metrics.contains(r#"killkrill_grpc_requests_total{method="unmatched",code="UNIMPLEMENTED"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"killkrill_grpc_requests_total{method="/killkrill.v1.SourceService/GetSource",code="INVALID_ARGUMENT"} 3"#
+        ),
+        "{metrics}"
     );
     server.stop().await.unwrap();
 }

@@ -29,6 +29,7 @@ use crate::{
         context::AuditSlot,
         middleware::{CorrelationId, X_CORRELATION_ID, correlation_id},
     },
+    metrics::UNMATCHED_ENDPOINT,
     state::AppState,
 };
 
@@ -58,12 +59,34 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     if let Ok(value) = HeaderValue::from_str(&id) {
         parts.headers.insert(X_CORRELATION_ID, value);
     }
-    let finish = Finish { state, method, correlation_id: id, client_ip, audit, started, code: code_of(&parts.headers) };
+    // A call refused before any message has its status in the headers ("trailers only").
+    let code = remap_unreadable(&mut parts.headers);
+    let finish = Finish { state, method, correlation_id: id, client_ip, audit, started, code };
     Response::from_parts(parts, Body::new(ObservedBody { inner: body, finish: Some(finish) }))
 }
 
 fn code_of(headers: &HeaderMap) -> Option<Code> {
     headers.get("grpc-status").map(|value| Code::from_bytes(value.as_bytes()))
+}
+
+/// The status of a call, with tonic's codes for a request it could not read changed to the
+/// ones a caller can act on: a malformed message is an invalid argument (tonic says
+/// INTERNAL, and a client error would look like a server fault), and one over the size
+/// limit exhausts a resource (tonic says OUT_OF_RANGE; gRPC's status code table says
+/// RESOURCE_EXHAUSTED). Those statuses are only ever tonic's: ours never carry its texts.
+fn remap_unreadable(headers: &mut HeaderMap) -> Option<Code> {
+    let code = code_of(headers)?;
+    let message = || {
+        let raw = headers.get("grpc-message").map_or(&[][..], HeaderValue::as_bytes);
+        percent_encoding::percent_decode(raw).decode_utf8_lossy().into_owned()
+    };
+    let remapped = match code {
+        Code::Internal if message().starts_with("failed to decode Protobuf message") => Code::InvalidArgument,
+        Code::OutOfRange if message().contains("decoded message length too large") => Code::ResourceExhausted,
+        other => return Some(other),
+    };
+    headers.insert("grpc-status", HeaderValue::from(remapped as i32));
+    Some(remapped)
 }
 
 /// The response body, passed through unchanged, watched for the trailers and the end.
@@ -78,11 +101,11 @@ impl http_body::Body for ObservedBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
+        let mut polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &mut polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(trailers), Some(finish)) = (frame.trailers_ref(), this.finish.as_mut()) {
-                    finish.code = code_of(trailers).or(finish.code);
+                if let (Some(trailers), Some(finish)) = (frame.trailers_mut(), this.finish.as_mut()) {
+                    finish.code = remap_unreadable(trailers).or(finish.code);
                 }
             }
             Poll::Ready(None) => drop(this.finish.take()),
@@ -117,7 +140,10 @@ impl Drop for Finish {
         let code = self.code.unwrap_or(Code::Cancelled);
         let name = code_name(code);
         let elapsed = self.started.elapsed().as_secs_f64();
-        self.state.metrics.observe_grpc(&self.method, name, elapsed);
+        // A path that names no method (UNIMPLEMENTED) is the caller's to choose: all such
+        // share one label, so the label's values stay the methods served.
+        let label = if code == Code::Unimplemented { UNMATCHED_ENDPOINT } else { &self.method };
+        self.state.metrics.observe_grpc(label, name, elapsed);
         let client_ip = self.client_ip.as_deref().unwrap_or("unknown");
         macro_rules! log_call {
             ($level:ident) => {
@@ -133,9 +159,7 @@ impl Drop for Finish {
         }
         match code {
             Code::Ok => log_call!(info),
-            Code::Internal | Code::Unknown | Code::DataLoss | Code::Unavailable | Code::Unimplemented => {
-                log_call!(error)
-            }
+            Code::Internal | Code::Unknown | Code::DataLoss | Code::Unavailable => log_call!(error),
             _ => log_call!(warn),
         }
         let resource_type = STATE_CHANGING.iter().find(|(method, _)| *method == &*self.method).map(|(_, r)| *r);

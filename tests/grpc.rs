@@ -106,6 +106,12 @@ async fn sources_over_grpc(db: TestDb) {
     assert_eq!(listed.sources[0].id, created.id);
     let too_many = ListSourcesRequest { limit: 5000, ..Default::default() };
     assert_eq!(sources.list_sources(bearer(too_many, &token)).await.unwrap_err().code(), Code::InvalidArgument);
+    // An unknown id is NOT_FOUND even when it is huge: the message quoting it is cut short
+    // enough for the client's metadata limit.
+    let huge = GetSourceRequest { id: "a".repeat(100_000) };
+    let missing = sources.get_source(bearer(huge, &token)).await.unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{:?}", missing.code());
+    assert!(missing.message().len() <= 1100, "{} bytes", missing.message().len());
     // An offset past what the databases take is refused (it panicked in the driver).
     let too_far = ListSourcesRequest { offset: 1 << 63, ..Default::default() };
     assert_eq!(sources.list_sources(bearer(too_far, &token)).await.unwrap_err().code(), Code::InvalidArgument);

@@ -186,7 +186,9 @@ impl Call {
             }
             other => other.to_string(),
         };
-        Status::new(code, message)
+        // The message travels in a header; an error quoting a huge input (an id of 100 KB)
+        // would overflow the client's metadata limit and hide the status behind another.
+        Status::new(code, truncated(message, 1024))
     }
 
     /// Runs a call's work and answers with its result or its error as a status.
@@ -201,4 +203,30 @@ impl Call {
 /// `limit` of a listing: 0 means the default, as an absent query parameter does over REST.
 pub(crate) fn page(limit: u64, offset: u64) -> Result<crate::http::pagination::Page, AppError> {
     crate::http::pagination::page((limit != 0).then_some(limit), (offset != 0).then_some(offset))
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary, marked with "…" when cut.
+fn truncated(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncated;
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        assert_eq!(truncated("short".into(), 1024), "short");
+        assert_eq!(truncated("abcdef".into(), 4), "abcd…");
+        // "é" is two bytes: a cut inside it steps back before it.
+        assert_eq!(truncated("aé".into(), 2), "a…");
+    }
 }

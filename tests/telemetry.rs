@@ -1786,6 +1786,8 @@ async fn invalid_range_queries_are_refused(db: TestDb) {
         (json!({ "start": "yesterday" }), "start"),
         (json!({ "end": "later" }), "end"),
         (json!({ "aggregation": "median" }), "aggregation"),
+        (json!({ "metric": "cpu seconds" }), "metric"),
+        (json!({ "metric": "" }), "metric"),
         (json!({ "start": T0, "end": T0 + 11_000, "step": 1 }), "step"),
         (json!({ "start": T0, "end": T0 + 110_000, "step": "10s" }), "step"),
     ];

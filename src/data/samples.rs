@@ -450,6 +450,9 @@ pub async fn query(db: &DatabaseConnection, q: RangeQuery) -> Result<Vec<SeriesP
             format!("yields more than {MAX_POINTS_PER_SERIES} points per series; use a larger step"),
         ));
     }
+    if !valid_name(&q.metric, true) {
+        return Err(bad("metric", "must be a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)".to_owned()));
+    }
     let aggregation: Aggregation = serde_json::from_value(json!(q.aggregation.as_deref().unwrap_or("avg")))
         .map_err(|_| bad("aggregation", "must be avg, sum, min, max, count or rate".to_owned()))?;
     let candidates = series::Entity::find().filter(series::Column::Name.eq(q.metric.as_str())).all(db).await?;

@@ -490,6 +490,22 @@ async fn calls_are_correlated_logged_counted_and_healthy() {
     assert!(
         matches!(answer, Some(MessageResponse::FileDescriptorResponse(ref f)) if !f.file_descriptor_proto.is_empty())
     );
+    // The v1alpha service answers too, for clients that ask only that one.
+    {
+        use tonic_reflection::pb::v1alpha::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let ask = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut client = ServerReflectionClient::new(channel.clone());
+        let mut answers = client.server_reflection_info(stream_of(vec![ask])).await.unwrap().into_inner();
+        let answer = answers.message().await.unwrap().unwrap().message_response;
+        let Some(MessageResponse::ListServicesResponse(list)) = answer else { panic!("not a service list") };
+        assert!(list.service.iter().any(|s| s.name == "killkrill.v1.LogService"), "{list:?}");
+    }
     server.stop().await.unwrap();
 }
 

@@ -63,19 +63,22 @@ pub fn router(state: AppState) -> (axum::Router, tokio::task::JoinHandle<()>) {
         };
     }
     let (reporter, health) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1();
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
     let mut routes = Routes::new(health)
         .add_service(limited!(AuthServiceServer, auth::AuthApi(state.clone())))
         .add_service(limited!(SourceServiceServer, sources::SourceApi(state.clone())))
         .add_service(limited!(LogServiceServer, logs::LogApi(state.clone())))
         .add_service(limited!(MetricServiceServer, metrics::MetricApi(state.clone())))
         .add_service(limited!(StatusServiceServer, status::StatusApi(state.clone())));
-    match reflection {
-        Ok(reflection) => routes = routes.add_service(reflection),
-        Err(err) => tracing::error!(event = "grpc_reflection_unavailable", error = %err),
+    // v1, and v1alpha for the clients that still ask only that (older grpcurl, Python's
+    // grpcio-reflection).
+    match (reflection().build_v1(), reflection().build_v1alpha()) {
+        (Ok(v1), Ok(v1alpha)) => routes = routes.add_service(v1).add_service(v1alpha),
+        (Err(err), _) | (_, Err(err)) => tracing::error!(event = "grpc_reflection_unavailable", error = %err),
     }
     let health_task = spawn_health_reporter(state.clone(), reporter);
     let router =

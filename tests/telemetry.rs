@@ -626,6 +626,8 @@ async fn sources_list_with_filters_and_pagination(db: TestDb) {
         ("?limit=0", Some("limit")),
         ("?limit=1001", Some("limit")),
         ("?enabled=maybe", Some("enabled")),
+        ("?type=carrier-pigeon", Some("type")),
+        ("?type=SYSLOG", Some("type")),
         ("?offset=9223372036854775808", Some("offset")),
         ("?offset=18446744073709551615", Some("offset")),
     ] {

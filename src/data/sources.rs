@@ -170,6 +170,11 @@ pub async fn list(
     limit: u64,
     offset: u64,
 ) -> Result<(Vec<SourceView>, u64), AppError> {
+    // A type no source can have is a mistake in the filter, not an empty answer.
+    if filter.source_type.as_deref().is_some_and(|t| !SOURCE_TYPES.contains(&t)) {
+        let message = format!("must be one of {}", SOURCE_TYPES.join(", "));
+        return Err(AppError::Validation(vec![FieldError::new("type", message)]));
+    }
     let mut query = source::Entity::find();
     if let Some(t) = &filter.source_type {
         query = query.filter(source::Column::SourceType.eq(t.as_str()));

@@ -1523,7 +1523,9 @@ async fn source_names_and_types_match_exactly(db: TestDb) {
     refused(call(&server, Method::POST, "/api/v1/sources", &mia).json(&json!({ "name": "café", "type": "file" })), 409)
         .await;
     assert_eq!(list_sources(&server, &mia, "?type=http").await["total"], 4);
-    assert_eq!(list_sources(&server, &mia, "?type=HTTP").await["total"], 0);
+    // Types match exactly, also where the collation ignores case (MariaDB): "HTTP" is no
+    // type at all, and is refused rather than read as "http".
+    refused(call(&server, Method::GET, "/api/v1/sources?type=HTTP", &mia), 400).await;
     server.stop().await.unwrap();
 }
 

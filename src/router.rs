@@ -31,8 +31,9 @@ use crate::{
     state::AppState,
 };
 
-/// How long a request body may go without sending a byte (or the request timeout, if
-/// shorter): then the request is answered 408.
+/// How long a request body may go without sending a byte (or half the request timeout, if
+/// shorter, so that a stalled body is named as such before the whole request times out):
+/// then the request is answered 408.
 const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The whole HTTP API. Every route is registered with `routes!`, which also collects its
@@ -89,7 +90,7 @@ pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
                 .layer(middleware::from_fn_with_state(state.clone(), crate::http::middleware::observe))
                 .layer(CatchPanicLayer::new())
                 .layer(RequestTimeoutLayer::new(state.config.request_timeout, StatusCode::REQUEST_TIMEOUT))
-                .layer(RequestBodyTimeoutLayer::new(BODY_IDLE_TIMEOUT.min(state.config.request_timeout)))
+                .layer(RequestBodyTimeoutLayer::new(BODY_IDLE_TIMEOUT.min(state.config.request_timeout / 2)))
                 .layer(cors(&state.config.cors_origins))
                 .layer(DefaultBodyLimit::max(state.config.max_body_bytes)),
         )

@@ -38,7 +38,7 @@ where
 }
 
 /// `application/json` or `application/<something>+json`, as `axum::Json` accepts.
-fn is_json(headers: &HeaderMap) -> bool {
+pub fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };

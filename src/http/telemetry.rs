@@ -20,7 +20,7 @@ use crate::{
     error::{AppError, FieldError},
     http::{
         context::RequestContext,
-        extract::{Body, Json, Query, refuse_nul},
+        extract::{Body, Json, Query, is_json, refuse_nul},
         pagination::{listing, page},
     },
     state::AppState,
@@ -63,23 +63,14 @@ fn is_ndjson(headers: &HeaderMap) -> bool {
     })
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.split(';').next().unwrap_or_default().trim() == "application/json")
-}
-
 fn malformed(err: serde_json::Error) -> AppError {
     AppError::BadRequest(format!("Malformed JSON: {err}"))
 }
 
 /// Parses a JSON batch, or NDJSON (one entry a line, `source_id` in the query).
 fn parse_logs(headers: &HeaderMap, query: IngestQuery, body: &[u8]) -> Result<(String, Vec<LogInput>), AppError> {
-    if is_ndjson(headers) || is_json(headers) {
-        refuse_nul(body)?;
-    }
     if is_ndjson(headers) {
+        refuse_nul(body)?;
         let source_id = query.source_id.ok_or_else(|| {
             AppError::Validation(vec![FieldError::new("source_id", "is required in the query for NDJSON")])
         })?;
@@ -99,6 +90,7 @@ fn parse_logs(headers: &HeaderMap, query: IngestQuery, body: &[u8]) -> Result<(S
             "Expected Content-Type: application/json or application/x-ndjson".into(),
         ));
     }
+    refuse_nul(body)?;
     let batch: LogBatch = serde_json::from_slice(body).map_err(malformed)?;
     Ok((batch.source_id, batch.logs))
 }

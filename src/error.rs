@@ -87,7 +87,9 @@ impl From<sea_orm::DbErr> for AppError {
             }
             // PostgreSQL refuses a NUL in text (character_not_in_repertoire): the input's
             // fault, wherever it came in (the HTTP layer refuses it before; gRPC may not).
-            other if pg_code(&other).as_deref() == Some("22021") => AppError::BadRequest(NUL_IN_TEXT.to_owned()),
+            other if crate::db::sqlstate(&other).as_deref() == Some("22021") => {
+                AppError::BadRequest(NUL_IN_TEXT.to_owned())
+            }
             other => AppError::Internal(other.to_string()),
         }
     }
@@ -95,15 +97,6 @@ impl From<sea_orm::DbErr> for AppError {
 
 /// The message of a request whose text holds a NUL character.
 pub const NUL_IN_TEXT: &str = "Text must not contain NUL (\\u0000) characters";
-
-/// The SQLSTATE of a database error, when the driver reported one.
-fn pg_code(err: &sea_orm::DbErr) -> Option<String> {
-    use sea_orm::{DbErr, RuntimeErr};
-    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = err else {
-        return None;
-    };
-    e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned())
-}
 
 /// Attached to error responses; rendered into the body by the request middleware.
 #[derive(Clone, Debug)]

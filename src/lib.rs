@@ -17,6 +17,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod identity;
+pub mod ids;
 pub mod license;
 pub mod metrics;
 pub mod net;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestDb, TestServer};
+use common::{Kind, TestDb, TestServer};
 use killkrill::auth::{
     Role,
     token::{Claims, TokenSigner, TokenType},
@@ -27,10 +27,50 @@ on_all_databases!(
     mass_assignment_is_refused,
     the_last_admin_is_protected,
     user_admin_crud_and_pagination,
+    usernames_compare_exactly_and_emails_ignore_case,
     repeated_failed_logins_are_throttled,
     audit_rows_chain_and_detect_tampering,
     flask_security_hashes_log_in_and_are_rehashed,
 );
+
+/// A MariaDB database whose default character set is latin1 (an older server's default):
+/// names keep their emoji and CJK (migration 6 gave the identity tables utf8mb4; they were
+/// stored as `?`), the service's sessions are strict (a value too long for its column is
+/// refused, never cut), and an API key's repeated roles are stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_with_a_latin1_default_stores_any_text() {
+    let Some(db) = TestDb::create(Kind::MySql).await else { return };
+    let conn = db.connect().await;
+    conn.execute_unprepared("ALTER DATABASE CHARACTER SET latin1 COLLATE latin1_swedish_ci").await.unwrap();
+    conn.close().await.unwrap();
+    let server = TestServer::start(db.config()).await;
+    let conn = server.state.db.conn();
+    let mode =
+        conn.query_one_raw(Statement::from_string(conn.get_database_backend(), "SELECT @@SESSION.sql_mode AS m"));
+    let mode: String = mode.await.unwrap().unwrap().try_get("", "m").unwrap();
+    assert!(mode.split(',').any(|m| m == "STRICT_ALL_TABLES"), "{mode}");
+
+    let root = server.create_user("root", &[Role::Admin]).await;
+    let token = server.token(&root).await;
+    let user = json!({
+        "username": "zoe", "email": "zoe@x.test", "password": "long-enough-1",
+        "first_name": "中😀é", "last_name": "Żółć", "roles": ["viewer"]
+    });
+    let created = server.authed(Method::POST, "/api/v1/users", &token).json(&user).send().await.unwrap();
+    assert_eq!(created.status(), 201);
+    let path = format!("/api/v1/users/{}", created.json::<Value>().await.unwrap()["id"].as_str().unwrap());
+    let stored: Value = server.authed(Method::GET, &path, &token).send().await.unwrap().json().await.unwrap();
+    assert_eq!((stored["first_name"].as_str(), stored["last_name"].as_str()), (Some("中😀é"), Some("Żółć")));
+
+    let key = json!({ "name": "key 😀 中 é", "roles": vec!["viewer"; 40] });
+    let made = server.authed(Method::POST, "/api/v1/auth/api-keys", &token).json(&key).send().await.unwrap();
+    assert_eq!(made.status(), 201);
+    assert_eq!(made.json::<Value>().await.unwrap()["roles"], json!(["viewer"]));
+    let listed: Value =
+        server.authed(Method::GET, "/api/v1/auth/api-keys", &token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["api_keys"][0]["name"], "key 😀 中 é");
+    server.stop().await.unwrap();
+}
 
 fn signer(server: &TestServer) -> TokenSigner {
     TokenSigner::new(server.state.config.jwt_secret.clone(), None)
@@ -541,6 +581,10 @@ async fn user_admin_crud_and_pagination(db: TestDb) {
 
     assert_eq!(status(server.authed(Method::GET, &location, &token)).await, 200);
     assert_eq!(status(server.authed(Method::GET, "/api/v1/users/not-a-uuid", &token)).await, 404);
+    // Any case names the user; a trailing space names nobody (it did on MariaDB).
+    let upper = format!("/api/v1/users/{}", carol["id"].as_str().unwrap().to_uppercase());
+    assert_eq!(status(server.authed(Method::GET, &upper, &token)).await, 200);
+    assert_eq!(status(server.authed(Method::GET, &format!("{location}%20"), &token)).await, 404);
     let updated: Value = server
         .authed(Method::PUT, &location, &token)
         .json(&json!({ "first_name": "Caroline" }))
@@ -578,27 +622,75 @@ async fn user_admin_crud_and_pagination(db: TestDb) {
     server.stop().await.unwrap();
 }
 
+/// The same on all three databases (MariaDB's default collation ignored case until
+/// migration 6): a username is matched exactly, an email in any case.
+async fn usernames_compare_exactly_and_emails_ignore_case(db: TestDb) {
+    let server = TestServer::start(db.config()).await;
+    let root = server.create_user("root", &[Role::Admin]).await;
+    let token = server.token(&root).await;
+    let create = |username: &str, email: &str| {
+        server.authed(Method::POST, "/api/v1/users", &token).json(&json!({
+            "username": username, "email": email, "password": "long-enough-1", "roles": ["viewer"]
+        }))
+    };
+    assert_eq!(status(create("casey", "casey@x.test")).await, 201);
+    assert_eq!(status(create("Casey", "big.casey@x.test")).await, 201, "another user");
+    assert_eq!(status(create("kasey", "CASEY@X.test")).await, 409, "emails ignore case");
+    let logged_in_as = |login: &'static str| {
+        let server = &server;
+        async move {
+            let response = server.login_response(login, "long-enough-1").await;
+            match response.status().as_u16() {
+                200 => Some(response.json::<Value>().await.unwrap()["user"]["username"].as_str().unwrap().to_owned()),
+                401 => None,
+                other => panic!("login as {login}: {other}"),
+            }
+        }
+    };
+    assert_eq!(logged_in_as("Casey").await.as_deref(), Some("Casey"));
+    assert_eq!(logged_in_as("casey").await.as_deref(), Some("casey"));
+    assert_eq!(logged_in_as("CASEY").await, None);
+    assert_eq!(logged_in_as("Big.Casey@X.TEST").await.as_deref(), Some("Casey"));
+    server.stop().await.unwrap();
+}
+
 async fn repeated_failed_logins_are_throttled(db: TestDb) {
     let server = TestServer::start(db.config()).await;
+    // A second replica on the same database: failures count wherever they land.
+    let replica = TestServer::start(db.config()).await;
     let ann = server.create_user("ann", &[Role::Viewer]).await;
     // One count per account, whichever of its names each attempt uses.
     let names = ["ann", "ann@example.test"];
     for attempt in 1..=9 {
         let name = names[attempt % names.len()];
-        assert_eq!(server.login_response(name, "wrong-password").await.status(), 401, "attempt {attempt} as {name}");
+        let to = if attempt % 3 == 0 { &replica } else { &server };
+        assert_eq!(to.login_response(name, "wrong-password").await.status(), 401, "attempt {attempt} as {name}");
     }
     let tenth = server.login_response("ann@example.test", "wrong-password").await;
     assert_eq!(tenth.status(), 429);
     let retry_after: u64 = tenth.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=900).contains(&retry_after), "{retry_after}");
     assert_eq!(tenth.json::<Value>().await.unwrap()["error"], "Too Many Requests");
-    // While blocked, even the right password is refused, under any of its names; another
-    // account is not affected.
-    for name in names {
-        assert_eq!(server.login_response(name, &ann.password).await.status(), 429, "{name}");
+    // While blocked, even the right password is refused, under any of its names, by both
+    // replicas; another account is not affected.
+    for (name, to) in names.into_iter().flat_map(|name| [(name, &server), (name, &replica)]) {
+        assert_eq!(to.login_response(name, &ann.password).await.status(), 429, "{name}");
     }
     let bob = server.create_user("bob", &[Role::Viewer]).await;
-    assert_eq!(server.login_response("bob", &bob.password).await.status(), 200);
+    assert_eq!(replica.login_response("bob", &bob.password).await.status(), 200);
+
+    // Concurrent failures on both replicas are all counted: 12 at once block the account
+    // (six per replica would not, counted apart).
+    let cy = server.create_user("cy", &[Role::Viewer]).await;
+    let attempts = (0..12).map(|i| {
+        let to = if i % 2 == 0 { &server } else { &replica };
+        to.login_response("cy", "wrong-password")
+    });
+    for response in futures_util::future::join_all(attempts).await {
+        assert!(matches!(response.status().as_u16(), 401 | 429), "{}", response.status());
+    }
+    assert_eq!(replica.login_response("cy", &cy.password).await.status(), 429);
+    replica.stop().await.unwrap();
     server.stop().await.unwrap();
 }
 
@@ -642,6 +734,9 @@ async fn audit_rows_chain_and_detect_tampering(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(filtered["total"], 1);
+    let other_case = server.authed(Method::GET, "/api/v1/audit?action=create_user", &token);
+    let other_case: Value = other_case.send().await.unwrap().json().await.unwrap();
+    assert_eq!(other_case["total"], 0, "the action filter compares exactly, on MariaDB too");
 
     let verify = |server: &TestServer| server.authed(Method::GET, "/api/v1/audit/verify", &token).send();
     let report: Value = verify(&server).await.unwrap().json().await.unwrap();

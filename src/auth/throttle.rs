@@ -1,96 +1,71 @@
-//! Login throttling: per account and per client address, in memory, bounded.
+//! Login throttling policy: after `limit` failures inside `window`, a key is blocked for a
+//! back-off that starts at 60 s and doubles with each further block, capped at 900 s. A
+//! success clears the account's record.
 //!
-//! After `limit` failures inside `window`, the key is blocked for a back-off that starts
-//! at 60 s and doubles with each further block, capped at 900 s. A success clears the
-//! account's record. Each replica keeps its own counts (documented in OPERATIONS).
+//! This is the arithmetic only, on wall-clock microseconds so that every replica reads a
+//! record the same way; `identity::throttle` keeps the records in the database.
 
-use std::{
-    collections::HashMap,
-    hash::Hash,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+/// Microseconds in a second.
+const SECOND: i64 = 1_000_000;
+const FIRST_BLOCK: i64 = 60 * SECOND;
+pub const MAX_BLOCK: i64 = 900 * SECOND;
 
-const FIRST_BLOCK: Duration = Duration::from_secs(60);
-const MAX_BLOCK: Duration = Duration::from_secs(900);
-/// Entries kept per table before old ones are pruned.
-const MAX_ENTRIES: usize = 100_000;
-
-#[derive(Debug, Default)]
-struct Record {
-    failures: Vec<Instant>,
-    blocked_until: Option<Instant>,
-    blocks: u32,
+/// One key's failures, as stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Record {
+    /// Failures since `window_start`.
+    pub failures: i32,
+    pub window_start: i64,
+    /// When the current (or last) block ends; 0 if there never was one.
+    pub blocked_until: i64,
+    /// Blocks so far, which sets the next one's length.
+    pub blocks: i32,
 }
 
-/// Failure counts for one kind of key (account name or client address).
-#[derive(Debug)]
-pub struct Limiter<K> {
-    limit: usize,
-    window: Duration,
-    records: Mutex<HashMap<K, Record>>,
+/// The policy for one kind of key (account or client address).
+#[derive(Clone, Copy, Debug)]
+pub struct Limiter {
+    limit: i32,
+    window: i64,
 }
 
-impl<K: Eq + Hash + Clone> Limiter<K> {
-    pub fn new(limit: usize, window: Duration) -> Self {
-        Self { limit, window, records: Mutex::new(HashMap::new()) }
+impl Limiter {
+    pub const fn new(limit: i32, window_seconds: i64) -> Self {
+        Self { limit, window: window_seconds * SECOND }
     }
 
-    /// `Some(seconds)` while `key` is blocked.
-    pub fn blocked_for(&self, key: &K, now: Instant) -> Option<u64> {
-        let records = self.records.lock().ok()?;
-        let until = records.get(key)?.blocked_until?;
-        (until > now).then(|| until.duration_since(now).as_secs().max(1))
+    /// `Some(seconds)` while `record` is blocked at `now`.
+    pub fn blocked_for(record: &Record, now: i64) -> Option<u64> {
+        let left = record.blocked_until.saturating_sub(now);
+        (left > 0).then(|| u64::try_from((left + SECOND - 1) / SECOND).unwrap_or(1).max(1))
     }
 
-    /// Records a failure; returns `Some(seconds)` if this failure started a block.
-    pub fn fail(&self, key: &K, now: Instant) -> Option<u64> {
-        let mut records = self.records.lock().ok()?;
-        if records.len() >= MAX_ENTRIES && !records.contains_key(key) {
-            prune(&mut records, now, self.window);
+    /// Counts a failure at `now`; `Some(seconds)` if it started a block. Failures count
+    /// from the first one of a window; a window ends `window` after its first failure.
+    pub fn fail(&self, record: &mut Record, now: i64) -> Option<u64> {
+        if record.failures == 0 || now.saturating_sub(record.window_start) >= self.window {
+            record.failures = 0;
+            record.window_start = now;
         }
-        let record = records.entry(key.clone()).or_default();
-        record.failures.retain(|t| now.duration_since(*t) < self.window);
-        record.failures.push(now);
-        if record.failures.len() < self.limit {
+        record.failures = record.failures.saturating_add(1);
+        if record.failures < self.limit {
             return None;
         }
-        let block = FIRST_BLOCK.saturating_mul(2u32.saturating_pow(record.blocks)).min(MAX_BLOCK);
+        let doublings = u32::try_from(record.blocks).unwrap_or(0).min(16);
+        let block = FIRST_BLOCK.saturating_mul(1 << doublings).min(MAX_BLOCK);
         record.blocks = record.blocks.saturating_add(1);
-        record.blocked_until = Some(now + block);
-        record.failures.clear();
-        Some(block.as_secs())
+        record.blocked_until = now.saturating_add(block);
+        record.failures = 0;
+        Some(u64::try_from(block / SECOND).unwrap_or(1))
     }
 
-    pub fn reset(&self, key: &K) {
-        if let Ok(mut records) = self.records.lock() {
-            records.remove(key);
-        }
+    /// Until when `record` is worth keeping: while it counts failures, is blocked, or may
+    /// still lengthen the next block (for `MAX_BLOCK` after a block ends).
+    pub fn keep_until(&self, record: &Record) -> i64 {
+        let counting = if record.failures > 0 { record.window_start.saturating_add(self.window) } else { 0 };
+        let backing_off = if record.blocks > 0 { record.blocked_until.saturating_add(MAX_BLOCK) } else { 0 };
+        counting.max(backing_off)
     }
-
-    /// Drops records with nothing recent in them.
-    pub fn prune(&self, now: Instant) {
-        if let Ok(mut records) = self.records.lock() {
-            prune(&mut records, now, self.window);
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.records.lock().map_or(0, |r| r.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-fn prune<K>(records: &mut HashMap<K, Record>, now: Instant, window: Duration) {
-    records.retain(|_, r| {
-        let blocked = r.blocked_until.is_some_and(|u| u > now);
-        // Keep the back-off memory for a while after a block ends.
-        let recently_blocked = r.blocked_until.is_some_and(|u| now.saturating_duration_since(u) < MAX_BLOCK);
-        blocked || recently_blocked || r.failures.iter().any(|t| now.duration_since(*t) < window)
-    });
 }
 
 #[cfg(test)]
@@ -99,29 +74,35 @@ mod tests {
 
     #[test]
     fn blocks_after_the_limit_and_backs_off() {
-        let limiter = Limiter::new(3, Duration::from_secs(60));
-        let t0 = Instant::now();
-        assert_eq!(limiter.fail(&"a", t0), None);
-        assert_eq!(limiter.fail(&"a", t0), None);
-        assert_eq!(limiter.fail(&"a", t0), Some(60));
-        assert_eq!(limiter.blocked_for(&"a", t0), Some(60));
-        assert_eq!(limiter.blocked_for(&"b", t0), None);
-        let later = t0 + Duration::from_secs(61);
-        assert_eq!(limiter.blocked_for(&"a", later), None);
-        limiter.fail(&"a", later);
-        limiter.fail(&"a", later);
-        assert_eq!(limiter.fail(&"a", later), Some(120), "the second block doubles");
-        limiter.reset(&"a");
-        assert_eq!(limiter.blocked_for(&"a", later), None);
+        let limiter = Limiter::new(3, 60);
+        let t0 = 1_700_000_000 * SECOND;
+        let mut a = Record::default();
+        assert_eq!(limiter.fail(&mut a, t0), None);
+        assert_eq!(limiter.fail(&mut a, t0), None);
+        assert_eq!(limiter.fail(&mut a, t0), Some(60));
+        assert_eq!(Limiter::blocked_for(&a, t0), Some(60));
+        assert_eq!(Limiter::blocked_for(&a, t0 + 59 * SECOND + 1), Some(1), "rounded up");
+        assert_eq!(Limiter::blocked_for(&Record::default(), t0), None);
+        let later = t0 + 61 * SECOND;
+        assert_eq!(Limiter::blocked_for(&a, later), None);
+        limiter.fail(&mut a, later);
+        limiter.fail(&mut a, later);
+        assert_eq!(limiter.fail(&mut a, later), Some(120), "the second block doubles");
+        for _ in 0..40 {
+            limiter.fail(&mut a, later);
+        }
+        assert_eq!(Limiter::blocked_for(&a, later), Some(900), "capped");
     }
 
     #[test]
-    fn old_failures_leave_the_window_and_state_is_pruned() {
-        let limiter = Limiter::new(2, Duration::from_secs(10));
-        let t0 = Instant::now();
-        limiter.fail(&1, t0);
-        assert_eq!(limiter.fail(&1, t0 + Duration::from_secs(11)), None);
-        limiter.prune(t0 + Duration::from_secs(30));
-        assert!(limiter.is_empty());
+    fn a_window_starts_at_its_first_failure_and_records_expire() {
+        let limiter = Limiter::new(2, 10);
+        let t0 = 1_700_000_000 * SECOND;
+        let mut a = Record::default();
+        limiter.fail(&mut a, t0);
+        assert_eq!(limiter.keep_until(&a), t0 + 10 * SECOND);
+        assert_eq!(limiter.fail(&mut a, t0 + 11 * SECOND), None, "the first failure has left the window");
+        assert_eq!(limiter.fail(&mut a, t0 + 12 * SECOND), Some(60));
+        assert_eq!(limiter.keep_until(&a), t0 + 12 * SECOND + 60 * SECOND + MAX_BLOCK);
     }
 }

@@ -66,6 +66,7 @@ pub async fn create(
     if name.chars().any(char::is_control) {
         return Err(AppError::Validation(vec![FieldError::new("name", "must not contain control characters")]));
     }
+    let source_id = &crate::ids::found(source_id, "Source")?;
     let txn = crate::db::begin_write(db).await?;
     sources::find(&txn, source_id).await?;
     let generated = keys::generate(INGEST_KEY_PREFIX).map_err(AppError::internal)?;
@@ -93,6 +94,7 @@ pub async fn list(
     limit: u64,
     offset: u64,
 ) -> Result<(Vec<IngestKeyView>, u64), AppError> {
+    let source_id = &crate::ids::found(source_id, "Source")?;
     sources::find(db, source_id).await?;
     let query = ingest_key::Entity::find().filter(ingest_key::Column::SourceId.eq(source_id));
     let total = query.clone().count(db).await?;
@@ -107,6 +109,8 @@ pub async fn delete(
     key_id: &str,
     meta: &AuditMeta,
 ) -> Result<(), AppError> {
+    let source_id = &crate::ids::found(source_id, "Source")?;
+    let key_id = &crate::ids::found(key_id, "Ingest key")?;
     let txn = crate::db::begin_write(db).await?;
     let deleted = ingest_key::Entity::delete_many()
         .filter(ingest_key::Column::Id.eq(key_id))

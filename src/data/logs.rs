@@ -8,8 +8,7 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    sea_query::{Expr, ExprTrait, Func, LikeExpr},
-    sqlx,
+    sea_query::Expr, sqlx,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -26,6 +25,10 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 pub const MAX_ATTRIBUTES_BYTES: usize = 16 * 1024;
 const MAX_NAME_CHARS: usize = 255;
 const INSERT_CHUNK: usize = 1_000;
+/// Text bytes in one multi-row INSERT, at most. MariaDB refuses a statement larger than
+/// its `max_allowed_packet` (16 MiB by default), and a batch just under the body limit
+/// holds more than that once each row repeats its source id and times.
+const INSERT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 
 /// One log entry as clients send it.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -71,9 +74,15 @@ pub fn parse_timestamp(value: &Value) -> Result<i64, String> {
         return Ok((seconds * 1_000_000.0).round() as i64);
     }
     let text = value.as_str().ok_or("must be an RFC 3339 time or Unix seconds")?;
-    chrono::DateTime::parse_from_rfc3339(text.trim())
+    let micros = chrono::DateTime::parse_from_rfc3339(text.trim())
         .map(|t| t.timestamp_micros())
-        .map_err(|_| "must be an RFC 3339 time or Unix seconds".to_owned())
+        .map_err(|_| "must be an RFC 3339 time or Unix seconds".to_owned())?;
+    // The range numbers have: an offset can carry a time past 9999 (which would read back
+    // as `+10000-...`, not RFC 3339) or before 1970.
+    if !(0..=253_402_300_799_999_999).contains(&micros) {
+        return Err("is out of range".to_owned());
+    }
+    Ok(micros)
 }
 
 /// A valid entry, as it will be stored (its source and arrival time are the batch's).
@@ -84,6 +93,14 @@ struct NewLog {
     hostname: Option<String>,
     application: Option<String>,
     attributes: Option<String>,
+}
+
+impl NewLog {
+    /// The row's size in an INSERT: its text, plus the source id, times and level.
+    fn text_bytes(&self) -> usize {
+        let optional = |text: &Option<String>| text.as_ref().map_or(0, String::len);
+        self.message.len() + optional(&self.hostname) + optional(&self.application) + optional(&self.attributes) + 80
+    }
 }
 
 fn validate(index: usize, entry: LogInput, received_at: i64, problems: &mut Vec<FieldError>) -> Option<NewLog> {
@@ -170,7 +187,8 @@ pub async fn ingest(db: &Database, source_id: &str, entries: Vec<LogInput>) -> R
     Ok(count)
 }
 
-/// SQLite and MariaDB: multi-row INSERTs of [`INSERT_CHUNK`] rows in one transaction.
+/// SQLite and MariaDB: multi-row INSERTs of at most [`INSERT_CHUNK`] rows and
+/// [`INSERT_CHUNK_BYTES`] of text, in one transaction.
 async fn insert_values(
     conn: &DatabaseConnection,
     source_id: &str,
@@ -178,7 +196,24 @@ async fn insert_values(
     rows: Vec<NewLog>,
 ) -> Result<(), DbErr> {
     let txn = crate::db::begin_write(conn).await?;
-    let mut rows = rows.into_iter().map(|row| log::ActiveModel {
+    let mut rows = rows.into_iter().peekable();
+    let mut chunk = Vec::with_capacity(INSERT_CHUNK.min(rows.len()));
+    let mut bytes = 0;
+    while let Some(row) = rows.next() {
+        bytes += row.text_bytes();
+        chunk.push(row_model(source_id, received_at, row));
+        let full = chunk.len() == INSERT_CHUNK
+            || rows.peek().is_some_and(|next| bytes + next.text_bytes() > INSERT_CHUNK_BYTES);
+        if full || rows.peek().is_none() {
+            log::Entity::insert_many(std::mem::take(&mut chunk)).exec_without_returning(&txn).await?;
+            bytes = 0;
+        }
+    }
+    txn.commit().await
+}
+
+fn row_model(source_id: &str, received_at: i64, row: NewLog) -> log::ActiveModel {
+    log::ActiveModel {
         source_id: Set(source_id.to_owned()),
         ts: Set(row.ts),
         received_at: Set(received_at),
@@ -188,15 +223,7 @@ async fn insert_values(
         application: Set(row.application),
         attributes: Set(row.attributes),
         ..Default::default()
-    });
-    loop {
-        let chunk: Vec<_> = rows.by_ref().take(INSERT_CHUNK).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        log::Entity::insert_many(chunk).exec_without_returning(&txn).await?;
     }
-    txn.commit().await
 }
 
 /// PostgreSQL: the whole batch in one statement of eight parameters, a column of the
@@ -306,7 +333,7 @@ impl LogFilter {
             return Err(AppError::Validation(vec![FieldError::new("q", "must not contain NUL characters")]));
         }
         Ok(LogFilter {
-            source_id,
+            source_id: source_id.map(|id| crate::ids::filter(&id, "source_id")).transpose()?,
             level,
             since: since.map(|v| parse_time("since", v)).transpose()?,
             until: until.map(|v| parse_time("until", v)).transpose()?,
@@ -340,14 +367,11 @@ impl Cursor {
     }
 }
 
-/// Escapes LIKE wildcards so `q` matches as a plain substring. The needle is lowered the
-/// way the database's `LOWER()` lowers the haystack: SQLite folds ASCII letters only, so
-/// there a search is case-insensitive for ASCII and exact for other letters.
-fn like_pattern(q: &str, ascii_only: bool) -> String {
-    let lowered = if ascii_only { q.to_ascii_lowercase() } else { q.to_lowercase() };
+/// Escapes LIKE wildcards so `q` matches as a plain substring.
+fn like_pattern(q: &str) -> String {
     let mut pattern = String::with_capacity(q.len() + 2);
     pattern.push('%');
-    for c in lowered.chars() {
+    for c in q.chars() {
         if matches!(c, '%' | '_' | '!') {
             pattern.push('!');
         }
@@ -395,9 +419,16 @@ pub async fn query(
         condition = condition.add(log::Column::Ts.lte(until));
     }
     if let Some(q) = filter.q.as_deref().filter(|q| !q.is_empty()) {
-        let lowered = Expr::expr(Func::lower(Expr::col(log::Column::Message)));
-        let ascii_only = db.get_database_backend() == sea_orm::DbBackend::Sqlite;
-        condition = condition.add(lowered.like(LikeExpr::new(like_pattern(q, ascii_only)).escape('!')));
+        // The database's own LOWER() lowers both sides, so searching for a stored message
+        // exactly always finds it, whatever that function does with a letter (SQLite's
+        // folds ASCII only; Unicode's rules for 'İ', 'ẞ' or a final sigma differ between
+        // Rust and the databases, and between databases).
+        let sql = match db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => "LOWER(message) LIKE LOWER($1) ESCAPE '!'",
+            _ => "LOWER(message) LIKE LOWER(?) ESCAPE '!'",
+        };
+        let matches = Expr::cust_with_values(sql, [like_pattern(q)]);
+        condition = condition.add(matches);
     }
     if let Some(c) = cursor {
         condition = condition.add(
@@ -460,6 +491,9 @@ mod tests {
         assert_eq!(parse_timestamp(&json!("1795602645")), Ok(1_795_602_645_000_000));
         assert!(parse_timestamp(&json!("yesterday")).is_err());
         assert!(parse_timestamp(&json!(-5)).is_err());
+        assert_eq!(parse_timestamp(&json!("9999-12-31T23:59:59.999999Z")), Ok(253_402_300_799_999_999));
+        assert!(parse_timestamp(&json!("9999-12-31T23:59:59.999999-23:59")).is_err(), "past 9999 in UTC");
+        assert!(parse_timestamp(&json!("1969-12-31T23:59:59Z")).is_err(), "before 1970, as for numbers");
     }
 
     #[test]
@@ -472,8 +506,7 @@ mod tests {
 
     #[test]
     fn like_wildcards_are_escaped() {
-        assert_eq!(like_pattern("50%_Off!", false), "%50!%!_off!!%");
-        assert_eq!(like_pattern("Échec", false), "%échec%");
-        assert_eq!(like_pattern("Échec", true), "%Échec%");
+        assert_eq!(like_pattern("50%_Off!"), "%50!%!_Off!!%");
+        assert_eq!(like_pattern("Échec"), "%Échec%");
     }
 }

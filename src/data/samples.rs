@@ -27,6 +27,8 @@ use crate::{
 pub const MAX_BATCH: usize = 10_000;
 pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
 const MAX_LABELS: usize = 32;
+const MAX_LABEL_NAME_CHARS: usize = 128;
+const MAX_LABEL_VALUE_CHARS: usize = 1024;
 const INSERT_CHUNK: usize = 2_000;
 const METRIC_TYPES: [&str; 3] = ["counter", "gauge", "histogram"];
 
@@ -98,7 +100,8 @@ fn validate(
                 continue;
             }
         };
-        if !valid_name(&key, false) || key.starts_with("__") || text.chars().count() > 1024 {
+        let too_long = key.len() > MAX_LABEL_NAME_CHARS || text.chars().count() > MAX_LABEL_VALUE_CHARS;
+        if !valid_name(&key, false) || key.starts_with("__") || too_long {
             problems.push(FieldError::new(field("labels"), format!("label `{key}` is not a valid label or value")));
             continue;
         }
@@ -156,12 +159,15 @@ pub async fn ingest(db: &Database, source_id: &str, inputs: Vec<SampleInput>) ->
             *entry = s;
         }
     }
-    let stored = match db.backend() {
-        Backend::Postgres => store_unnest(db.conn().get_postgres_connection_pool(), source_id, &latest, &samples)
-            .await
-            .map_err(crate::db::exec_error)?,
-        Backend::Sqlite | Backend::MySql => store(db.conn(), source_id, &latest, &samples).await?,
-    };
+    let stored = crate::db::retry_deadlocks(|| async {
+        match db.backend() {
+            Backend::Postgres => store_unnest(db.conn().get_postgres_connection_pool(), source_id, &latest, &samples)
+                .await
+                .map_err(crate::db::exec_error),
+            Backend::Sqlite | Backend::MySql => store(db.conn(), source_id, &latest, &samples).await,
+        }
+    })
+    .await?;
     Ok(stored)
 }
 
@@ -363,10 +369,13 @@ pub async fn list_series(
 ) -> Result<(Vec<SeriesView>, u64), AppError> {
     let mut query = series::Entity::find();
     if let Some(name) = name {
+        if !valid_name(name, true) {
+            return Err(AppError::Validation(vec![FieldError::new("name", "must be a valid metric name")]));
+        }
         query = query.filter(series::Column::Name.eq(name));
     }
     if let Some(source_id) = source_id {
-        query = query.filter(series::Column::SourceId.eq(source_id));
+        query = query.filter(series::Column::SourceId.eq(crate::ids::filter(source_id, "source_id")?));
     }
     let total = query.clone().count(db).await?;
     let rows = query

@@ -16,6 +16,8 @@ use crate::{
 };
 
 pub const SOURCE_TYPES: [&str; 5] = ["syslog", "http", "prometheus", "otlp", "file"];
+/// Entries of `allowed_cidrs`, at most.
+const MAX_CIDRS: usize = 256;
 
 /// A source as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -109,6 +111,9 @@ impl SourceInput {
         if self.config.as_ref().is_some_and(|c| c.to_string().len() > 65_536) {
             problems.push(FieldError::new("config", "must be at most 64 KiB"));
         }
+        if self.allowed_cidrs.as_ref().is_some_and(|list| list.len() > MAX_CIDRS) {
+            problems.push(FieldError::new("allowed_cidrs", format!("at most {MAX_CIDRS} entries")));
+        }
         for cidr in self.allowed_cidrs.iter().flatten() {
             if let Err(message) = cidr.parse::<Cidr>() {
                 problems.push(FieldError::new("allowed_cidrs", message));
@@ -153,7 +158,7 @@ pub async fn create(
 
 /// The source, or 404 (also for ids that are not UUIDs).
 pub async fn find(db: &impl ConnectionTrait, id: &str) -> Result<source::Model, AppError> {
-    source::Entity::find_by_id(id.to_owned())
+    source::Entity::find_by_id(crate::ids::found(id, "Source")?)
         .one(db)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("Source not found: {id}")))
@@ -195,6 +200,7 @@ pub async fn update(
     meta: &AuditMeta,
 ) -> Result<SourceView, AppError> {
     input.validate(false)?;
+    let id = &crate::ids::found(id, "Source")?;
     let txn = crate::db::begin_write(db).await?;
     let current = find(&txn, id).await?;
     let mut change: source::ActiveModel = current.into();
@@ -225,6 +231,7 @@ pub async fn update(
 
 /// Deletes the source; its ingest keys, logs and metrics go with it (ON DELETE CASCADE).
 pub async fn delete(db: &DatabaseConnection, id: &str, meta: &AuditMeta) -> Result<(), AppError> {
+    let id = &crate::ids::found(id, "Source")?;
     let txn = crate::db::begin_write(db).await?;
     find(&txn, id).await?;
     source::Entity::delete_by_id(id.to_owned()).exec(&txn).await?;

@@ -178,6 +178,41 @@ pub fn exec_error(err: sea_orm::sqlx::Error) -> DbErr {
     DbErr::Exec(sea_orm::RuntimeErr::SqlxError(Arc::new(err)))
 }
 
+/// The SQLSTATE of a database error, when the driver reported one (PostgreSQL and
+/// MariaDB/MySQL both do).
+pub fn sqlstate(err: &DbErr) -> Option<String> {
+    let (DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e)) | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))) = err else {
+        return None;
+    };
+    e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned())
+}
+
+/// How many times a transaction that lost a deadlock is run again.
+const DEADLOCK_RETRIES: u32 = 4;
+
+/// Runs a write transaction, and runs it again (up to [`DEADLOCK_RETRIES`] times, after
+/// 10, 20, 40, 80 ms) when the database chose it as a deadlock victim or could not
+/// serialize it (SQLSTATE 40001 or 40P01): it was rolled back whole, and a second run
+/// usually passes. MariaDB deadlocks this way when two batches insert rows into the same
+/// index gap; the alternative is a 500 for a valid batch.
+pub async fn retry_deadlocks<T, F, Fut>(mut transaction: F) -> Result<T, DbErr>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, DbErr>>,
+{
+    let mut retries = 0;
+    loop {
+        match transaction().await {
+            Err(err) if retries < DEADLOCK_RETRIES && matches!(sqlstate(&err).as_deref(), Some("40001" | "40P01")) => {
+                retries += 1;
+                tracing::warn!(event = "transaction_retried", retry = retries, error = %err);
+                tokio::time::sleep(Duration::from_millis(10 << (retries - 1))).await;
+            }
+            done => return done,
+        }
+    }
+}
+
 /// Starts a transaction that will write. On SQLite it takes the write lock at `BEGIN`
 /// (`BEGIN IMMEDIATE`), waiting for it up to the busy timeout: a deferred transaction that
 /// reads first and then writes fails at once with "database is locked" when another
@@ -243,6 +278,21 @@ fn connect_options(url: &DbUrl, max_connections: u32) -> ConnectOptions {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)
+        });
+    }
+    if url.backend() == Backend::MySql {
+        // Strict on every connection, whatever the server's default: outside strict mode
+        // MariaDB stores a value too long for its column cut short (a JSON list of CIDRs
+        // cut in the middle reads back as no restriction at all) instead of refusing it.
+        options.map_sqlx_mysql_pool_opts(|pool| {
+            pool.after_connect(|conn, _| {
+                Box::pin(async move {
+                    use sea_orm::sqlx::Executor;
+                    conn.execute("SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'STRICT_ALL_TABLES')")
+                        .await?;
+                    Ok(())
+                })
+            })
         });
     }
     options

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::{
     audit::{self, AuditFilter},
     auth::{Principal, Role},
-    error::AppError,
+    error::{AppError, FieldError},
     http::{
         extract::Query,
         pagination::{listing, page},
@@ -32,6 +32,23 @@ pub struct AuditQuery {
     offset: Option<u64>,
 }
 
+impl AuditQuery {
+    /// The filters, checked. They compare exactly on every database: ids are canonical
+    /// UUIDs, and an action with surrounding spaces is refused (MariaDB's comparisons
+    /// ignore trailing spaces; the others' do not).
+    fn filter(&self) -> Result<AuditFilter, AppError> {
+        if self.action.as_deref().is_some_and(|a| a.trim() != a) {
+            return Err(AppError::Validation(vec![FieldError::new("action", "must not start or end with spaces")]));
+        }
+        Ok(AuditFilter {
+            user_id: self.user_id.as_deref().map(|id| crate::ids::filter(id, "user_id")).transpose()?,
+            action: self.action.clone(),
+            since: self.since.as_deref().map(|v| parse_time("since", v)).transpose()?,
+            until: self.until.as_deref().map(|v| parse_time("until", v)).transpose()?,
+        })
+    }
+}
+
 #[utoipa::path(operation_id = "audit_list", get, path = "/api/v1/audit", tag = "audit", security(("bearer" = []), ("api_key" = [])), params(AuditQuery), responses((status = 200, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -40,12 +57,7 @@ pub async fn list(
 ) -> Result<Response, AppError> {
     principal.require_role(Role::Admin)?;
     let page = page(query.limit, query.offset)?;
-    let filter = AuditFilter {
-        user_id: query.user_id,
-        action: query.action,
-        since: query.since.as_deref().map(|v| parse_time("since", v)).transpose()?,
-        until: query.until.as_deref().map(|v| parse_time("until", v)).transpose()?,
-    };
+    let filter = query.filter()?;
     let (rows, total) = audit::list(state.db.conn(), &filter, page.limit, page.offset).await?;
     Ok(axum::Json(listing("audit", rows, total, page)).into_response())
 }
@@ -73,12 +85,7 @@ pub async fn export(
     principal.require_role(Role::Admin)?;
     state.license.require(EXPORT_FEATURE)?;
     let page = page(Some(query.limit.unwrap_or(1000)), query.offset)?;
-    let filter = AuditFilter {
-        user_id: query.user_id,
-        action: query.action,
-        since: query.since.as_deref().map(|v| parse_time("since", v)).transpose()?,
-        until: query.until.as_deref().map(|v| parse_time("until", v)).transpose()?,
-    };
+    let filter = query.filter()?;
     let (rows, _) = audit::list(state.db.conn(), &filter, page.limit, page.offset).await?;
     let mut body = String::new();
     for row in rows {

@@ -160,6 +160,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     principal.require_role(Role::Admin)?;
+    let id = crate::ids::found(&id, "User")?;
     let (user, roles) = load(&state, &id).await?;
     Ok(axum::Json(UserView::new(user, &roles)).into_response())
 }
@@ -183,6 +184,7 @@ pub async fn update(
     Path(id): Path<String>,
     Json(body): Json<UpdateUser>,
 ) -> Result<Response, AppError> {
+    let id = crate::ids::found(&id, "User")?;
     let (current, current_roles) = load(&state, &id).await?;
     let mut problems = Vec::new();
     if let Some(email) = &body.email {
@@ -262,6 +264,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
     principal.require_role(Role::Admin)?;
+    let id = crate::ids::found(&id, "User")?;
     let (current, roles) = load(&state, &id).await?;
     let identity = &state.identity;
     let txn = crate::db::begin_write(&identity.db).await?;

@@ -10,6 +10,7 @@ use crate::{
     auth::{
         Principal, Role,
         keys::{self, API_KEY_PREFIX},
+        roles,
     },
     error::{AppError, FieldError},
     time::{micros_to_rfc3339, now_micros},
@@ -94,7 +95,8 @@ impl Identity {
         }
         // A key made with a narrowed key is narrowed at least as much: without `roles` it
         // takes its maker's narrowing, not the owner's full roles.
-        let roles = new.roles.or_else(|| owner.key_roles.clone());
+        // Each role once: `["viewer"] x 40` is a viewer key, not a column overflow.
+        let roles = new.roles.map(roles::normalize).or_else(|| owner.key_roles.clone());
         let generated = keys::generate(API_KEY_PREFIX).map_err(AppError::internal)?;
         let now = now_micros();
         let model = api_key::ActiveModel {
@@ -126,7 +128,7 @@ impl Identity {
     ) -> Result<(Vec<ApiKeyView>, u64), AppError> {
         let mut query = api_key::Entity::find();
         let owner = match (caller.is_admin(), user_id) {
-            (true, filter) => filter.map(str::to_owned),
+            (true, filter) => filter.map(|id| crate::ids::filter(id, "user_id")).transpose()?,
             (false, _) => Some(caller.user_id.clone()),
         };
         if let Some(owner) = owner {
@@ -146,6 +148,7 @@ impl Identity {
     /// Deletes a key the caller owns (admins: any key). Someone else's key is a 404, so
     /// keys of other users cannot be discovered.
     pub async fn delete_api_key(&self, caller: &Principal, key_id: &str, meta: &AuditMeta) -> Result<(), AppError> {
+        let key_id = &crate::ids::found(key_id, "API key")?;
         let txn = crate::db::begin_write(&self.db).await?;
         let key = api_key::Entity::find_by_id(key_id.to_owned()).one(&txn).await?;
         let key = key

@@ -6,11 +6,11 @@ pub mod api_keys;
 mod cache;
 pub mod entity;
 pub mod sessions;
+pub mod throttle;
 pub mod users;
 
 use std::{
     collections::{HashMap, HashSet},
-    net::IpAddr,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -27,7 +27,6 @@ use crate::{
         keys::{self, API_KEY_PREFIX},
         password::Passwords,
         roles::{self, Role},
-        throttle::Limiter,
         token::{Claims, TokenSigner, TokenType},
     },
     config::Config,
@@ -109,10 +108,6 @@ pub struct Identity {
     key_touches: Mutex<HashMap<String, Instant>>,
     /// Client-certificate fingerprint → the user it names (`None`: nobody).
     certs: TtlCache<String, Option<String>>,
-    /// Failed logins per account: 10 in 15 minutes.
-    pub login_accounts: Limiter<String>,
-    /// Failed logins per client address: 60 in a minute.
-    pub login_clients: Limiter<IpAddr>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -134,8 +129,6 @@ impl Identity {
             keys: TtlCache::new(CACHE_TTL),
             key_touches: Mutex::new(HashMap::new()),
             certs: TtlCache::new(CACHE_TTL),
-            login_accounts: Limiter::new(10, Duration::from_secs(15 * 60)),
-            login_clients: Limiter::new(60, Duration::from_secs(60)),
         }
     }
 
@@ -326,7 +319,8 @@ impl Identity {
         });
     }
 
-    /// Deletes expired revocations and refresh tokens; keeps the tables small.
+    /// Deletes expired revocations, refresh tokens and login failures; keeps the tables
+    /// small.
     pub async fn prune_expired(&self) -> Result<(), DbErr> {
         let now = now_micros();
         revoked_token::Entity::delete_many().filter(revoked_token::Column::ExpiresAt.lte(now)).exec(&self.db).await?;
@@ -334,8 +328,7 @@ impl Identity {
             .filter(entity::refresh_token::Column::ExpiresAt.lte(now))
             .exec(&self.db)
             .await?;
-        self.login_accounts.prune(Instant::now());
-        self.login_clients.prune(Instant::now());
+        throttle::prune(&self.db, now).await?;
         Ok(())
     }
 }

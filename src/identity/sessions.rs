@@ -5,7 +5,7 @@
 //! family. Logout revokes the presented access token and the session, so every token of
 //! that login stops working on every replica (revocations are rows in the database).
 
-use std::{net::IpAddr, time::Instant};
+use std::net::IpAddr;
 
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set, sea_query::Expr};
 use serde::Serialize;
@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::{
     Identity, REFRESH_TTL_SECONDS,
     entity::{refresh_token, revoked_token, user},
-    users,
+    throttle, users,
 };
 use crate::{
     audit::{self, AuditEntry, AuditMeta, AuditStatus},
@@ -110,7 +110,7 @@ impl Identity {
         client: Option<IpAddr>,
     ) -> Result<TokenResponse, AppError> {
         let account = login.trim().to_lowercase();
-        let now = Instant::now();
+        let now = now_micros();
         let found = users::find_by_login(&self.db, login.trim()).await?;
         // Failures count per account, whichever name (username or email) they were tried
         // with; per name only where no account has it.
@@ -118,10 +118,7 @@ impl Identity {
             Some(user) => format!("user:{}", user.id),
             None => format!("login:{account}"),
         };
-        let blocked = self
-            .login_accounts
-            .blocked_for(&throttled, now)
-            .or_else(|| client.and_then(|ip| self.login_clients.blocked_for(&ip, now)));
+        let blocked = throttle::blocked_for(&self.db, &throttled, client, now).await?;
         if let Some(retry_after_seconds) = blocked {
             self.audit_login(meta, found.map(|u| u.id), &account, AuditStatus::Denied).await?;
             return Err(AppError::TooManyRequests { retry_after_seconds });
@@ -138,15 +135,12 @@ impl Identity {
             (found, _) => {
                 let user_id = found.map(|u| u.id);
                 self.audit_login(meta, user_id, &account, AuditStatus::Failure).await?;
-                let blocked = self.login_accounts.fail(&throttled, now);
-                let blocked = blocked.or(client.and_then(|ip| self.login_clients.fail(&ip, now)));
-                if let Some(retry_after_seconds) = blocked {
+                if let Some(retry_after_seconds) = throttle::fail(&self.db, &throttled, client, now).await? {
                     return Err(AppError::TooManyRequests { retry_after_seconds });
                 }
                 return Err(AppError::Unauthorized(INVALID_CREDENTIALS.to_owned()));
             }
         };
-        self.login_accounts.reset(&throttled);
         let new_hash =
             if needs_rehash { Some(self.passwords.hash(password).await.map_err(AppError::internal)?) } else { None };
         let txn = crate::db::begin_write(&self.db).await?;
@@ -164,6 +158,7 @@ impl Identity {
             update.password_hash = Set(hash);
         }
         let user = update.update(&txn).await?;
+        throttle::reset(&txn, &throttled).await?;
         let roles = users::roles_of(&txn, &user.id).await?;
         let response = self.issue(&txn, &user, &roles, &uuid::Uuid::new_v4().to_string()).await?;
         let meta = AuditMeta { user_id: Some(user.id.clone()), ..meta.clone() };

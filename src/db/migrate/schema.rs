@@ -19,6 +19,8 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "telemetry", up: telemetry, data: None },
     Migration { version: 4, name: "covering_samples_index", up: covering_samples_index, data: None },
     Migration { version: 5, name: "metric_rollups", up: metric_rollups, data: Some(backfill_rollups) },
+    Migration { version: 6, name: "mariadb_exact_utf8", up: mariadb_exact_utf8, data: None },
+    Migration { version: 7, name: "login_throttle", up: login_throttle, data: None },
 ];
 
 #[derive(DeriveIden)]
@@ -545,4 +547,102 @@ fn metric_rollups(backend: DbBackend) -> Vec<Statement> {
 
 fn backfill_rollups(txn: &DatabaseTransaction) -> Pin<Box<dyn Future<Output = Result<(), DbErr>> + Send + '_>> {
     Box::pin(crate::data::rollups::backfill(txn))
+}
+
+/// MariaDB only: text that migrations 1 and 2 left in the database's default character
+/// set and collation (often case- and accent-insensitive, sometimes not even utf8mb4),
+/// and two lists that outgrew `TEXT`.
+///
+/// - There alone `Alice` and `alice` could not both be users, a login as `ALICE` found
+///   `alice`, and the audit log's filters ignored case. The identity tables' text now
+///   compares exactly, as on PostgreSQL and SQLite; that only loosens uniqueness, so no
+///   existing row can conflict.
+/// - On a database whose default is not utf8mb4, names were stored with `?` for what the
+///   character set cannot hold (emoji, CJK).
+/// - `metric_series.labels` (up to 32 labels of 1,024 characters, JSON-escaped) and
+///   `sources.allowed_cidrs` can exceed `TEXT`'s 64 KiB, which answered 500 (or, outside
+///   strict mode, truncated the JSON).
+///
+/// Columns under a foreign key (`users.id`, `roles.name`, `user_roles`, `api_keys.user_id`)
+/// keep their collation: MariaDB cannot change it while the key exists, and they hold
+/// only UUIDs and role names, which the service writes in one canonical form.
+fn mariadb_exact_utf8(backend: DbBackend) -> Vec<Statement> {
+    if backend != DbBackend::MySql {
+        return Vec::new();
+    }
+    const EXACT: &str = "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin";
+    [
+        format!(
+            "ALTER TABLE users \
+             MODIFY username VARCHAR(64) {EXACT} NOT NULL, \
+             MODIFY email VARCHAR(255) {EXACT} NOT NULL, \
+             MODIFY password_hash VARCHAR(255) {EXACT} NOT NULL, \
+             MODIFY first_name VARCHAR(100) {EXACT} NOT NULL DEFAULT '', \
+             MODIFY last_name VARCHAR(100) {EXACT} NOT NULL DEFAULT '', \
+             MODIFY last_login_ip VARCHAR(64) {EXACT} NULL, \
+             MODIFY current_login_ip VARCHAR(64) {EXACT} NULL"
+        ),
+        format!(
+            "ALTER TABLE api_keys \
+             MODIFY name VARCHAR(128) {EXACT} NOT NULL, \
+             MODIFY prefix VARCHAR(16) {EXACT} NOT NULL, \
+             MODIFY key_hash VARCHAR(64) {EXACT} NOT NULL, \
+             MODIFY roles VARCHAR(128) {EXACT} NULL"
+        ),
+        format!(
+            "ALTER TABLE roles \
+             MODIFY description VARCHAR(255) {EXACT} NOT NULL, \
+             MODIFY permissions VARCHAR(255) {EXACT} NOT NULL"
+        ),
+        format!("ALTER TABLE refresh_tokens CONVERT TO {EXACT}"),
+        format!("ALTER TABLE revoked_tokens CONVERT TO {EXACT}"),
+        format!("ALTER TABLE audit_log CONVERT TO {EXACT}"),
+        format!("ALTER TABLE app_settings CONVERT TO {EXACT}"),
+        "ALTER TABLE metric_series MODIFY labels MEDIUMTEXT NOT NULL".to_owned(),
+        "ALTER TABLE sources MODIFY allowed_cidrs MEDIUMTEXT NOT NULL".to_owned(),
+    ]
+    .into_iter()
+    .map(|sql| Statement::from_string(backend, sql))
+    .collect()
+}
+
+#[derive(DeriveIden)]
+enum LoginThrottle {
+    Table,
+    KeyHash,
+    Failures,
+    WindowStart,
+    BlockedUntil,
+    Blocks,
+    KeepUntil,
+}
+
+/// Failed logins per account and per client address, shared by every replica (see
+/// `identity::throttle`); times in microseconds.
+fn login_throttle(backend: DbBackend) -> Vec<Statement> {
+    let big = |name| ColumnDef::new(name).big_integer().not_null().to_owned();
+    build_all(
+        backend,
+        &[exact_collation(
+            Table::create()
+                .table(LoginThrottle::Table)
+                .col(ColumnDef::new(LoginThrottle::KeyHash).string_len(64).not_null().primary_key())
+                .col(ColumnDef::new(LoginThrottle::Failures).integer().not_null())
+                .col(big(LoginThrottle::WindowStart))
+                .col(big(LoginThrottle::BlockedUntil))
+                .col(ColumnDef::new(LoginThrottle::Blocks).integer().not_null())
+                .col(big(LoginThrottle::KeepUntil)),
+            backend,
+        )],
+    )
+    .into_iter()
+    .chain(build_all(
+        backend,
+        &[Index::create()
+            .name("ix_login_throttle_keep_until")
+            .table(LoginThrottle::Table)
+            .col(LoginThrottle::KeepUntil)
+            .to_owned()],
+    ))
+    .collect()
 }

@@ -7,7 +7,10 @@
 
 use std::net::IpAddr;
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set, sea_query::Expr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
+    sea_query::{Expr, OnConflict},
+};
 use serde::Serialize;
 
 use super::{
@@ -268,17 +271,19 @@ impl Identity {
 async fn revoke_session(conn: &impl ConnectionTrait, claims: &Claims) -> Result<(), DbErr> {
     let now = now_micros();
     let expires_at = micros(claims.exp.max(now_seconds() + REFRESH_TTL_SECONDS));
+    // Another replica may revoke the same token at the same moment (a client logging out
+    // twice, a refresh token replayed): the first revocation stands, the rest do nothing.
     for jti in [&claims.jti, &claims.sid] {
-        if revoked_token::Entity::find_by_id(jti.clone()).one(conn).await?.is_none() {
-            revoked_token::ActiveModel {
-                jti: Set(jti.clone()),
-                user_id: Set(claims.sub.clone()),
-                expires_at: Set(expires_at),
-                revoked_at: Set(now),
-            }
-            .insert(conn)
-            .await?;
-        }
+        let row = revoked_token::ActiveModel {
+            jti: Set(jti.clone()),
+            user_id: Set(claims.sub.clone()),
+            expires_at: Set(expires_at),
+            revoked_at: Set(now),
+        };
+        let once = OnConflict::column(revoked_token::Column::Jti)
+            .do_nothing_on([revoked_token::Column::Jti])
+            .to_owned();
+        revoked_token::Entity::insert(row).on_conflict(once).exec_without_returning(conn).await?;
     }
     refresh_token::Entity::update_many()
         .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))

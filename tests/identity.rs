@@ -26,6 +26,7 @@ on_all_databases!(
     a_demoted_user_loses_rights_on_the_next_request,
     mass_assignment_is_refused,
     the_last_admin_is_protected,
+    two_admins_cannot_remove_each_other_at_once,
     user_admin_crud_and_pagination,
     usernames_compare_exactly_and_emails_ignore_case,
     repeated_failed_logins_are_throttled,
@@ -558,6 +559,32 @@ async fn the_last_admin_is_protected(db: TestDb) {
     server.create_user("root2", &[Role::Admin]).await;
     let step_down = server.authed(Method::PUT, &path, &token).json(&json!({ "roles": ["maintainer"] }));
     assert_eq!(status(step_down).await, 200);
+    server.stop().await.unwrap();
+}
+
+/// Two admins deactivating each other at the same moment on two replicas: one wins, the
+/// other is refused (409, or 401 once its own account is off). Both won before, leaving
+/// no admin at all.
+async fn two_admins_cannot_remove_each_other_at_once(db: TestDb) {
+    let server = TestServer::start(db.config()).await;
+    let replica = TestServer::start(db.config()).await;
+    let first = server.create_user("adm0", &[Role::Admin]).await;
+    let mut survivor = (first.id.clone(), server.token(&first).await);
+    let off = json!({ "active": false });
+    for round in 1..=4 {
+        let newcomer = server.create_user(&format!("adm{round}"), &[Role::Admin]).await;
+        let newcomer = (newcomer.id.clone(), server.token(&newcomer).await);
+        let a = server.authed(Method::PUT, &format!("/api/v1/users/{}", newcomer.0), &survivor.1).json(&off);
+        let b = replica.authed(Method::PUT, &format!("/api/v1/users/{}", survivor.0), &newcomer.1).json(&off);
+        let (a, b) = tokio::join!(status(a), status(b));
+        let won = [a, b].iter().filter(|s| **s == 200).count();
+        assert_eq!(won, 1, "round {round}: {a} and {b}");
+        assert!([a, b].iter().all(|s| [200, 401, 409].contains(s)), "round {round}: {a} and {b}");
+        if b == 200 {
+            survivor = newcomer;
+        }
+    }
+    replica.stop().await.unwrap();
     server.stop().await.unwrap();
 }
 

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    sea_query::{Expr, ExprTrait, LockType, Query},
 };
 use serde::Serialize;
 
@@ -94,8 +95,18 @@ pub async fn count(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
     user::Entity::find().count(conn).await
 }
 
-/// Active users holding `admin`.
+/// Active users holding `admin`, counted under a lock that every change which may leave
+/// the service without an admin takes first (the `admin` row of `roles`, for the rest of
+/// the transaction): two admins deactivating each other at once on two replicas both
+/// passed an unlocked count, and left none.
 pub async fn count_active_admins(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    let lock = Query::select()
+        .column("name")
+        .from("roles")
+        .and_where(Expr::col("name").eq(Role::Admin.as_str()))
+        .lock(LockType::Update)
+        .to_owned();
+    conn.query_one_raw(conn.get_database_backend().build(&lock)).await?;
     let admin_ids: Vec<String> = user_role::Entity::find()
         .filter(user_role::Column::Role.eq(Role::Admin.as_str()))
         .all(conn)

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 on_all_databases!(
     deleting_a_source_deletes_its_metric_series_and_samples,
+    deleting_a_source_while_replicas_ingest_into_it,
     an_ingest_key_ingests_metrics_for_its_own_source_only,
     the_series_list_shows_each_series_latest_value,
     range_queries_reduce_each_step_bucket,
@@ -790,6 +791,64 @@ async fn deleting_a_source_deletes_its_metric_series_and_samples(db: TestDb) {
     assert_eq!(count_rows(&db, "metric_series").await, 1);
     assert_eq!(count_rows(&db, "metric_samples").await, 1);
     assert_eq!(count_rows(&db, "metric_rollups").await, 1);
+    server.stop().await.unwrap();
+}
+
+/// Two replicas ingest logs and metrics into a source while a third request deletes it:
+/// the deletion succeeds (PostgreSQL deadlocked it: 500 in 6 of 10 trials) and every
+/// ingest is stored (202) or finds the source gone (404), never a 500 from the rows'
+/// foreign key; nothing is left behind.
+async fn deleting_a_source_while_replicas_ingest_into_it(db: TestDb) {
+    let server = TestServer::start(db.config()).await;
+    let replica = TestServer::start(db.config()).await;
+    let (_, mia) = user(&server, "mia", Role::Maintainer).await;
+    let id = new_source(&server, &mia, "doomed").await;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let worker = |to: &'static str, n: usize| {
+        let (server, done, id, mia) = (if to == "a" { &server } else { &replica }, &done, &id, &mia);
+        async move {
+            let mut answers = Vec::new();
+            let mut round = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) || round < 3 {
+                round += 1;
+                let request = if n % 2 == 0 {
+                    let logs: Vec<Value> = (0..50).map(|i| json!({ "message": format!("{n}-{round}-{i}") })).collect();
+                    logs_request(server, mia, id, json!(logs))
+                } else {
+                    let samples: Vec<Value> = (0..50)
+                        .map(|i| {
+                            sample(
+                                "doomed_total",
+                                "counter",
+                                json!({ "i": format!("{n}-{i}") }),
+                                1.0,
+                                json!(T0 + round),
+                            )
+                        })
+                        .collect();
+                    metrics_request(server, mia, id, json!(samples))
+                };
+                answers.push(send(request).await.0);
+            }
+            answers
+        }
+    };
+    let deletion = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let answer = send(call(&server, Method::DELETE, &format!("/api/v1/sources/{id}"), &mia)).await.0;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        answer
+    };
+    let (deleted, a0, a1, b0, b1) =
+        tokio::join!(deletion, worker("a", 0), worker("a", 1), worker("b", 2), worker("b", 3));
+    assert_eq!(deleted, 204);
+    let answers: Vec<u16> = [a0, a1, b0, b1].concat();
+    assert!(answers.iter().all(|s| *s == 202 || *s == 404), "{answers:?}");
+    assert!(answers.contains(&202) && answers.contains(&404), "{answers:?}");
+    for table in ["logs", "metric_series", "metric_samples", "sources"] {
+        assert_eq!(count_rows(&db, table).await, 0, "{table}");
+    }
+    replica.stop().await.unwrap();
     server.stop().await.unwrap();
 }
 

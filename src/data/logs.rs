@@ -181,9 +181,10 @@ pub async fn ingest(db: &Database, source_id: &str, entries: Vec<LogInput>) -> R
     match db.backend() {
         Backend::Postgres => insert_unnest(db.conn().get_postgres_connection_pool(), source_id, received_at, rows)
             .await
-            .map_err(crate::db::exec_error)?,
-        Backend::Sqlite | Backend::MySql => insert_values(db.conn(), source_id, received_at, rows).await?,
+            .map_err(crate::db::exec_error),
+        Backend::Sqlite | Backend::MySql => insert_values(db.conn(), source_id, received_at, rows).await,
     }
+    .map_err(|err| super::source_gone_or(err, source_id))?;
     Ok(count)
 }
 

@@ -167,7 +167,8 @@ pub async fn ingest(db: &Database, source_id: &str, inputs: Vec<SampleInput>) ->
             Backend::Sqlite | Backend::MySql => store(db.conn(), source_id, &latest, &samples).await,
         }
     })
-    .await?;
+    .await
+    .map_err(|err| super::source_gone_or(err, source_id))?;
     Ok(stored)
 }
 

@@ -230,12 +230,24 @@ pub async fn update(
 }
 
 /// Deletes the source; its ingest keys, logs and metrics go with it (ON DELETE CASCADE).
+/// Ingest running meanwhile can deadlock the cascade on PostgreSQL (a batch holds its
+/// series rows and waits for the source's, the cascade the other way round): the
+/// deletion is then run again.
 pub async fn delete(db: &DatabaseConnection, id: &str, meta: &AuditMeta) -> Result<(), AppError> {
     let id = &crate::ids::found(id, "Source")?;
-    let txn = crate::db::begin_write(db).await?;
-    find(&txn, id).await?;
-    source::Entity::delete_by_id(id.to_owned()).exec(&txn).await?;
-    audit::record(&txn, meta, AuditEntry::new("DELETE_SOURCE", "source", Some(id), AuditStatus::Success)).await?;
-    txn.commit().await?;
+    let deleted = crate::db::retry_deadlocks(|| async {
+        let txn = crate::db::begin_write(db).await?;
+        if source::Entity::find_by_id(id.to_owned()).one(&txn).await?.is_none() {
+            return Ok(false);
+        }
+        source::Entity::delete_by_id(id.to_owned()).exec(&txn).await?;
+        audit::record(&txn, meta, AuditEntry::new("DELETE_SOURCE", "source", Some(id), AuditStatus::Success)).await?;
+        txn.commit().await?;
+        Ok(true)
+    })
+    .await?;
+    if !deleted {
+        return Err(AppError::NotFound(format!("Source not found: {id}")));
+    }
     Ok(())
 }

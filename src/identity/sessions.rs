@@ -280,9 +280,8 @@ async fn revoke_session(conn: &impl ConnectionTrait, claims: &Claims) -> Result<
             expires_at: Set(expires_at),
             revoked_at: Set(now),
         };
-        let once = OnConflict::column(revoked_token::Column::Jti)
-            .do_nothing_on([revoked_token::Column::Jti])
-            .to_owned();
+        let once =
+            OnConflict::column(revoked_token::Column::Jti).do_nothing_on([revoked_token::Column::Jti]).to_owned();
         revoked_token::Entity::insert(row).on_conflict(once).exec_without_returning(conn).await?;
     }
     refresh_token::Entity::update_many()

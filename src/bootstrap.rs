@@ -23,9 +23,14 @@ pub async fn default_admin(identity: &Identity) -> Result<(), DbErr> {
     }
     let hash = identity.passwords.hash(DEV_ADMIN_PASSWORD).await.map_err(|e| DbErr::Custom(e.to_string()))?;
     let txn = crate::db::begin_write(&identity.db).await?;
-    // Another replica may have created it meanwhile: the unique username makes that a no-op.
+    // Another replica may create it at the same moment (its insert is not visible to our
+    // count until it commits): then our insert violates the unique username, and theirs
+    // stands. That is not a start-up failure.
     if users::count(&txn).await? == 0 {
-        users::insert(&txn, dev_admin(hash)).await?;
+        match users::insert(&txn, dev_admin(hash)).await {
+            Err(err) if matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => return Ok(()),
+            inserted => inserted?,
+        };
         txn.commit().await?;
         tracing::warn!(
             event = "default_admin_created",

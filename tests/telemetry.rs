@@ -811,7 +811,7 @@ async fn deleting_a_source_while_replicas_ingest_into_it(db: TestDb) {
             let mut round = 0;
             while !done.load(std::sync::atomic::Ordering::SeqCst) || round < 3 {
                 round += 1;
-                let request = if n % 2 == 0 {
+                let request = if n.is_multiple_of(2) {
                     let logs: Vec<Value> = (0..50).map(|i| json!({ "message": format!("{n}-{round}-{i}") })).collect();
                     logs_request(server, mia, id, json!(logs))
                 } else {

@@ -121,11 +121,15 @@ impl Identity {
             Some(user) => format!("user:{}", user.id),
             None => format!("login:{account}"),
         };
-        let blocked = throttle::blocked_for(&self.db, &throttled, client, now).await?;
-        if let Some(retry_after_seconds) = blocked {
-            self.audit_login(meta, found.map(|u| u.id), &account, AuditStatus::Denied).await?;
-            return Err(AppError::TooManyRequests { retry_after_seconds });
-        }
+        // The attempt counts against the account before the password is checked, so a
+        // burst of concurrent guesses cannot all pass the limit; a success takes it back.
+        let started_block = match throttle::attempt(&self.db, &throttled, client, now).await? {
+            throttle::Counted::Blocked(retry_after_seconds) => {
+                self.audit_login(meta, found.map(|u| u.id), &account, AuditStatus::Denied).await?;
+                return Err(AppError::TooManyRequests { retry_after_seconds });
+            }
+            throttle::Counted::Counted(started) => started,
+        };
         let verified = match &found {
             Some(user) => self.passwords.verify(password, &user.password_hash).await.map_err(AppError::internal)?,
             None => {
@@ -138,7 +142,8 @@ impl Identity {
             (found, _) => {
                 let user_id = found.map(|u| u.id);
                 self.audit_login(meta, user_id, &account, AuditStatus::Failure).await?;
-                if let Some(retry_after_seconds) = throttle::fail(&self.db, &throttled, client, now).await? {
+                let client_blocked = throttle::failed(&self.db, client, now).await?;
+                if let Some(retry_after_seconds) = Ord::max(started_block, client_blocked) {
                     return Err(AppError::TooManyRequests { retry_after_seconds });
                 }
                 return Err(AppError::Unauthorized(INVALID_CREDENTIALS.to_owned()));

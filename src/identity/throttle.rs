@@ -22,51 +22,64 @@ const ACCOUNTS: Limiter = Limiter::new(10, 15 * 60);
 /// Failed logins per client address: 60 in a minute.
 const CLIENTS: Limiter = Limiter::new(60, 60);
 
-/// The rows a login attempt counts against: its account (a user id, or the name tried when
-/// no user has it) and, when known, its client address.
-fn rows(account: &str, client: Option<IpAddr>) -> impl Iterator<Item = (String, Limiter)> {
-    let account = (keys::digest(&format!("account:{account}")), ACCOUNTS);
-    let client = client.map(|ip| (keys::digest(&format!("client:{ip}")), CLIENTS));
-    std::iter::once(account).chain(client)
+/// The row of an account: a user id, or the name tried when no user has it.
+fn account_digest(account: &str) -> String {
+    keys::digest(&format!("account:{account}"))
 }
 
-/// `Some(seconds)` while the account or the client is blocked at `now` (microseconds).
-pub async fn blocked_for(
-    db: &impl ConnectionTrait,
-    account: &str,
-    client: Option<IpAddr>,
-    now: i64,
-) -> Result<Option<u64>, DbErr> {
-    let digests: Vec<String> = rows(account, client).map(|(digest, _)| digest).collect();
-    let select =
-        Query::select().column("blocked_until").from(TABLE).and_where(Expr::col("key_hash").is_in(digests)).to_owned();
-    let backend = db.get_database_backend();
-    let mut blocked = None;
-    for row in db.query_all_raw(backend.build(&select)).await? {
-        let record = Record { blocked_until: row.try_get("", "blocked_until")?, ..Record::default() };
-        blocked = Ord::max(blocked, Limiter::blocked_for(&record, now));
-    }
-    Ok(blocked)
+/// The row of a client address.
+fn client_digest(client: IpAddr) -> String {
+    keys::digest(&format!("client:{client}"))
 }
 
-/// Counts a failed login against the account and the client; `Some(seconds)` if that
-/// started a block.
-pub async fn fail(
+/// What counting one login attempt against a row found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counted {
+    /// The row is blocked for this many more seconds; nothing was counted.
+    Blocked(u64),
+    /// The attempt was counted; `Some(seconds)` if it started a block.
+    Counted(Option<u64>),
+}
+
+/// Before a password is checked: `Blocked` while the account or the client is blocked;
+/// otherwise the attempt is counted against the account as a failure at once, so that a
+/// burst of concurrent attempts (on any replica) gets no more guesses than the limit. A
+/// success takes the count back with `reset`; a failure adds the client's with `failed`.
+pub async fn attempt(
     db: &DatabaseConnection,
     account: &str,
     client: Option<IpAddr>,
     now: i64,
-) -> Result<Option<u64>, DbErr> {
-    let mut blocked = None;
-    for (digest, limiter) in rows(account, client) {
-        blocked = Ord::max(blocked, fail_one(db, &digest, limiter, now).await?);
+) -> Result<Counted, DbErr> {
+    if let Some(client) = client {
+        let select = Query::select()
+            .column("blocked_until")
+            .from(TABLE)
+            .and_where(Expr::col("key_hash").eq(client_digest(client)))
+            .to_owned();
+        if let Some(row) = db.query_one_raw(db.get_database_backend().build(&select)).await? {
+            let record = Record { blocked_until: row.try_get("", "blocked_until")?, ..Record::default() };
+            if let Some(seconds) = Limiter::blocked_for(&record, now) {
+                return Ok(Counted::Blocked(seconds));
+            }
+        }
     }
-    Ok(blocked)
+    count(db, &account_digest(account), ACCOUNTS, now).await
+}
+
+/// After a failed password check: counts it against the client address (the account's
+/// count was taken by `attempt`); `Some(seconds)` if the client is now blocked.
+pub async fn failed(db: &DatabaseConnection, client: Option<IpAddr>, now: i64) -> Result<Option<u64>, DbErr> {
+    let Some(client) = client else { return Ok(None) };
+    Ok(match count(db, &client_digest(client), CLIENTS, now).await? {
+        Counted::Blocked(seconds) => Some(seconds),
+        Counted::Counted(started) => started,
+    })
 }
 
 /// One row's read-count-write, under the row's lock (the write lock on SQLite), so that
-/// concurrent failures on several replicas are all counted.
-async fn fail_one(db: &DatabaseConnection, digest: &str, limiter: Limiter, now: i64) -> Result<Option<u64>, DbErr> {
+/// concurrent attempts on several replicas are all counted. A blocked row counts nothing.
+async fn count(db: &DatabaseConnection, digest: &str, limiter: Limiter, now: i64) -> Result<Counted, DbErr> {
     let backend = db.get_database_backend();
     let txn = crate::db::begin_write(db).await?;
     let insert = Query::insert()
@@ -92,7 +105,11 @@ async fn fail_one(db: &DatabaseConnection, digest: &str, limiter: Limiter, now: 
         blocked_until: row.try_get("", "blocked_until")?,
         blocks: row.try_get("", "blocks")?,
     };
-    let blocked = limiter.fail(&mut record, now);
+    if let Some(seconds) = Limiter::blocked_for(&record, now) {
+        txn.commit().await?;
+        return Ok(Counted::Blocked(seconds));
+    }
+    let started = limiter.fail(&mut record, now);
     let update = Query::update()
         .table(TABLE)
         .values([
@@ -106,13 +123,13 @@ async fn fail_one(db: &DatabaseConnection, digest: &str, limiter: Limiter, now: 
         .to_owned();
     txn.execute_raw(backend.build(&update)).await?;
     txn.commit().await?;
-    Ok(blocked)
+    Ok(Counted::Counted(started))
 }
 
 /// Forgets the account's failures (after a successful login).
 pub async fn reset(db: &impl ConnectionTrait, account: &str) -> Result<(), DbErr> {
-    let digests: Vec<String> = rows(account, None).map(|(digest, _)| digest).collect();
-    let delete = Query::delete().from_table(TABLE).and_where(Expr::col("key_hash").is_in(digests)).to_owned();
+    let delete =
+        Query::delete().from_table(TABLE).and_where(Expr::col("key_hash").eq(account_digest(account))).to_owned();
     db.execute_raw(db.get_database_backend().build(&delete)).await?;
     Ok(())
 }

@@ -51,7 +51,7 @@ pub async fn build(config: Config, log_level: LogLevelHandle) -> Result<App, Sta
             .map_err(|e| StartError::Setting(format!("LICENSE_SERVER_URL: {e}")))?,
     );
     if config.environment == Environment::Development {
-        bootstrap::default_admin(&identity).await.map_err(StartError::Migration)?;
+        bootstrap::default_admin(&identity).await.map_err(StartError::DefaultAdmin)?;
     }
     let mut background = vec![
         db.spawn_health_monitor(HEALTH_CHECK_INTERVAL),

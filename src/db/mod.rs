@@ -51,6 +51,8 @@ pub enum StartError {
     Unreachable { waited: Duration, cause: String },
     #[error("DATABASE_URL: migrations failed: {0}")]
     Migration(DbErr),
+    #[error("DATABASE_URL: creating the development default admin failed: {0}")]
+    DefaultAdmin(DbErr),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
     /// `variable: problem`.

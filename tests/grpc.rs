@@ -194,6 +194,93 @@ async fn logs_stream_then_query(db: TestDb) {
     assert_eq!(logs.query_logs(bearer(search, &token)).await.unwrap_err().code(), Code::InvalidArgument);
     let kept = QueryLogsRequest { q: Some("kept?".into()), ..Default::default() };
     assert!(logs.query_logs(bearer(kept, &token)).await.unwrap().into_inner().logs.is_empty());
+
+    // So is a NUL anywhere else REST refuses it while parsing: in attributes (a key, a
+    // nested string), a source's description and config, a label value, a label matcher.
+    let to_struct = killkrill::grpc::convert::json_to_struct;
+    for attributes in [json!({"k\u{0}": "v"}), json!({"a": {"b": ["\u{0}"]}})] {
+        let mut e = entry(base + 3.0, "info", "attributes");
+        e.attributes = Some(to_struct(attributes.clone()));
+        let batch = IngestLogsRequest { source_id: source.id.clone(), logs: vec![e] };
+        let refused = logs.ingest_logs(bearer(stream_of(vec![batch]), &token)).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{attributes}: {refused:?}");
+    }
+    let mut sources = SourceServiceClient::new(channel.clone());
+    let described = CreateSourceRequest { description: Some("a\0b".into()), ..new_source("nul") };
+    let configured = CreateSourceRequest { config: Some(to_struct(json!({"k": {"v": "\u{0}"}}))), ..new_source("nul") };
+    for request in [described, configured] {
+        let refused = sources.create_source(bearer(request, &token)).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    }
+    let mut metrics = MetricServiceClient::new(channel.clone());
+    let labels = HashMap::from([("k".to_owned(), "a\0".to_owned())]);
+    let sample = Sample { name: "up".into(), labels: labels.clone(), value: 1.0, ..Default::default() };
+    let ingest = IngestMetricsRequest { source_id: source.id.clone(), metrics: vec![sample] };
+    assert_eq!(metrics.ingest_metrics(bearer(ingest, &token)).await.unwrap_err().code(), Code::InvalidArgument);
+    let query = QueryMetricsRequest {
+        metric: "up".into(),
+        labels,
+        start: "0".into(),
+        end: "60".into(),
+        step: "60".into(),
+        ..Default::default()
+    };
+    assert_eq!(metrics.query_metrics(bearer(query, &token)).await.unwrap_err().code(), Code::InvalidArgument);
+    let listed = sources.list_sources(bearer(ListSourcesRequest::default(), &token)).await.unwrap().into_inner();
+    assert_eq!(listed.sources.len(), 1, "a refused source was stored");
+    server.stop().await.unwrap();
+}
+
+fn new_source(name: &str) -> CreateSourceRequest {
+    CreateSourceRequest { name: name.into(), r#type: "http".into(), ..Default::default() }
+}
+
+/// `levels` objects nested in one another.
+fn nested(levels: usize) -> Value {
+    (1..levels).fold(json!({"leaf": 1}), |inner, _| json!({ "n": inner }))
+}
+
+/// What REST stores, a gRPC client can read: a document nested as deep as may be stored
+/// decodes in a protobuf client (they stop at 100 levels); one level deeper is refused
+/// over REST (which would parse 128) as it is over gRPC.
+#[tokio::test]
+async fn stored_documents_stay_readable_over_grpc() {
+    let (_db, server) = sqlite_server().await;
+    let admin = server.create_user("root", &[Role::Admin]).await;
+    let token = server.token(&admin).await;
+    let deepest = killkrill::data::MAX_JSON_DEPTH;
+    let create = |name: &str, config: Value| {
+        server
+            .authed(reqwest::Method::POST, "/api/v1/sources", &token)
+            .json(&json!({"name": name, "type": "http", "config": config}))
+            .send()
+    };
+    let refused = create("too-deep", nested(deepest + 1)).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.unwrap();
+    assert!(body.to_string().contains("nest deeper"), "{body}");
+    assert_eq!(create("deep", nested(deepest)).await.unwrap().status(), 201);
+    let source: Value =
+        server.authed(reqwest::Method::GET, "/api/v1/sources", &token).send().await.unwrap().json().await.unwrap();
+    let id = source["sources"][0]["id"].as_str().unwrap().to_owned();
+    let logged = json!({"source_id": id, "logs": [{"message": "deep", "attributes": nested(deepest)}]});
+    let ingested = server.authed(reqwest::Method::POST, "/api/v1/logs", &token).json(&logged).send().await.unwrap();
+    assert_eq!(ingested.status(), 202);
+    let logged = json!({"source_id": id, "logs": [{"message": "deeper", "attributes": nested(deepest + 1)}]});
+    let refused = server.authed(reqwest::Method::POST, "/api/v1/logs", &token).json(&logged).send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+
+    let channel = server.grpc().await;
+    let listed = SourceServiceClient::new(channel.clone())
+        .list_sources(bearer(ListSourcesRequest::default(), &token))
+        .await
+        .unwrap()
+        .into_inner();
+    let config = killkrill::grpc::convert::struct_to_json(listed.sources[0].config.clone().unwrap());
+    assert_eq!(config, nested(deepest));
+    let found = LogServiceClient::new(channel).query_logs(bearer(QueryLogsRequest::default(), &token)).await.unwrap();
+    let attributes = found.into_inner().logs[0].attributes.clone().unwrap();
+    assert_eq!(killkrill::grpc::convert::struct_to_json(attributes), nested(deepest));
     server.stop().await.unwrap();
 }
 
@@ -421,6 +508,69 @@ async fn roles_and_ingest_keys_hold_over_grpc() {
     server.stop().await.unwrap();
 }
 
+/// An open ingest stream is held to rights taken away while it runs, as a new request
+/// would be: within the 2 s a replica caches them.
+#[tokio::test]
+async fn an_open_stream_loses_the_rights_taken_away() {
+    let (_db, server) = sqlite_server().await;
+    let admin = server.create_user("root", &[Role::Admin]).await;
+    let token = server.token(&admin).await;
+    let channel = server.grpc().await;
+    for change in ["disable the source", "delete the key"] {
+        let source = create_source(&channel, &token, change).await;
+        let keys = format!("/api/v1/sources/{}/keys", source.id);
+        let key: Value = server
+            .authed(reqwest::Method::POST, &keys, &token)
+            .json(&json!({"name": "shipper"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let (secret, key_id) = (key["key"].as_str().unwrap().to_owned(), key["id"].as_str().unwrap().to_owned());
+        let (batches, receiver) = tokio::sync::mpsc::channel(1);
+        let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|batch| (batch, receiver))
+        });
+        let mut logs = LogServiceClient::new(channel.clone());
+        let call = tokio::spawn(async move { logs.ingest_logs(with_key(stream, &secret)).await });
+        let batch = || IngestLogsRequest { source_id: source.id.clone(), logs: vec![entry(0.0, "info", "x")] };
+        batches.send(batch()).await.unwrap();
+        let stored = || async {
+            let path = format!("/api/v1/logs?source_id={}", source.id);
+            let page: Value =
+                server.authed(reqwest::Method::GET, &path, &token).send().await.unwrap().json().await.unwrap();
+            page["logs"].as_array().map_or(0, Vec::len)
+        };
+        assert!(common::eventually(std::time::Duration::from_secs(5), || async { stored().await == 1 }).await);
+        let taken = match change {
+            "disable the source" => server
+                .authed(reqwest::Method::PUT, &format!("/api/v1/sources/{}", source.id), &token)
+                .json(&json!({"enabled": false})),
+            _ => server.authed(reqwest::Method::DELETE, &format!("{keys}/{key_id}"), &token),
+        };
+        assert!(taken.send().await.unwrap().status().is_success());
+        tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+        batches.send(batch()).await.unwrap();
+        drop(batches);
+        let refused = call.await.unwrap().unwrap_err();
+        assert!(matches!(refused.code(), Code::PermissionDenied | Code::Unauthenticated), "{change}: {refused:?}");
+        assert!(refused.message().contains("the 1 batches before it, 1 entries, are stored"), "{refused:?}");
+        assert_eq!(stored().await, 1, "{change}: the batch after it was stored");
+    }
+    // A batch the server cannot take in (over 16 MiB) ends the stream the same way: what
+    // was stored before it is said.
+    let source = create_source(&channel, &token, "big").await;
+    let batch =
+        |message: String| IngestLogsRequest { source_id: source.id.clone(), logs: vec![entry(0.0, "", &message)] };
+    let stream = stream_of(vec![batch("small".into()), batch("x".repeat(17 << 20))]);
+    let refused = LogServiceClient::new(channel).ingest_logs(bearer(stream, &token)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("the 1 batches before it, 1 entries, are stored"), "{refused:?}");
+    server.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_are_correlated_logged_counted_and_healthy() {
     let (_db, server) = sqlite_server().await;
@@ -571,21 +721,43 @@ async fn unreadable_requests_and_unknown_methods_are_the_callers_errors() {
     // Over the 16 MiB limit: a resource exhausted, as gRPC's status table has it.
     let refused = call("/killkrill.v1.SourceService/GetSource", vec![0; 17 << 20]).await;
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
-    // Methods nobody serves share one label, whatever path the caller chose.
-    for path in ["/x.Nope/One", "/x.Nope/Two"] {
-        assert_eq!(call(path, Vec::new()).await.code(), Code::Unimplemented);
+    // Frames tonic cannot read (cut short, flagged compressed with no encoding, absent)
+    // are the caller's errors too.
+    let h2c = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let raw = |path: &str, body: &'static [u8]| {
+        h2c.post(format!("http://{}{path}", server.grpc_addr))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("authorization", format!("Bearer {token}"))
+            .body(body)
+    };
+    for body in [&b"\x00\x00\x00\x00\x64\x0a\x01"[..], b"\x01\x00\x00\x00\x02\x0a\x00", b""] {
+        let response = raw("/killkrill.v1.SourceService/GetSource", body).send().await.unwrap();
+        let code = response.headers().get("grpc-status").map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(code.as_deref(), Some("3"), "{body:?}: {:?}", response.headers());
+    }
+    // A method served, refused for its compression, keeps its own label.
+    let gzip = raw("/killkrill.v1.AuthService/WhoAmI", b"\x01\x00\x00\x00\x00").header("grpc-encoding", "gzip");
+    let gzip = gzip.send().await.unwrap();
+    assert_eq!(gzip.headers().get("grpc-status").map(|v| v.as_bytes()), Some(&b"12"[..]), "{:?}", gzip.headers());
+    // Methods nobody serves share one label, whatever path the caller chose, and the
+    // answer names the method.
+    for path in ["/x.Nope/One", "/x.Nope/Two", "/killkrill.v1.SourceService/Nope"] {
+        let refused = call(path, Vec::new()).await;
+        assert_eq!(refused.code(), Code::Unimplemented);
+        assert_eq!(refused.message(), format!("Unknown method {path}"));
     }
     let metrics = server.get("/metrics").await.text().await.unwrap();
-    assert!(!metrics.contains("x.Nope"), "a caller's path became a label value:\n{metrics}");
     assert!(
-        metrics.contains(r#"killkrill_grpc_requests_total{method="unmatched",code="UNIMPLEMENTED"} 2"#),
-        "{metrics}"
+        !metrics.contains("x.Nope") && !metrics.contains("/Nope\""),
+        "a caller's path became a label value:\n{metrics}"
     );
-    assert!(
-        metrics.contains(
-            r#"killkrill_grpc_requests_total{method="/killkrill.v1.SourceService/GetSource",code="INVALID_ARGUMENT"} 3"#
-        ),
-        "{metrics}"
-    );
+    for counted in [
+        r#"killkrill_grpc_requests_total{method="unmatched",code="UNIMPLEMENTED"} 3"#,
+        r#"killkrill_grpc_requests_total{method="/killkrill.v1.SourceService/GetSource",code="INVALID_ARGUMENT"} 6"#,
+        r#"killkrill_grpc_requests_total{method="/killkrill.v1.AuthService/WhoAmI",code="UNIMPLEMENTED"} 1"#,
+    ] {
+        assert!(metrics.contains(counted), "{counted} not in\n{metrics}");
+    }
     server.stop().await.unwrap();
 }

@@ -138,6 +138,8 @@ fn validate(index: usize, entry: LogInput, received_at: i64, problems: &mut Vec<
             let text = value.to_string();
             if text.len() > MAX_ATTRIBUTES_BYTES {
                 problems.push(FieldError::new(field("attributes"), format!("are over {MAX_ATTRIBUTES_BYTES} bytes")));
+            } else if let Some(problem) = super::json_problem(&value) {
+                problems.push(FieldError::new(field("attributes"), problem));
             }
             Some(text)
         }

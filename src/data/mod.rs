@@ -10,6 +10,7 @@ pub mod samples;
 pub mod sources;
 
 use sea_orm::{DbErr, SqlErr};
+use serde_json::Value;
 
 use crate::error::AppError;
 
@@ -23,10 +24,56 @@ pub fn source_gone_or(err: DbErr, source_id: &str) -> AppError {
     }
 }
 
+/// How deep a stored JSON document (a source's `config`, a log's `attributes`) may nest.
+/// gRPC carries one as a `google.protobuf.Struct`, three protobuf levels per JSON level,
+/// and protobuf decoders (prost, Python, Go) stop at 100 levels: a deeper document would
+/// be stored through REST and then break every gRPC answer that holds it.
+pub const MAX_JSON_DEPTH: usize = 30;
+
+/// What a stored JSON document must not be, whichever transport brought it: nested
+/// deeper than `MAX_JSON_DEPTH`, or holding a NUL in a key or string (no database stores
+/// it alike; REST refuses it while parsing, gRPC delivers it).
+pub fn json_problem(value: &Value) -> Option<String> {
+    fn walk(value: &Value, depth: usize) -> Option<String> {
+        let too_deep = || Some(format!("must not nest deeper than {MAX_JSON_DEPTH} levels"));
+        let nul = || Some("must not contain NUL characters".to_owned());
+        match value {
+            Value::String(s) if s.contains('\0') => nul(),
+            Value::Array(_) | Value::Object(_) if depth >= MAX_JSON_DEPTH => too_deep(),
+            Value::Array(items) => items.iter().find_map(|item| walk(item, depth + 1)),
+            Value::Object(map) => {
+                map.iter().find_map(|(key, item)| if key.contains('\0') { nul() } else { walk(item, depth + 1) })
+            }
+            _ => None,
+        }
+    }
+    walk(value, 0)
+}
+
 /// Maps a unique-constraint violation to 409, anything else to the usual mapping.
 pub fn conflict_or(err: DbErr, what: &str) -> AppError {
     match err.sql_err() {
         Some(SqlErr::UniqueConstraintViolation(_)) => AppError::Conflict(format!("{what} already exists")),
         _ => AppError::from(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn nested(levels: usize) -> Value {
+        (1..levels).fold(json!({"leaf": 1}), |inner, _| json!({ "n": inner }))
+    }
+
+    #[test]
+    fn json_documents_are_bounded_in_depth_and_free_of_nul() {
+        assert_eq!(json_problem(&json!({"a": [1, "x", {"b": null}]})), None);
+        assert_eq!(json_problem(&nested(MAX_JSON_DEPTH)), None);
+        assert!(json_problem(&nested(MAX_JSON_DEPTH + 1)).is_some_and(|m| m.contains("nest")));
+        assert!(json_problem(&json!({"a": [[["x\u{0}"]]]})).is_some_and(|m| m.contains("NUL")));
+        assert!(json_problem(&json!({"k\u{0}": 1})).is_some_and(|m| m.contains("NUL")));
     }
 }

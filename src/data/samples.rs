@@ -101,7 +101,7 @@ fn validate(
             }
         };
         let too_long = key.len() > MAX_LABEL_NAME_CHARS || text.chars().count() > MAX_LABEL_VALUE_CHARS;
-        if !valid_name(&key, false) || key.starts_with("__") || too_long {
+        if !valid_name(&key, false) || key.starts_with("__") || too_long || text.contains('\0') {
             problems.push(FieldError::new(field("labels"), format!("label `{key}` is not a valid label or value")));
             continue;
         }
@@ -462,6 +462,9 @@ pub async fn query(db: &DatabaseConnection, q: RangeQuery) -> Result<Vec<SeriesP
     }
     if !valid_name(&q.metric, true) {
         return Err(bad("metric", "must be a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)".to_owned()));
+    }
+    if q.labels.values().any(|v| v.contains('\0')) {
+        return Err(bad("labels", "must not contain NUL characters".to_owned()));
     }
     let aggregation: Aggregation = serde_json::from_value(json!(q.aggregation.as_deref().unwrap_or("avg")))
         .map_err(|_| bad("aggregation", "must be avg, sum, min, max, count or rate".to_owned()))?;

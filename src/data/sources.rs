@@ -104,9 +104,14 @@ impl SourceInput {
         }
         if self.description.as_ref().is_some_and(|d| d.chars().count() > 4096) {
             problems.push(FieldError::new("description", "must be at most 4096 characters"));
+        } else if self.description.as_ref().is_some_and(|d| d.contains('\0')) {
+            problems.push(FieldError::new("description", "must not contain NUL characters"));
         }
         if self.config.as_ref().is_some_and(|c| !c.is_object()) {
             problems.push(FieldError::new("config", "must be a JSON object"));
+        }
+        if let Some(problem) = self.config.as_ref().and_then(super::json_problem) {
+            problems.push(FieldError::new("config", problem));
         }
         if self.config.as_ref().is_some_and(|c| c.to_string().len() > 65_536) {
             problems.push(FieldError::new("config", "must be at most 64 KiB"));

@@ -1,5 +1,7 @@
 //! `killkrill.v1.LogService`: streaming ingest and queries, same service layer as REST.
 
+use std::time::{Duration, Instant};
+
 use serde_json::Value;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -58,6 +60,23 @@ pub(super) async fn ingestor(call: &Call, state: &AppState) -> Result<Ingestor, 
     }
 }
 
+/// How long a stream's right to ingest into a source stands before it is checked again:
+/// as long as a replica caches a user's rights or an ingest key.
+const RIGHTS_TTL: Duration = Duration::from_secs(2);
+
+/// The status that ends a stream after `batches` stored batches: it says what is stored.
+fn after_batches(status: Status, batches: u64, accepted: u64) -> Status {
+    if batches == 0 {
+        return status;
+    }
+    let message = format!(
+        "{} (batch {} was refused; the {batches} batches before it, {accepted} entries, are stored)",
+        status.message(),
+        batches + 1,
+    );
+    Status::new(status.code(), message)
+}
+
 #[tonic::async_trait]
 impl LogService for LogApi {
     async fn ingest_logs(
@@ -67,20 +86,34 @@ impl LogService for LogApi {
         let call = Call::new(&request);
         let mut stream = request.into_inner();
         let db = self.0.db.conn();
-        let ingestor = ingestor(&call, &self.0).await.map_err(|err| call.status(err))?;
+        let mut ingestor = ingestor(&call, &self.0).await.map_err(|err| call.status(err))?;
         let (mut accepted, mut batches) = (0u64, 0u64);
-        // The source of the previous batch: a stream usually feeds one source, so it is
-        // looked up (and its ingest rights checked) once, not per batch.
-        let mut current: Option<source::Model> = None;
-        while let Some(batch) = stream.message().await? {
+        // The source of the previous batch and when the right to ingest into it was
+        // checked: a stream usually feeds one source, so that is checked again only once
+        // the rights may have changed (a key deleted, a source disabled, a user demoted),
+        // as often as a REST request would see such a change.
+        let mut current: Option<(source::Model, Instant)> = None;
+        loop {
+            let batch = match stream.message().await {
+                Ok(Some(batch)) => batch,
+                Ok(None) => break,
+                Err(status) => return Err(after_batches(status, batches, accepted)),
+            };
             let stored = async {
-                let source = match current.take() {
-                    Some(source) if source.id == batch.source_id => source,
-                    _ => ingestor.authorize(db, &batch.source_id, call.client_ip()).await?,
+                let (source, checked) = match current.take() {
+                    Some((source, checked)) if source.id == batch.source_id && checked.elapsed() < RIGHTS_TTL => {
+                        (source, checked)
+                    }
+                    previous => {
+                        if previous.is_some() {
+                            ingestor = self::ingestor(&call, &self.0).await?;
+                        }
+                        (ingestor.authorize(db, &batch.source_id, call.client_ip()).await?, Instant::now())
+                    }
                 };
                 let entries = batch.logs.into_iter().map(log_input).collect();
                 let count = logs::ingest(&self.0.db, &source.id, entries).await?;
-                current = Some(source);
+                current = Some((source, checked));
                 Ok::<_, AppError>(count)
             }
             .await;
@@ -89,18 +122,7 @@ impl LogService for LogApi {
                     accepted += count as u64;
                     batches += 1;
                 }
-                Err(err) => {
-                    let status = call.status(err);
-                    if batches == 0 {
-                        return Err(status);
-                    }
-                    let message = format!(
-                        "{} (batch {} was refused; the {batches} batches before it, {accepted} entries, are stored)",
-                        status.message(),
-                        batches + 1,
-                    );
-                    return Err(Status::new(status.code(), message));
-                }
+                Err(err) => return Err(after_batches(call.status(err), batches, accepted)),
             }
         }
         Ok(Response::new(IngestLogsResponse { accepted, batches }))

@@ -7,9 +7,10 @@
 //! recorded when its response body ends (or is dropped, if the client went away).
 
 use std::{
+    collections::HashSet,
     net::SocketAddr,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, LazyLock},
     task::{Context, Poll},
     time::Instant,
 };
@@ -21,6 +22,8 @@ use axum::{
     middleware::Next,
 };
 use http_body::{Frame, SizeHint};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use prost::Message as _;
 use tonic::Code;
 
 use crate::{
@@ -43,6 +46,29 @@ const STATE_CHANGING: [(&str, &str); 6] = [
     ("/killkrill.v1.AuthService/RefreshToken", "auth"),
 ];
 
+/// The paths of every method served (`/package.Service/Method`), from the descriptor sets
+/// of our services, health and reflection.
+static SERVED: LazyLock<HashSet<String>> = LazyLock::new(|| {
+    let sets = [
+        super::proto::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ];
+    let mut served = HashSet::new();
+    for set in sets {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(set) else { continue };
+        for file in set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    served.insert(format!("/{}.{}/{}", file.package(), service.name(), method.name()));
+                }
+            }
+        }
+    }
+    served
+});
+
 pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response<Body> {
     let started = Instant::now();
     let id = correlation_id(&request);
@@ -61,13 +87,33 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     }
     // A call refused before any message has its status in the headers ("trailers only").
     let code = remap_unreadable(&mut parts.headers);
-    let finish = Finish { state, method, correlation_id: id, client_ip, audit, started, code };
+    let served = SERVED.contains(&*method);
+    if !served && code == Some(Code::Unimplemented) && !parts.headers.contains_key("grpc-message") {
+        let shown: String = method.chars().take(256).collect();
+        let message = format!("Unknown method {}", utf8_percent_encode(&shown, GRPC_MESSAGE));
+        if let Ok(value) = HeaderValue::from_str(&message) {
+            parts.headers.insert("grpc-message", value);
+        }
+    }
+    let finish = Finish { state, method, served, correlation_id: id, client_ip, audit, started, code };
     Response::from_parts(parts, Body::new(ObservedBody { inner: body, finish: Some(finish) }))
 }
 
 fn code_of(headers: &HeaderMap) -> Option<Code> {
     headers.get("grpc-status").map(|value| Code::from_bytes(value.as_bytes()))
 }
+
+/// What `grpc-message` percent-encodes besides non-ASCII: controls and `%` itself.
+const GRPC_MESSAGE: &AsciiSet = &CONTROLS.add(b'%');
+
+/// How tonic's INTERNAL statuses for a request it could not read begin: a message that
+/// does not decode, a frame cut short, a compression flag without an encoding, no message.
+const UNREADABLE: [&str; 4] = [
+    "failed to decode Protobuf message",
+    "Unexpected EOF decoding stream",
+    "protocol error: ",
+    "Missing request message",
+];
 
 /// The status of a call, with tonic's codes for a request it could not read changed to the
 /// ones a caller can act on: a malformed message is an invalid argument (tonic says
@@ -81,7 +127,7 @@ fn remap_unreadable(headers: &mut HeaderMap) -> Option<Code> {
         percent_encoding::percent_decode(raw).decode_utf8_lossy().into_owned()
     };
     let remapped = match code {
-        Code::Internal if message().starts_with("failed to decode Protobuf message") => Code::InvalidArgument,
+        Code::Internal if UNREADABLE.iter().any(|text| message().starts_with(text)) => Code::InvalidArgument,
         Code::OutOfRange if message().contains("decoded message length too large") => Code::ResourceExhausted,
         other => return Some(other),
     };
@@ -127,6 +173,8 @@ impl http_body::Body for ObservedBody {
 struct Finish {
     state: AppState,
     method: Arc<str>,
+    /// Whether `method` names a method served; the others share one label.
+    served: bool,
     correlation_id: Arc<str>,
     client_ip: Option<String>,
     audit: AuditSlot,
@@ -140,9 +188,9 @@ impl Drop for Finish {
         let code = self.code.unwrap_or(Code::Cancelled);
         let name = code_name(code);
         let elapsed = self.started.elapsed().as_secs_f64();
-        // A path that names no method (UNIMPLEMENTED) is the caller's to choose: all such
-        // share one label, so the label's values stay the methods served.
-        let label = if code == Code::Unimplemented { UNMATCHED_ENDPOINT } else { &self.method };
+        // A path that names no method is the caller's to choose: all such share one label,
+        // so the label's values stay the methods served.
+        let label = if self.served { &self.method } else { UNMATCHED_ENDPOINT };
         self.state.metrics.observe_grpc(label, name, elapsed);
         let client_ip = self.client_ip.as_deref().unwrap_or("unknown");
         macro_rules! log_call {

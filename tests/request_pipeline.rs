@@ -101,8 +101,11 @@ async fn correlation_id_is_echoed_when_sane_and_replaced_otherwise() {
     let echoed =
         probe.client.get(probe.url("/page?limit=1")).header("X-Correlation-ID", "req-12345").send().await.unwrap();
     assert_eq!(echoed.headers()["x-correlation-id"], "req-12345");
+    // Printable ASCII includes the space.
+    let spaced = probe.client.get(probe.url("/page?limit=1")).header("X-Correlation-ID", "job 7").send().await.unwrap();
+    assert_eq!(spaced.headers()["x-correlation-id"], "job 7");
 
-    for bad in ["x".repeat(129), "has space".to_owned(), String::new()] {
+    for bad in ["x".repeat(129), "tab\there".to_owned(), "caf\u{e9}".to_owned(), String::new()] {
         let response =
             probe.client.get(probe.url("/page?limit=1")).header("X-Correlation-ID", &bad).send().await.unwrap();
         let id = response.headers()["x-correlation-id"].to_str().unwrap();

@@ -37,13 +37,19 @@ impl CorrelationId {
     }
 }
 
-/// Uses the caller's id when it is sane (1–128 visible ASCII characters), else a new UUID v4.
+/// Uses the caller's id when it is sane (1–128 printable ASCII characters, the space
+/// included), else a new UUID v4.
 pub(crate) fn correlation_id(request: &Request) -> Arc<str> {
     request
         .headers()
         .get(&X_CORRELATION_ID)
         .and_then(|value| value.to_str().ok())
-        .filter(|id| !id.is_empty() && id.len() <= MAX_CORRELATION_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|id| {
+            // Printable ASCII: graphic characters and the space.
+            !id.is_empty()
+                && id.len() <= MAX_CORRELATION_ID_LEN
+                && id.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+        })
         .map_or_else(|| Arc::from(Uuid::new_v4().to_string()), Arc::from)
 }
 

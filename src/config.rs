@@ -73,11 +73,52 @@ impl LogLevel {
 }
 
 /// The command line. Each flag also reads its environment variable; flags win.
+/// The most `DB_POOL_SIZE` (and `DB_MAX_OVERFLOW`) may be: no database serves more.
+const MAX_POOL: usize = 10_000;
+/// The most runtime worker threads `WORKERS` may ask for.
+const MAX_WORKERS: usize = 1_024;
+
+/// Reads the first `.env` found in the working directory or above it into the
+/// environment, without overriding what the environment already sets. A line that does
+/// not parse stops start-up, naming its number (not its text, which may hold a secret),
+/// and nothing of the file is applied: skipping it would drop settings unseen.
+pub fn load_dotenv() -> Result<(), ConfigError> {
+    let Ok(mut dir) = std::env::current_dir() else { return Ok(()) };
+    let path = loop {
+        let candidate = dir.join(".env");
+        if candidate.is_file() {
+            break candidate;
+        }
+        if !dir.pop() {
+            return Ok(());
+        }
+    };
+    let shown = path.display();
+    let unreadable = |err: &dyn std::fmt::Display| ConfigError::new(".env", format!("{shown}: {err}"));
+    for item in dotenvy::from_path_iter(&path).map_err(|err| unreadable(&err))? {
+        match item {
+            Ok(_) => {}
+            Err(dotenvy::Error::LineParse(line, _)) => {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let first = line.lines().next().unwrap_or_default().trim();
+                let number = text.lines().position(|l| l.trim() == first).map_or(0, |n| n + 1);
+                return Err(ConfigError::new(
+                    ".env",
+                    format!("{shown}: line {number} is not NAME=value; nothing of the file was applied"),
+                ));
+            }
+            Err(err) => return Err(unreadable(&err)),
+        }
+    }
+    dotenvy::from_path(&path).map_err(|err| unreadable(&err))
+}
+
 #[derive(Parser)]
 #[command(
     name = "killkrill",
     version,
     about = "KillKrill backend: centralized logs and metrics.",
+    allow_negative_numbers = true,
     after_help = "Every option can also be set in the environment or in a .env file in the \
                   working directory; command-line flags win over both."
 )]
@@ -303,6 +344,16 @@ impl Config {
         };
         if cli.db_pool_size == 0 {
             return Err(ConfigError::new("DB_POOL_SIZE", "must be at least 1"));
+        }
+        // Upper bounds keep a typo from reserving memory for billions of slots or threads.
+        for (variable, value, most) in [
+            ("DB_POOL_SIZE", cli.db_pool_size as usize, MAX_POOL),
+            ("DB_MAX_OVERFLOW", cli.db_max_overflow as usize, MAX_POOL),
+            ("WORKERS", cli.workers, MAX_WORKERS),
+        ] {
+            if value > most {
+                return Err(ConfigError::new(variable, format!("is {value}; at most {most}")));
+            }
         }
         if cli.jwt_expiry_hours == 0 {
             return Err(ConfigError::new("JWT_EXPIRY_HOURS", "must be at least 1"));

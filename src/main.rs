@@ -7,7 +7,10 @@ use killkrill::config::{Cli, Config};
 
 fn main() -> ExitCode {
     // `.env` fills in what the environment does not set; a missing file is fine.
-    let _ = dotenvy::dotenv();
+    if let Err(err) = killkrill::config::load_dotenv() {
+        eprintln!("killkrill: configuration error: {err}");
+        return ExitCode::from(2);
+    }
     let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return killkrill::config::report_cli_error(err),

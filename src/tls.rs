@@ -236,8 +236,13 @@ fn server_configs(
     client_ca: Option<&ClientCa>,
 ) -> Result<(Arc<ServerConfig>, Arc<ServerConfig>), TlsError> {
     let certs = read_certs("TLS_CERT_FILE", cert_path)?;
-    let key = PrivateKeyDer::from_pem_file(key_path)
-        .map_err(|e| error("TLS_KEY_FILE", format!("cannot read a PEM private key from {key_path}: {e}")))?;
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
+        // rustls reads no encrypted key, and says only that it found none (PKCS#8) or
+        // that the base64 is bad (the `Proc-Type: 4,ENCRYPTED` header of PKCS#1).
+        let encrypted = std::fs::read(key_path).is_ok_and(|pem| memchr::memmem::find(&pem, b"ENCRYPTED").is_some());
+        let problem = if encrypted { "the key is encrypted; give it unencrypted".to_owned() } else { e.to_string() };
+        error("TLS_KEY_FILE", format!("cannot read a PEM private key from {key_path}: {problem}"))
+    })?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(rustls::DEFAULT_VERSIONS)
         .map_err(|e| error("TLS_CERT_FILE", e))?;

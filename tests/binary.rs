@@ -23,9 +23,20 @@ fn killkrill(dir: &Path) -> Command {
     command
 }
 
-/// Runs to completion; returns (exit code, stdout, stderr).
+/// Runs to completion; returns (exit code, stdout, stderr). A run that should stop but
+/// serves instead is killed after a minute, and the test fails instead of hanging.
 fn run(command: &mut Command) -> (i32, String, String) {
-    let output = command.output().unwrap();
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} was still running after a minute");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -194,6 +205,16 @@ fn bad_value_from_the_environment_names_the_variable() {
     let (code, _, stderr) = run(killkrill(dir.path()).env("FLASK_ENV", "staging"));
     assert_ne!(code, 0);
     assert!(one_line(&stderr).contains("FLASK_ENV"), "{stderr}");
+    // Sizes that would reserve memory for billions of threads or pool slots, and a
+    // negative flag value, are refused by name rather than aborting the process.
+    for (variable, value) in [("WORKERS", "99999999999"), ("WORKERS", "5000"), ("DB_POOL_SIZE", "4294967295")] {
+        let (code, _, stderr) = run(killkrill(dir.path()).env(variable, value));
+        assert_eq!(code, 2, "{variable}={value}: {stderr}");
+        assert!(one_line(&stderr).contains(variable), "{stderr}");
+    }
+    let (code, _, stderr) = run(killkrill(dir.path()).args(["--workers", "-1"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(one_line(&stderr).contains("WORKERS"), "{stderr}");
 }
 
 #[test]
@@ -224,13 +245,26 @@ fn unreachable_database_exits_nonzero_after_bounded_retries() {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let (code, stdout, stderr) = run(killkrill(dir.path())
-        .env("DATABASE_URL", "postgresql://kk:hunter2@127.0.0.1:1/kk")
+        .env("DATABASE_URL", "postgresql://kk:hunter2@127.0.0.1:1/kk?sslmode=disable&password=qpw9")
         .env("DB_CONNECT_RETRY_SECONDS", "3"));
     assert_ne!(code, 0);
     assert!(started.elapsed() < Duration::from_secs(15));
     assert!(stderr.contains("DATABASE_URL") && stderr.contains("unreachable"), "{stderr}");
     assert!(stdout.contains("database_connect_retry"), "retries are logged: {stdout}");
-    assert!(!stderr.contains("hunter2") && !stdout.contains("hunter2"));
+    for secret in ["hunter2", "qpw9"] {
+        assert!(!stderr.contains(secret) && !stdout.contains(secret), "{secret} printed");
+    }
+}
+
+#[test]
+fn a_sqlite_file_in_a_missing_directory_is_named_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let (code, _, stderr) = run(killkrill(dir.path()).env("DATABASE_URL", "sqlite:///no/such/dir/kk.db"));
+    assert_ne!(code, 0);
+    assert!(started.elapsed() < Duration::from_secs(5), "it waited for the directory to appear");
+    let line = one_line(&stderr);
+    assert!(line.contains("DATABASE_URL") && line.contains("no/such/dir"), "{stderr}");
 }
 
 #[test]
@@ -246,6 +280,15 @@ fn dotenv_is_read_and_flags_override_it() {
     assert!(dir.path().join("from-dotenv.db").exists(), "DATABASE_URL from .env was not used");
     running.signal(libc::SIGTERM);
     assert_eq!(running.wait_exit(Duration::from_secs(10)), 0);
+
+    // A line that is not NAME=value stops start-up, naming its number (not its text),
+    // instead of silently dropping it and every line after it.
+    let dotenv = "FLASK_PORT=0\n# a comment\nJWT_SECRET hunter2-not-a-line\nGRPC_PORT=0\n";
+    std::fs::write(dir.path().join(".env"), dotenv).unwrap();
+    let (code, stdout, stderr) = run(&mut killkrill(dir.path()));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(one_line(&stderr).contains(".env") && one_line(&stderr).contains("line 3"), "{stderr}");
+    assert!(!stderr.contains("hunter2") && !stdout.contains("hunter2"));
 }
 
 #[test]
@@ -556,6 +599,14 @@ fn tls_files_that_do_not_work_are_startup_errors_naming_the_variable() {
         assert!(line.contains(variable), "{vars:?}: {line}");
         assert!(!line.contains("PRIVATE KEY"), "{line}");
     }
+    // An encrypted key (which rustls cannot read) is said to be one.
+    let encrypted = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIFHDBOBgkqhkiG9w0BBQ0wQTApBgkqhkiG9w0BBQwwHAQI\n-----END ENCRYPTED PRIVATE KEY-----\n";
+    let encrypted = write("encrypted.pem", encrypted);
+    let mut command = killkrill(dir.path());
+    command.args(["--port=0", "--no-grpc"]).envs([("TLS_CERT_FILE", &cert), ("TLS_KEY_FILE", &encrypted)]);
+    let (code, _, stderr) = run(&mut command);
+    assert_ne!(code, 0);
+    assert!(one_line(&stderr).contains("TLS_KEY_FILE") && one_line(&stderr).contains("key is encrypted"), "{stderr}");
 }
 
 #[test]

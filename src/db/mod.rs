@@ -73,6 +73,16 @@ impl Database {
     pub async fn open(config: &Config) -> Result<Self, StartError> {
         let url = &config.database_url;
         let max_connections = if url.is_in_memory() { 1 } else { config.max_db_connections() };
+        // A SQLite file in a directory that does not exist will not appear by waiting;
+        // usually it is a relative path meant to be absolute (three slashes, not four).
+        let missing_dir = url.sqlite_file().map(std::path::Path::new).and_then(std::path::Path::parent);
+        if let Some(dir) = missing_dir.filter(|dir| !dir.as_os_str().is_empty() && !dir.is_dir()) {
+            return Err(StartError::Setting(format!(
+                "DATABASE_URL: the SQLite file's directory {} does not exist (sqlite:///name.db is relative \
+                 to the working directory, sqlite:////path/name.db absolute)",
+                dir.display()
+            )));
+        }
         wait_until_reachable(url, config.db_connect_retry).await?;
         let conn = sea_orm::Database::connect(connect_options(url, max_connections))
             .await

@@ -32,6 +32,9 @@ pub struct DbUrl {
     connect: SecretString,
     redacted: String,
     in_memory: bool,
+    /// The SQLite file's path, as given (relative to the working directory unless it
+    /// starts with `/`).
+    sqlite_file: Option<String>,
 }
 
 impl DbUrl {
@@ -66,7 +69,24 @@ impl DbUrl {
             // Only fails for URLs that cannot carry a password, which these can.
             let _ = shown.set_password(Some("***"));
         }
-        Ok(Self { backend, connect: SecretString::from(connect), redacted: shown.to_string(), in_memory: false })
+        // A password may also be a query parameter (`?password=`, `sslpassword=`, ...).
+        if shown.query_pairs().any(|(name, _)| name.to_ascii_lowercase().contains("pass")) {
+            let pairs: Vec<(String, String)> = shown
+                .query_pairs()
+                .map(|(name, value)| {
+                    let secret = name.to_ascii_lowercase().contains("pass");
+                    (name.into_owned(), if secret { "***".to_owned() } else { value.into_owned() })
+                })
+                .collect();
+            shown.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        Ok(Self {
+            backend,
+            connect: SecretString::from(connect),
+            redacted: shown.to_string(),
+            in_memory: false,
+            sqlite_file: None,
+        })
     }
 
     /// SQLAlchemy puts the path after a third slash: `sqlite:///rel.db` is relative,
@@ -82,7 +102,8 @@ impl DbUrl {
             format!("sqlite://{path}?{query}")
         };
         let redacted = if in_memory { "sqlite:///:memory:".to_owned() } else { format!("sqlite:///{path}") };
-        Self { backend: Backend::Sqlite, connect: SecretString::from(connect), redacted, in_memory }
+        let sqlite_file = (!in_memory).then(|| path.to_owned());
+        Self { backend: Backend::Sqlite, connect: SecretString::from(connect), redacted, in_memory, sqlite_file }
     }
 
     pub fn backend(&self) -> Backend {
@@ -90,6 +111,11 @@ impl DbUrl {
     }
 
     /// An in-memory SQLite database lives only as long as its one connection.
+    /// The SQLite file's path, for a SQLite URL that is not in memory.
+    pub fn sqlite_file(&self) -> Option<&str> {
+        self.sqlite_file.as_deref()
+    }
+
     pub fn is_in_memory(&self) -> bool {
         self.in_memory
     }
@@ -150,5 +176,7 @@ mod tests {
         let url = DbUrl::parse("postgresql://kk:hunter2@db:5432/kk").unwrap();
         assert_eq!(format!("{url}"), "postgres://kk:***@db:5432/kk");
         assert!(!format!("{url:?}").contains("hunter2"));
+        let url = DbUrl::parse("postgresql://kk@db/kk?sslmode=disable&password=hunter2&sslpassword=x%26y").unwrap();
+        assert_eq!(format!("{url}"), "postgres://kk@db/kk?sslmode=disable&password=***&sslpassword=***");
     }
 }

@@ -209,8 +209,19 @@ impl Identity {
                 found
             }
         };
-        let user_id = user_id.ok_or(AuthError::UnknownCertificate)?;
-        let user = self.snapshot(&user_id).await?.filter(|u| u.active).ok_or(AuthError::UnknownCertificate)?;
+        let user = match user_id {
+            Some(user_id) => self.snapshot(&user_id).await?.filter(|u| u.active),
+            None => None,
+        };
+        let Some(user) = user else {
+            // Verified against the CA, but naming nobody who may sign in.
+            tracing::warn!(
+                event = "client_cert_rejected",
+                reason = "no active user has the certificate's subject CN or SAN email",
+                fingerprint = %cert.fingerprint,
+            );
+            return Err(AuthError::UnknownCertificate);
+        };
         Ok(Principal {
             user_id: user.id.clone(),
             username: user.username.clone(),

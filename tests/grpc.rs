@@ -435,16 +435,8 @@ async fn roles_and_ingest_keys_hold_over_grpc() {
     assert_eq!(denied.code(), Code::PermissionDenied);
     assert!(sources.list_sources(bearer(ListSourcesRequest::default(), &viewer_token)).await.is_ok());
 
-    let key: Value = server
-        .authed(reqwest::Method::POST, &format!("/api/v1/sources/{}/keys", mine.id), &admin_token)
-        .json(&json!({"name": "shipper"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = key["key"].as_str().unwrap_or_else(|| panic!("no ingest key in {key}"));
+    let (_, key) = server.create_ingest_key(&admin_token, &mine.id).await;
+    let key = key.as_str();
     let mut logs = LogServiceClient::new(channel.clone());
     let batch = |source: &str, entries: Vec<LogEntry>| IngestLogsRequest { source_id: source.into(), logs: entries };
 
@@ -519,16 +511,7 @@ async fn an_open_stream_loses_the_rights_taken_away() {
     for change in ["disable the source", "delete the key"] {
         let source = create_source(&channel, &token, change).await;
         let keys = format!("/api/v1/sources/{}/keys", source.id);
-        let key: Value = server
-            .authed(reqwest::Method::POST, &keys, &token)
-            .json(&json!({"name": "shipper"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let (secret, key_id) = (key["key"].as_str().unwrap().to_owned(), key["id"].as_str().unwrap().to_owned());
+        let (key_id, secret) = server.create_ingest_key(&token, &source.id).await;
         let (batches, receiver) = tokio::sync::mpsc::channel(1);
         let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
             receiver.recv().await.map(|batch| (batch, receiver))

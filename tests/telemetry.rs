@@ -185,14 +185,6 @@ fn source_names(listing: &Value) -> BTreeSet<String> {
     listing["sources"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_owned()).collect()
 }
 
-/// Creates an ingest key of `source_id`; returns (key id, plaintext key).
-async fn create_key(server: &TestServer, token: &str, source_id: &str) -> (String, String) {
-    let path = format!("/api/v1/sources/{source_id}/keys");
-    let (status, body) = send(call(server, Method::POST, &path, token).json(&json!({ "name": "collector" }))).await;
-    assert_eq!(status, 201, "{body}");
-    (body["id"].as_str().unwrap().to_owned(), body["key"].as_str().unwrap().to_owned())
-}
-
 fn logs_request(server: &TestServer, cred: &str, source_id: &str, logs: Value) -> RequestBuilder {
     call(server, Method::POST, "/api/v1/logs", cred).json(&json!({ "source_id": source_id, "logs": logs }))
 }
@@ -519,7 +511,7 @@ async fn unknown_and_malformed_source_ids_are_404(db: TestDb) {
     // Ids are UUIDs in any case: an upper-case id names the same source, everywhere.
     let upper = exists.to_uppercase();
     assert_eq!(get_source(&server, &token, &upper).await["id"], exists.as_str());
-    let (key_id, key) = create_key(&server, &token, &upper).await;
+    let (key_id, key) = server.create_ingest_key(&token, &upper).await;
     ingest_logs(&server, &key, &upper, json!([{ "message": "upper" }])).await;
     assert_eq!(messages(&server, &token, &[("source_id", upper.as_str())]).await, ["upper"]);
     let path = format!("/api/v1/sources/{upper}/keys/{}", key_id.to_uppercase());
@@ -739,8 +731,8 @@ async fn deleting_a_source_deletes_its_keys_and_logs(db: TestDb) {
     let (_, mia) = user(&server, "mia", Role::Maintainer).await;
     let doomed = new_source(&server, &mia, "doomed").await;
     let kept = new_source(&server, &mia, "kept").await;
-    let (_, key) = create_key(&server, &mia, &doomed).await;
-    let (_, kept_key) = create_key(&server, &mia, &kept).await;
+    let (_, key) = server.create_ingest_key(&mia, &doomed).await;
+    let (_, kept_key) = server.create_ingest_key(&mia, &kept).await;
     let logs = json!([{ "message": "one" }, { "message": "two" }, { "message": "three" }]);
     ingest_logs(&server, &key, &doomed, logs).await;
     ingest_logs(&server, &kept_key, &kept, json!([{ "message": "kept" }])).await;
@@ -856,7 +848,7 @@ async fn a_deleted_sources_ingest_key_is_refused_at_once(db: TestDb) {
     let server = TestServer::start(db.config()).await;
     let (_, mia) = user(&server, "mia", Role::Maintainer).await;
     let id = new_source(&server, &mia, "doomed").await;
-    let (_, key) = create_key(&server, &mia, &id).await;
+    let (_, key) = server.create_ingest_key(&mia, &id).await;
     ingest_logs(&server, &key, &id, json!([{ "message": "last words" }])).await;
     let response = call(&server, Method::DELETE, &format!("/api/v1/sources/{id}"), &mia).send().await.unwrap();
     assert_eq!(response.status(), 204);
@@ -892,7 +884,7 @@ async fn ingest_keys_are_shown_once_and_listed_by_prefix(db: TestDb) {
     assert_eq!(first["created_by"], mia.id.as_str());
     assert_within(instant(&first["created_at"]), before, after, "created_at");
 
-    let (second_id, second_key) = create_key(&server, &token, &id).await;
+    let (second_id, second_key) = server.create_ingest_key(&token, &id).await;
     assert_ne!(second_key, key);
 
     let listed = call(&server, Method::GET, &path, &token).send().await.unwrap();
@@ -934,7 +926,7 @@ async fn an_ingest_key_only_ingests_for_its_own_source(db: TestDb) {
     let (_, mia) = user(&server, "mia", Role::Maintainer).await;
     let mine = new_source(&server, &mia, "mine").await;
     let theirs = new_source(&server, &mia, "theirs").await;
-    let (_, key) = create_key(&server, &mia, &mine).await;
+    let (_, key) = server.create_ingest_key(&mia, &mine).await;
 
     let logs = json!([{ "message": "first from the key" }, { "message": "second from the key", "timestamp": T0 }]);
     ingest_logs(&server, &key, &mine, logs).await;
@@ -986,7 +978,7 @@ async fn an_ingest_key_ingests_metrics_for_its_own_source_only(db: TestDb) {
     let mine = create_source(&server, &mia, json!({ "name": "mine", "type": "prometheus" })).await;
     let mine = mine["id"].as_str().unwrap().to_owned();
     let theirs = new_source(&server, &mia, "theirs").await;
-    let (_, key) = create_key(&server, &mia, &mine).await;
+    let (_, key) = server.create_ingest_key(&mia, &mine).await;
     let up = json!([{ "name": "up", "type": "gauge", "labels": { "job": "node" }, "value": 1, "timestamp": T0 }]);
 
     ingest_metrics(&server, &key, &mine, up.clone()).await;
@@ -1017,7 +1009,7 @@ async fn allowed_cidrs_bound_where_an_ingest_key_may_ingest_from(db: TestDb) {
         create_source(&server, &mia, json!({ "name": "fenced", "type": "syslog", "allowed_cidrs": ["10.0.0.0/8"] }))
             .await;
     let id = fenced["id"].as_str().unwrap().to_owned();
-    let (_, key) = create_key(&server, &mia, &id).await;
+    let (_, key) = server.create_ingest_key(&mia, &id).await;
 
     // The test client connects from 127.0.0.1, outside 10.0.0.0/8.
     refused(logs_request(&server, &key, &id, json!([{ "message": "from loopback" }])), 403).await;
@@ -1047,8 +1039,8 @@ async fn a_deleted_ingest_key_is_refused_at_once(db: TestDb) {
     let (_, mia) = user(&server, "mia", Role::Maintainer).await;
     let id = new_source(&server, &mia, "rotating").await;
     let other = new_source(&server, &mia, "other").await;
-    let (key_id, key) = create_key(&server, &mia, &id).await;
-    let (sibling_id, sibling) = create_key(&server, &mia, &id).await;
+    let (key_id, key) = server.create_ingest_key(&mia, &id).await;
+    let (sibling_id, sibling) = server.create_ingest_key(&mia, &id).await;
     ingest_logs(&server, &key, &id, json!([{ "message": "before the rotation" }])).await;
 
     let path = format!("/api/v1/sources/{id}/keys/{key_id}");
@@ -1077,7 +1069,7 @@ async fn a_disabled_source_refuses_ingest(db: TestDb) {
     let server = TestServer::start(db.config()).await;
     let (_, mia) = user(&server, "mia", Role::Maintainer).await;
     let id = new_source(&server, &mia, "switchable").await;
-    let (_, key) = create_key(&server, &mia, &id).await;
+    let (_, key) = server.create_ingest_key(&mia, &id).await;
     let (status, body) = send(put_source(&server, &mia, &id, json!({ "enabled": false }))).await;
     assert_eq!((status, &body["enabled"]), (200, &json!(false)));
 

@@ -302,20 +302,12 @@ async fn forwarded_headers_are_believed_from_trusted_proxies_only() {
             .await
             .unwrap();
         let id = source["id"].as_str().unwrap();
-        let key: Value = server
-            .authed(reqwest::Method::POST, &format!("/api/v1/sources/{id}/keys"), &token)
-            .json(&json!({"name": "shipper"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, key) = server.create_ingest_key(&token, id).await;
         let ingest = |forwarded: Option<&str>| {
             let mut request = server
                 .client
                 .post(server.url("/api/v1/logs"))
-                .header("x-api-key", key["key"].as_str().unwrap())
+                .header("x-api-key", &key)
                 .json(&json!({"source_id": id, "logs": [{"message": "hi"}]}));
             if let Some(forwarded) = forwarded {
                 request = request.header("x-forwarded-for", forwarded);

@@ -281,4 +281,16 @@ impl TestServer {
     pub fn authed(&self, method: reqwest::Method, path: &str, token: &str) -> reqwest::RequestBuilder {
         self.client.request(method, self.url(path)).bearer_auth(token)
     }
+
+    /// Creates an ingest key of `source_id` over REST; returns (key id, plaintext key).
+    #[allow(dead_code)]
+    pub async fn create_ingest_key(&self, token: &str, source_id: &str) -> (String, String) {
+        let path = format!("/api/v1/sources/{source_id}/keys");
+        let response =
+            self.authed(reqwest::Method::POST, &path, token).json(&serde_json::json!({ "name": "collector" }));
+        let response = response.send().await.unwrap();
+        assert_eq!(response.status(), 201);
+        let body: serde_json::Value = response.json().await.unwrap();
+        (body["id"].as_str().unwrap().to_owned(), body["key"].as_str().unwrap().to_owned())
+    }
 }

@@ -79,12 +79,16 @@ async fn healthcheck(config: &Config, args: &HealthcheckArgs) -> anyhow::Result<
         .map_err(|err| anyhow::anyhow!("healthcheck: {address}{}: {err}", args.path))?;
     if head.starts_with("HTTP/1.1 200") {
         Ok(())
-    } else {
+    } else if !head.starts_with("HTTP/") && config.tls_cert_file.is_none() {
+        // A TLS record (an alert) to a plain request: the port speaks TLS.
         Err(anyhow::anyhow!(
-            "healthcheck: {address}{} answered {}",
-            args.path,
-            head.lines().next().unwrap_or("nothing")
+            "healthcheck: {address}{} answered with no HTTP; if the port serves TLS, give the probe TLS_CERT_FILE too",
+            args.path
         ))
+    } else {
+        let status = head.lines().next().unwrap_or("nothing");
+        let printable: String = status.chars().filter(|c| !c.is_control()).collect();
+        Err(anyhow::anyhow!("healthcheck: {address}{} answered {printable}", args.path))
     }
 }
 

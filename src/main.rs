@@ -36,14 +36,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = match command {
-        Some(command) => runtime.block_on(killkrill::cli::run(config, command)),
-        None => runtime.block_on(killkrill::run(config, log_level)),
+    let (result, failed) = match command {
+        Some(command) => (runtime.block_on(killkrill::cli::run(config, command)), "command_failed"),
+        None => (runtime.block_on(killkrill::run(config, log_level)), "startup_failed"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(event = "startup_failed", error = %err);
+            tracing::error!(event = failed, error = %err);
             eprintln!("killkrill: {err}");
             ExitCode::FAILURE
         }

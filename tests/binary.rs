@@ -628,7 +628,11 @@ fn the_healthcheck_command_speaks_tls_when_the_port_does() {
     tls_env(&mut probe);
     let output = probe.env("FLASK_PORT", running.port.to_string()).args(["healthcheck"]).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
-    // Without the TLS variables the probe speaks plain HTTP to a TLS port, and fails.
+    // Without the TLS variables the probe speaks plain HTTP to a TLS port, and fails
+    // saying what is missing (not with the bytes of a TLS alert), as a failed command.
     let output = killkrill(dir.path()).env("FLASK_PORT", running.port.to_string()).arg("healthcheck").output().unwrap();
     assert_ne!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(one_line(&stderr).contains("TLS_CERT_FILE") && !stderr.contains('\u{15}'), "{stderr}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("command_failed"));
 }

@@ -40,7 +40,9 @@ const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// `#[utoipa::path]` into the OpenAPI document served at `/api/v1/openapi.json`.
 pub fn router(state: AppState) -> Router {
     let (routes, doc) = api().split_for_parts();
-    let doc = OpenApiJson(Arc::new(doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned())));
+    let mut doc = serde_json::to_value(&doc).unwrap_or_default();
+    openapi::complete(&mut doc);
+    let doc = OpenApiJson(Arc::new(serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".to_owned())));
     with_layers(routes.layer(Extension(doc)), state)
 }
 

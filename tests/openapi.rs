@@ -104,3 +104,39 @@ async fn openapi_describes_every_endpoint_with_security_schemes() {
     }
     server.stop().await.unwrap();
 }
+
+/// What the layers every request shares answer is documented wherever they can answer
+/// it: a body that is not JSON, and a `limit` outside its documented bounds.
+#[tokio::test]
+async fn documented_responses_include_what_the_shared_layers_answer() {
+    let (server, _db, doc) = served_document().await;
+    let admin = server.create_user("root", &[killkrill::auth::Role::Admin]).await;
+    let token = server.token(&admin).await;
+    let (mut bodies, mut limits) = (0, 0);
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let url = path.replace("{id}", "00000000-0000-0000-0000-000000000000").replace("{key_id}", "x");
+            let method: reqwest::Method = method.to_uppercase().parse().unwrap();
+            let documented = |status: u16| operation["responses"].get(status.to_string()).is_some();
+            if operation.pointer("/requestBody/content/application~1json").is_some() {
+                bodies += 1;
+                let request = server.authed(method.clone(), &url, &token).header("content-type", "text/plain");
+                let status = request.body("x").send().await.unwrap().status().as_u16();
+                assert!(documented(status), "{method} {path} answered {status} to a text body; not documented");
+            }
+            let parameters = operation["parameters"].as_array().into_iter().flatten();
+            if let Some(limit) = parameters.into_iter().find(|p| p["name"] == "limit" && p["in"] == "query") {
+                limits += 1;
+                assert_eq!(
+                    (limit["schema"]["minimum"].as_u64(), limit["schema"]["maximum"].as_u64()),
+                    (Some(1), Some(1000))
+                );
+                let request = server.authed(method.clone(), &format!("{url}?limit=1001"), &token);
+                let status = request.send().await.unwrap().status().as_u16();
+                assert!(documented(status), "{method} {path} answered {status} to limit=1001; not documented");
+            }
+        }
+    }
+    assert!(bodies >= 10 && limits >= 6, "{bodies} operations with JSON bodies, {limits} with a limit");
+    server.stop().await.unwrap();
+}

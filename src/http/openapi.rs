@@ -13,7 +13,7 @@ use utoipa::{
     openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use crate::error::FieldError;
+use crate::{error::FieldError, http::pagination::MAX_LIMIT};
 
 /// The error body of every error response.
 #[derive(Serialize, ToSchema)]
@@ -52,6 +52,46 @@ impl Modify for SecuritySchemes {
         );
         components
             .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
+    }
+}
+
+/// Completes what the handlers' annotations leave to the layers every request shares:
+/// an operation with a JSON body can also answer 400, 413 and 415 (the body extractor's),
+/// one with query parameters 400, and `limit`/`offset` carry the bounds `page` enforces.
+pub fn complete(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let error = |description: &str| {
+        json!({
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+        })
+    };
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else { return };
+    for operation in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|item| item.values_mut()) {
+        let json_body = operation.pointer("/requestBody/content/application~1json").is_some();
+        let mut query = false;
+        for parameter in operation.get_mut("parameters").and_then(Value::as_array_mut).into_iter().flatten() {
+            if parameter["in"] != "query" {
+                continue;
+            }
+            query = true;
+            let bounds = match parameter["name"].as_str() {
+                Some("limit") => json!({"minimum": 1, "maximum": MAX_LIMIT}),
+                Some("offset") => json!({"minimum": 0, "maximum": i64::MAX}),
+                _ => continue,
+            };
+            if let (Some(schema), Value::Object(bounds)) = (parameter["schema"].as_object_mut(), bounds) {
+                schema.extend(bounds);
+            }
+        }
+        let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) else { continue };
+        if json_body || query {
+            responses.entry("400").or_insert_with(|| error("Invalid input"));
+        }
+        if json_body {
+            responses.entry("413").or_insert_with(|| error("The body is over the size limit"));
+            responses.entry("415").or_insert_with(|| error("The body is not application/json"));
+        }
     }
 }
 

@@ -140,3 +140,41 @@ async fn documented_responses_include_what_the_shared_layers_answer() {
     assert!(bodies >= 10 && limits >= 6, "{bodies} operations with JSON bodies, {limits} with a limit");
     server.stop().await.unwrap();
 }
+
+/// The bounds the request schemas state are the ones the server enforces: one past each
+/// is refused with 400, and the bound itself is accepted.
+#[tokio::test]
+async fn request_schema_bounds_are_the_servers() {
+    use reqwest::Method;
+    let (server, _db, doc) = served_document().await;
+    let admin = server.create_user("root", &[killkrill::auth::Role::Admin]).await;
+    let token = server.token(&admin).await;
+    let schema = |name: &str, field: &str, bound: &str| {
+        doc["components"]["schemas"][name]["properties"][field][bound]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name}.{field}"))
+    };
+    let status = |method: Method, path: &str, body: Value| {
+        let request = server.authed(method, path, &token).json(&body);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let longest = schema("SourceInput", "name", "maxLength") as usize;
+    let source = |name: String| serde_json::json!({"name": name, "type": "http"});
+    assert_eq!(status(Method::POST, "/api/v1/sources", source("n".repeat(longest + 1))).await, 400);
+    assert_eq!(status(Method::POST, "/api/v1/sources", source("n".repeat(longest))).await, 201);
+    let pattern = doc["components"]["schemas"]["SourceInput"]["properties"]["type"]["pattern"].as_str().unwrap();
+    assert!(pattern.contains("|otlp|"), "{pattern}");
+    let typed = serde_json::json!({"name": "typed", "type": "HTTP"});
+    assert_eq!(status(Method::POST, "/api/v1/sources", typed).await, 400);
+
+    let fewest_days = schema("CreateKeyRequest", "expires_in_days", "minimum");
+    let key = |days: u64| serde_json::json!({"name": format!("k{days}"), "expires_in_days": days});
+    assert_eq!(status(Method::POST, "/api/v1/auth/api-keys", key(fewest_days - 1)).await, 400);
+    assert_eq!(status(Method::POST, "/api/v1/auth/api-keys", key(fewest_days)).await, 201);
+
+    let shortest = schema("CreateUser", "password", "minLength") as usize;
+    let user = |name: &str, password: String| serde_json::json!({"username": name, "email": format!("{name}@example.test"), "password": password});
+    assert_eq!(status(Method::POST, "/api/v1/users", user("short", "p".repeat(shortest - 1))).await, 400);
+    assert_eq!(status(Method::POST, "/api/v1/users", user("enough", "p".repeat(shortest))).await, 201);
+    server.stop().await.unwrap();
+}

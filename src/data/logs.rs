@@ -35,6 +35,7 @@ const INSERT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 pub struct LogInput {
     pub timestamp: Option<Value>,
     pub level: Option<Value>,
+    #[schema(required = true, min_length = 1)]
     pub message: Option<String>,
     pub hostname: Option<String>,
     pub application: Option<String>,

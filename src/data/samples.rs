@@ -35,10 +35,13 @@ const METRIC_TYPES: [&str; 3] = ["counter", "gauge", "histogram"];
 /// One sample as clients send it.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SampleInput {
+    #[schema(required = true, max_length = 255, pattern = "^[a-zA-Z_:][a-zA-Z0-9_:]*$")]
     pub name: Option<String>,
     #[serde(rename = "type")]
+    #[schema(pattern = "^(counter|gauge|histogram)$")]
     pub metric_type: Option<String>,
     pub labels: Option<BTreeMap<String, Value>>,
+    #[schema(required = true)]
     pub value: Option<f64>,
     pub timestamp: Option<Value>,
 }
@@ -404,12 +407,14 @@ pub enum Aggregation {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RangeQuery {
+    #[schema(pattern = "^[a-zA-Z_:][a-zA-Z0-9_:]*$")]
     pub metric: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     pub start: Value,
     pub end: Value,
     pub step: Value,
+    #[schema(pattern = "^(avg|sum|min|max|count|rate)$")]
     pub aggregation: Option<String>,
 }
 

@@ -73,12 +73,16 @@ impl source::Model {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceInput {
+    #[schema(min_length = 1, max_length = 128)]
     pub name: Option<String>,
     #[serde(rename = "type")]
+    #[schema(pattern = "^(syslog|http|prometheus|otlp|file)$")]
     pub source_type: Option<String>,
+    #[schema(max_length = 4096)]
     pub description: Option<String>,
     pub enabled: Option<bool>,
     pub config: Option<Value>,
+    #[schema(max_items = 256)]
     pub allowed_cidrs: Option<Vec<String>>,
 }
 

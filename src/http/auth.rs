@@ -173,8 +173,10 @@ pub async fn list_api_keys(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
+    #[schema(min_length = 1, max_length = 128)]
     name: String,
     roles: Option<Vec<String>>,
+    #[schema(minimum = 1)]
     expires_in_days: Option<u32>,
 }
 

@@ -134,6 +134,7 @@ pub async fn list_keys(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
+    #[schema(min_length = 1, max_length = 128)]
     name: String,
 }
 

@@ -47,6 +47,7 @@ impl FromRequestParts<AppState> for Ingestor {
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct LogBatch {
     source_id: String,
+    #[schema(min_items = 1, max_items = 10000)]
     logs: Vec<LogInput>,
 }
 
@@ -141,6 +142,7 @@ pub async fn query_logs(
 #[serde(deny_unknown_fields)]
 pub struct MetricBatch {
     source_id: String,
+    #[schema(min_items = 1, max_items = 10000)]
     metrics: Vec<SampleInput>,
 }
 

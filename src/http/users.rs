@@ -65,7 +65,9 @@ pub async fn list(
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     username: String,
+    #[schema(format = Email)]
     email: String,
+    #[schema(min_length = 8)]
     password: String,
     #[serde(default)]
     first_name: String,
@@ -173,6 +175,7 @@ pub struct UpdateUser {
     last_name: Option<String>,
     roles: Option<Vec<String>>,
     active: Option<bool>,
+    #[schema(min_length = 8)]
     password: Option<String>,
 }
 

@@ -255,9 +255,10 @@ async fn wait_until_reachable(url: &DbUrl, window: Duration) -> Result<(), Start
                 return Ok(());
             }
             Err(err) => {
+                let err = plain_cause(url, err).await;
                 let waited = started.elapsed();
                 if waited + delay > window {
-                    return Err(StartError::Unreachable { waited, cause: err.to_string() });
+                    return Err(StartError::Unreachable { waited, cause: err });
                 }
                 tracing::warn!(
                     event = "database_connect_retry",
@@ -270,6 +271,20 @@ async fn wait_until_reachable(url: &DbUrl, window: Duration) -> Result<(), Start
             }
         }
     }
+}
+
+/// The pool reports any failure to connect as "pool timed out"; when the server's port
+/// does not even take a TCP connection, that says more (refused, no route, no such host).
+async fn plain_cause(url: &DbUrl, err: DbErr) -> String {
+    if let Some((host, port)) = url.address() {
+        let connect = tokio::net::TcpStream::connect((host, port));
+        match tokio::time::timeout(Duration::from_secs(1), connect).await {
+            Ok(Err(tcp)) => return format!("{host}:{port}: {tcp}"),
+            Err(_) => return format!("{host}:{port}: no answer to a TCP connection in 1 s"),
+            Ok(Ok(_)) => {}
+        }
+    }
+    err.to_string()
 }
 
 fn connect_options(url: &DbUrl, max_connections: u32) -> ConnectOptions {

@@ -32,6 +32,8 @@ pub struct DbUrl {
     connect: SecretString,
     redacted: String,
     in_memory: bool,
+    /// Host and port of a network database (the port defaulted by the backend).
+    address: Option<(String, u16)>,
     /// The SQLite file's path, as given (relative to the working directory unless it
     /// starts with `/`).
     sqlite_file: Option<String>,
@@ -85,6 +87,10 @@ impl DbUrl {
             connect: SecretString::from(connect),
             redacted: shown.to_string(),
             in_memory: false,
+            address: parsed.host_str().map(|host| {
+                let default = if backend == Backend::Postgres { 5432 } else { 3306 };
+                (host.trim_start_matches('[').trim_end_matches(']').to_owned(), parsed.port().unwrap_or(default))
+            }),
             sqlite_file: None,
         })
     }
@@ -103,7 +109,14 @@ impl DbUrl {
         };
         let redacted = if in_memory { "sqlite:///:memory:".to_owned() } else { format!("sqlite:///{path}") };
         let sqlite_file = (!in_memory).then(|| path.to_owned());
-        Self { backend: Backend::Sqlite, connect: SecretString::from(connect), redacted, in_memory, sqlite_file }
+        Self {
+            backend: Backend::Sqlite,
+            connect: SecretString::from(connect),
+            redacted,
+            in_memory,
+            address: None,
+            sqlite_file,
+        }
     }
 
     pub fn backend(&self) -> Backend {
@@ -111,6 +124,11 @@ impl DbUrl {
     }
 
     /// An in-memory SQLite database lives only as long as its one connection.
+    /// Host and port of a PostgreSQL or MySQL server.
+    pub fn address(&self) -> Option<(&str, u16)> {
+        self.address.as_ref().map(|(host, port)| (host.as_str(), *port))
+    }
+
     /// The SQLite file's path, for a SQLite URL that is not in memory.
     pub fn sqlite_file(&self) -> Option<&str> {
         self.sqlite_file.as_deref()
@@ -178,5 +196,7 @@ mod tests {
         assert!(!format!("{url:?}").contains("hunter2"));
         let url = DbUrl::parse("postgresql://kk@db/kk?sslmode=disable&password=hunter2&sslpassword=x%26y").unwrap();
         assert_eq!(format!("{url}"), "postgres://kk@db/kk?sslmode=disable&password=***&sslpassword=***");
+        assert_eq!(url.address(), Some(("db", 5432)));
+        assert_eq!(DbUrl::parse("mysql://[::1]:3307/kk").unwrap().address(), Some(("::1", 3307)));
     }
 }

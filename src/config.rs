@@ -72,7 +72,6 @@ impl LogLevel {
     }
 }
 
-/// The command line. Each flag also reads its environment variable; flags win.
 /// The most `DB_POOL_SIZE` (and `DB_MAX_OVERFLOW`) may be: no database serves more.
 const MAX_POOL: usize = 10_000;
 /// The most runtime worker threads `WORKERS` may ask for.
@@ -113,6 +112,7 @@ pub fn load_dotenv() -> Result<(), ConfigError> {
     dotenvy::from_path(&path).map_err(|err| unreadable(&err))
 }
 
+/// The command line. Each flag also reads its environment variable; flags win.
 #[derive(Parser)]
 #[command(
     name = "killkrill",

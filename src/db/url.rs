@@ -123,7 +123,6 @@ impl DbUrl {
         self.backend
     }
 
-    /// An in-memory SQLite database lives only as long as its one connection.
     /// Host and port of a PostgreSQL or MySQL server.
     pub fn address(&self) -> Option<(&str, u16)> {
         self.address.as_ref().map(|(host, port)| (host.as_str(), *port))
@@ -134,6 +133,7 @@ impl DbUrl {
         self.sqlite_file.as_deref()
     }
 
+    /// An in-memory SQLite database lives only as long as its one connection.
     pub fn is_in_memory(&self) -> bool {
         self.in_memory
     }

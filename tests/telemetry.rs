@@ -1603,14 +1603,16 @@ async fn concurrent_batches_into_the_same_series_all_succeed(db: TestDb) {
 }
 
 /// Batches that each create a series (and its first rollup row), all at once: MariaDB
-/// deadlocked 30 in 100 of these pairs (gap locks on the rollups), answering 500.
+/// deadlocked 30 in 100 of these pairs (gap locks on the rollups), answering 500. Retrying
+/// the victims still left a 500 in about 1 of 15 runs of 10 rounds of 8; 16 at once make
+/// deadlocks that outlast the retries likelier.
 async fn concurrent_batches_creating_series_all_succeed(db: TestDb) {
     let server = TestServer::start(db.config()).await;
     let (_, mia) = user(&server, "mia", Role::Maintainer).await;
     let a = new_source(&server, &mia, "collector-a").await;
     let b = new_source(&server, &mia, "collector-b").await;
     for round in 0..10 {
-        let requests = (0..8).map(|n| {
+        let requests = (0..16).map(|n| {
             let source = if n % 2 == 0 { &a } else { &b };
             let labels = json!({ "trial": format!("{round}-{n}") });
             send(metrics_request(&server, &mia, source, json!([sample("pair_new", "gauge", labels, 1.0, json!(T0))])))
@@ -1619,7 +1621,7 @@ async fn concurrent_batches_creating_series_all_succeed(db: TestDb) {
             assert_eq!(answer, (202, json!({ "accepted": 1 })), "round {round}, request {n}");
         }
     }
-    assert_eq!(list_series(&server, &mia, "?name=pair_new").await["total"], 80);
+    assert_eq!(list_series(&server, &mia, "?name=pair_new").await["total"], 160);
     server.stop().await.unwrap();
 }
 

@@ -160,9 +160,12 @@ fn merged(
 /// ingest, and the backfill on every backend).
 ///
 /// The caller holds the batch's series rows (SQLite: the write lock; MariaDB: the series
-/// updates lock them), so no other batch changes these rollups meanwhile. MariaDB and
-/// PostgreSQL read them with `FOR UPDATE`, which sees the latest committed rows, not the
-/// transaction's snapshot.
+/// upserts lock them), so no other batch changes these rollups meanwhile, and a plain
+/// read finds them as they are: MariaDB ingest reads at READ COMMITTED, which sees the
+/// latest committed rows, not a snapshot from the transaction's start (the backfill runs
+/// before anything else writes rollups). A locking read would lock the gaps where the
+/// rollups it does not find would go, and two batches inserting into one gap deadlock.
+/// PostgreSQL (only the backfill comes here) reads with `FOR UPDATE`.
 pub async fn add(txn: &DatabaseTransaction, batch: BTreeMap<(i64, i64), Minutes>) -> Result<(), DbErr> {
     let backend = txn.get_database_backend();
     let keys: Vec<(i64, i64)> = batch.keys().copied().collect();
@@ -171,7 +174,7 @@ pub async fn add(txn: &DatabaseTransaction, batch: BTreeMap<(i64, i64), Minutes>
         let pairs = tuples(backend, chunk.len(), 2);
         // SQLite takes a list of row values only as a subquery.
         let (pairs, lock) = match backend {
-            DbBackend::MySql => (pairs, " FOR UPDATE"),
+            DbBackend::MySql => (pairs, ""),
             DbBackend::Postgres => (format!("VALUES {pairs}"), " FOR UPDATE"),
             _ => (format!("VALUES {pairs}"), ""),
         };

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{
-    entity::{sample, series},
+    entity::{sample, series, source},
     logs::parse_timestamp,
     rollups::{self, MINUTE, Part, Partial},
 };
@@ -183,7 +183,17 @@ async fn store(
     latest: &BTreeMap<&str, &Validated>,
     samples: &[Validated],
 ) -> Result<usize, DbErr> {
-    let txn = crate::db::begin_write(conn).await?;
+    // The upserts below lock the batch's series rows, in key order (the BTreeMap's), on
+    // MariaDB (SQLite's writer holds the whole file). They keep every other batch off
+    // these series' rollups, so those are read without locking gaps (see `rollups::add`).
+    let txn = crate::db::begin_write_gapless(conn).await?;
+    if conn.get_database_backend() == DbBackend::MySql {
+        // The source first, shared: a deletion of it (which locks it, then cascades to
+        // the series) waits for the batch, or the batch for the deletion, instead of each
+        // holding series rows the other wants. A source already gone fails the series'
+        // foreign key below.
+        source::Entity::find_by_id(source_id.to_owned()).lock_shared().one(&txn).await?;
+    }
     for s in latest.values() {
         let insert = Query::insert()
             .into_table(series::Entity)
@@ -248,8 +258,7 @@ async fn store(
             .exec(&txn)
             .await?;
     }
-    // After the series updates, which lock the series rows in key order: a batch only
-    // touches a series' rollups while it holds that series.
+    // A batch only touches a series' rollups while it holds that series.
     rollups::add(&txn, rollups).await?;
     txn.commit().await?;
     Ok(stored)

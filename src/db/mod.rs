@@ -203,7 +203,7 @@ pub fn sqlstate(err: &DbErr) -> Option<String> {
 const DEADLOCK_RETRIES: u32 = 4;
 
 /// Runs a write transaction, and runs it again (up to [`DEADLOCK_RETRIES`] times, after
-/// 10, 20, 40, 80 ms) when the database chose it as a deadlock victim or could not
+/// 10, 20, 40, 80 ms plus jitter) when the database chose it as a deadlock victim or could not
 /// serialize it (SQLSTATE 40001 or 40P01): it was rolled back whole, and a second run
 /// usually passes. MariaDB deadlocks this way when two batches insert rows into the same
 /// index gap; the alternative is a 500 for a valid batch.
@@ -218,7 +218,9 @@ where
             Err(err) if retries < DEADLOCK_RETRIES && matches!(sqlstate(&err).as_deref(), Some("40001" | "40P01")) => {
                 retries += 1;
                 tracing::warn!(event = "transaction_retried", retry = retries, error = %err);
-                tokio::time::sleep(Duration::from_millis(10 << (retries - 1))).await;
+                // Up to 10 ms of jitter, so that victims of one deadlock do not retry in step.
+                let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 10);
+                tokio::time::sleep(Duration::from_millis((10 << (retries - 1)) + jitter)).await;
             }
             done => return done,
         }
@@ -232,6 +234,23 @@ where
 /// and MariaDB ignore the mode.
 pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
     db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}
+
+/// [`begin_write`], but on MariaDB/MySQL at READ COMMITTED instead of REPEATABLE READ.
+/// There a locking read of a key that does not exist locks the gap it would go in, and
+/// two transactions that each locked the same gap and then insert into it deadlock. At
+/// READ COMMITTED locking reads lock only the rows they find, so a caller that needs a
+/// missing row to stay missing must hold some other lock that every writer of it takes.
+/// PostgreSQL and SQLite start as in [`begin_write`].
+pub async fn begin_write_gapless(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    let isolation_level =
+        (db.get_database_backend() == sea_orm::DbBackend::MySql).then_some(sea_orm::IsolationLevel::ReadCommitted);
+    db.begin_with_options(TransactionOptions {
+        isolation_level,
         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
         ..Default::default()
     })

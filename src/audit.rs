@@ -208,7 +208,8 @@ pub struct VerifyReport {
 #[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct BrokenLink {
     pub seq: i64,
-    pub id: Option<i64>,
+    /// The row's id, as `GET /api/v1/audit` shows it.
+    pub id: Option<String>,
     pub reason: String,
 }
 
@@ -228,7 +229,11 @@ pub async fn verify(db: &DatabaseConnection) -> Result<VerifyReport, DbErr> {
         let last_batch = (rows.len() as u64) < SEAL_BATCH;
         for row in rows {
             let seq = row.seq.unwrap_or_default();
-            let broken = |reason: &str, seq: i64, id: Option<i64>| BrokenLink { seq, id, reason: reason.to_owned() };
+            let broken = |reason: &str, seq: i64, id: Option<i64>| BrokenLink {
+                seq,
+                id: id.map(crate::ids::of_row),
+                reason: reason.to_owned(),
+            };
             let problem = if seq != expected_seq {
                 Some(broken("a row is missing from the chain", expected_seq, None))
             } else if row.prev_hash.as_deref() != Some(prev.as_str()) {
@@ -269,7 +274,8 @@ pub struct AuditFilter {
 /// An audit row as the API shows it.
 #[derive(Debug, Serialize)]
 pub struct AuditView {
-    pub id: i64,
+    /// The row's number as a UUID ([`crate::ids::of_row`]).
+    pub id: String,
     pub seq: Option<i64>,
     pub user_id: Option<String>,
     pub action: String,
@@ -285,7 +291,7 @@ pub struct AuditView {
 impl From<audit_log::Model> for AuditView {
     fn from(row: audit_log::Model) -> Self {
         Self {
-            id: row.id,
+            id: crate::ids::of_row(row.id),
             seq: row.seq,
             user_id: row.user_id,
             action: row.action,

@@ -180,6 +180,17 @@ async fn logs_stream_then_query(db: TestDb) {
     assert_eq!(found.len(), 1);
     assert_eq!((found[0].level.as_str(), found[0].hostname.as_deref()), ("info", Some("web-1")));
     assert_eq!(killkrill::grpc::convert::struct_to_json(found[0].attributes.clone().unwrap()), json!({"n": 7}));
+    // Ids are UUID strings, the same on both transports.
+    let rest: serde_json::Value = server
+        .authed(reqwest::Method::GET, "/api/v1/logs?q=request%207%20", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(uuid::Uuid::parse_str(&found[0].id).is_ok(), "{}", found[0].id);
+    assert_eq!(rest["logs"][0]["id"], found[0].id.as_str(), "{rest}");
     assert_eq!(found[0].timestamp, "2026-09-21T14:13:27.000000Z");
 
     // A NUL (which protobuf strings may hold) is refused as invalid on every database,
@@ -321,6 +332,22 @@ async fn metrics_and_status(db: TestDb) {
     assert_eq!(series.total, 2);
     let core1 = series.metrics.iter().find(|s| s.labels.get("core").map(String::as_str) == Some("1")).unwrap();
     assert_eq!((core1.last_value, core1.r#type.as_str()), (100.0, "counter"));
+    let listed: serde_json::Value = server
+        .authed(reqwest::Method::GET, "/api/v1/metrics?name=cpu_seconds", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids = |mut ids: Vec<String>| {
+        ids.sort();
+        ids
+    };
+    let rest_ids =
+        ids(listed["metrics"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect());
+    assert_eq!(rest_ids, ids(series.metrics.iter().map(|s| s.id.clone()).collect()));
+    assert!(rest_ids.iter().all(|id| uuid::Uuid::parse_str(id).is_ok()) && rest_ids[0] != rest_ids[1], "{rest_ids:?}");
 
     // Sum over 50 s buckets of core 1: 10+20+30+40+50 and 60+...+100.
     let query = QueryMetricsRequest {

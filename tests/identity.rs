@@ -772,6 +772,10 @@ async fn audit_rows_chain_and_detect_tampering(db: TestDb) {
     assert_eq!(denied["action"], "POST /api/v1/users");
     let create = find(&|r| r["correlation_id"] == "created-1").expect("creation audited");
     assert_eq!((create["action"].as_str(), create["status"].as_str()), (Some("CREATE_USER"), Some("success")));
+    // Ids are UUID strings, one per row.
+    let ids: std::collections::BTreeSet<&str> = rows.iter().map(|r| r["id"].as_str().expect("a string id")).collect();
+    assert_eq!(ids.len(), rows.len());
+    assert!(ids.iter().all(|id| uuid::Uuid::parse_str(id).is_ok()), "{ids:?}");
     let filtered: Value = server
         .authed(Method::GET, "/api/v1/audit?action=CREATE_USER", &token)
         .send()
@@ -799,6 +803,10 @@ async fn audit_rows_chain_and_detect_tampering(db: TestDb) {
     let report: Value = verify(&server).await.unwrap().json().await.unwrap();
     assert_eq!(report["valid"], false);
     assert_eq!(report["first_broken"]["seq"], 2, "{report}");
+    let sealed: Value =
+        server.authed(Method::GET, "/api/v1/audit?limit=100", &token).send().await.unwrap().json().await.unwrap();
+    let forged = sealed["audit"].as_array().unwrap().iter().find(|r| r["seq"] == 2).expect("row 2 listed");
+    assert_eq!(report["first_broken"]["id"], forged["id"], "the id GET /api/v1/audit shows: {report}");
 
     // Removing a row is detected too.
     conn.execute_raw(Statement::from_string(backend, "DELETE FROM audit_log WHERE seq = 1")).await.unwrap();

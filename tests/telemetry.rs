@@ -1134,6 +1134,10 @@ async fn logs_ingest_as_json_batches_and_ndjson(db: TestDb) {
         }
         assert_within(instant(&entry["received_at"]), before, after, "received_at");
     }
+    // Ids are UUID strings (API.md's conventions), one per entry.
+    let ids: BTreeSet<&str> = logs.iter().map(|entry| entry["id"].as_str().expect("a string id")).collect();
+    assert_eq!(ids.len(), logs.len());
+    assert!(ids.iter().all(|id| uuid::Uuid::parse_str(id).is_ok()), "{ids:?}");
     assert_eq!(logs[0]["hostname"], "web-1");
     assert_eq!(logs[0]["application"], "api");
     assert_eq!(logs[0]["attributes"], json!({ "user_id": 42, "path": "/orders", "tags": ["a", "b"] }));
@@ -1544,6 +1548,7 @@ async fn the_series_list_shows_each_series_latest_value(db: TestDb) {
         assert_eq!(s["last_value"].as_f64(), Some(value), "{s}");
         assert_eq!(instant(&s["last_timestamp"]), at(ts), "{s}");
         assert_eq!(s["source_id"], node.as_str());
+        assert!(uuid::Uuid::parse_str(s["id"].as_str().expect("a string id")).is_ok(), "{s}");
     }
     assert_eq!(list_series(&server, &mia, &format!("?name={requests}")).await["total"], 2);
     assert_eq!(list_series(&server, &mia, "").await["total"], 4);

@@ -737,7 +737,7 @@ run_backend() {
             ms="$(awk -v s="${ms#* }" 'BEGIN { printf "%.1f", s * 1000 }')"
             ((page == 1)) && PAGE1_MS[$BACKEND:$qname]="$ms"
             PAGE_MS[$BACKEND:$qname]="$ms"
-            grep -o '"id":[0-9]*' "$WORK/page.json" >>"$WORK/ids" || true
+            grep -o '"id":"[0-9a-f-]*"' "$WORK/page.json" >>"$WORK/ids" || true
             cursor="$(json_field next_cursor <"$WORK/page.json")"
             [[ -n "$cursor" ]] || break
         done

@@ -278,7 +278,8 @@ async fn insert_unnest(
 /// A stored log entry as the API shows it.
 #[derive(Debug, Serialize)]
 pub struct LogView {
-    pub id: i64,
+    /// The row's number as a UUID ([`crate::ids::of_row`]).
+    pub id: String,
     pub source_id: String,
     pub timestamp: String,
     pub received_at: String,
@@ -292,7 +293,7 @@ pub struct LogView {
 impl From<log::Model> for LogView {
     fn from(l: log::Model) -> Self {
         Self {
-            id: l.id,
+            id: crate::ids::of_row(l.id),
             source_id: l.source_id,
             timestamp: micros_to_rfc3339(l.ts),
             received_at: micros_to_rfc3339(l.received_at),

@@ -349,7 +349,8 @@ async fn store_unnest(
 /// A known series as `GET /api/v1/metrics` shows it.
 #[derive(Debug, Serialize)]
 pub struct SeriesView {
-    pub id: i64,
+    /// The row's number as a UUID ([`crate::ids::of_row`]).
+    pub id: String,
     pub source_id: String,
     pub name: String,
     pub labels: Value,
@@ -362,7 +363,7 @@ pub struct SeriesView {
 impl From<series::Model> for SeriesView {
     fn from(s: series::Model) -> Self {
         Self {
-            id: s.id,
+            id: crate::ids::of_row(s.id),
             source_id: s.source_id,
             name: s.name,
             labels: serde_json::from_str(&s.labels).unwrap_or(Value::Null),

@@ -176,5 +176,49 @@ async fn request_schema_bounds_are_the_servers() {
     let user = |name: &str, password: String| serde_json::json!({"username": name, "email": format!("{name}@example.test"), "password": password});
     assert_eq!(status(Method::POST, "/api/v1/users", user("short", "p".repeat(shortest - 1))).await, 400);
     assert_eq!(status(Method::POST, "/api/v1/users", user("enough", "p".repeat(shortest))).await, 201);
+
+    let levels = doc["components"]["schemas"]["ConfigChange"]["properties"]["log_level"]["pattern"].as_str().unwrap();
+    assert_eq!(levels, "^(DEBUG|INFO|WARNING|ERROR)$");
+    for (level, answer) in [("WARNING", 200), ("warning", 400), ("WARN", 400), ("INFO", 200)] {
+        let change = serde_json::json!({ "log_level": level });
+        assert_eq!(status(Method::PUT, "/api/v1/admin/config", change).await, answer, "{level}");
+    }
+    server.stop().await.unwrap();
+}
+
+/// A 201 documents `Location` exactly where the server sends one, and the header names
+/// the new resource.
+#[tokio::test]
+async fn created_responses_document_the_location_they_send() {
+    use reqwest::Method;
+    let (server, _db, doc) = served_document().await;
+    let admin = server.create_user("root", &[killkrill::auth::Role::Admin]).await;
+    let token = server.token(&admin).await;
+    let source = serde_json::json!({"name": "located", "type": "http"});
+    let response = server.authed(Method::POST, "/api/v1/sources", &token).json(&source).send().await.unwrap();
+    let source_id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let creations = [
+        ("/api/v1/sources", serde_json::json!({"name": "second", "type": "http"})),
+        (
+            "/api/v1/users",
+            serde_json::json!({"username": "lou", "email": "lou@example.test", "password": "long-enough-1"}),
+        ),
+        ("/api/v1/auth/api-keys", serde_json::json!({"name": "ci"})),
+        ("/api/v1/sources/{id}/keys", serde_json::json!({"name": "agent"})),
+    ];
+    for (path, body) in creations {
+        let url = path.replace("{id}", &source_id);
+        let response = server.authed(Method::POST, &url, &token).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 201, "{path}");
+        let sent = response.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+        let documented = doc["paths"][path]["post"]["responses"]["201"]["headers"].get("Location").is_some();
+        assert_eq!(sent.is_some(), documented, "{path}: sent {sent:?}, documented: {documented}");
+        if let Some(location) = sent {
+            let created: Value = response.json().await.unwrap();
+            assert_eq!(location, format!("{path}/{}", created["id"].as_str().unwrap()));
+            let fetched = server.authed(Method::GET, &location, &token).send().await.unwrap();
+            assert_eq!(fetched.status(), 200, "{location}");
+        }
+    }
     server.stop().await.unwrap();
 }

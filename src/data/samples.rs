@@ -421,8 +421,12 @@ pub struct RangeQuery {
     pub metric: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// RFC 3339 (`"2026-11-25T10:30:00Z"`) or Unix seconds, as a number or a string.
     pub start: Value,
+    /// As `start`; not before it.
     pub end: Value,
+    /// Seconds (a number), or a duration: `"500ms"`, `"60s"`, `"5m"`, `"1h"`, `"1d"`. At
+    /// most 11,000 steps per series.
     pub step: Value,
     #[schema(pattern = "^(avg|sum|min|max|count|rate)$")]
     pub aggregation: Option<String>,

@@ -176,6 +176,8 @@ pub struct CreateKeyRequest {
     #[schema(min_length = 1, max_length = 128)]
     name: String,
     roles: Option<Vec<String>>,
+    /// Days until the key expires: at most `API_KEY_MAX_DAYS` (365 unless configured),
+    /// which is also the default.
     #[schema(minimum = 1)]
     expires_in_days: Option<u32>,
 }

@@ -59,7 +59,7 @@ pub async fn list(
     Ok(axum::Json(listing("sources", items, total, page)).into_response())
 }
 
-#[utoipa::path(operation_id = "sources_create", post, path = "/api/v1/sources", tag = "sources", security(("bearer" = []), ("api_key" = [])), request_body = SourceInput, responses((status = 201, body = SourceView), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 409, description = "Conflict", body = ErrorResponse)))]
+#[utoipa::path(operation_id = "sources_create", post, path = "/api/v1/sources", tag = "sources", security(("bearer" = []), ("api_key" = [])), request_body = SourceInput, responses((status = 201, body = SourceView, headers(("Location" = String, description = "The new source's URL"))), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 409, description = "Conflict", body = ErrorResponse)))]
 pub async fn create(
     State(state): State<AppState>,
     AtLeastMaintainer(principal): AtLeastMaintainer,

@@ -64,6 +64,8 @@ pub async fn get_config(State(state): State<AppState>, principal: Principal) -> 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigChange {
+    /// The level logged from now on, on this replica at once and on the others within 5 s.
+    #[schema(pattern = "^(DEBUG|INFO|WARNING|ERROR)$")]
     log_level: Option<String>,
 }
 

@@ -101,7 +101,7 @@ fn validate_name(field: &str, value: &str, problems: &mut Vec<FieldError>) {
     }
 }
 
-#[utoipa::path(operation_id = "users_create", post, path = "/api/v1/users", tag = "users", security(("bearer" = []), ("api_key" = [])), request_body = CreateUser, responses((status = 201, body = UserView), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 409, description = "Conflict", body = ErrorResponse)))]
+#[utoipa::path(operation_id = "users_create", post, path = "/api/v1/users", tag = "users", security(("bearer" = []), ("api_key" = [])), request_body = CreateUser, responses((status = 201, body = UserView, headers(("Location" = String, description = "The new user's URL"))), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 409, description = "Conflict", body = ErrorResponse)))]
 pub async fn create(
     State(state): State<AppState>,
     AdminOnly(principal): AdminOnly,

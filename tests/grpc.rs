@@ -181,14 +181,7 @@ async fn logs_stream_then_query(db: TestDb) {
     assert_eq!((found[0].level.as_str(), found[0].hostname.as_deref()), ("info", Some("web-1")));
     assert_eq!(killkrill::grpc::convert::struct_to_json(found[0].attributes.clone().unwrap()), json!({"n": 7}));
     // Ids are UUID strings, the same on both transports.
-    let rest: serde_json::Value = server
-        .authed(reqwest::Method::GET, "/api/v1/logs?q=request%207%20", &token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rest = server.get_json("/api/v1/logs?q=request%207%20", &token).await;
     assert!(uuid::Uuid::parse_str(&found[0].id).is_ok(), "{}", found[0].id);
     assert_eq!(rest["logs"][0]["id"], found[0].id.as_str(), "{rest}");
     assert_eq!(found[0].timestamp, "2026-09-21T14:13:27.000000Z");
@@ -332,14 +325,7 @@ async fn metrics_and_status(db: TestDb) {
     assert_eq!(series.total, 2);
     let core1 = series.metrics.iter().find(|s| s.labels.get("core").map(String::as_str) == Some("1")).unwrap();
     assert_eq!((core1.last_value, core1.r#type.as_str()), (100.0, "counter"));
-    let listed: serde_json::Value = server
-        .authed(reqwest::Method::GET, "/api/v1/metrics?name=cpu_seconds", &token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = server.get_json("/api/v1/metrics?name=cpu_seconds", &token).await;
     let ids = |mut ids: Vec<String>| {
         ids.sort();
         ids

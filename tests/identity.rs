@@ -803,8 +803,7 @@ async fn audit_rows_chain_and_detect_tampering(db: TestDb) {
     let report: Value = verify(&server).await.unwrap().json().await.unwrap();
     assert_eq!(report["valid"], false);
     assert_eq!(report["first_broken"]["seq"], 2, "{report}");
-    let sealed: Value =
-        server.authed(Method::GET, "/api/v1/audit?limit=100", &token).send().await.unwrap().json().await.unwrap();
+    let sealed = server.get_json("/api/v1/audit?limit=100", &token).await;
     let forged = sealed["audit"].as_array().unwrap().iter().find(|r| r["seq"] == 2).expect("row 2 listed");
     assert_eq!(report["first_broken"]["id"], forged["id"], "the id GET /api/v1/audit shows: {report}");
 

@@ -19,6 +19,14 @@ async fn served_document() -> (TestServer, TestDb, Value) {
     (server, db, doc)
 }
 
+/// [`served_document`], and an admin's token to call what it describes.
+async fn served_document_and_admin() -> (TestServer, TestDb, Value, String) {
+    let (server, db, doc) = served_document().await;
+    let admin = server.create_user("root", &[killkrill::auth::Role::Admin]).await;
+    let token = server.token(&admin).await;
+    (server, db, doc, token)
+}
+
 #[tokio::test]
 async fn openapi_document_matches_the_committed_snapshot() {
     let (server, _db, doc) = served_document().await;
@@ -109,9 +117,7 @@ async fn openapi_describes_every_endpoint_with_security_schemes() {
 /// it: a body that is not JSON, and a `limit` outside its documented bounds.
 #[tokio::test]
 async fn documented_responses_include_what_the_shared_layers_answer() {
-    let (server, _db, doc) = served_document().await;
-    let admin = server.create_user("root", &[killkrill::auth::Role::Admin]).await;
-    let token = server.token(&admin).await;
+    let (server, _db, doc, token) = served_document_and_admin().await;
     let (mut bodies, mut limits) = (0, 0);
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
@@ -146,9 +152,7 @@ async fn documented_responses_include_what_the_shared_layers_answer() {
 #[tokio::test]
 async fn request_schema_bounds_are_the_servers() {
     use reqwest::Method;
-    let (server, _db, doc) = served_document().await;
-    let admin = server.create_user("root", &[killkrill::auth::Role::Admin]).await;
-    let token = server.token(&admin).await;
+    let (server, _db, doc, token) = served_document_and_admin().await;
     let schema = |name: &str, field: &str, bound: &str| {
         doc["components"]["schemas"][name]["properties"][field][bound]
             .as_u64()
@@ -191,9 +195,7 @@ async fn request_schema_bounds_are_the_servers() {
 #[tokio::test]
 async fn created_responses_document_the_location_they_send() {
     use reqwest::Method;
-    let (server, _db, doc) = served_document().await;
-    let admin = server.create_user("root", &[killkrill::auth::Role::Admin]).await;
-    let token = server.token(&admin).await;
+    let (server, _db, doc, token) = served_document_and_admin().await;
     let source = serde_json::json!({"name": "located", "type": "http"});
     let response = server.authed(Method::POST, "/api/v1/sources", &token).json(&source).send().await.unwrap();
     let source_id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();

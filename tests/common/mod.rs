@@ -282,6 +282,13 @@ impl TestServer {
         self.client.request(method, self.url(path)).bearer_auth(token)
     }
 
+    /// `GET path` with a bearer token; the body as JSON.
+    #[allow(dead_code)]
+    pub async fn get_json(&self, path: &str, token: &str) -> serde_json::Value {
+        let response = self.authed(reqwest::Method::GET, path, token).send().await.expect("GET");
+        response.json().await.expect("a JSON body")
+    }
+
     /// Creates an ingest key of `source_id` over REST; returns (key id, plaintext key).
     #[allow(dead_code)]
     pub async fn create_ingest_key(&self, token: &str, source_id: &str) -> (String, String) {

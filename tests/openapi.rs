@@ -170,6 +170,20 @@ async fn request_schema_bounds_are_the_servers() {
     assert!(pattern.contains("|otlp|"), "{pattern}");
     let typed = serde_json::json!({"name": "typed", "type": "HTTP"});
     assert_eq!(status(Method::POST, "/api/v1/sources", typed).await, 400);
+    // A create requires what the document says it requires; an update requires nothing.
+    let create = &doc["paths"]["/api/v1/sources"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    let required: Vec<&str> = create["required"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(required, ["name", "type"], "{create}");
+    for field in required {
+        let mut whole = serde_json::json!({"name": format!("without-{field}"), "type": "http"});
+        whole.as_object_mut().unwrap().remove(field);
+        assert_eq!(status(Method::POST, "/api/v1/sources", whole.clone()).await, 400, "{whole}");
+        whole[field] = Value::Null;
+        assert_eq!(status(Method::POST, "/api/v1/sources", whole.clone()).await, 400, "{whole}");
+    }
+    let update = &doc["paths"]["/api/v1/sources/{id}"]["put"]["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(update["$ref"], "#/components/schemas/SourceInput");
+    assert!(doc["components"]["schemas"]["SourceInput"].get("required").is_none());
 
     let fewest_days = schema("CreateKeyRequest", "expires_in_days", "minimum");
     let key = |days: u64| serde_json::json!({"name": format!("k{days}"), "expires_in_days": days});

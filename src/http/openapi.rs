@@ -93,6 +93,16 @@ pub fn complete(doc: &mut serde_json::Value) {
             responses.entry("415").or_insert_with(|| error("The body is not application/json"));
         }
     }
+    // One schema serves a source's create and its partial update; a create needs `name`
+    // and `type` as well.
+    let create = doc.pointer_mut("/paths/~1api~1v1~1sources/post/requestBody/content/application~1json/schema");
+    if let Some(schema) = create {
+        *schema = json!({
+            "allOf": [{"$ref": "#/components/schemas/SourceInput"}],
+            "required": ["name", "type"],
+            "properties": {"name": {"type": "string"}, "type": {"type": "string"}},
+        });
+    }
 }
 
 /// The rendered document, built once with the router.

@@ -192,7 +192,13 @@ async fn store(
         // the series) waits for the batch, or the batch for the deletion, instead of each
         // holding series rows the other wants. A source already gone fails the series'
         // foreign key below.
-        source::Entity::find_by_id(source_id.to_owned()).lock_shared().one(&txn).await?;
+        source::Entity::find_by_id(source_id.to_owned())
+            .select_only()
+            .column(source::Column::Id)
+            .lock_shared()
+            .into_tuple::<String>()
+            .one(&txn)
+            .await?;
     }
     for s in latest.values() {
         let insert = Query::insert()

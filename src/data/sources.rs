@@ -87,6 +87,9 @@ pub struct SourceInput {
 }
 
 impl SourceInput {
+    /// The fields a create needs and a partial update does not (see `validate`).
+    pub const REQUIRED_ON_CREATE: [&str; 2] = ["name", "type"];
+
     fn validate(&self, creating: bool) -> Result<(), AppError> {
         let mut problems = Vec::new();
         match &self.name {

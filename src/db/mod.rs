@@ -233,11 +233,7 @@ where
 /// connection wrote in between, as SQLite cannot move a read snapshot forward. PostgreSQL
 /// and MariaDB ignore the mode.
 pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
-    db.begin_with_options(TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..Default::default()
-    })
-    .await
+    begin_write_at(db, None).await
 }
 
 /// [`begin_write`], but on MariaDB/MySQL at READ COMMITTED instead of REPEATABLE READ.
@@ -249,6 +245,13 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
 pub async fn begin_write_gapless(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
     let isolation_level =
         (db.get_database_backend() == sea_orm::DbBackend::MySql).then_some(sea_orm::IsolationLevel::ReadCommitted);
+    begin_write_at(db, isolation_level).await
+}
+
+async fn begin_write_at(
+    db: &DatabaseConnection,
+    isolation_level: Option<sea_orm::IsolationLevel>,
+) -> Result<DatabaseTransaction, DbErr> {
     db.begin_with_options(TransactionOptions {
         isolation_level,
         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),

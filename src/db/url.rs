@@ -31,7 +31,6 @@ pub struct DbUrl {
     /// The URL in the form sqlx understands; may carry a password.
     connect: SecretString,
     redacted: String,
-    in_memory: bool,
     /// Host and port of a network database (the port defaulted by the backend).
     address: Option<(String, u16)>,
     /// The SQLite file's path, as given (relative to the working directory unless it
@@ -86,7 +85,6 @@ impl DbUrl {
             backend,
             connect: SecretString::from(connect),
             redacted: shown.to_string(),
-            in_memory: false,
             address: parsed.host_str().map(|host| {
                 let default = if backend == Backend::Postgres { 5432 } else { 3306 };
                 (host.trim_start_matches('[').trim_end_matches(']').to_owned(), parsed.port().unwrap_or(default))
@@ -109,14 +107,7 @@ impl DbUrl {
         };
         let redacted = if in_memory { "sqlite:///:memory:".to_owned() } else { format!("sqlite:///{path}") };
         let sqlite_file = (!in_memory).then(|| path.to_owned());
-        Self {
-            backend: Backend::Sqlite,
-            connect: SecretString::from(connect),
-            redacted,
-            in_memory,
-            address: None,
-            sqlite_file,
-        }
+        Self { backend: Backend::Sqlite, connect: SecretString::from(connect), redacted, address: None, sqlite_file }
     }
 
     pub fn backend(&self) -> Backend {
@@ -135,7 +126,7 @@ impl DbUrl {
 
     /// An in-memory SQLite database lives only as long as its one connection.
     pub fn is_in_memory(&self) -> bool {
-        self.in_memory
+        self.backend == Backend::Sqlite && self.sqlite_file.is_none()
     }
 
     /// The URL handed to the driver. Never log this.

@@ -55,10 +55,16 @@ impl Modify for SecuritySchemes {
     }
 }
 
-/// Completes what the handlers' annotations leave to the layers every request shares:
-/// an operation with a JSON body can also answer 400, 413 and 415 (the body extractor's),
-/// one with query parameters 400, and `limit`/`offset` carry the bounds `page` enforces.
+/// Completes what the handlers' annotations cannot say: what the shared layers answer
+/// ([`shared_layers`]) and a source create's required fields ([`source_create`]).
 pub fn complete(doc: &mut serde_json::Value) {
+    shared_layers(doc);
+    source_create(doc);
+}
+
+/// An operation with a JSON body can also answer 400, 413 and 415 (the body extractor's),
+/// one with query parameters 400, and `limit`/`offset` carry the bounds `page` enforces.
+fn shared_layers(doc: &mut serde_json::Value) {
     use serde_json::{Value, json};
     let error = |description: &str| {
         json!({
@@ -93,14 +99,21 @@ pub fn complete(doc: &mut serde_json::Value) {
             responses.entry("415").or_insert_with(|| error("The body is not application/json"));
         }
     }
-    // One schema serves a source's create and its partial update; a create needs `name`
-    // and `type` as well.
+}
+
+/// One schema, `SourceInput`, serves a source's create and its partial update; a create
+/// needs some fields as well, present and not null.
+fn source_create(doc: &mut serde_json::Value) {
+    use crate::data::sources::SourceInput;
     let create = doc.pointer_mut("/paths/~1api~1v1~1sources/post/requestBody/content/application~1json/schema");
     if let Some(schema) = create {
-        *schema = json!({
+        let required = SourceInput::REQUIRED_ON_CREATE;
+        let strings: serde_json::Map<_, _> =
+            required.iter().map(|field| ((*field).to_owned(), serde_json::json!({"type": "string"}))).collect();
+        *schema = serde_json::json!({
             "allOf": [{"$ref": "#/components/schemas/SourceInput"}],
-            "required": ["name", "type"],
-            "properties": {"name": {"type": "string"}, "type": {"type": "string"}},
+            "required": required,
+            "properties": strings,
         });
     }
 }

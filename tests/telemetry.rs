@@ -23,6 +23,9 @@ on_all_databases!(
     range_queries_accept_rfc3339_unix_seconds_and_durations,
     minute_rollups_answer_as_the_samples_do,
     rollups_are_built_from_samples_stored_before_them,
+    five_second_slots_answer_without_the_samples,
+    slots_are_built_for_rollups_stored_before_them,
+    slots_an_older_replica_left_behind_are_not_used,
     a_metrics_batch_with_one_bad_sample_stores_nothing,
     concurrent_batches_into_the_same_series_all_succeed,
     concurrent_batches_creating_series_all_succeed,
@@ -1821,32 +1824,143 @@ async fn ingest_rollup_batches(server: &TestServer, token: &str, source_id: &str
     }
 }
 
+/// `(start, end, step)` in Unix seconds of queries that the five-second slots answer
+/// whole: start and step multiples of 5 s (not both of a minute), and no sample in the
+/// last slot, which `end` cuts short (it ends a microsecond later), so it is read from the
+/// samples.
+const SLOT_QUERIES: [(i64, i64, i64); 5] = [
+    (T0, T0 + 299, 45),
+    (T0 + 30, T0 + 299, 60),
+    (T0 + 5, T0 + 3899, 15),
+    (T0 - 20, T0 + 3700, 100),
+    (T0, T0 + 184, 10),
+];
+
 /// Queries the rollup batches with every aggregation over ranges and steps that read the
-/// minute rollups (whole minutes from a whole minute), with or without a partial last
-/// minute, and over ones that cannot; each answer is checked against the samples.
+/// minute rollups (whole minutes from a whole minute), the five-second slots, either with
+/// or without a partial last minute or slot, and over ones that can read neither; each
+/// answer is checked against the samples.
 async fn assert_rollup_queries(server: &TestServer, token: &str) {
     let all: Vec<(f64, f64)> = rollup_batches().concat();
-    for (start, end, step) in [
+    let queries = [
         (T0, T0 + 299, 60),
         (T0, T0 + 150, 60),
         (T0, T0 + 299, 120),
         (T0, T0 + 185, 180),
         (T0, T0 + 59, 60),
-        (T0 + 30, T0 + 299, 60),
-        (T0, T0 + 299, 45),
         (T0 - 600, T0 + 600, 3600),
         (T0, T0 + 3899, 300),
         (T0 - 3600, T0 + 7199, 3600),
-    ] {
-        for aggregation in ["avg", "sum", "min", "max", "count", "rate"] {
-            let query = json!({ "metric": "queue_depth", "start": start, "end": end, "step": step, "aggregation": aggregation });
-            let result = range_query(server, token, query).await;
-            assert_eq!(result.len(), 1, "{start}..{end} step {step} {aggregation}: {result:?}");
-            let expected = expected_points(&all, start, end, step, aggregation);
-            let what = format!("T0{:+}..T0{:+} step {step} {aggregation}", start - T0, end - T0);
-            assert_points(&points(&result[0]), &expected, &what);
-        }
+        (T0 + 20, T0 + 150, 100),
+        (T0 + 3, T0 + 299, 45),
+        (T0, T0 + 299, 7),
+    ];
+    for (start, end, step) in queries.into_iter().chain(SLOT_QUERIES) {
+        assert_range_queries(server, token, &all, start, end, step).await;
     }
+}
+
+/// The query of `[start, end]` by `step` with every aggregation, checked against `samples`.
+async fn assert_range_queries(
+    server: &TestServer,
+    token: &str,
+    samples: &[(f64, f64)],
+    start: i64,
+    end: i64,
+    step: i64,
+) {
+    for aggregation in ["avg", "sum", "min", "max", "count", "rate"] {
+        let query =
+            json!({ "metric": "queue_depth", "start": start, "end": end, "step": step, "aggregation": aggregation });
+        let result = range_query(server, token, query).await;
+        assert_eq!(result.len(), 1, "{start}..{end} step {step} {aggregation}: {result:?}");
+        let expected = expected_points(samples, start, end, step, aggregation);
+        let what = format!("T0{:+}..T0{:+} step {step} {aggregation}", start - T0, end - T0);
+        assert_points(&points(&result[0]), &expected, &what);
+    }
+}
+
+/// Runs each statement on the test's database, directly.
+async fn run_sql(db: &TestDb, statements: &[&str]) {
+    let conn = db.connect().await;
+    let backend = conn.get_database_backend();
+    for sql in statements {
+        conn.execute_raw(Statement::from_string(backend, *sql)).await.unwrap();
+    }
+    conn.close().await.unwrap();
+}
+
+/// With the samples deleted behind the server's back, only the rollups can answer.
+async fn five_second_slots_answer_without_the_samples(db: TestDb) {
+    let server = TestServer::start(db.config()).await;
+    let (_, mia) = user(&server, "mia", Role::Maintainer).await;
+    let id = new_source(&server, &mia, "queues").await;
+    ingest_rollup_batches(&server, &mia, &id).await;
+    run_sql(&db, &["DELETE FROM metric_samples"]).await;
+    let all: Vec<(f64, f64)> = rollup_batches().concat();
+    for (start, end, step) in SLOT_QUERIES {
+        assert_range_queries(&server, &mia, &all, start, end, step).await;
+    }
+    // A step the slots cannot answer reads the samples, which are gone: the check above
+    // can tell the two apart.
+    let query = json!({ "metric": "queue_depth", "start": T0, "end": T0 + 299, "step": 7 });
+    assert_eq!(range_query(&server, &mia, query).await, Vec::<Value>::new());
+    server.stop().await.unwrap();
+}
+
+/// A database whose rollups predate the slots (their migration is undone and run again by
+/// the next start) gets them from the samples.
+async fn slots_are_built_for_rollups_stored_before_them(db: TestDb) {
+    let server = TestServer::start(db.config()).await;
+    let (user_mia, mia) = user(&server, "mia", Role::Maintainer).await;
+    let id = new_source(&server, &mia, "queues").await;
+    ingest_rollup_batches(&server, &mia, &id).await;
+    server.stop().await.unwrap();
+    run_sql(
+        &db,
+        &["ALTER TABLE metric_rollups DROP COLUMN fine", "DELETE FROM kk_schema_migrations WHERE version = 8"],
+    )
+    .await;
+
+    let server = TestServer::start(db.config()).await;
+    let mia = server.token(&user_mia).await;
+    assert_rollup_queries(&server, &mia).await;
+    // Built from the samples, not left empty: they answer alone.
+    run_sql(&db, &["DELETE FROM metric_samples"]).await;
+    let all: Vec<(f64, f64)> = rollup_batches().concat();
+    for (start, end, step) in SLOT_QUERIES {
+        assert_range_queries(&server, &mia, &all, start, end, step).await;
+    }
+    server.stop().await.unwrap();
+}
+
+/// A replica of the release before the slots writes rows without them during a rolling
+/// update. Such a row keeps no slots after later batches, and queries it overlaps read the
+/// samples instead.
+async fn slots_an_older_replica_left_behind_are_not_used(db: TestDb) {
+    let server = TestServer::start(db.config()).await;
+    let (_, mia) = user(&server, "mia", Role::Maintainer).await;
+    let id = new_source(&server, &mia, "queues").await;
+    ingest_rollup_batches(&server, &mia, &id).await;
+    let first_hour = format!("UPDATE metric_rollups SET fine = NULL WHERE hour = {}", T0 * 1_000_000);
+    run_sql(&db, &[first_hour.as_str()]).await;
+    let late = [(T0 as f64 + 42.0, 12.0), (T0 as f64 + 3610.0, -3.0)];
+    let batch = late.iter().map(|(ts, v)| sample("queue_depth", "gauge", json!({ "q": "a" }), *v, json!(ts)));
+    ingest_metrics(&server, &mia, &id, Value::Array(batch.collect())).await;
+    assert_eq!(count_rows(&db, "metric_rollups WHERE fine IS NULL").await, 1);
+
+    let mut all: Vec<(f64, f64)> = rollup_batches().concat();
+    all.extend(late);
+    for (start, end, step) in SLOT_QUERIES {
+        assert_range_queries(&server, &mia, &all, start, end, step).await;
+    }
+    // The second hour's slots are still kept and used: without the samples, a query of
+    // that hour alone still answers, and one that overlaps the first hour does not.
+    run_sql(&db, &["DELETE FROM metric_samples"]).await;
+    assert_range_queries(&server, &mia, &all, T0 + 3600, T0 + 3615, 5).await;
+    let query = json!({ "metric": "queue_depth", "start": T0 + 5, "end": T0 + 3614, "step": 5 });
+    assert_eq!(range_query(&server, &mia, query).await, Vec::<Value>::new());
+    server.stop().await.unwrap();
 }
 
 async fn minute_rollups_answer_as_the_samples_do(db: TestDb) {
@@ -1871,7 +1985,7 @@ async fn rollups_are_built_from_samples_stored_before_them(db: TestDb) {
 
     let conn = db.connect().await;
     let backend = conn.get_database_backend();
-    for sql in ["DROP TABLE metric_rollups", "DELETE FROM kk_schema_migrations WHERE version = 5"] {
+    for sql in ["DROP TABLE metric_rollups", "DELETE FROM kk_schema_migrations WHERE version IN (5, 8)"] {
         conn.execute_raw(Statement::from_string(backend, sql)).await.unwrap();
     }
     conn.close().await.unwrap();

@@ -9,19 +9,35 @@
 //!
 //! The blob is a sequence of 33-byte entries, ordered by minute, each
 //! `[minute 0-59: u8][count: i64][sum: f64][min: f64][max: f64]`, little-endian.
+//!
+//! The same row also holds the hour's five-second slots (`fine`), for range queries whose
+//! start and step are whole multiples of five seconds but not of a minute (a 100 s step,
+//! a 15 s step from a quarter past): 720 slots at most, where a 10 s scrape has 360
+//! samples. Each entry is `[slot 0-719: u16]` and then either `[1: u8][value: f64]`, a
+//! slot of one sample, or `[0: u8][count: i64][sum: f64][min: f64][max: f64]`.
+//!
+//! Replicas of a release before the slots keep writing the minutes alone during a rolling
+//! update: a row they create has no slots (`NULL`), and a row they add to has slots that
+//! count fewer samples than its minutes. Such a row's slots are never used or added to
+//! again ([`read_fine`] answers `None` and the query reads the samples instead).
 
 use std::collections::BTreeMap;
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, QueryResult, Statement, Value,
-    sea_query::{Expr, ExprTrait, Query},
+    sea_query::{Expr, ExprTrait, Query, SelectStatement},
     sqlx,
 };
 
 /// One minute, in microseconds.
 pub const MINUTE: i64 = 60_000_000;
+/// The width of a fine slot: five seconds, in microseconds.
+pub const FINE: i64 = 5_000_000;
 const HOUR: i64 = 60 * MINUTE;
 const ENTRY: usize = 33;
+/// A fine slot of one sample, and of more.
+const FINE_ONE: usize = 11;
+const FINE_MANY: usize = 35;
 /// Rows per statement when reading or writing rollups (two or three parameters each).
 const CHUNK: usize = 1_000;
 
@@ -94,15 +110,67 @@ fn floor(ts: i64, width: i64) -> i64 {
 
 /// One series-hour's minutes, by minute of the hour.
 type Minutes = BTreeMap<u8, Partial>;
+/// One series-hour's five-second slots, by slot of the hour.
+type Slots = BTreeMap<u16, Partial>;
+
+/// One series-hour of rollups: its minutes, and its five-second slots unless they are not
+/// kept for this row (see the module's documentation).
+#[derive(Debug, PartialEq)]
+pub struct Hour {
+    minutes: Minutes,
+    fine: Option<Slots>,
+}
+
+impl Hour {
+    fn new() -> Self {
+        Hour { minutes: Minutes::new(), fine: Some(Slots::new()) }
+    }
+
+    /// Adds the samples of `p`, all in the hour's slot that starts `offset` into it.
+    fn add(&mut self, offset: i64, p: &Partial) {
+        merge_into(&mut self.minutes, (offset / MINUTE) as u8, p);
+        if let Some(slots) = &mut self.fine {
+            merge_into(slots, (offset / FINE) as u16, p);
+        }
+    }
+}
+
+fn merge_into<K: Ord>(entries: &mut BTreeMap<K, Partial>, key: K, p: &Partial) {
+    entries.entry(key).and_modify(|kept| kept.merge(p)).or_insert(*p);
+}
+
+/// A stored row: `(series_id, hour, minutes, fine)`.
+type Row = (i64, i64, Vec<u8>, Option<Vec<u8>>);
+
+/// The eight bytes at `at`.
+fn word(bytes: &[u8], at: usize) -> [u8; 8] {
+    let mut word = [0; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    word
+}
+
+/// The count, sum, min and max stored from `at` on.
+fn partial_at(bytes: &[u8], at: usize) -> Partial {
+    Partial {
+        count: i64::from_le_bytes(word(bytes, at)),
+        sum: f64::from_le_bytes(word(bytes, at + 8)),
+        min: f64::from_le_bytes(word(bytes, at + 16)),
+        max: f64::from_le_bytes(word(bytes, at + 24)),
+    }
+}
+
+fn push_partial(blob: &mut Vec<u8>, p: &Partial) {
+    blob.extend_from_slice(&p.count.to_le_bytes());
+    for v in [p.sum, p.min, p.max] {
+        blob.extend_from_slice(&v.to_le_bytes());
+    }
+}
 
 fn encode(minutes: &Minutes) -> Vec<u8> {
     let mut blob = Vec::with_capacity(minutes.len() * ENTRY);
     for (minute, p) in minutes {
         blob.push(*minute);
-        blob.extend_from_slice(&p.count.to_le_bytes());
-        for v in [p.sum, p.min, p.max] {
-            blob.extend_from_slice(&v.to_le_bytes());
-        }
+        push_partial(&mut blob, p);
     }
     blob
 }
@@ -112,88 +180,159 @@ fn decode(blob: &[u8]) -> Result<impl Iterator<Item = (u8, Partial)> + '_, DbErr
     if !blob.len().is_multiple_of(ENTRY) {
         return Err(DbErr::Custom(format!("metric rollup of {} bytes is not whole entries", blob.len())));
     }
-    Ok(blob.chunks_exact(ENTRY).map(|e| {
-        let word = |at: usize| {
-            let mut bytes = [0; 8];
-            bytes.copy_from_slice(&e[at..at + 8]);
-            bytes
-        };
-        let p = Partial {
-            count: i64::from_le_bytes(word(1)),
-            sum: f64::from_le_bytes(word(9)),
-            min: f64::from_le_bytes(word(17)),
-            max: f64::from_le_bytes(word(25)),
-        };
-        (e[0], p)
-    }))
+    Ok(blob.chunks_exact(ENTRY).map(|e| (e[0], partial_at(e, 1))))
 }
 
-/// A batch's `(series_id, ts, value)` samples summed up per series-hour and minute, in
-/// key order (the order in which concurrent batches meet the rollups' primary key).
-pub fn of_batch(samples: impl Iterator<Item = (i64, i64, f64)>) -> BTreeMap<(i64, i64), Minutes> {
-    let mut rows: BTreeMap<(i64, i64), Minutes> = BTreeMap::new();
+fn encode_fine(slots: &Slots) -> Vec<u8> {
+    let mut blob = Vec::with_capacity(slots.len() * FINE_ONE);
+    for (slot, p) in slots {
+        blob.extend_from_slice(&slot.to_le_bytes());
+        if p.count == 1 {
+            blob.push(1);
+            blob.extend_from_slice(&p.sum.to_le_bytes());
+        } else {
+            blob.push(0);
+            push_partial(&mut blob, p);
+        }
+    }
+    blob
+}
+
+/// The slots of a blob; a malformed one is an error, never a panic.
+fn decode_fine(blob: &[u8]) -> Result<Vec<(u16, Partial)>, DbErr> {
+    let mut slots = Vec::with_capacity(blob.len() / FINE_ONE);
+    let mut rest = blob;
+    while !rest.is_empty() {
+        let (entry, tail) = match rest.get(2) {
+            Some(1) if rest.len() >= FINE_ONE => rest.split_at(FINE_ONE),
+            Some(0) if rest.len() >= FINE_MANY => rest.split_at(FINE_MANY),
+            _ => return Err(DbErr::Custom(format!("metric rollup slots of {} bytes are malformed", blob.len()))),
+        };
+        let p = match entry[2] {
+            1 => Partial::of(f64::from_le_bytes(word(entry, 3))),
+            _ => partial_at(entry, 3),
+        };
+        slots.push((u16::from_le_bytes([entry[0], entry[1]]), p));
+        rest = tail;
+    }
+    Ok(slots)
+}
+
+/// Whether a row's slots count the samples its minutes count: a replica of a release
+/// before the slots adds samples to the minutes alone.
+fn consistent(minutes: &[u8], slots: &[(u16, Partial)]) -> Result<bool, DbErr> {
+    let in_minutes = decode(minutes)?.fold(0i64, |n, (_, p)| n.wrapping_add(p.count));
+    let in_slots = slots.iter().fold(0i64, |n, (_, p)| n.wrapping_add(p.count));
+    Ok(in_minutes == in_slots)
+}
+
+/// A batch's `(series_id, ts, value)` samples summed up per series-hour, minute and slot,
+/// in key order (the order in which concurrent batches meet the rollups' primary key).
+pub fn of_batch(samples: impl Iterator<Item = (i64, i64, f64)>) -> BTreeMap<(i64, i64), Hour> {
+    let mut rows: BTreeMap<(i64, i64), Hour> = BTreeMap::new();
     for (series_id, ts, value) in samples {
         let hour = floor(ts, HOUR);
-        let minute = ((ts - hour) / MINUTE) as u8;
-        let minutes = rows.entry((series_id, hour)).or_default();
-        minutes.entry(minute).and_modify(|p| p.merge(&Partial::of(value))).or_insert(Partial::of(value));
+        rows.entry((series_id, hour)).or_insert_with(Hour::new).add(ts - hour, &Partial::of(value));
     }
     rows
 }
 
 /// Merges `batch` into the stored rows it shares a key with; returns the rows to write.
-fn merged(
-    mut batch: BTreeMap<(i64, i64), Minutes>,
-    stored: Vec<(i64, i64, Vec<u8>)>,
-) -> Result<Vec<(i64, i64, Vec<u8>)>, DbErr> {
-    for (series_id, hour, blob) in stored {
-        if let Some(minutes) = batch.get_mut(&(series_id, hour)) {
-            for (minute, p) in decode(&blob)? {
-                minutes.entry(minute).and_modify(|m| m.merge(&p)).or_insert(p);
+/// Stored slots that count other samples than their minutes are dropped, not merged.
+fn merged(mut batch: BTreeMap<(i64, i64), Hour>, stored: Vec<Row>) -> Result<Vec<Row>, DbErr> {
+    for (series_id, hour, minutes, fine) in stored {
+        let Some(row) = batch.get_mut(&(series_id, hour)) else { continue };
+        let stored_slots = match fine {
+            Some(fine) => {
+                let slots = decode_fine(&fine)?;
+                consistent(&minutes, &slots)?.then_some(slots)
             }
+            None => None,
+        };
+        for (minute, p) in decode(&minutes)? {
+            merge_into(&mut row.minutes, minute, &p);
+        }
+        match (stored_slots, &mut row.fine) {
+            (Some(stored_slots), Some(slots)) => {
+                for (slot, p) in stored_slots {
+                    merge_into(slots, slot, &p);
+                }
+            }
+            _ => row.fine = None,
         }
     }
-    Ok(batch.into_iter().map(|((series_id, hour), minutes)| (series_id, hour, encode(&minutes))).collect())
+    Ok(encoded(batch))
+}
+
+fn encoded(rows: BTreeMap<(i64, i64), Hour>) -> Vec<Row> {
+    rows.into_iter()
+        .map(|((series_id, hour), row)| (series_id, hour, encode(&row.minutes), row.fine.as_ref().map(encode_fine)))
+        .collect()
 }
 
 /// Adds a batch to the rollups, inside the batch's transaction (SQLite and MariaDB
-/// ingest, and the backfill on every backend).
+/// ingest).
 ///
 /// The caller holds the batch's series rows (SQLite: the write lock; MariaDB: the series
 /// upserts lock them), so no other batch changes these rollups meanwhile, and a plain
 /// read finds them as they are: MariaDB ingest reads at READ COMMITTED, which sees the
-/// latest committed rows, not a snapshot from the transaction's start (the backfill runs
-/// before anything else writes rollups). A locking read would lock the gaps where the
-/// rollups it does not find would go, and two batches inserting into one gap deadlock.
-/// PostgreSQL (only the backfill comes here) reads with `FOR UPDATE`.
-pub async fn add(txn: &DatabaseTransaction, batch: BTreeMap<(i64, i64), Minutes>) -> Result<(), DbErr> {
+/// latest committed rows, not a snapshot from the transaction's start. A locking read
+/// would lock the gaps where the rollups it does not find would go, and two batches
+/// inserting into one gap deadlock.
+pub async fn add(txn: &DatabaseTransaction, batch: BTreeMap<(i64, i64), Hour>) -> Result<(), DbErr> {
     let backend = txn.get_database_backend();
     let keys: Vec<(i64, i64)> = batch.keys().copied().collect();
     let mut stored = Vec::new();
     for chunk in keys.chunks(CHUNK) {
         let pairs = tuples(backend, chunk.len(), 2);
         // SQLite takes a list of row values only as a subquery.
-        let (pairs, lock) = match backend {
-            DbBackend::MySql => (pairs, ""),
-            DbBackend::Postgres => (format!("VALUES {pairs}"), " FOR UPDATE"),
-            _ => (format!("VALUES {pairs}"), ""),
+        let pairs = match backend {
+            DbBackend::MySql => pairs,
+            _ => format!("VALUES {pairs}"),
         };
         let sql =
-            format!("SELECT series_id, hour, minutes FROM metric_rollups WHERE (series_id, hour) IN ({pairs}){lock}");
+            format!("SELECT series_id, hour, minutes, fine FROM metric_rollups WHERE (series_id, hour) IN ({pairs})");
         let values = chunk.iter().flat_map(|(s, h)| [Value::from(*s), Value::from(*h)]);
         for row in txn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await? {
-            stored.push((row.try_get_by_index(0)?, row.try_get_by_index(1)?, row.try_get_by_index(2)?));
+            stored.push((
+                row.try_get_by_index(0)?,
+                row.try_get_by_index(1)?,
+                row.try_get_by_index(2)?,
+                row.try_get_by_index(3)?,
+            ));
         }
     }
-    let rows = merged(batch, stored)?;
+    write(txn, &merged(batch, stored)?, true).await
+}
+
+/// Writes whole rows over any stored under their keys; with `fine` false, the minutes
+/// alone (the rollups migration runs before the slots' column exists).
+async fn write(txn: &DatabaseTransaction, rows: &[Row], fine: bool) -> Result<(), DbErr> {
+    let backend = txn.get_database_backend();
+    let (columns, set) = match fine {
+        true => ("series_id, hour, minutes, fine", ["minutes", "fine"].as_slice()),
+        false => ("series_id, hour, minutes", ["minutes"].as_slice()),
+    };
     let replace = match backend {
-        DbBackend::MySql => " ON DUPLICATE KEY UPDATE minutes = VALUES(minutes)",
-        _ => " ON CONFLICT (series_id, hour) DO UPDATE SET minutes = excluded.minutes",
+        DbBackend::MySql => {
+            let set: Vec<String> = set.iter().map(|c| format!("{c} = VALUES({c})")).collect();
+            format!(" ON DUPLICATE KEY UPDATE {}", set.join(", "))
+        }
+        _ => {
+            let set: Vec<String> = set.iter().map(|c| format!("{c} = excluded.{c}")).collect();
+            format!(" ON CONFLICT (series_id, hour) DO UPDATE SET {}", set.join(", "))
+        }
     };
     for chunk in rows.chunks(CHUNK) {
-        let rows = tuples(backend, chunk.len(), 3);
-        let sql = format!("INSERT INTO metric_rollups (series_id, hour, minutes) VALUES {rows}{replace}");
-        let values = chunk.iter().flat_map(|(s, h, m)| [Value::from(*s), Value::from(*h), Value::from(m.clone())]);
+        let tuples = tuples(backend, chunk.len(), if fine { 4 } else { 3 });
+        let sql = format!("INSERT INTO metric_rollups ({columns}) VALUES {tuples}{replace}");
+        let mut values = Vec::with_capacity(chunk.len() * 4);
+        for (series_id, hour, minutes, slots) in chunk {
+            values.extend([Value::from(*series_id), Value::from(*hour), Value::from(minutes.clone())]);
+            if fine {
+                values.push(Value::from(slots.clone()));
+            }
+        }
         txn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
     }
     Ok(())
@@ -220,11 +359,11 @@ fn tuples(backend: DbBackend, rows: usize, width: usize) -> String {
 
 /// PostgreSQL ingest: [`add`] in two statements over arrays. The caller holds the batch's series
 /// rows (`FOR NO KEY UPDATE`).
-pub async fn add_pg(txn: &mut sqlx::PgConnection, batch: BTreeMap<(i64, i64), Minutes>) -> Result<(), sqlx::Error> {
+pub async fn add_pg(txn: &mut sqlx::PgConnection, batch: BTreeMap<(i64, i64), Hour>) -> Result<(), sqlx::Error> {
     let series: Vec<i64> = batch.keys().map(|k| k.0).collect();
     let hours: Vec<i64> = batch.keys().map(|k| k.1).collect();
-    let stored: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(
-        "SELECT r.series_id, r.hour, r.minutes FROM metric_rollups AS r \
+    let stored: Vec<Row> = sqlx::query_as(
+        "SELECT r.series_id, r.hour, r.minutes, r.fine FROM metric_rollups AS r \
          JOIN UNNEST($1::int8[], $2::int8[]) AS k(series_id, hour) USING (series_id, hour) FOR UPDATE OF r",
     )
     .bind(&series)
@@ -233,23 +372,36 @@ pub async fn add_pg(txn: &mut sqlx::PgConnection, batch: BTreeMap<(i64, i64), Mi
     .await?;
     // A stored blob that is not whole entries: a decoding error, as sqlx reports others.
     let rows = merged(batch, stored).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    let (mut series, mut hours, mut blobs) = (Vec::new(), Vec::new(), Vec::new());
-    for (s, h, m) in rows {
+    let (mut series, mut hours, mut minutes, mut fine) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (s, h, m, f) in rows {
         series.push(s);
         hours.push(h);
-        blobs.push(m);
+        minutes.push(m);
+        fine.push(f);
     }
     sqlx::query(
-        "INSERT INTO metric_rollups (series_id, hour, minutes) \
-         SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::bytea[]) \
-         ON CONFLICT (series_id, hour) DO UPDATE SET minutes = EXCLUDED.minutes",
+        "INSERT INTO metric_rollups (series_id, hour, minutes, fine) \
+         SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::bytea[], $4::bytea[]) \
+         ON CONFLICT (series_id, hour) DO UPDATE SET minutes = EXCLUDED.minutes, fine = EXCLUDED.fine",
     )
     .bind(series)
     .bind(hours)
-    .bind(blobs)
+    .bind(minutes)
+    .bind(fine)
     .execute(&mut *txn)
     .await?;
     Ok(())
+}
+
+/// The rows of the series `ids` for the hours that overlap `[from, until)`.
+fn in_range(ids: &[i64], from: i64, until: i64, columns: &[&'static str]) -> SelectStatement {
+    Query::select()
+        .columns(columns.iter().copied())
+        .from("metric_rollups")
+        .and_where(Expr::col("series_id").is_in(ids.iter().copied()))
+        .and_where(Expr::col("hour").gte(floor(from, HOUR)))
+        .and_where(Expr::col("hour").lt(until))
+        .to_owned()
 }
 
 /// The minutes in `[from, until)` of the series `ids` as `(series_id, minute start,
@@ -260,15 +412,8 @@ pub async fn read(
     from: i64,
     until: i64,
 ) -> Result<Vec<(i64, i64, Partial)>, DbErr> {
-    let statement = Query::select()
-        .columns(["series_id", "hour", "minutes"])
-        .from("metric_rollups")
-        .and_where(Expr::col("series_id").is_in(ids.iter().copied()))
-        .and_where(Expr::col("hour").gte(floor(from, HOUR)))
-        .and_where(Expr::col("hour").lt(until))
-        .to_owned();
     let mut minutes = Vec::new();
-    for row in db.query_all(&statement).await? {
+    for row in db.query_all(&in_range(ids, from, until, &["series_id", "hour", "minutes"])).await? {
         let (series_id, hour): (i64, i64) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
         let blob: Vec<u8> = row.try_get_by_index(2)?;
         for (minute, p) in decode(&blob)? {
@@ -281,30 +426,58 @@ pub async fn read(
     Ok(minutes)
 }
 
-/// Builds the rollups of the samples already stored, series by series (the migration
-/// that creates the table runs it).
-pub async fn backfill(txn: &DatabaseTransaction) -> Result<(), DbErr> {
+/// The five-second slots in `[from, until)` of the series `ids`, as [`read`] gives the
+/// minutes; `from` and `until` are whole slots. `None` if a row in range has no slots, or
+/// slots that miss samples (see the module's documentation): only the samples can answer.
+pub async fn read_fine(
+    db: &DatabaseConnection,
+    ids: &[i64],
+    from: i64,
+    until: i64,
+) -> Result<Option<Vec<(i64, i64, Partial)>>, DbErr> {
+    let mut slots = Vec::new();
+    for row in db.query_all(&in_range(ids, from, until, &["series_id", "hour", "minutes", "fine"])).await? {
+        let (series_id, hour): (i64, i64) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
+        let Some(blob) = row.try_get_by_index::<Option<Vec<u8>>>(3)? else { return Ok(None) };
+        let entries = decode_fine(&blob)?;
+        if !consistent(&row.try_get_by_index::<Vec<u8>>(2)?, &entries)? {
+            return Ok(None);
+        }
+        for (slot, p) in entries {
+            let at = hour + i64::from(slot) * FINE;
+            if (from..until).contains(&at) {
+                slots.push((series_id, at, p));
+            }
+        }
+    }
+    Ok(Some(slots))
+}
+
+/// Builds the rollups of the samples stored, series by series, replacing any stored for
+/// them: the minutes alone (the migration that creates the table), or with the slots too
+/// (the one that adds them).
+pub async fn backfill(txn: &DatabaseTransaction, fine: bool) -> Result<(), DbErr> {
     let backend = txn.get_database_backend();
     let ids = txn.query_all_raw(Statement::from_string(backend, "SELECT id FROM metric_series ORDER BY id")).await?;
-    // The minute a sample falls in, floored also before 1970.
-    let minute = format!("ts - ((ts % {MINUTE}) + {MINUTE}) % {MINUTE}");
+    // The slot a sample falls in, floored also before 1970.
+    let slot = format!("ts - ((ts % {FINE}) + {FINE}) % {FINE}");
     for id in ids {
         let id: i64 = id.try_get_by_index(0)?;
         let statement = Query::select()
-            .expr(Expr::cust(minute.clone()))
+            .expr(Expr::cust(slot.clone()))
             .exprs(Part::ALL.map(|part| Expr::cust(part.sql())))
             .from("metric_samples")
             .and_where(Expr::col("series_id").eq(id))
-            .add_group_by([Expr::cust(minute.clone())])
+            .add_group_by([Expr::cust(slot.clone())])
             .to_owned();
-        let mut batch: BTreeMap<(i64, i64), Minutes> = BTreeMap::new();
+        let mut rows: BTreeMap<(i64, i64), Hour> = BTreeMap::new();
         for row in txn.query_all(&statement).await? {
             let at: i64 = row.try_get_by_index(0)?;
-            let p = Partial::read(&row, 1, &Part::ALL)?;
             let hour = floor(at, HOUR);
-            batch.entry((id, hour)).or_default().insert(((at - hour) / MINUTE) as u8, p);
+            let fresh = || if fine { Hour::new() } else { Hour { minutes: Minutes::new(), fine: None } };
+            rows.entry((id, hour)).or_insert_with(fresh).add(at - hour, &Partial::read(&row, 1, &Part::ALL)?);
         }
-        add(txn, batch).await?;
+        write(txn, &encoded(rows), fine).await?;
     }
     Ok(())
 }
@@ -317,16 +490,17 @@ mod tests {
     fn blobs_round_trip_and_merge_minute_by_minute() {
         let hour = 1_767_225_600_000_000;
         let batch = of_batch([(1, hour, 2.0), (1, hour + 59 * MINUTE + 1, -1.5), (1, hour, 4.0)].into_iter());
-        let minutes = &batch[&(1, hour)];
+        let minutes = &batch[&(1, hour)].minutes;
         assert_eq!(minutes[&0], Partial { count: 2, sum: 6.0, min: 2.0, max: 4.0 });
         assert_eq!(minutes[&59], Partial::of(-1.5));
         let blob = encode(minutes);
         assert_eq!(blob.len(), 2 * ENTRY);
         assert_eq!(decode(&blob).unwrap().collect::<Vec<_>>(), vec![(0, minutes[&0]), (59, minutes[&59])]);
+        let fine = batch[&(1, hour)].fine.as_ref().map(encode_fine);
 
         // A second batch for minute 0 and a new minute merges into the stored row.
-        let rows = merged(of_batch([(1, hour + 30, 10.0), (1, hour + MINUTE, 7.0)].into_iter()), vec![(1, hour, blob)])
-            .unwrap();
+        let second = of_batch([(1, hour + 30, 10.0), (1, hour + MINUTE, 7.0)].into_iter());
+        let rows = merged(second, vec![(1, hour, blob, fine)]).unwrap();
         assert_eq!(rows.len(), 1);
         let merged: Vec<_> = decode(&rows[0].2).unwrap().collect();
         assert_eq!(
@@ -341,11 +515,55 @@ mod tests {
     }
 
     #[test]
+    fn slots_round_trip_one_sample_in_eleven_bytes_and_merge_slot_by_slot() {
+        let hour = 1_767_225_600_000_000;
+        let last = hour + HOUR - 1;
+        let batch =
+            of_batch([(1, hour, 2.0), (1, hour + FINE - 1, 4.0), (1, hour + FINE, -0.5), (1, last, 8.0)].into_iter());
+        let slots = batch[&(1, hour)].fine.clone().unwrap();
+        assert_eq!(slots.keys().copied().collect::<Vec<_>>(), vec![0, 1, 719]);
+        assert_eq!(slots[&0], Partial { count: 2, sum: 6.0, min: 2.0, max: 4.0 });
+        let blob = encode_fine(&slots);
+        assert_eq!(blob.len(), FINE_MANY + 2 * FINE_ONE);
+        assert_eq!(decode_fine(&blob).unwrap(), slots.clone().into_iter().collect::<Vec<_>>());
+
+        let stored = (1, hour, encode(&batch[&(1, hour)].minutes), Some(blob.clone()));
+        let rows = merged(of_batch([(1, hour + FINE + 1, 1.5)].into_iter()), vec![stored]).unwrap();
+        let merged = decode_fine(rows[0].3.as_deref().unwrap()).unwrap();
+        assert_eq!(merged[1], (1, Partial { count: 2, sum: 1.0, min: -0.5, max: 1.5 }));
+        assert_eq!(merged.len(), 3);
+        assert!(consistent(&rows[0].2, &merged).unwrap());
+
+        // Cut anywhere but between entries, or with an unknown tag: an error, not a panic.
+        for cut in 1..blob.len() {
+            let whole = [0, FINE_MANY, FINE_MANY + FINE_ONE].contains(&cut);
+            assert_eq!(decode_fine(&blob[..cut]).is_ok(), whole, "cut at {cut}");
+        }
+        assert!(decode_fine(&[0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn slots_a_replica_of_an_earlier_release_missed_are_dropped_not_merged() {
+        let hour = 1_767_225_600_000_000;
+        let first = of_batch([(1, hour, 2.0)].into_iter());
+        let slots = first[&(1, hour)].fine.as_ref().map(encode_fine);
+        // That replica added a sample to the minutes alone.
+        let minutes = encode(&of_batch([(1, hour, 2.0), (1, hour + 1, 3.0)].into_iter())[&(1, hour)].minutes);
+        for stored_slots in [slots, None] {
+            let stored = (1, hour, minutes.clone(), stored_slots);
+            let rows = merged(of_batch([(1, hour + MINUTE, 4.0)].into_iter()), vec![stored]).unwrap();
+            assert_eq!(rows[0].3, None);
+            assert_eq!(decode(&rows[0].2).unwrap().map(|(_, p)| p.count).sum::<i64>(), 3);
+        }
+    }
+
+    #[test]
     fn minutes_and_hours_floor_before_1970_too() {
         assert_eq!(floor(-1, MINUTE), -MINUTE);
         assert_eq!(floor(-MINUTE, MINUTE), -MINUTE);
         let batch = of_batch([(7, -1, 1.0)].into_iter());
         assert_eq!(batch.keys().next(), Some(&(7, -HOUR)));
-        assert!(batch[&(7, -HOUR)].contains_key(&59));
+        assert!(batch[&(7, -HOUR)].minutes.contains_key(&59));
+        assert!(batch[&(7, -HOUR)].fine.as_ref().unwrap().contains_key(&719));
     }
 }

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::{
     entity::{sample, series, source},
     logs::parse_timestamp,
-    rollups::{self, MINUTE, Part, Partial},
+    rollups::{self, FINE, MINUTE, Part, Partial},
 };
 use crate::{
     db::{Backend, Database},
@@ -627,7 +627,9 @@ impl Serialize for PointValue {
 /// Each series' non-empty buckets as `(bucket index, partial)`, in order. When
 /// `start` is on a minute and `step` is whole minutes, every bucket is made of whole
 /// minutes: those read the minute rollups, and only the samples of a last,
-/// partial minute are read one by one. Otherwise the samples are reduced in the database.
+/// partial minute are read one by one. Likewise with five-second slots when `start` and
+/// `step` are whole multiples of five seconds (unless some hour in range has none kept).
+/// Otherwise the samples are reduced in the database.
 async fn buckets(
     db: &DatabaseConnection,
     ids: &[i64],
@@ -638,13 +640,21 @@ async fn buckets(
 ) -> Result<HashMap<i64, Vec<(i64, Partial)>>, AppError> {
     let mut buckets = Buckets::default();
     let mut samples_from = start;
-    // The first minute that does not end by `end`.
-    let partial_minute = (end + 1) - (end + 1).rem_euclid(MINUTE);
-    if start.rem_euclid(MINUTE) == 0 && step % MINUTE == 0 && partial_minute > start {
-        for (id, minute, partial) in rollups::read(db, ids, start, partial_minute).await? {
-            buckets.add(id, (minute - start) / step, partial);
+    // The first minute, and slot, that does not end by `end`.
+    let partial = |width: i64| (end + 1) - (end + 1).rem_euclid(width);
+    let on = |width: i64| start.rem_euclid(width) == 0 && step % width == 0 && partial(width) > start;
+    if on(MINUTE) {
+        for (id, minute, p) in rollups::read(db, ids, start, partial(MINUTE)).await? {
+            buckets.add(id, (minute - start) / step, p);
         }
-        samples_from = partial_minute;
+        samples_from = partial(MINUTE);
+    } else if on(FINE)
+        && let Some(slots) = rollups::read_fine(db, ids, start, partial(FINE)).await?
+    {
+        for (id, slot, p) in slots {
+            buckets.add(id, (slot - start) / step, p);
+        }
+        samples_from = partial(FINE);
     }
     if samples_from <= end {
         // start and step are integers we computed: safe to render as literals.

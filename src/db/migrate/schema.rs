@@ -21,6 +21,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, name: "metric_rollups", up: metric_rollups, data: Some(backfill_rollups) },
     Migration { version: 6, name: "mariadb_exact_utf8", up: mariadb_exact_utf8, data: None },
     Migration { version: 7, name: "login_throttle", up: login_throttle, data: None },
+    Migration { version: 8, name: "metric_rollup_slots", up: metric_rollup_slots, data: Some(backfill_rollup_slots) },
 ];
 
 #[derive(DeriveIden)]
@@ -526,6 +527,7 @@ enum MetricRollups {
     SeriesId,
     Hour,
     Minutes,
+    Fine,
 }
 
 /// Each series' samples summed up per minute, an hour a row (see `data::rollups`), kept
@@ -546,7 +548,7 @@ fn metric_rollups(backend: DbBackend) -> Vec<Statement> {
 }
 
 fn backfill_rollups(txn: &DatabaseTransaction) -> Pin<Box<dyn Future<Output = Result<(), DbErr>> + Send + '_>> {
-    Box::pin(crate::data::rollups::backfill(txn))
+    Box::pin(crate::data::rollups::backfill(txn, false))
 }
 
 /// MariaDB only: text that migrations 1 and 2 left in the database's default character
@@ -645,4 +647,22 @@ fn login_throttle(backend: DbBackend) -> Vec<Statement> {
             .to_owned()],
     ))
     .collect()
+}
+
+/// Five-second slots beside the minutes of each rollup row (see `data::rollups`), for
+/// range queries on whole multiples of five seconds; `NULL` in a row written by a replica
+/// of an earlier release. The data step rebuilds every row, minutes and slots, from the
+/// samples.
+fn metric_rollup_slots(backend: DbBackend) -> Vec<Statement> {
+    build_all(
+        backend,
+        &[Table::alter()
+            .table(MetricRollups::Table)
+            .add_column(ColumnDef::new(MetricRollups::Fine).blob().null())
+            .to_owned()],
+    )
+}
+
+fn backfill_rollup_slots(txn: &DatabaseTransaction) -> Pin<Box<dyn Future<Output = Result<(), DbErr>> + Send + '_>> {
+    Box::pin(crate::data::rollups::backfill(txn, true))
 }

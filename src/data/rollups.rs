@@ -198,9 +198,9 @@ fn encode_fine(slots: &Slots) -> Vec<u8> {
     blob
 }
 
-/// The slots of a blob; a malformed one is an error, never a panic.
-fn decode_fine(blob: &[u8]) -> Result<Vec<(u16, Partial)>, DbErr> {
-    let mut slots = Vec::with_capacity(blob.len() / FINE_ONE);
+/// Calls `each` with every slot of a blob, in order; a malformed blob is an error, never a
+/// panic (`each` may have seen the slots before the fault).
+fn each_slot(blob: &[u8], mut each: impl FnMut(u16, Partial)) -> Result<(), DbErr> {
     let mut rest = blob;
     while !rest.is_empty() {
         let (entry, tail) = match rest.get(2) {
@@ -212,17 +212,25 @@ fn decode_fine(blob: &[u8]) -> Result<Vec<(u16, Partial)>, DbErr> {
             1 => Partial::of(f64::from_le_bytes(word(entry, 3))),
             _ => partial_at(entry, 3),
         };
-        slots.push((u16::from_le_bytes([entry[0], entry[1]]), p));
+        each(u16::from_le_bytes([entry[0], entry[1]]), p);
         rest = tail;
     }
+    Ok(())
+}
+
+/// The slots of a blob.
+fn decode_fine(blob: &[u8]) -> Result<Vec<(u16, Partial)>, DbErr> {
+    let mut slots = Vec::with_capacity(blob.len() / FINE_ONE);
+    each_slot(blob, |slot, p| slots.push((slot, p)))?;
     Ok(slots)
 }
 
-/// Whether a row's slots count the samples its minutes count: a replica of a release
-/// before the slots adds samples to the minutes alone.
-fn consistent(minutes: &[u8], slots: &[(u16, Partial)]) -> Result<bool, DbErr> {
+/// Whether a row's slots (a blob) count the samples its minutes count: a replica of a
+/// release before the slots adds samples to the minutes alone.
+fn consistent(minutes: &[u8], slots: &[u8]) -> Result<bool, DbErr> {
     let in_minutes = decode(minutes)?.fold(0i64, |n, (_, p)| n.wrapping_add(p.count));
-    let in_slots = slots.iter().fold(0i64, |n, (_, p)| n.wrapping_add(p.count));
+    let mut in_slots = 0i64;
+    each_slot(slots, |_, p| in_slots = in_slots.wrapping_add(p.count))?;
     Ok(in_minutes == in_slots)
 }
 
@@ -243,11 +251,8 @@ fn merged(mut batch: BTreeMap<(i64, i64), Hour>, stored: Vec<Row>) -> Result<Vec
     for (series_id, hour, minutes, fine) in stored {
         let Some(row) = batch.get_mut(&(series_id, hour)) else { continue };
         let stored_slots = match fine {
-            Some(fine) => {
-                let slots = decode_fine(&fine)?;
-                consistent(&minutes, &slots)?.then_some(slots)
-            }
-            None => None,
+            Some(fine) if consistent(&minutes, &fine)? => Some(decode_fine(&fine)?),
+            _ => None,
         };
         for (minute, p) in decode(&minutes)? {
             merge_into(&mut row.minutes, minute, &p);
@@ -426,31 +431,35 @@ pub async fn read(
     Ok(minutes)
 }
 
-/// The five-second slots in `[from, until)` of the series `ids`, as [`read`] gives the
-/// minutes; `from` and `until` are whole slots. `None` if a row in range has no slots, or
-/// slots that miss samples (see the module's documentation): only the samples can answer.
+/// Calls `each` with the five-second slots in `[from, until)` of the series `ids`, as
+/// [`read`] gives the minutes; `from` and `until` are whole slots. Answers `false`, having
+/// called `each` for none, if a row in range has no slots, or slots that miss samples
+/// (see the module's documentation): only the samples can answer then. A callback, as an
+/// all-series day at 10 s is a million slots.
 pub async fn read_fine(
     db: &DatabaseConnection,
     ids: &[i64],
     from: i64,
     until: i64,
-) -> Result<Option<Vec<(i64, i64, Partial)>>, DbErr> {
-    let mut slots = Vec::new();
+    mut each: impl FnMut(i64, i64, Partial),
+) -> Result<bool, DbErr> {
+    let mut rows = Vec::new();
     for row in db.query_all(&in_range(ids, from, until, &["series_id", "hour", "minutes", "fine"])).await? {
-        let (series_id, hour): (i64, i64) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
-        let Some(blob) = row.try_get_by_index::<Option<Vec<u8>>>(3)? else { return Ok(None) };
-        let entries = decode_fine(&blob)?;
-        if !consistent(&row.try_get_by_index::<Vec<u8>>(2)?, &entries)? {
-            return Ok(None);
+        let Some(slots) = row.try_get_by_index::<Option<Vec<u8>>>(3)? else { return Ok(false) };
+        if !consistent(&row.try_get_by_index::<Vec<u8>>(2)?, &slots)? {
+            return Ok(false);
         }
-        for (slot, p) in entries {
+        rows.push((row.try_get_by_index::<i64>(0)?, row.try_get_by_index::<i64>(1)?, slots));
+    }
+    for (series_id, hour, slots) in rows {
+        each_slot(&slots, |slot, p| {
             let at = hour + i64::from(slot) * FINE;
             if (from..until).contains(&at) {
-                slots.push((series_id, at, p));
+                each(series_id, at, p);
             }
-        }
+        })?;
     }
-    Ok(Some(slots))
+    Ok(true)
 }
 
 /// Builds the rollups of the samples stored, series by series, replacing any stored for
@@ -532,7 +541,7 @@ mod tests {
         let merged = decode_fine(rows[0].3.as_deref().unwrap()).unwrap();
         assert_eq!(merged[1], (1, Partial { count: 2, sum: 1.0, min: -0.5, max: 1.5 }));
         assert_eq!(merged.len(), 3);
-        assert!(consistent(&rows[0].2, &merged).unwrap());
+        assert!(consistent(&rows[0].2, rows[0].3.as_deref().unwrap()).unwrap());
 
         // Cut anywhere but between entries, or with an unknown tag: an error, not a panic.
         for cut in 1..blob.len() {

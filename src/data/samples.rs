@@ -649,11 +649,9 @@ async fn buckets(
         }
         samples_from = partial(MINUTE);
     } else if on(FINE)
-        && let Some(slots) = rollups::read_fine(db, ids, start, partial(FINE)).await?
+        && rollups::read_fine(db, ids, start, partial(FINE), |id, slot, p| buckets.add(id, (slot - start) / step, p))
+            .await?
     {
-        for (id, slot, p) in slots {
-            buckets.add(id, (slot - start) / step, p);
-        }
         samples_from = partial(FINE);
     }
     if samples_from <= end {

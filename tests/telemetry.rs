@@ -1936,30 +1936,37 @@ async fn slots_are_built_for_rollups_stored_before_them(db: TestDb) {
 
 /// A replica of the release before the slots writes rows without them during a rolling
 /// update. Such a row keeps no slots after later batches, and queries it overlaps read the
-/// samples instead.
+/// samples instead, whether it comes before or after a row with slots (whose slots, already
+/// gathered, are then thrown away).
 async fn slots_an_older_replica_left_behind_are_not_used(db: TestDb) {
     let server = TestServer::start(db.config()).await;
     let (_, mia) = user(&server, "mia", Role::Maintainer).await;
-    let id = new_source(&server, &mia, "queues").await;
-    ingest_rollup_batches(&server, &mia, &id).await;
-    let first_hour = format!("UPDATE metric_rollups SET fine = NULL WHERE hour = {}", T0 * 1_000_000);
-    run_sql(&db, &[first_hour.as_str()]).await;
-    let late = [(T0 as f64 + 42.0, 12.0), (T0 as f64 + 3610.0, -3.0)];
-    let batch = late.iter().map(|(ts, v)| sample("queue_depth", "gauge", json!({ "q": "a" }), *v, json!(ts)));
-    ingest_metrics(&server, &mia, &id, Value::Array(batch.collect())).await;
-    assert_eq!(count_rows(&db, "metric_rollups WHERE fine IS NULL").await, 1);
+    for (n, (without, with)) in [(T0, T0 + 3600), (T0 + 3600, T0)].into_iter().enumerate() {
+        let id = new_source(&server, &mia, &format!("queues-{n}")).await;
+        ingest_rollup_batches(&server, &mia, &id).await;
+        let older = format!("UPDATE metric_rollups SET fine = NULL WHERE hour = {}", without * 1_000_000);
+        run_sql(&db, &[older.as_str()]).await;
+        let late = [(T0 as f64 + 42.0, 12.0), (T0 as f64 + 3610.0, -3.0)];
+        let batch = late.iter().map(|(ts, v)| sample("queue_depth", "gauge", json!({ "q": "a" }), *v, json!(ts)));
+        ingest_metrics(&server, &mia, &id, Value::Array(batch.collect())).await;
+        assert_eq!(count_rows(&db, "metric_rollups WHERE fine IS NULL").await, 1);
 
-    let mut all: Vec<(f64, f64)> = rollup_batches().concat();
-    all.extend(late);
-    for (start, end, step) in SLOT_QUERIES {
-        assert_range_queries(&server, &mia, &all, start, end, step).await;
+        let mut all: Vec<(f64, f64)> = rollup_batches().concat();
+        all.extend(late);
+        for (start, end, step) in SLOT_QUERIES {
+            assert_range_queries(&server, &mia, &all, start, end, step).await;
+        }
+        // The other hour's slots are still kept and used: without the samples, a query of
+        // that hour alone still answers, and one that overlaps the hour without does not.
+        run_sql(&db, &["DELETE FROM metric_samples"]).await;
+        assert_range_queries(&server, &mia, &all, with, with + 295, 5).await;
+        for (start, end) in [(without, without + 295), (T0 + 5, T0 + 3614)] {
+            let query = json!({ "metric": "queue_depth", "start": start, "end": end, "step": 5 });
+            assert_eq!(range_query(&server, &mia, query).await, Vec::<Value>::new());
+        }
+        let (status, body) = send(call(&server, Method::DELETE, &format!("/api/v1/sources/{id}"), &mia)).await;
+        assert_eq!(status, 204, "{body}");
     }
-    // The second hour's slots are still kept and used: without the samples, a query of
-    // that hour alone still answers, and one that overlaps the first hour does not.
-    run_sql(&db, &["DELETE FROM metric_samples"]).await;
-    assert_range_queries(&server, &mia, &all, T0 + 3600, T0 + 3615, 5).await;
-    let query = json!({ "metric": "queue_depth", "start": T0 + 5, "end": T0 + 3614, "step": 5 });
-    assert_eq!(range_query(&server, &mia, query).await, Vec::<Value>::new());
     server.stop().await.unwrap();
 }
 

@@ -297,13 +297,17 @@ fn decode_fine(blob: &[u8]) -> Result<Vec<(u16, Partial)>, DbErr> {
     Ok(slots)
 }
 
+/// The samples a row's minutes count.
+fn counted(minutes: &[u8]) -> Result<i64, DbErr> {
+    Ok(decode(minutes)?.fold(0i64, |n, (_, p)| n.wrapping_add(p.count)))
+}
+
 /// Whether a row's slots (a blob) count the samples its minutes count: a replica of a
 /// release before the slots adds samples to the minutes alone.
 fn consistent(minutes: &[u8], slots: &[u8]) -> Result<bool, DbErr> {
-    let in_minutes = decode(minutes)?.fold(0i64, |n, (_, p)| n.wrapping_add(p.count));
     let mut in_slots = 0i64;
     each_slot(slots, |_, p| in_slots = in_slots.wrapping_add(p.count))?;
-    Ok(in_minutes == in_slots)
+    Ok(counted(minutes)? == in_slots)
 }
 
 /// A batch's `(series_id, ts, value)` samples summed up per series-hour, minute and slot,
@@ -504,10 +508,10 @@ pub async fn read(
 }
 
 /// Calls `each` with the five-second slots in `[from, until)` of the series `ids`, as
-/// [`read`] gives the minutes; `from` and `until` are whole slots. Answers `false`, having
-/// called `each` for none, if a row in range has no slots, or slots that miss samples
-/// (see the module's documentation): only the samples can answer then. A callback, as an
-/// all-series day at 10 s is a million slots.
+/// [`read`] gives the minutes; `from` and `until` are whole slots. A callback, as an
+/// all-series day at 10 s is a million slots. Answers `false` if a row in range has no
+/// slots, or slots that miss samples (see the module's documentation): only the samples
+/// can answer then, and what `each` was given must be thrown away.
 pub async fn read_fine(
     db: &DatabaseConnection,
     ids: &[i64],
@@ -515,21 +519,20 @@ pub async fn read_fine(
     until: i64,
     mut each: impl FnMut(i64, i64, Partial),
 ) -> Result<bool, DbErr> {
-    let mut rows = Vec::new();
     for row in db.query_all(&in_range(ids, from, until, &["series_id", "hour", "minutes", "fine"])).await? {
         let Some(slots) = row.try_get_by_index::<Option<Vec<u8>>>(3)? else { return Ok(false) };
-        if !consistent(&row.try_get_by_index::<Vec<u8>>(2)?, &slots)? {
-            return Ok(false);
-        }
-        rows.push((row.try_get_by_index::<i64>(0)?, row.try_get_by_index::<i64>(1)?, slots));
-    }
-    for (series_id, hour, slots) in rows {
+        let (series_id, hour): (i64, i64) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
+        let mut in_slots = 0i64;
         each_slot(&slots, |slot, p| {
+            in_slots = in_slots.wrapping_add(p.count);
             let at = hour + i64::from(slot) * FINE;
             if (from..until).contains(&at) {
                 each(series_id, at, p);
             }
         })?;
+        if in_slots != counted(&row.try_get_by_index::<Vec<u8>>(2)?)? {
+            return Ok(false);
+        }
     }
     Ok(true)
 }

@@ -648,11 +648,14 @@ async fn buckets(
             buckets.add(id, (minute - start) / step, p);
         }
         samples_from = partial(MINUTE);
-    } else if on(FINE)
-        && rollups::read_fine(db, ids, start, partial(FINE), |id, slot, p| buckets.add(id, (slot - start) / step, p))
+    } else if on(FINE) {
+        let mut slots = Buckets::default();
+        if rollups::read_fine(db, ids, start, partial(FINE), |id, slot, p| slots.add(id, (slot - start) / step, p))
             .await?
-    {
-        samples_from = partial(FINE);
+        {
+            buckets = slots;
+            samples_from = partial(FINE);
+        }
     }
     if samples_from <= end {
         // start and step are integers we computed: safe to render as literals.

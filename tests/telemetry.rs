@@ -1817,6 +1817,25 @@ fn rollup_batches() -> Vec<Vec<(f64, f64)>> {
     ]
 }
 
+/// A server where mia, a maintainer, has sent the rollup batches to a new source.
+async fn server_with_rollup_batches(db: &TestDb) -> (TestServer, TestUser, String) {
+    let server = TestServer::start(db.config()).await;
+    let (user_mia, mia) = user(&server, "mia", Role::Maintainer).await;
+    let id = new_source(&server, &mia, "queues").await;
+    ingest_rollup_batches(&server, &mia, &id).await;
+    (server, user_mia, mia)
+}
+
+/// Deletes the samples behind the server's back: the queries the slots answer whole still
+/// answer as the samples did, from the rollups alone.
+async fn assert_slots_answer_without_the_samples(db: &TestDb, server: &TestServer, token: &str) {
+    run_sql(db, &["DELETE FROM metric_samples"]).await;
+    let all: Vec<(f64, f64)> = rollup_batches().concat();
+    for (start, end, step) in SLOT_QUERIES {
+        assert_range_queries(server, token, &all, start, end, step).await;
+    }
+}
+
 async fn ingest_rollup_batches(server: &TestServer, token: &str, source_id: &str) {
     for batch in rollup_batches() {
         let batch = batch.into_iter().map(|(ts, v)| sample("queue_depth", "gauge", json!({ "q": "a" }), v, json!(ts)));
@@ -1892,15 +1911,8 @@ async fn run_sql(db: &TestDb, statements: &[&str]) {
 
 /// With the samples deleted behind the server's back, only the rollups can answer.
 async fn five_second_slots_answer_without_the_samples(db: TestDb) {
-    let server = TestServer::start(db.config()).await;
-    let (_, mia) = user(&server, "mia", Role::Maintainer).await;
-    let id = new_source(&server, &mia, "queues").await;
-    ingest_rollup_batches(&server, &mia, &id).await;
-    run_sql(&db, &["DELETE FROM metric_samples"]).await;
-    let all: Vec<(f64, f64)> = rollup_batches().concat();
-    for (start, end, step) in SLOT_QUERIES {
-        assert_range_queries(&server, &mia, &all, start, end, step).await;
-    }
+    let (server, _, mia) = server_with_rollup_batches(&db).await;
+    assert_slots_answer_without_the_samples(&db, &server, &mia).await;
     // A step the slots cannot answer reads the samples, which are gone: the check above
     // can tell the two apart.
     let query = json!({ "metric": "queue_depth", "start": T0, "end": T0 + 299, "step": 7 });
@@ -1911,10 +1923,7 @@ async fn five_second_slots_answer_without_the_samples(db: TestDb) {
 /// A database whose rollups predate the slots (their migration is undone and run again by
 /// the next start) gets them from the samples.
 async fn slots_are_built_for_rollups_stored_before_them(db: TestDb) {
-    let server = TestServer::start(db.config()).await;
-    let (user_mia, mia) = user(&server, "mia", Role::Maintainer).await;
-    let id = new_source(&server, &mia, "queues").await;
-    ingest_rollup_batches(&server, &mia, &id).await;
+    let (server, user_mia, _) = server_with_rollup_batches(&db).await;
     server.stop().await.unwrap();
     run_sql(
         &db,
@@ -1926,11 +1935,7 @@ async fn slots_are_built_for_rollups_stored_before_them(db: TestDb) {
     let mia = server.token(&user_mia).await;
     assert_rollup_queries(&server, &mia).await;
     // Built from the samples, not left empty: they answer alone.
-    run_sql(&db, &["DELETE FROM metric_samples"]).await;
-    let all: Vec<(f64, f64)> = rollup_batches().concat();
-    for (start, end, step) in SLOT_QUERIES {
-        assert_range_queries(&server, &mia, &all, start, end, step).await;
-    }
+    assert_slots_answer_without_the_samples(&db, &server, &mia).await;
     server.stop().await.unwrap();
 }
 
@@ -1971,10 +1976,7 @@ async fn slots_an_older_replica_left_behind_are_not_used(db: TestDb) {
 }
 
 async fn minute_rollups_answer_as_the_samples_do(db: TestDb) {
-    let server = TestServer::start(db.config()).await;
-    let (_, mia) = user(&server, "mia", Role::Maintainer).await;
-    let id = new_source(&server, &mia, "queues").await;
-    ingest_rollup_batches(&server, &mia, &id).await;
+    let (server, _, mia) = server_with_rollup_batches(&db).await;
     // A row an hour that has samples: the hours from T0 and from T0 + 1 h.
     assert_eq!(count_rows(&db, "metric_rollups").await, 2);
     assert_rollup_queries(&server, &mia).await;
@@ -1984,18 +1986,10 @@ async fn minute_rollups_answer_as_the_samples_do(db: TestDb) {
 /// A database that had samples before the rollups existed (the rollups migration is
 /// undone and run again by the next start) answers as one that always had them.
 async fn rollups_are_built_from_samples_stored_before_them(db: TestDb) {
-    let server = TestServer::start(db.config()).await;
-    let (user_mia, mia) = user(&server, "mia", Role::Maintainer).await;
-    let id = new_source(&server, &mia, "queues").await;
-    ingest_rollup_batches(&server, &mia, &id).await;
+    let (server, user_mia, _) = server_with_rollup_batches(&db).await;
     server.stop().await.unwrap();
 
-    let conn = db.connect().await;
-    let backend = conn.get_database_backend();
-    for sql in ["DROP TABLE metric_rollups", "DELETE FROM kk_schema_migrations WHERE version IN (5, 8)"] {
-        conn.execute_raw(Statement::from_string(backend, sql)).await.unwrap();
-    }
-    conn.close().await.unwrap();
+    run_sql(&db, &["DROP TABLE metric_rollups", "DELETE FROM kk_schema_migrations WHERE version IN (5, 8)"]).await;
 
     let server = TestServer::start(db.config()).await;
     assert_eq!(count_rows(&db, "metric_rollups").await, 2);

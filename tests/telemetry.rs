@@ -1917,6 +1917,12 @@ async fn five_second_slots_answer_without_the_samples(db: TestDb) {
     // can tell the two apart.
     let query = json!({ "metric": "queue_depth", "start": T0, "end": T0 + 299, "step": 7 });
     assert_eq!(range_query(&server, &mia, query).await, Vec::<Value>::new());
+    // Minutes rewritten without the mark, as a replica that keeps no slots rewrites them:
+    // the slots are no longer believed, and the samples, gone, answer nothing.
+    let unmarked = format!("UPDATE metric_rollups SET minutes = substr(minutes, 34) WHERE hour = {}", T0 * 1_000_000);
+    run_sql(&db, &[unmarked.as_str()]).await;
+    let query = json!({ "metric": "queue_depth", "start": T0, "end": T0 + 299, "step": 45 });
+    assert_eq!(range_query(&server, &mia, query).await, Vec::<Value>::new());
     server.stop().await.unwrap();
 }
 
@@ -1939,17 +1945,21 @@ async fn slots_are_built_for_rollups_stored_before_them(db: TestDb) {
     server.stop().await.unwrap();
 }
 
-/// A replica of the release before the slots writes rows without them during a rolling
-/// update. Such a row keeps no slots after later batches, and queries it overlaps read the
-/// samples instead, whether it comes before or after a row with slots (whose slots, already
-/// gathered, are then thrown away).
+/// A replica of the release before the slots, during a rolling update, writes rows
+/// without them, and rewrites the minutes of others without the mark that says the slots
+/// match them (the test strips it, as that replica's rewrite would). Such a row keeps no
+/// slots after later batches, and queries it overlaps read the samples instead, whether it
+/// comes before or after a row with slots (whose slots, already gathered, are then thrown
+/// away).
 async fn slots_an_older_replica_left_behind_are_not_used(db: TestDb) {
     let server = TestServer::start(db.config()).await;
     let (_, mia) = user(&server, "mia", Role::Maintainer).await;
-    for (n, (without, with)) in [(T0, T0 + 3600), (T0 + 3600, T0)].into_iter().enumerate() {
+    let older = ["UPDATE metric_rollups SET fine = NULL", "UPDATE metric_rollups SET minutes = substr(minutes, 34)"];
+    let cases = older.iter().flat_map(|sql| [(sql, T0, T0 + 3600), (sql, T0 + 3600, T0)]);
+    for (n, (older, without, with)) in cases.enumerate() {
         let id = new_source(&server, &mia, &format!("queues-{n}")).await;
         ingest_rollup_batches(&server, &mia, &id).await;
-        let older = format!("UPDATE metric_rollups SET fine = NULL WHERE hour = {}", without * 1_000_000);
+        let older = format!("{older} WHERE hour = {}", without * 1_000_000);
         run_sql(&db, &[older.as_str()]).await;
         let late = [(T0 as f64 + 42.0, 12.0), (T0 as f64 + 3610.0, -3.0)];
         let batch = late.iter().map(|(ts, v)| sample("queue_depth", "gauge", json!({ "q": "a" }), *v, json!(ts)));

@@ -18,7 +18,7 @@
 //! its two low bits the kind of what follows:
 //! - 0: `[count: i64][sum: f64][min: f64][max: f64]`, a slot of several samples;
 //! - 1: `[value: f64]`, a slot of one sample;
-//! - 2: a slot of one sample whose value is a whole number (of at most 2^53, not -0), as
+//! - 2: a slot of one sample whose value is a whole number (below 2^53, not -0), as
 //!   its difference from the previous such value in the blob (0 before the first), zigzag
 //!   LEB128: a counter or a byte gauge scraped every 10 s takes 2 to 4 bytes a slot.
 //!
@@ -38,6 +38,8 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait, Query, SelectStatement},
     sqlx,
 };
+
+use super::samples::whole;
 
 /// One minute, in microseconds.
 pub const MINUTE: i64 = 60_000_000;
@@ -137,8 +139,9 @@ pub struct Hour {
 }
 
 impl Hour {
-    fn new() -> Self {
-        Hour { minutes: Minutes::new(), fine: Some(Slots::new()) }
+    /// An empty hour, with slots kept or not.
+    fn new(fine: bool) -> Self {
+        Hour { minutes: Minutes::new(), fine: fine.then(Slots::new) }
     }
 
     /// Adds the samples of `p`, all in the hour's slot that starts `offset` into it.
@@ -207,19 +210,12 @@ fn decode(blob: &[u8]) -> Result<impl Iterator<Item = (u8, Partial)> + '_, DbErr
     Ok(blob.chunks_exact(ENTRY).map(|e| (e[0], partial_at(e, 1))))
 }
 
-/// A value stored as an integer: whole, at most 2^53 in size (where every integer is a
-/// float), and not -0.
-fn as_integer(v: f64) -> Option<i64> {
-    (v.fract() == 0.0 && v.abs() <= MAX_EXACT && !(v == 0.0 && v.is_sign_negative())).then_some(v as i64)
-}
-
-const MAX_EXACT: f64 = 9_007_199_254_740_992.0;
-
 fn encode_fine(slots: &Slots) -> Vec<u8> {
     let mut blob = Vec::with_capacity(slots.len() * 3);
     let (mut previous_slot, mut previous_integer) = (-1i32, 0i64);
     for (slot, p) in slots {
-        let integer = (p.count == 1).then(|| as_integer(p.sum)).flatten();
+        // Whole numbers below 2^53 (every integer there is a float), not -0.
+        let integer = (p.count == 1).then(|| whole(p.sum)).flatten();
         let kind = match (p.count, integer) {
             (1, Some(_)) => SLOT_INTEGER,
             (1, None) => SLOT_FLOAT,
@@ -311,9 +307,15 @@ fn decode_fine(blob: &[u8]) -> Result<Vec<(u16, Partial)>, DbErr> {
 }
 
 /// Whether a minutes' blob starts with [`MARK`], given its first entry's count (bytes 1 to
-/// 8): no release before the slots ever writes an entry of no samples.
+/// 8, which queries read alone): no release before the slots ever writes an entry of no
+/// samples.
 fn is_mark(count: &[u8]) -> bool {
     count == [0; 8]
+}
+
+/// Whether a whole minutes' blob starts with [`MARK`].
+fn marked(minutes: &[u8]) -> bool {
+    minutes.get(1..9).is_some_and(is_mark)
 }
 
 /// The samples a row's minutes count.
@@ -335,7 +337,7 @@ pub fn of_batch(samples: impl Iterator<Item = (i64, i64, f64)>) -> BTreeMap<(i64
     let mut rows: BTreeMap<(i64, i64), Hour> = BTreeMap::new();
     for (series_id, ts, value) in samples {
         let hour = floor(ts, HOUR);
-        rows.entry((series_id, hour)).or_insert_with(Hour::new).add(ts - hour, &Partial::of(value));
+        rows.entry((series_id, hour)).or_insert_with(|| Hour::new(true)).add(ts - hour, &Partial::of(value));
     }
     rows
 }
@@ -345,9 +347,8 @@ pub fn of_batch(samples: impl Iterator<Item = (i64, i64, f64)>) -> BTreeMap<(i64
 fn merged(mut batch: BTreeMap<(i64, i64), Hour>, stored: Vec<Row>) -> Result<Vec<Row>, DbErr> {
     for (series_id, hour, minutes, fine) in stored {
         let Some(row) = batch.get_mut(&(series_id, hour)) else { continue };
-        let marked = minutes.get(1..9).is_some_and(is_mark);
         let stored_slots = match fine {
-            Some(fine) if marked && consistent(&minutes, &fine)? => Some(decode_fine(&fine)?),
+            Some(fine) if marked(&minutes) && consistent(&minutes, &fine)? => Some(decode_fine(&fine)?),
             _ => None,
         };
         for (minute, p) in decode(&minutes)?.filter(|(_, p)| p.count > 0) {
@@ -582,8 +583,9 @@ pub async fn backfill(txn: &DatabaseTransaction, fine: bool) -> Result<(), DbErr
         for row in txn.query_all(&statement).await? {
             let at: i64 = row.try_get_by_index(0)?;
             let hour = floor(at, HOUR);
-            let fresh = || if fine { Hour::new() } else { Hour { minutes: Minutes::new(), fine: None } };
-            rows.entry((id, hour)).or_insert_with(fresh).add(at - hour, &Partial::read(&row, 1, &Part::ALL)?);
+            rows.entry((id, hour))
+                .or_insert_with(|| Hour::new(fine))
+                .add(at - hour, &Partial::read(&row, 1, &Part::ALL)?);
         }
         write(txn, &encoded(rows), fine).await?;
     }
@@ -660,6 +662,7 @@ mod tests {
     #[test]
     fn slots_of_one_whole_number_take_a_few_bytes_and_keep_every_value_exact() {
         let hour = 1_767_225_600_000_000;
+        const MAX_EXACT: f64 = 9_007_199_254_740_992.0;
         let values = [
             0.0,
             1.0,
@@ -738,13 +741,13 @@ mod tests {
         ] {
             let rows = merged(later(), vec![(1, hour, minutes, stored_slots)]).unwrap();
             assert_eq!(rows[0].3, None);
-            assert!(!is_mark(&rows[0].2[1..9]));
+            assert!(!marked(&rows[0].2));
             assert_eq!(decode(&rows[0].2).unwrap().map(|(_, p)| p.count).sum::<i64>(), samples + 1);
         }
         // Marked and whole: kept, and marked again.
         let rows = merged(later(), vec![(1, hour, encode(&first.minutes, true), slots)]).unwrap();
         assert_eq!(decode_fine(rows[0].3.as_deref().unwrap()).unwrap().len(), 2);
-        assert!(is_mark(&rows[0].2[1..9]));
+        assert!(marked(&rows[0].2));
     }
 
     #[test]

@@ -592,8 +592,9 @@ impl Serialize for Points<'_> {
     }
 }
 
-/// Whole numbers below 2^53, which print the same as an integer and faster.
-fn whole(x: f64) -> Option<i64> {
+/// Whole numbers below 2^53, which print the same as an integer and faster (and which
+/// the rollups' slots store as integers).
+pub(super) fn whole(x: f64) -> Option<i64> {
     (x.fract() == 0.0 && x.abs() < 9_007_199_254_740_992.0 && !(x == 0.0 && x.is_sign_negative())).then_some(x as i64)
 }
 

@@ -33,6 +33,7 @@
 
 use std::collections::BTreeMap;
 
+use futures_util::{Stream, TryStreamExt};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, QueryResult, Statement, Value,
     sea_query::{Expr, ExprTrait, Query, SelectStatement},
@@ -508,26 +509,37 @@ fn in_range(ids: &[i64], from: i64, until: i64, columns: &[&'static str]) -> Sel
         .to_owned()
 }
 
-/// The minutes in `[from, until)` of the series `ids` as `(series_id, minute start,
-/// partial)`; `from` and `until` are whole minutes.
+/// Calls `each` with the minutes in `[from, until)` of the series `ids` as `(series_id,
+/// minute start, partial)`, a row's minutes in order; `from` and `until` are whole minutes.
 pub async fn read(
     db: &DatabaseConnection,
     ids: &[i64],
     from: i64,
     until: i64,
-) -> Result<Vec<(i64, i64, Partial)>, DbErr> {
-    let mut minutes = Vec::new();
-    for row in db.query_all(&in_range(ids, from, until, &["series_id", "hour", "minutes"])).await? {
+    mut each: impl FnMut(i64, i64, Partial),
+) -> Result<(), DbErr> {
+    let mut rows = stream(db, &in_range(ids, from, until, &["series_id", "hour", "minutes"])).await?;
+    while let Some(row) = rows.try_next().await? {
         let (series_id, hour): (i64, i64) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
         let blob: Vec<u8> = row.try_get_by_index(2)?;
         for (minute, p) in decode(&blob)?.filter(|(_, p)| p.count > 0) {
             let at = hour + i64::from(minute) * MINUTE;
             if (from..until).contains(&at) {
-                minutes.push((series_id, at, p));
+                each(series_id, at, p);
             }
         }
     }
-    Ok(minutes)
+    Ok(())
+}
+
+/// The rows of a query as they come: each is decoded while the database reads the next
+/// (on SQLite, a thread of its own), and the rows are never all held at once.
+async fn stream<'a>(
+    db: &'a DatabaseConnection,
+    statement: &SelectStatement,
+) -> Result<impl Stream<Item = Result<QueryResult, DbErr>> + 'a, DbErr> {
+    use sea_orm::StreamTrait;
+    db.stream(statement).await
 }
 
 /// Calls `each` with the five-second slots in `[from, until)` of the series `ids`, as
@@ -546,7 +558,8 @@ pub async fn read_fine(
 ) -> Result<bool, DbErr> {
     let mut statement = in_range(ids, from, until, &["series_id", "hour", "fine"]);
     statement.expr(Expr::cust("substr(minutes, 2, 8)"));
-    for row in db.query_all(&statement).await? {
+    let mut rows = stream(db, &statement).await?;
+    while let Some(row) = rows.try_next().await? {
         let Some(slots) = row.try_get_by_index::<Option<Vec<u8>>>(2)? else { return Ok(false) };
         if !is_mark(&row.try_get_by_index::<Vec<u8>>(3)?) {
             return Ok(false);

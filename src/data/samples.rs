@@ -639,21 +639,17 @@ async fn buckets(
     step: i64,
     aggregation: Aggregation,
 ) -> Result<HashMap<i64, Vec<(i64, Partial)>>, AppError> {
-    let mut buckets = Buckets::default();
+    let mut buckets = Buckets::new(start, step);
     let mut samples_from = start;
     // The first minute, and slot, that does not end by `end`.
     let partial = |width: i64| (end + 1) - (end + 1).rem_euclid(width);
     let on = |width: i64| start.rem_euclid(width) == 0 && step % width == 0 && partial(width) > start;
     if on(MINUTE) {
-        for (id, minute, p) in rollups::read(db, ids, start, partial(MINUTE)).await? {
-            buckets.add(id, (minute - start) / step, p);
-        }
+        rollups::read(db, ids, start, partial(MINUTE), |id, minute, p| buckets.add_at(id, minute, p)).await?;
         samples_from = partial(MINUTE);
     } else if on(FINE) {
-        let mut slots = Buckets::default();
-        if rollups::read_fine(db, ids, start, partial(FINE), |id, slot, p| slots.add(id, (slot - start) / step, p))
-            .await?
-        {
+        let mut slots = Buckets::new(start, step);
+        if rollups::read_fine(db, ids, start, partial(FINE), |id, slot, p| slots.add_at(id, slot, p)).await? {
             buckets = slots;
             samples_from = partial(FINE);
         }
@@ -682,19 +678,64 @@ async fn buckets(
     Ok(buckets.done())
 }
 
-/// Buckets gathered per series. Rows mostly arrive in order (a series' rollup minutes,
-/// then its partial last minute): an entry for the bucket just added merges into it, and
-/// only a series whose entries came out of order is sorted and merged afterwards. The
-/// series last added to is remembered, as entries come in runs of a series.
-#[derive(Default)]
+/// Buckets gathered per series, `step` wide from `start`. Rows mostly arrive in order (a
+/// series' rollup minutes, then its partial last minute): an entry for the bucket just
+/// added merges into it, and only a series whose entries came out of order is sorted and
+/// merged afterwards. The series last added to is remembered, as entries come in runs of
+/// a series.
 struct Buckets {
+    start: i64,
+    step: i64,
     index: HashMap<i64, usize>,
     series: Vec<(i64, Vec<(i64, Partial)>)>,
     last: Option<(i64, usize)>,
+    /// The bucket [`Buckets::add_at`] merges into while what it is given falls in it.
+    open: Option<Open>,
+}
+
+/// A bucket being filled: `series_id`'s `bucket`, the times `[from, until)`.
+struct Open {
+    series_id: i64,
+    bucket: i64,
+    from: i64,
+    until: i64,
+    p: Partial,
 }
 
 impl Buckets {
+    fn new(start: i64, step: i64) -> Self {
+        Self { start, step, index: HashMap::new(), series: Vec::new(), last: None, open: None }
+    }
+
+    /// Adds what a series measured from `at` on (a minute or slot start, at or after
+    /// `start`). A row's minutes and slots come in time order, about ten to a bucket: the
+    /// bucket is divided out only when one falls outside the last, not once an entry (an
+    /// all-series day of slots is a million of them).
+    fn add_at(&mut self, series_id: i64, at: i64, p: Partial) {
+        if let Some(open) = &mut self.open
+            && open.series_id == series_id
+            && (open.from..open.until).contains(&at)
+        {
+            open.p.merge(&p);
+            return;
+        }
+        let bucket = (at - self.start).div_euclid(self.step);
+        let from = self.start + bucket * self.step;
+        let open = Open { series_id, bucket, from, until: from.saturating_add(self.step), p };
+        if let Some(done) = self.open.replace(open) {
+            self.add_closed(done.series_id, done.bucket, done.p);
+        }
+    }
+
+    /// Adds to a series' `bucket`.
     fn add(&mut self, series_id: i64, bucket: i64, p: Partial) {
+        if let Some(done) = self.open.take() {
+            self.add_closed(done.series_id, done.bucket, done.p);
+        }
+        self.add_closed(series_id, bucket, p);
+    }
+
+    fn add_closed(&mut self, series_id: i64, bucket: i64, p: Partial) {
         let at = match self.last {
             Some((id, at)) if id == series_id => at,
             _ => {
@@ -713,7 +754,10 @@ impl Buckets {
         }
     }
 
-    fn done(self) -> HashMap<i64, Vec<(i64, Partial)>> {
+    fn done(mut self) -> HashMap<i64, Vec<(i64, Partial)>> {
+        if let Some(done) = self.open.take() {
+            self.add_closed(done.series_id, done.bucket, done.p);
+        }
         let mut done = HashMap::with_capacity(self.series.len());
         for (series_id, mut entries) in self.series {
             if !entries.is_sorted_by(|a, b| a.0 < b.0) {
@@ -777,7 +821,7 @@ mod tests {
 
     #[test]
     fn buckets_merge_and_sort_whatever_order_rows_arrive_in() {
-        let mut buckets = Buckets::default();
+        let mut buckets = Buckets::new(0, 10);
         for (series, bucket, value) in [(1, 0, 1.0), (1, 0, 2.0), (2, 5, 7.0), (1, 3, 4.0), (1, 1, 8.0), (1, 3, -1.0)] {
             buckets.add(series, bucket, Partial::of(value));
         }
@@ -785,6 +829,32 @@ mod tests {
         let one: Vec<(i64, i64, f64)> = done[&1].iter().map(|(b, p)| (*b, p.count, p.sum)).collect();
         assert_eq!(one, [(0, 2, 3.0), (1, 1, 8.0), (3, 2, 3.0)]);
         assert_eq!(done[&2], [(5, Partial::of(7.0))]);
+    }
+
+    #[test]
+    fn entries_by_time_land_in_the_bucket_they_fall_in() {
+        // Buckets 100 wide from 1,000; the entries of two series, as rows of a few
+        // entries each come: in time order within a row, rows in any order.
+        let rows: [(i64, &[i64]); 5] = [
+            (1, &[1_000, 1_010, 1_090, 1_100, 1_150]),
+            (2, &[1_000, 1_099]),
+            (1, &[1_190, 1_200, 1_299]),
+            (1, &[1_050]),
+            (2, &[1_100, 5_000]),
+        ];
+        let mut buckets = Buckets::new(1_000, 100);
+        for (series, times) in rows {
+            for at in times {
+                buckets.add_at(series, *at, Partial::of(*at as f64));
+            }
+        }
+        // A bucket index from the samples' query merges with what came by time.
+        buckets.add(2, 40, Partial::of(1.0));
+        let done = buckets.done();
+        let by_bucket =
+            |series: i64| -> Vec<(i64, i64, f64)> { done[&series].iter().map(|(b, p)| (*b, p.count, p.sum)).collect() };
+        assert_eq!(by_bucket(1), [(0, 4, 4_150.0), (1, 3, 3_440.0), (2, 2, 2_499.0)]);
+        assert_eq!(by_bucket(2), [(0, 2, 2_099.0), (1, 1, 1_100.0), (40, 2, 5_001.0)]);
     }
 
     #[test]

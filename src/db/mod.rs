@@ -27,6 +27,11 @@ const MAX_ATTEMPT: Duration = Duration::from_secs(2);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 /// How long a SQLite writer waits for another writer before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Rows a SQLite connection's thread may read ahead of the task taking them. sqlx's 50
+/// is soon full when the task decodes each row as it comes (the metric rollups): from
+/// then on every row taken wakes that thread for one more, and an all-series query cost
+/// 15-20 % more CPU. 4,096 rollup rows are 12 MB at most.
+const SQLITE_ROW_BUFFER: usize = 4096;
 /// How many ingest batches may be validated and written at once on SQLite. SQLite has one
 /// writer: two keep it busy (one batch is prepared while the other is written), and more
 /// only queue on its lock, each holding its rows and statement in memory meanwhile.
@@ -327,6 +332,7 @@ fn connect_options(url: &DbUrl, max_connections: u32) -> ConnectOptions {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)
+                .row_buffer_size(SQLITE_ROW_BUFFER)
         });
     }
     if url.backend() == Backend::MySql {

@@ -595,7 +595,10 @@ impl Serialize for Points<'_> {
 /// Whole numbers below 2^53, which print the same as an integer and faster (and which
 /// the rollups' slots store as integers).
 pub(super) fn whole(x: f64) -> Option<i64> {
-    (x.fract() == 0.0 && x.abs() < 9_007_199_254_740_992.0 && !(x == 0.0 && x.is_sign_negative())).then_some(x as i64)
+    // The cast saturates (NaN gives 0), so only a whole `x` comes back unchanged; cheaper
+    // than `fract`, a libm call here.
+    let n = x as i64;
+    (n as f64 == x && n.unsigned_abs() < 1 << 53 && !(x == 0.0 && x.is_sign_negative())).then_some(n)
 }
 
 /// A timestamp in seconds: whole seconds as an integer, as Prometheus writes them.
@@ -617,12 +620,36 @@ struct PointValue(f64);
 impl Serialize for PointValue {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match whole(self.0) {
-            Some(n) => serializer.collect_str(&n),
+            Some(n) => serializer.serialize_str(itoa::Buffer::new().format(n)),
             None if self.0.is_nan() => serializer.serialize_str("NaN"),
             None if self.0.is_infinite() => serializer.serialize_str(if self.0 > 0.0 { "+Inf" } else { "-Inf" }),
-            None => serializer.collect_str(&self.0),
+            None => match fast_decimal(self.0, &mut zmij::Buffer::new()) {
+                Some(printed) => serializer.serialize_str(printed),
+                None => serializer.collect_str(&self.0),
+            },
         }
     }
+}
+
+/// A finite `x` as `Display` writes it (the shortest digits that read back as `x`, never
+/// an exponent, as Go's `strconv.FormatFloat(x, 'f', -1, 64)`), when `zmij`, several times
+/// faster, writes the same: a fraction it does not write with an exponent. `None` for the
+/// rest: an exponent, a whole number (which it ends in `.0`), and a tie, an `x` exactly
+/// halfway between two shortest decimals (2067776186925270.25, or 8 + 2^-16), of
+/// which `Display` may pick the other.
+fn fast_decimal(x: f64, buffer: &mut zmij::Buffer) -> Option<&str> {
+    let printed = buffer.format_finite(x);
+    if printed.contains('e') || printed.ends_with(".0") {
+        return None;
+    }
+    let decimals = printed.len() - printed.find('.')? - 1;
+    // x = odd × 2^lowest; halfway between two numbers of `decimals` decimals exactly when
+    // its own decimals (as many as -lowest) are one more, the last a 5.
+    let bits = x.to_bits();
+    let biased = ((bits >> 52) & 0x7ff) as i32;
+    let significand = if biased == 0 { bits & ((1 << 52) - 1) } else { (bits & ((1 << 52) - 1)) | 1 << 52 };
+    let lowest = Ord::max(biased, 1) - 1075 + significand.trailing_zeros() as i32;
+    (lowest != -(decimals as i32) - 1).then_some(printed)
 }
 
 /// Each series' non-empty buckets as `(bucket index, partial)`, in order. When
@@ -817,6 +844,71 @@ mod tests {
                 ],
             }]}})
         );
+    }
+
+    #[test]
+    fn fractions_print_as_display_prints_them() {
+        // xorshift64*: a fixed sequence of bit patterns, so a failure reproduces.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        let mut fast = 0;
+        for i in 0..400_000 {
+            let bits = next();
+            let x = match i % 5 {
+                // Any finite double.
+                0 => f64::from_bits(bits),
+                // Rates and averages: fractions between 1e-9 and 1e12.
+                1 => (bits >> 11) as f64 / (1u64 << 53) as f64 * 10f64.powi((bits % 22) as i32 - 9),
+                // Decimal fractions as written by people and by scrapers.
+                2 => (bits % 10_000_000) as f64 / 10f64.powi((bits % 9) as i32),
+                // Fractions of few bits, where ties are: an odd number over a power of two.
+                3 => ((bits >> 12) | 1) as f64 / (1u64 << (bits % 40)) as f64 / 2f64.powi((bits % 7) as i32 * 8),
+                // Near the boundaries: whole numbers around 2^53 and 1e16, and their neighbours.
+                _ => f64::from_bits(
+                    [9_007_199_254_740_992f64, 1e16, 1e-5, 1e-7, 0.1][(bits % 5) as usize]
+                        .to_bits()
+                        .wrapping_add(bits % 64)
+                        .wrapping_sub(32),
+                ),
+            };
+            if !x.is_finite() {
+                continue;
+            }
+            if let Some(printed) = fast_decimal(x, &mut zmij::Buffer::new()) {
+                assert_eq!(printed, x.to_string(), "{:#x}", x.to_bits());
+                fast += 1;
+            }
+        }
+        // Most of the fractions take the fast path (not only the exotic rest).
+        assert!(fast > 150_000, "{fast}");
+        for whole_or_exponent in [1.0, -0.0, 2f64.powi(60), 1e21, 1e-7, 5e-324, f64::MAX] {
+            assert_eq!(fast_decimal(whole_or_exponent, &mut zmij::Buffer::new()), None, "{whole_or_exponent}");
+        }
+        assert_eq!(fast_decimal(0.1, &mut zmij::Buffer::new()), Some("0.1"));
+        // Ties: Display writes 2067776186925270.3 where zmij writes .2.
+        let halfway = 2_067_776_186_925_270.0 + 0.25;
+        for tie in [halfway, 8.0 + 2f64.powi(-16), 2f64.powi(46) + 0.125] {
+            assert_eq!(fast_decimal(tie, &mut zmij::Buffer::new()), None, "{tie}");
+        }
+        assert_eq!(serde_json::to_string(&PointValue(halfway)).unwrap(), r#""2067776186925270.3""#);
+    }
+
+    #[test]
+    fn whole_numbers_are_those_below_2_to_the_53_but_negative_zero() {
+        for (x, n) in [(0.0, Some(0)), (-0.0, None), (3.0, Some(3)), (-3.0, Some(-3)), (2.5, None), (f64::NAN, None)] {
+            assert_eq!(whole(x), n, "{x}");
+        }
+        let limit = 9_007_199_254_740_992f64;
+        assert_eq!(whole(limit - 1.0), Some((1 << 53) - 1));
+        assert_eq!(whole(-(limit - 1.0)), Some(1 - (1 << 53)));
+        for x in [limit, -limit, f64::INFINITY, f64::NEG_INFINITY, 9.3e18, -9.3e18, i64::MAX as f64] {
+            assert_eq!(whole(x), None, "{x}");
+        }
     }
 
     #[test]

@@ -45,6 +45,8 @@
 #                        OTHER_MAX % of the CPUs (a build...) is rerun, at most RETRIES times;
 #   QUIET_WAIT=300       before each measured run, wait at most this long for the CPUs to be
 #                        idle (<= 10 % busy over 2 s)
+#   OURS_BIN=...         measure this killkrill binary (e.g. a copy of an earlier commit's
+#                        build) instead of building this checkout
 #   PERF=0               1: after the ingest runs, profile an extra (unmeasured) ingest run:
 #                        `perf record --call-graph dwarf -p SERVER` and a system-wide
 #                        `perf record -a` (CPU split between server, database, wrk, kernel)
@@ -133,13 +135,20 @@ fi
 
 # --- build -------------------------------------------------------------------------
 cd "$ROOT"
-cargo build --release --bin killkrill
-COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ' (uncommitted changes in src/ or Cargo.*)')"
+SOURCE_BIN="${OURS_BIN:-$ROOT/target/release/killkrill}"
+if [[ -n "${OURS_BIN:-}" ]]; then
+    # Another build (an earlier commit's, for a before/after pair): not this checkout's.
+    [[ -x "$OURS_BIN" ]] || { echo "data.sh: OURS_BIN=$OURS_BIN is not an executable" >&2; exit 1; }
+    COMMIT="given binary $OURS_BIN ($("$OURS_BIN" --version 2>/dev/null || echo 'no --version'))"
+else
+    cargo build --release --bin killkrill
+    COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ' (uncommitted changes in src/ or Cargo.*)')"
+fi
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/killkrill-data-bench.XXXXXX")"
 # A copy: the binary must not change under the benchmark (others may rebuild target/), and
 # perf needs the very file the server runs.
-cp "$ROOT/target/release/killkrill" "$WORK/killkrill"
+cp "$SOURCE_BIN" "$WORK/killkrill"
 OURS_BIN="$WORK/killkrill"
 PIDS=()      # servers
 BG=()        # background wrk / samplers, all bounded in time anyway

@@ -538,6 +538,8 @@ async fn stream<'a>(
     db: &'a DatabaseConnection,
     statement: &SelectStatement,
 ) -> Result<impl Stream<Item = Result<QueryResult, DbErr>> + 'a, DbErr> {
+    // Imported here only: its `get_database_backend` would be ambiguous with
+    // `ConnectionTrait`'s everywhere else in the module.
     use sea_orm::StreamTrait;
     db.stream(statement).await
 }

@@ -647,7 +647,8 @@ fn fast_decimal(x: f64, buffer: &mut zmij::Buffer) -> Option<&str> {
     // its own decimals (as many as -lowest) are one more, the last a 5.
     let bits = x.to_bits();
     let biased = ((bits >> 52) & 0x7ff) as i32;
-    let significand = if biased == 0 { bits & ((1 << 52) - 1) } else { (bits & ((1 << 52) - 1)) | 1 << 52 };
+    let fraction = bits & ((1 << 52) - 1);
+    let significand = if biased == 0 { fraction } else { fraction | 1 << 52 };
     let lowest = Ord::max(biased, 1) - 1075 + significand.trailing_zeros() as i32;
     (lowest != -(decimals as i32) - 1).then_some(printed)
 }
@@ -720,7 +721,8 @@ struct Buckets {
     open: Option<Open>,
 }
 
-/// A bucket being filled: `series_id`'s `bucket`, the times `[from, until)`.
+/// A bucket being filled: `series_id`'s `bucket`, the times `[from, until)` (kept, not
+/// derived from `bucket`, as every entry added is checked against them).
 struct Open {
     series_id: i64,
     bucket: i64,
@@ -748,18 +750,21 @@ impl Buckets {
         }
         let bucket = (at - self.start).div_euclid(self.step);
         let from = self.start + bucket * self.step;
-        let open = Open { series_id, bucket, from, until: from.saturating_add(self.step), p };
-        if let Some(done) = self.open.replace(open) {
-            self.add_closed(done.series_id, done.bucket, done.p);
-        }
+        self.close();
+        self.open = Some(Open { series_id, bucket, from, until: from.saturating_add(self.step), p });
     }
 
     /// Adds to a series' `bucket`.
     fn add(&mut self, series_id: i64, bucket: i64, p: Partial) {
-        if let Some(done) = self.open.take() {
-            self.add_closed(done.series_id, done.bucket, done.p);
-        }
+        self.close();
         self.add_closed(series_id, bucket, p);
+    }
+
+    /// Adds the open bucket, if any, to its series.
+    fn close(&mut self) {
+        if let Some(open) = self.open.take() {
+            self.add_closed(open.series_id, open.bucket, open.p);
+        }
     }
 
     fn add_closed(&mut self, series_id: i64, bucket: i64, p: Partial) {
@@ -782,9 +787,7 @@ impl Buckets {
     }
 
     fn done(mut self) -> HashMap<i64, Vec<(i64, Partial)>> {
-        if let Some(done) = self.open.take() {
-            self.add_closed(done.series_id, done.bucket, done.p);
-        }
+        self.close();
         let mut done = HashMap::with_capacity(self.series.len());
         for (series_id, mut entries) in self.series {
             if !entries.is_sorted_by(|a, b| a.0 < b.0) {

@@ -30,7 +30,8 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rows a SQLite connection's thread may read ahead of the task taking them. sqlx's 50
 /// is soon full when the task decodes each row as it comes (the metric rollups): from
 /// then on every row taken wakes that thread for one more, and an all-series query cost
-/// 15-20 % more CPU. 4,096 rollup rows are 12 MB at most.
+/// 15-20 % more CPU. The buffer never holds more than `query_all` collects whole; a
+/// rollup row is 2-3 KB for a 10 s scrape, up to 25 KB for a scrape every second.
 const SQLITE_ROW_BUFFER: usize = 4096;
 /// How many ingest batches may be validated and written at once on SQLite. SQLite has one
 /// writer: two keep it busy (one batch is prepared while the other is written), and more

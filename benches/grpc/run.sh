@@ -82,6 +82,25 @@ children_cpu() {
     printf -v "$1" '%s' "$(awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$WORK/times")"
 }
 
+# The CPU ticks (user + system) the storage has used so far: on SQLite, the server's
+# sqlx-sqlite connection threads (SQLite runs inside them, and one write transaction at a
+# time: what they need per line bounds the lines/s of any transport); on PostgreSQL, every
+# postgres process of the machine (the benchmark's database is the only busy one).
+storage_ticks() { # BACKEND
+    local pattern='^sqlx-sqlite' files=("/proc/$SERVER_PID/task/"*/stat)
+    if [[ "$1" == postgres ]]; then
+        pattern='^postgres$'
+        files=(/proc/[0-9]*/stat)
+    fi
+    # comm is the second field, in parentheses; utime and stime are the 14th and 15th.
+    cat "${files[@]}" 2>/dev/null | awk -v p="$pattern" '{
+        c = $0; sub(/^[0-9]+ \(/, "", c); sub(/\) .*$/, "", c)
+        if (c !~ p) next
+        r = $0; sub(/^.*\) /, "", r); split(r, f, " ")
+        t += f[12] + f[13]
+    } END { print t + 0 }'
+}
+
 REPORT="$ROOT/benches/results/transports-$(date +%Y%m%d-%H%M%S).md"
 mkdir -p "$(dirname "$REPORT")"
 {
@@ -89,8 +108,8 @@ mkdir -p "$(dirname "$REPORT")"
     echo
     echo "## Log ingest, batches of $BATCH lines, ${DURATION} s a run"
     echo
-    echo "| backend | workers | REST lines/s | gRPC lines/s | gRPC / REST | server µs/line REST | server µs/line gRPC | load generator µs/line REST | load generator µs/line gRPC | errors (REST, gRPC) |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    echo "| backend | workers | REST lines/s | gRPC lines/s | gRPC / REST | server µs/line REST | server µs/line gRPC | load generator µs/line REST | load generator µs/line gRPC | storage µs/line REST | storage µs/line gRPC | storage CPUs busy REST, gRPC | storage's ceiling, lines/s | ceiling / REST | errors (REST, gRPC) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 } >"$REPORT"
 
 # Each run gets a fresh server and an empty database: inserts slow down as the tables
@@ -121,28 +140,39 @@ fresh_server() { # BACKEND -> HTTP_PORT GRPC_PORT_ SERVER_PID SOURCE_ID KEY
 
 for backend in $BACKENDS; do
     for workers in $WORKERS_LIST; do
-        declare -A rate errors cpu load_cpu
+        declare -A rate errors cpu load_cpu store_cpu store_busy
         for mode in rest grpc; do
             fresh_server "$backend"
             before="$(awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat")"
+            store_before="$(storage_ticks "$backend")"
             children_cpu load_before
             "$LOAD" --http "127.0.0.1:$HTTP_PORT" --grpc "127.0.0.1:$GRPC_PORT_" --key "$KEY" --source "$SOURCE_ID" \
                 --mode "$mode" --workers "$workers" --seconds "$DURATION" --batch "$BATCH" >"$WORK/load.out"
             children_cpu load_after
             out="$(cat "$WORK/load.out")"
             after="$(awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat")"
+            store_after="$(storage_ticks "$backend")"
             echo "$backend $out"
             rate[$mode]="$(echo "$out" | json '["lines_per_second"]')"
             errors[$mode]="$(echo "$out" | json '["errors"]')"
             lines="$(echo "$out" | json '["lines"]')"
             # killkrill's own CPU (not the database's) per stored line, in microseconds.
             cpu[$mode]="$(awk -v t="$((after - before))" -v hz="$(getconf CLK_TCK)" -v n="$lines" 'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')"
+            store_cpu[$mode]="$(awk -v t="$((store_after - store_before))" -v hz="$(getconf CLK_TCK)" -v n="$lines" 'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')"
+            store_busy[$mode]="$(awk -v t="$((store_after - store_before))" -v hz="$(getconf CLK_TCK)" -v d="$DURATION" 'BEGIN { printf "%.2f", t / hz / d }')"
             load_cpu[$mode]="$(awk -v a="$load_before" -v b="$load_after" -v n="$lines" 'BEGIN { printf "%.2f", (n > 0 ? (b - a) * 1e6 / n : 0) }')"
             kill "$SERVER_PID"
             wait "$SERVER_PID" 2>/dev/null || true
         done
         ratio="$(awk -v g="${rate[grpc]}" -v r="${rate[rest]}" 'BEGIN { printf "%.2f", (r > 0 ? g / r : 0) }')"
-        echo "| $backend | $workers | ${rate[rest]%.*} | ${rate[grpc]%.*} | **$ratio** | ${cpu[rest]} | ${cpu[grpc]} | ${load_cpu[rest]} | ${load_cpu[grpc]} | ${errors[rest]}, ${errors[grpc]} |" >>"$REPORT"
+        # The lines/s the storage alone allows, at the smaller of the two transports' storage
+        # cost a line: one CPU for SQLite's one writer at a time, all CPUs for PostgreSQL.
+        # However little the transport costs, no transport stores more.
+        cpus=1
+        [[ "$backend" == postgres ]] && cpus="$(nproc)"
+        ceiling="$(awk -v a="${store_cpu[rest]}" -v b="${store_cpu[grpc]}" -v c="$cpus" 'BEGIN { m = (a < b ? a : b); printf "%.0f", (m > 0 ? c * 1e6 / m : 0) }')"
+        headroom="$(awk -v c="$ceiling" -v r="${rate[rest]}" 'BEGIN { printf "%.2f", (r > 0 ? c / r : 0) }')"
+        echo "| $backend | $workers | ${rate[rest]%.*} | ${rate[grpc]%.*} | **$ratio** | ${cpu[rest]} | ${cpu[grpc]} | ${load_cpu[rest]} | ${load_cpu[grpc]} | ${store_cpu[rest]} | ${store_cpu[grpc]} | ${store_busy[rest]}, ${store_busy[grpc]} | $ceiling | $headroom | ${errors[rest]}, ${errors[grpc]} |" >>"$REPORT"
     done
 done
 

@@ -34,8 +34,9 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// rollup row is 2-3 KB for a 10 s scrape, up to 25 KB for a scrape every second.
 const SQLITE_ROW_BUFFER: usize = 4096;
 /// How many ingest batches may be validated and written at once on SQLite. SQLite has one
-/// writer: two keep it busy (one batch is prepared while the other is written), and more
-/// only queue on its lock, each holding its rows and statement in memory meanwhile.
+/// writer: with two, one batch is prepared while the other is written; more only queue on
+/// its lock, each holding its rows and statement in memory meanwhile (opened to 64, the
+/// gate gave no more lines/s: benches/README.md).
 const SQLITE_INGEST_WRITERS: usize = 2;
 
 /// The pool and what the service knows about it. Cheap to clone.

@@ -43,7 +43,7 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 pub async fn build(config: Config, log_level: LogLevelHandle) -> Result<App, StartError> {
     crate::install_crypto_provider();
     let tls = Tls::from_config(&config)?;
-    let db = Database::open(&config).await?;
+    let db = crate::migrate::open(&config).await?;
     let metrics = Arc::new(Metrics::new(db.clone(), config.enable_detailed_metrics));
     let identity = Arc::new(Identity::new(db.conn().clone(), &config));
     let license = Arc::new(

@@ -24,6 +24,27 @@ const SEAL_BATCH: u64 = 1_000;
 const PG_SEAL_LOCK_KEY: i64 = 0x6b6b_6175_6474;
 const MYSQL_SEAL_LOCK: &str = "killkrill_audit_seal";
 
+/// Which plane a state-changing request belongs to, as its transport classifies it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plane {
+    /// Changes to users, keys, sources, settings and sessions.
+    Control,
+    /// Ingest batches, and reads sent as POST (a metric query): counted in `/metrics`.
+    Data,
+}
+
+/// The audit policy (docs/API.md, "Audit policy"), in one place:
+/// - a control-plane change is audited by the service that makes it, in the change's own
+///   transaction (so a change and its row commit together);
+/// - a control-plane request refused before any change (400, 403, 404, 409 ...) by a known
+///   principal is audited by its transport once the answer is known; this function says
+///   whether such a request gets that row;
+/// - nothing else is audited: a request that matches no route (`plane` is `None`), one
+///   refused before a principal is known (a 401: `user_id` is `None`), and the data plane.
+pub fn audits_refusal(plane: Option<Plane>, user_id: Option<&str>) -> bool {
+    plane == Some(Plane::Control) && user_id.is_some()
+}
+
 /// How the audited request ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -5,7 +5,7 @@
 use sea_orm::DbErr;
 
 use crate::{
-    auth::{Role, password::check_policy},
+    auth::Role,
     identity::{
         Identity,
         users::{self, NewUser},
@@ -52,47 +52,4 @@ fn dev_admin(password_hash: String) -> NewUser {
         active: true,
         roles: vec![Role::Admin],
     }
-}
-
-/// Why `create-user` refused.
-#[derive(Debug, thiserror::Error)]
-pub enum CreateUserError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("a user with this username or email already exists")]
-    Exists,
-    #[error(transparent)]
-    Db(#[from] DbErr),
-}
-
-/// `killkrill create-user`: creates a user with the given roles.
-pub async fn create_user(
-    identity: &Identity,
-    username: &str,
-    email: &str,
-    roles: Vec<Role>,
-    password: &str,
-) -> Result<users::UserView, CreateUserError> {
-    check_policy(password, username).map_err(CreateUserError::Invalid)?;
-    if !email.contains('@') {
-        return Err(CreateUserError::Invalid("--email must be an email address".into()));
-    }
-    let hash = identity.passwords.hash(password).await.map_err(|e| CreateUserError::Invalid(e.to_string()))?;
-    let new = NewUser {
-        username: username.to_owned(),
-        email: email.to_owned(),
-        password_hash: hash,
-        first_name: String::new(),
-        last_name: String::new(),
-        active: true,
-        roles: crate::auth::roles::normalize(roles),
-    };
-    let roles = new.roles.clone();
-    let txn = crate::db::begin_write(&identity.db).await?;
-    let user = users::insert(&txn, new).await.map_err(|err| match err.sql_err() {
-        Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => CreateUserError::Exists,
-        _ => CreateUserError::Db(err),
-    })?;
-    txn.commit().await?;
-    Ok(users::UserView::new(user, &roles))
 }

@@ -4,45 +4,13 @@
 use std::{io::BufRead, sync::Arc};
 
 use crate::{
-    auth::Role,
-    bootstrap::{self, CreateUserError},
-    config::Config,
-    db::Database,
+    audit::AuditMeta,
+    auth::roles,
+    config::{Command, Config, CreateUserArgs, HealthcheckArgs},
+    error::AppError,
     identity::Identity,
+    identity::admin::UserInput,
 };
-
-#[derive(Debug, clap::Subcommand)]
-pub enum Command {
-    /// Create a user; the password is read from standard input (one line).
-    CreateUser(CreateUserArgs),
-    /// Exit 0 if the server on this machine answers `GET /livez` with 200, else 1.
-    /// For container HEALTHCHECKs on images without curl.
-    Healthcheck(HealthcheckArgs),
-}
-
-#[derive(Debug, clap::Args)]
-pub struct HealthcheckArgs {
-    /// Path to probe.
-    #[arg(long, default_value = "/livez")]
-    pub path: String,
-    /// Seconds to wait for the answer.
-    #[arg(long, default_value_t = 3)]
-    pub timeout: u64,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct CreateUserArgs {
-    #[arg(long)]
-    pub username: String,
-    #[arg(long)]
-    pub email: String,
-    /// Role to grant (repeatable): admin, maintainer or viewer.
-    #[arg(long = "role", default_value = "viewer")]
-    pub roles: Vec<String>,
-    /// Read the password from standard input (required: passwords never go on the command line).
-    #[arg(long, required = true)]
-    pub password_stdin: bool,
-}
 
 /// Runs a subcommand against the configured database.
 pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
@@ -146,27 +114,35 @@ impl rustls::client::danger::ServerCertVerifier for OwnCertificate {
 }
 
 async fn create_user(config: Config, args: CreateUserArgs) -> anyhow::Result<()> {
-    let roles = args
-        .roles
-        .iter()
-        .map(|name| {
-            Role::parse(name)
-                .ok_or_else(|| anyhow::anyhow!("--role: unknown role `{name}` (admin, maintainer, viewer)"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let roles =
+        roles::parse_list("--role", &args.roles).map_err(|err| anyhow::anyhow!("create-user: {}", said(err)))?;
     let mut password = String::new();
     std::io::stdin().lock().read_line(&mut password)?;
-    let password = password.trim_end_matches(['\r', '\n']);
-    let db = Database::open(&config).await?;
+    let input = UserInput {
+        username: args.username,
+        email: args.email,
+        password: password.trim_end_matches(['\r', '\n']).to_owned(),
+        first_name: String::new(),
+        last_name: String::new(),
+        roles: Some(roles),
+        active: None,
+    };
+    let db = crate::migrate::open(&config).await?;
     let identity = Identity::new(db.conn().clone(), &config);
-    let result = bootstrap::create_user(&identity, &args.username, &args.email, roles, password).await;
+    let meta = AuditMeta { correlation_id: format!("cli-{}", uuid::Uuid::new_v4()), ..AuditMeta::default() };
+    let result = identity.create_user(input, &meta).await;
     db.close().await;
-    match result {
-        Ok(user) => {
-            println!("{}", serde_json::to_string(&user)?);
-            Ok(())
+    let user = result.map_err(|err| anyhow::anyhow!("create-user: {}", said(err)))?;
+    println!("{}", serde_json::to_string(&user)?);
+    Ok(())
+}
+
+/// A service error as one line for the terminal, naming each invalid field.
+fn said(err: AppError) -> String {
+    match err {
+        AppError::Validation(details) => {
+            details.iter().map(|d| format!("{}: {}", d.field, d.message)).collect::<Vec<_>>().join("; ")
         }
-        Err(CreateUserError::Invalid(message)) => Err(anyhow::anyhow!("create-user: {message}")),
-        Err(err) => Err(anyhow::anyhow!("create-user: {err}")),
+        other => other.to_string(),
     }
 }

@@ -19,7 +19,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::{config::ConfigError, error::AppError, metrics::Metrics, time::rfc3339};
+pub use crate::config::check_license_key_format;
+use crate::{error::AppError, metrics::Metrics, time::rfc3339};
 
 /// How long a validation answer is trusted before asking again.
 pub const CACHE_TTL: Duration = Duration::from_secs(5 * 60);
@@ -28,21 +29,6 @@ pub const GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The features routes may require; asked for explicitly at every check.
 pub const GATED_FEATURES: &[&str] = &["audit_export"];
-
-/// Checks `PENG-XXXX-XXXX-XXXX-XXXX-XXXX` (upper-case hex groups) without echoing the key.
-pub fn check_key_format(key: &str) -> Result<(), ConfigError> {
-    let groups: Vec<&str> = key.split('-').collect();
-    let valid = groups.len() == 6
-        && groups[0] == "PENG"
-        && groups[1..]
-            .iter()
-            .all(|g| g.len() == 4 && g.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)));
-    if valid {
-        Ok(())
-    } else {
-        Err(ConfigError::new("LICENSE_KEY", "must look like PENG-XXXX-XXXX-XXXX-XXXX-XXXX (upper-case hex groups)"))
-    }
-}
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Feature {
@@ -115,7 +101,7 @@ impl License {
         Self { remote: None, state: RwLock::new(State::default()), metrics: None }
     }
 
-    /// `key` must already have passed [`check_key_format`].
+    /// `key` must already have passed [`check_license_key_format`].
     /// Calls are counted in `metrics` (`killkrill_license_checks_total{result}`).
     pub fn new(
         key: Option<SecretString>,

@@ -31,7 +31,7 @@ use tokio::{
 use tower::ServiceExt;
 
 use crate::{
-    net::Cidr,
+    config::Cidr,
     tls::{self, ClientCa, ClientCert, Tls},
 };
 

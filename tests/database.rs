@@ -6,7 +6,7 @@ mod common;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use common::{Kind, TestDb, TestServer, eventually};
-use killkrill::db::{Database, migrate};
+use killkrill::{db::Database, migrate};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::Value;
 use tokio::{net::TcpListener, sync::watch};
@@ -103,7 +103,7 @@ async fn postgres_and_mariadb_do_not_gate_ingest() {
 #[tokio::test]
 async fn a_write_transaction_that_reads_first_survives_a_concurrent_writer() {
     let db = TestDb::create(Kind::Sqlite).await.unwrap();
-    let opened = Database::open(&db.config()).await.unwrap();
+    let opened = migrate::open(&db.config()).await.unwrap();
     let conn = opened.conn().clone();
     let backend = conn.get_database_backend();
     let insert = |key: &str| {

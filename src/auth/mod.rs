@@ -1,5 +1,5 @@
 //! Authentication and authorization: roles, tokens, API keys, login throttling, and the
-//! `Principal` extractor every protected route uses.
+//! `Principal` every protected operation checks.
 
 pub mod keys;
 pub mod password;
@@ -8,5 +8,5 @@ pub mod roles;
 pub mod throttle;
 pub mod token;
 
-pub use principal::{AdminOnly, AtLeastMaintainer, AtLeastViewer, AuthMethod, Principal, X_API_KEY};
+pub use principal::{AuthMethod, Principal, X_API_KEY};
 pub use roles::{Permission, Role};

@@ -1,26 +1,16 @@
-//! The authenticated caller, as an extractor: `principal: Principal` in a handler's
-//! arguments makes the route require credentials; `principal.require_role(...)?` or
-//! `principal.require_permission(...)?` then states what it needs, in one line.
+//! The authenticated caller: who it is, its roles, and how it authenticated.
+//! `principal.require_role(...)?` or `principal.require_permission(...)?` states what an
+//! operation needs, in one line. The HTTP extractors are in `http::principal`.
 
 use std::sync::Arc;
 
-use axum::{
-    extract::FromRequestParts,
-    http::{header, request::Parts},
-};
 use serde::Serialize;
 
 use super::{
     roles::{self, Permission, Role},
     token::Claims,
 };
-use crate::{
-    error::AppError,
-    http::context::AuditSlot,
-    identity::{AuthError, Credentials},
-    state::AppState,
-    tls::ClientCert,
-};
+use crate::error::AppError;
 
 /// The header (and gRPC metadata key) of API keys and ingest keys.
 pub const X_API_KEY: &str = "x-api-key";
@@ -95,61 +85,4 @@ impl Principal {
             Err(AppError::Forbidden(format!("This action requires the permission: {}", names.join(" or "))))
         }
     }
-}
-
-impl From<AuthError> for AppError {
-    fn from(err: AuthError) -> Self {
-        match err {
-            AuthError::Db(db) => AppError::from(db),
-            other => AppError::Unauthorized(other.to_string()),
-        }
-    }
-}
-
-impl FromRequestParts<AppState> for Principal {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        // A header that is not text is kept as "", which no credential check accepts.
-        let text = |name| parts.headers.get(name).map(|v: &header::HeaderValue| v.to_str().unwrap_or_default());
-        let credentials = Credentials {
-            api_key: text(X_API_KEY),
-            authorization: text(header::AUTHORIZATION.as_str()),
-            client_cert: parts.extensions.get::<Arc<ClientCert>>().map(|cert| &**cert),
-        };
-        let principal = state.identity.authenticate(credentials).await?;
-        if let Some(slot) = parts.extensions.get::<AuditSlot>() {
-            slot.set_user(&principal.user_id);
-        }
-        Ok(principal)
-    }
-}
-
-/// Extractors for a caller holding at least a role. They check it while the request's
-/// head is read, before a body extractor after them parses the body: a caller without the
-/// role gets 403, never a validation error describing a body it may not send.
-macro_rules! at_least {
-    ($($(#[$doc:meta])* $name:ident => $role:expr;)*) => {$(
-        $(#[$doc])*
-        pub struct $name(pub Principal);
-
-        impl FromRequestParts<AppState> for $name {
-            type Rejection = AppError;
-
-            async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-                let principal = Principal::from_request_parts(parts, state).await?;
-                principal.require_role($role)?;
-                Ok($name(principal))
-            }
-        }
-    )*};
-}
-
-at_least! {
-    /// A viewer, maintainer or admin.
-    AtLeastViewer => Role::Viewer;
-    /// A maintainer or admin.
-    AtLeastMaintainer => Role::Maintainer;
-    /// An admin.
-    AdminOnly => Role::Admin;
 }

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{AppError, FieldError};
+
 /// A role. The derived order is the rank: `Viewer < Maintainer < Admin`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -81,6 +83,21 @@ pub fn permissions_of(roles: &[Role]) -> Vec<Permission> {
 }
 
 /// Roles as stored: sorted by rank (highest first), without duplicates.
+/// Role names from a request, each one known, or a validation error naming `field`.
+pub fn parse_list(field: &str, names: &[String]) -> Result<Vec<Role>, AppError> {
+    names
+        .iter()
+        .map(|name| {
+            Role::parse(name).ok_or_else(|| {
+                AppError::Validation(vec![FieldError::new(
+                    field,
+                    format!("unknown role `{name}` (admin, maintainer, viewer)"),
+                )])
+            })
+        })
+        .collect()
+}
+
 pub fn normalize(mut roles: Vec<Role>) -> Vec<Role> {
     roles.sort_by(|a, b| b.cmp(a));
     roles.dedup();

@@ -165,7 +165,7 @@ pub async fn ingest(db: &Database, source_id: &str, entries: Vec<LogInput>) -> R
         return Err(AppError::Validation(vec![FieldError::new("logs", "must contain at least one entry")]));
     }
     if entries.len() > MAX_BATCH {
-        return Err(AppError::PayloadTooLarge(format!("A batch holds at most {MAX_BATCH} log entries")));
+        return Err(AppError::TooLarge(format!("A batch holds at most {MAX_BATCH} log entries")));
     }
     let _turn = db.ingest_turn().await;
     let received_at = now_micros();

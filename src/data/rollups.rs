@@ -40,7 +40,7 @@ use sea_orm::{
     sqlx,
 };
 
-use super::samples::whole;
+use crate::float::whole;
 
 /// One minute, in microseconds.
 pub const MINUTE: i64 = 60_000_000;

@@ -10,8 +10,8 @@ use serde_json::Value;
 use super::{conflict_or, entity::source};
 use crate::{
     audit::{self, AuditEntry, AuditMeta, AuditStatus},
+    config::Cidr,
     error::{AppError, FieldError},
-    net::Cidr,
     time::{micros_to_rfc3339, now_micros},
 };
 

@@ -2,8 +2,6 @@
 //! time from `DATABASE_URL`, plus a background health check the probes read.
 
 mod health;
-pub mod migrate;
-mod url;
 
 use std::{
     sync::Arc,
@@ -16,8 +14,8 @@ use sea_orm::{
 };
 
 pub use self::health::{DbHealth, HealthStatus};
-pub use self::url::{Backend, DbUrl};
 use crate::config::Config;
+pub use crate::config::{Backend, DbUrl};
 
 /// How long one connection attempt, or one wait for a pooled connection, may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -76,7 +74,8 @@ pub struct PoolStats {
 }
 
 impl Database {
-    /// Connects, retrying with backoff for `DB_CONNECT_RETRY_SECONDS`, then runs migrations.
+    /// Connects, retrying with backoff for `DB_CONNECT_RETRY_SECONDS`. The schema is brought
+    /// up to date by [`crate::migrate::open`], which calls this.
     pub async fn open(config: &Config) -> Result<Self, StartError> {
         let url = &config.database_url;
         let max_connections = if url.is_in_memory() { 1 } else { config.max_db_connections() };
@@ -94,14 +93,6 @@ impl Database {
         let conn = sea_orm::Database::connect(connect_options(url, max_connections))
             .await
             .map_err(|err| StartError::Unreachable { waited: config.db_connect_retry, cause: err.to_string() })?;
-        let applied = migrate::run(&conn).await.map_err(StartError::Migration)?;
-        tracing::info!(
-            event = "database_ready",
-            database = %url,
-            backend = url.backend().as_str(),
-            max_connections,
-            migrations_applied = applied,
-        );
         let ingest_gate =
             (url.backend() == Backend::Sqlite).then(|| Arc::new(tokio::sync::Semaphore::new(SQLITE_INGEST_WRITERS)));
         Ok(Self { conn, backend: url.backend(), health: DbHealth::new_healthy(), max_connections, ingest_gate })

@@ -58,7 +58,8 @@ impl AuthService for AuthApi {
         let call = Call::new(&request);
         let token = request.into_inner().refresh_token;
         call.answer(async {
-            let tokens = self.0.identity.refresh(token.trim()).await?;
+            let tokens = self.0.identity.refresh(token.trim(), &call.ctx.audit_meta(None)).await?;
+            call.ctx.audit.mark_handled();
             Ok(TokenPair {
                 access_token: tokens.access_token,
                 refresh_token: tokens.refresh_token,

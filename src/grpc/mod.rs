@@ -20,7 +20,7 @@ use tonic::{Code, Status, metadata::MetadataMap, service::Routes};
 use crate::{
     auth::{Principal, X_API_KEY},
     error::AppError,
-    http::{context::RequestContext, middleware::CorrelationId},
+    http::context::{CorrelationId, RequestContext},
     identity::Credentials,
     state::AppState,
     tls::ClientCert,
@@ -166,16 +166,13 @@ impl Call {
     /// with the correlation id, never sent.
     pub fn status(&self, err: AppError) -> Status {
         let code = match &err {
-            AppError::BadRequest(_) | AppError::Validation(_) | AppError::UnsupportedMediaType(_) => {
-                Code::InvalidArgument
-            }
+            AppError::Invalid(_) | AppError::Validation(_) => Code::InvalidArgument,
             AppError::Unauthorized(_) => Code::Unauthenticated,
             AppError::Forbidden(_) => Code::PermissionDenied,
             AppError::NotFound(_) => Code::NotFound,
             AppError::Conflict(_) => Code::AlreadyExists,
-            AppError::PayloadTooLarge(_) | AppError::TooManyRequests { .. } => Code::ResourceExhausted,
+            AppError::TooLarge(_) | AppError::TooManyRequests { .. } => Code::ResourceExhausted,
             AppError::Unavailable(_) => Code::Unavailable,
-            AppError::RequestTimeout(_) => Code::DeadlineExceeded,
             AppError::Internal(_) => Code::Internal,
         };
         let message = match err {

@@ -1,7 +1,7 @@
 //! What every gRPC call passes through: a correlation id (`x-correlation-id` metadata,
 //! echoed), one JSON log line `grpc_request_completed`, the call counted in `/metrics` by
-//! method and status code, and an audit row for a state-changing call its service did
-//! not audit itself (refused calls and ingest, as over REST).
+//! method and status code, and an audit row for a refused control-plane call, as the
+//! audit policy (`audit::audits_refusal`) says.
 //!
 //! A gRPC status usually travels in the trailers, after the last message, so the call is
 //! recorded when its response body ends (or is dropped, if the client went away).
@@ -27,23 +27,23 @@ use prost::Message as _;
 use tonic::Code;
 
 use crate::{
-    audit::{self, AuditEntry, AuditMeta, AuditStatus},
+    audit::{self, AuditEntry, AuditMeta, AuditStatus, Plane},
     http::{
         context::AuditSlot,
-        middleware::{CorrelationId, X_CORRELATION_ID, correlation_id},
+        context::{CorrelationId, X_CORRELATION_ID, correlation_id},
     },
     metrics::UNMATCHED_ENDPOINT,
     state::AppState,
 };
 
-/// Calls that change state, with the resource type their audit rows name.
-const STATE_CHANGING: [(&str, &str); 6] = [
-    ("/killkrill.v1.SourceService/CreateSource", "sources"),
-    ("/killkrill.v1.SourceService/UpdateSource", "sources"),
-    ("/killkrill.v1.SourceService/DeleteSource", "sources"),
-    ("/killkrill.v1.LogService/IngestLogs", "logs"),
-    ("/killkrill.v1.MetricService/IngestMetrics", "metrics"),
-    ("/killkrill.v1.AuthService/RefreshToken", "auth"),
+/// Calls that change state: their plane, and the resource type their audit rows name.
+const STATE_CHANGING: [(&str, Plane, &str); 6] = [
+    ("/killkrill.v1.SourceService/CreateSource", Plane::Control, "sources"),
+    ("/killkrill.v1.SourceService/UpdateSource", Plane::Control, "sources"),
+    ("/killkrill.v1.SourceService/DeleteSource", Plane::Control, "sources"),
+    ("/killkrill.v1.AuthService/RefreshToken", Plane::Control, "auth"),
+    ("/killkrill.v1.LogService/IngestLogs", Plane::Data, "logs"),
+    ("/killkrill.v1.MetricService/IngestMetrics", Plane::Data, "metrics"),
 ];
 
 /// The paths of every method served (`/package.Service/Method`), from the descriptor sets
@@ -210,10 +210,14 @@ impl Drop for Finish {
             Code::Internal | Code::Unknown | Code::DataLoss | Code::Unavailable => log_call!(error),
             _ => log_call!(warn),
         }
-        let resource_type = STATE_CHANGING.iter().find(|(method, _)| *method == &*self.method).map(|(_, r)| *r);
-        if let (Some(resource_type), false) = (resource_type, self.audit.handled()) {
+        let changes = STATE_CHANGING.iter().find(|(method, ..)| *method == &*self.method);
+        let user_id = self.audit.user_id();
+        if let Some((_, plane, resource_type)) = changes
+            && !self.audit.handled()
+            && audit::audits_refusal(Some(*plane), user_id.as_deref())
+        {
             let meta = AuditMeta {
-                user_id: self.audit.user_id(),
+                user_id,
                 client_ip: self.client_ip.clone(),
                 correlation_id: self.correlation_id.to_string(),
             };

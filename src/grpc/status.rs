@@ -5,9 +5,10 @@ use tonic::{Request, Response, Status};
 use super::{
     Call,
     auth::identity_of,
+    convert::json_to_struct,
     proto::{GetStatusRequest, GetStatusResponse, status_service_server::StatusService},
 };
-use crate::{config::RunMode, state::AppState};
+use crate::state::AppState;
 
 pub struct StatusApi(pub AppState);
 
@@ -17,17 +18,18 @@ impl StatusService for StatusApi {
         let call = Call::new(&request);
         call.answer(async {
             let principal = call.principal(&self.0).await?;
-            let config = &self.0.config;
+            let report = crate::status::report(&self.0, &principal);
             Ok(GetStatusResponse {
-                status: "operational".to_owned(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                environment: config.environment.as_str().to_owned(),
-                uptime_seconds: self.0.started_at.elapsed().as_secs(),
-                database_backend: self.0.db.backend().as_str().to_owned(),
-                database_status: if self.0.db.health().is_ok() { "ok" } else { "unavailable" }.to_owned(),
-                grpc_enabled: config.run_mode != RunMode::HttpOnly,
-                grpc_port: u32::from(config.grpc_port),
+                status: report.status.to_owned(),
+                version: report.version.to_owned(),
+                environment: report.environment.to_owned(),
+                uptime_seconds: report.uptime_seconds,
+                database_backend: report.database.backend.to_owned(),
+                database_status: report.database.status.to_owned(),
+                grpc_enabled: report.grpc.enabled,
+                grpc_port: u32::from(report.grpc.port),
                 identity: Some(identity_of(&principal)),
+                license: Some(json_to_struct(report.license)),
             })
         })
         .await

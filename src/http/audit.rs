@@ -12,6 +12,7 @@ use crate::{
     audit::{self, AuditFilter},
     auth::{Principal, Role},
     error::{AppError, FieldError},
+    http::error::HttpError,
     http::{
         extract::Query,
         pagination::{listing, page},
@@ -36,9 +37,11 @@ impl AuditQuery {
     /// The filters, checked. They compare exactly on every database: ids are canonical
     /// UUIDs, and an action with surrounding spaces is refused (MariaDB's comparisons
     /// ignore trailing spaces; the others' do not).
-    fn filter(&self) -> Result<AuditFilter, AppError> {
+    fn filter(&self) -> Result<AuditFilter, HttpError> {
         if self.action.as_deref().is_some_and(|a| a.trim() != a) {
-            return Err(AppError::Validation(vec![FieldError::new("action", "must not start or end with spaces")]));
+            return Err(
+                AppError::Validation(vec![FieldError::new("action", "must not start or end with spaces")]).into()
+            );
         }
         Ok(AuditFilter {
             user_id: self.user_id.as_deref().map(|id| crate::ids::filter(id, "user_id")).transpose()?,
@@ -54,7 +57,7 @@ pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
     Query(query): Query<AuditQuery>,
-) -> Result<Response, AppError> {
+) -> Result<Response, HttpError> {
     principal.require_role(Role::Admin)?;
     let page = page(query.limit, query.offset)?;
     let filter = query.filter()?;
@@ -63,7 +66,7 @@ pub async fn list(
 }
 
 #[utoipa::path(operation_id = "audit_verify", get, path = "/api/v1/audit/verify", tag = "audit", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = VerifyReport), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
-pub async fn verify(State(state): State<AppState>, principal: Principal) -> Result<Response, AppError> {
+pub async fn verify(State(state): State<AppState>, principal: Principal) -> Result<Response, HttpError> {
     principal.require_role(Role::Admin)?;
     let report = audit::verify(state.db.conn()).await?;
     Ok(axum::Json(report).into_response())
@@ -81,7 +84,7 @@ pub async fn export(
     State(state): State<AppState>,
     principal: Principal,
     Query(query): Query<AuditQuery>,
-) -> Result<Response, AppError> {
+) -> Result<Response, HttpError> {
     principal.require_role(Role::Admin)?;
     state.license.require(EXPORT_FEATURE)?;
     let page = page(Some(query.limit.unwrap_or(1000)), query.offset)?;

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::{
-    auth::{Principal, Role, roles},
+    auth::{Principal, roles},
     error::{AppError, FieldError},
+    http::error::HttpError,
     http::{
         context::RequestContext,
         extract::{Json, Query},
@@ -43,7 +44,7 @@ pub async fn login(
     State(state): State<AppState>,
     ctx: RequestContext,
     Json(body): Json<LoginRequest>,
-) -> Result<Response, AppError> {
+) -> Result<Response, HttpError> {
     let login = body
         .username
         .or(body.email)
@@ -64,13 +65,18 @@ pub struct RefreshRequest {
 }
 
 #[utoipa::path(operation_id = "auth_refresh", post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest, responses((status = 200, body = TokenResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
-pub async fn refresh(State(state): State<AppState>, Json(body): Json<RefreshRequest>) -> Result<Response, AppError> {
-    let tokens = state.identity.refresh(&body.refresh_token).await?;
+pub async fn refresh(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Json(body): Json<RefreshRequest>,
+) -> Result<Response, HttpError> {
+    let tokens = state.identity.refresh(&body.refresh_token, &ctx.audit_meta(None)).await?;
+    ctx.audit.mark_handled();
     Ok(token_response(StatusCode::OK, tokens))
 }
 
 #[utoipa::path(operation_id = "auth_verify", get, path = "/api/v1/auth/verify", tag = "auth", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = Object), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
-pub async fn verify(principal: Principal, ctx: RequestContext) -> Result<Response, AppError> {
+pub async fn verify(principal: Principal, ctx: RequestContext) -> Result<Response, HttpError> {
     let expires_at = principal.token.as_ref().map(|claims| micros_to_rfc3339(claims.exp.saturating_mul(1_000_000)));
     Ok(axum::Json(Verified {
         valid: true,
@@ -103,17 +109,18 @@ pub async fn logout(
     State(state): State<AppState>,
     principal: Principal,
     ctx: RequestContext,
-) -> Result<Response, AppError> {
-    let claims = principal.token.as_ref().ok_or_else(|| {
-        AppError::BadRequest("Only token sessions can be logged out; delete the API key instead".into())
-    })?;
+) -> Result<Response, HttpError> {
+    let claims = principal
+        .token
+        .as_ref()
+        .ok_or_else(|| AppError::Invalid("Only token sessions can be logged out; delete the API key instead".into()))?;
     state.identity.logout(claims, &ctx.audit_meta(Some(&principal.user_id))).await?;
     ctx.audit.mark_handled();
     Ok(axum::Json(json!({ "message": "Logged out successfully" })).into_response())
 }
 
 #[utoipa::path(operation_id = "auth_me", get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = UserView), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
-pub async fn me(State(state): State<AppState>, principal: Principal) -> Result<Response, AppError> {
+pub async fn me(State(state): State<AppState>, principal: Principal) -> Result<Response, HttpError> {
     let user = users::find_by_id(&state.identity.db, &principal.user_id)
         .await?
         .ok_or_else(|| AppError::Unauthorized("Authentication required".into()))?;
@@ -135,7 +142,7 @@ pub async fn change_password(
     principal: Principal,
     ctx: RequestContext,
     Json(body): Json<ChangePasswordRequest>,
-) -> Result<Response, AppError> {
+) -> Result<Response, HttpError> {
     let tokens = state
         .identity
         .change_password(
@@ -163,7 +170,7 @@ pub async fn list_api_keys(
     State(state): State<AppState>,
     principal: Principal,
     Query(query): Query<KeyListQuery>,
-) -> Result<Response, AppError> {
+) -> Result<Response, HttpError> {
     let page = page(query.limit, query.offset)?;
     let (keys, total) =
         state.identity.list_api_keys(&principal, query.user_id.as_deref(), page.limit, page.offset).await?;
@@ -182,29 +189,14 @@ pub struct CreateKeyRequest {
     expires_in_days: Option<u32>,
 }
 
-/// Parses role names, naming the field of any unknown one.
-pub fn parse_roles(field: &str, names: &[String]) -> Result<Vec<Role>, AppError> {
-    names
-        .iter()
-        .map(|name| {
-            Role::parse(name).ok_or_else(|| {
-                AppError::Validation(vec![FieldError::new(
-                    field,
-                    format!("unknown role `{name}` (admin, maintainer, viewer)"),
-                )])
-            })
-        })
-        .collect()
-}
-
 #[utoipa::path(operation_id = "auth_create_api_key", post, path = "/api/v1/auth/api-keys", tag = "api-keys", security(("bearer" = []), ("api_key" = [])), request_body = CreateKeyRequest, responses((status = 201, body = CreatedApiKey), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
 pub async fn create_api_key(
     State(state): State<AppState>,
     principal: Principal,
     ctx: RequestContext,
     Json(body): Json<CreateKeyRequest>,
-) -> Result<Response, AppError> {
-    let roles = body.roles.as_deref().map(|r| parse_roles("roles", r)).transpose()?;
+) -> Result<Response, HttpError> {
+    let roles = body.roles.as_deref().map(|r| roles::parse_list("roles", r)).transpose()?;
     let new = NewApiKey { name: body.name, roles, expires_in_days: body.expires_in_days };
     let created = state.identity.create_api_key(&principal, new, &ctx.audit_meta(Some(&principal.user_id))).await?;
     ctx.audit.mark_handled();
@@ -219,7 +211,7 @@ pub async fn delete_api_key(
     principal: Principal,
     ctx: RequestContext,
     Path(key_id): Path<String>,
-) -> Result<StatusCode, AppError> {
+) -> Result<StatusCode, HttpError> {
     state.identity.delete_api_key(&principal, &key_id, &ctx.audit_meta(Some(&principal.user_id))).await?;
     ctx.audit.mark_handled();
     Ok(StatusCode::NO_CONTENT)

@@ -8,11 +8,41 @@ use std::{
 };
 
 use axum::{
-    extract::{ConnectInfo, FromRequestParts},
-    http::request::Parts,
+    extract::{ConnectInfo, FromRequestParts, Request},
+    http::{HeaderName, request::Parts},
 };
+use uuid::Uuid;
 
-use crate::{audit::AuditMeta, http::middleware::CorrelationId};
+use crate::audit::AuditMeta;
+
+pub const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
+const MAX_CORRELATION_ID_LEN: usize = 128;
+
+/// The request's correlation id, available to handlers as an extension.
+#[derive(Clone, Debug)]
+pub struct CorrelationId(pub Arc<str>);
+
+impl CorrelationId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Uses the caller's id when it is sane (1–128 printable ASCII characters, the space
+/// included), else a new UUID v4.
+pub(crate) fn correlation_id(request: &Request) -> Arc<str> {
+    request
+        .headers()
+        .get(&X_CORRELATION_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| {
+            // Printable ASCII: graphic characters and the space.
+            !id.is_empty()
+                && id.len() <= MAX_CORRELATION_ID_LEN
+                && id.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+        })
+        .map_or_else(|| Arc::from(Uuid::new_v4().to_string()), Arc::from)
+}
 
 #[derive(Debug, Default)]
 struct AuditState {

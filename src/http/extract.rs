@@ -10,7 +10,10 @@ use axum::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::error::{AppError, NUL_IN_TEXT};
+use crate::{
+    error::{AppError, NUL_IN_TEXT},
+    http::error::HttpError,
+};
 
 /// `axum::Json`, with malformed JSON → 400, wrong content type → 415, too big → 413, a
 /// body that stops arriving → 408, a string holding a NUL → 400.
@@ -22,11 +25,11 @@ where
     T: DeserializeOwned,
     S: Send + Sync,
 {
-    type Rejection = AppError;
+    type Rejection = HttpError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !is_json(req.headers()) {
-            return Err(AppError::UnsupportedMediaType("Expected Content-Type: application/json".to_owned()));
+            return Err(HttpError::UnsupportedMediaType("Expected Content-Type: application/json".to_owned()));
         }
         let Body(bytes) = Body::from_request(req, state).await?;
         refuse_nul(&bytes)?;
@@ -46,15 +49,17 @@ pub fn is_json(headers: &HeaderMap) -> bool {
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-fn json_rejection(rejection: JsonRejection) -> AppError {
+fn json_rejection(rejection: JsonRejection) -> HttpError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => {
-            AppError::UnsupportedMediaType("Expected Content-Type: application/json".to_owned())
+            HttpError::UnsupportedMediaType("Expected Content-Type: application/json".to_owned())
         }
-        JsonRejection::JsonDataError(err) => AppError::BadRequest(format!("Invalid JSON body: {}", err.body_text())),
-        JsonRejection::JsonSyntaxError(err) => AppError::BadRequest(format!("Malformed JSON: {}", err.body_text())),
+        JsonRejection::JsonDataError(err) => {
+            AppError::Invalid(format!("Invalid JSON body: {}", err.body_text())).into()
+        }
+        JsonRejection::JsonSyntaxError(err) => AppError::Invalid(format!("Malformed JSON: {}", err.body_text())).into(),
         JsonRejection::BytesRejection(err) => body_rejection(err),
-        other => AppError::BadRequest(format!("Unreadable request body: {}", other.body_text())),
+        other => AppError::Invalid(format!("Unreadable request body: {}", other.body_text())).into(),
     }
 }
 
@@ -64,25 +69,25 @@ fn json_rejection(rejection: JsonRejection) -> AppError {
 pub struct Body(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for Body {
-    type Rejection = AppError;
+    type Rejection = HttpError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         Bytes::from_request(req, state).await.map(Body).map_err(body_rejection)
     }
 }
 
-fn body_rejection(err: BytesRejection) -> AppError {
+fn body_rejection(err: BytesRejection) -> HttpError {
     if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return AppError::PayloadTooLarge("The request body is larger than the limit".to_owned());
+        return AppError::TooLarge("The request body is larger than the limit".to_owned()).into();
     }
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&err);
     while let Some(e) = cause {
         if e.is::<tower_http::timeout::TimeoutError>() {
-            return AppError::RequestTimeout("The request body stopped arriving".to_owned());
+            return HttpError::RequestTimeout("The request body stopped arriving".to_owned());
         }
         cause = e.source();
     }
-    AppError::BadRequest(format!("Unreadable request body: {}", err.body_text()))
+    AppError::Invalid(format!("Unreadable request body: {}", err.body_text())).into()
 }
 
 /// Refuses JSON text with a string holding U+0000 (JSON can only write it escaped,
@@ -91,7 +96,7 @@ fn body_rejection(err: BytesRejection) -> AppError {
 pub fn refuse_nul(json: &[u8]) -> Result<(), AppError> {
     let escaped = memchr::memmem::find_iter(json, b"\\u0000")
         .any(|at| json[..at].iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0);
-    if escaped { Err(AppError::BadRequest(NUL_IN_TEXT.to_owned())) } else { Ok(()) }
+    if escaped { Err(AppError::Invalid(NUL_IN_TEXT.to_owned())) } else { Ok(()) }
 }
 
 /// `axum::extract::Query`, with a bad query string → 400 with our body.
@@ -103,15 +108,15 @@ where
     T: DeserializeOwned,
     S: Send + Sync,
 {
-    type Rejection = AppError;
+    type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Query(value)),
             Err(QueryRejection::FailedToDeserializeQueryString(err)) => {
-                Err(AppError::BadRequest(format!("Invalid query string: {}", err.body_text())))
+                Err(AppError::Invalid(format!("Invalid query string: {}", err.body_text())).into())
             }
-            Err(other) => Err(AppError::BadRequest(format!("Invalid query string: {}", other.body_text()))),
+            Err(other) => Err(AppError::Invalid(format!("Invalid query string: {}", other.body_text())).into()),
         }
     }
 }

@@ -8,7 +8,7 @@ use axum::{
 use serde::Serialize;
 use serde_json::json;
 
-use crate::{error::AppError, state::AppState};
+use crate::{error::AppError, http::error::HttpError, state::AppState};
 
 pub const SERVICE_NAME: &str = "killkrill-backend";
 
@@ -63,7 +63,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 
 /// Prometheus text format 0.0.4.
 #[utoipa::path(operation_id = "health_metrics", get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> Result<Response, AppError> {
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, HttpError> {
     let text = state.metrics.render().map_err(AppError::internal)?;
     let mut response = text.into_response();
     response

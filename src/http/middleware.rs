@@ -3,55 +3,25 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
-    sync::Arc,
     time::Instant,
 };
 
 use axum::{
     body::Body,
     extract::{ConnectInfo, MatchedPath, Request, State},
-    http::{HeaderName, HeaderValue, Method, Response, StatusCode, header},
+    http::{HeaderValue, Method, Response, StatusCode, header},
     middleware::Next,
     response::IntoResponse,
 };
-use uuid::Uuid;
 
 use crate::{
     audit::{self, AuditEntry, AuditMeta, AuditStatus},
-    error::{AppError, ErrorBody, ErrorInfo, NUL_IN_TEXT, default_message},
-    http::context::AuditSlot,
+    error::{AppError, NUL_IN_TEXT},
+    http::context::{AuditSlot, CorrelationId, X_CORRELATION_ID, correlation_id},
+    http::error::{ErrorBody, ErrorInfo, default_message},
     metrics::UNMATCHED_ENDPOINT,
     state::AppState,
 };
-
-pub const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
-const MAX_CORRELATION_ID_LEN: usize = 128;
-
-/// The request's correlation id, available to handlers as an extension.
-#[derive(Clone, Debug)]
-pub struct CorrelationId(pub Arc<str>);
-
-impl CorrelationId {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Uses the caller's id when it is sane (1–128 printable ASCII characters, the space
-/// included), else a new UUID v4.
-pub(crate) fn correlation_id(request: &Request) -> Arc<str> {
-    request
-        .headers()
-        .get(&X_CORRELATION_ID)
-        .and_then(|value| value.to_str().ok())
-        .filter(|id| {
-            // Printable ASCII: graphic characters and the space.
-            !id.is_empty()
-                && id.len() <= MAX_CORRELATION_ID_LEN
-                && id.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
-        })
-        .map_or_else(|| Arc::from(Uuid::new_v4().to_string()), Arc::from)
-}
 
 /// The outermost layer of every route (and of the fallback).
 pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response<Body> {
@@ -60,7 +30,10 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     request.extensions_mut().insert(CorrelationId(id.clone()));
     let method = request.method().clone();
     let changes_state = matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
-    // Only state-changing requests are audited; a read's extractors write to a slot of
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let endpoint = matched.as_ref().map_or(UNMATCHED_ENDPOINT, MatchedPath::as_str);
+    let plane = matched.as_ref().map(|_| crate::router::plane(endpoint));
+    // Only state-changing requests can be audited; a read's extractors write to a slot of
     // their own that nobody reads.
     let audit_slot = changes_state.then(AuditSlot::default);
     if let Some(slot) = &audit_slot {
@@ -68,8 +41,6 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     }
     let uri = request.uri().clone();
     let path = uri.path();
-    let matched = request.extensions().get::<MatchedPath>().cloned();
-    let endpoint = matched.as_ref().map_or(UNMATCHED_ENDPOINT, MatchedPath::as_str);
     let client_ip = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
 
     // No stored text can hold a NUL (PostgreSQL refuses it; SQLite's string functions stop
@@ -85,20 +56,19 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         .then(|| request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()))
         .flatten();
     let mut response = if uri.path_and_query().is_some_and(|pq| pq.as_str().contains("%00")) {
-        AppError::BadRequest(NUL_IN_TEXT.to_owned()).into_response()
+        AppError::Invalid(NUL_IN_TEXT.to_owned()).into_response()
     } else if declared_length.is_some_and(|length: u64| length > state.config.max_body_bytes as u64) {
-        AppError::PayloadTooLarge("The request body is larger than the limit".to_owned()).into_response()
+        AppError::TooLarge("The request body is larger than the limit".to_owned()).into_response()
     } else {
         next.run(request).await
     };
 
     let status = response.status();
-    if let Some(slot) = audit_slot.filter(|slot| !slot.handled()) {
-        let meta = AuditMeta {
-            user_id: slot.user_id(),
-            client_ip: client_ip.map(|ip| ip.to_string()),
-            correlation_id: id.to_string(),
-        };
+    if let Some(slot) = audit_slot.filter(|slot| !slot.handled())
+        && let user_id = slot.user_id()
+        && audit::audits_refusal(plane, user_id.as_deref())
+    {
+        let meta = AuditMeta { user_id, client_ip: client_ip.map(|ip| ip.to_string()), correlation_id: id.to_string() };
         audit_request(&state, &meta, method.as_str(), endpoint, path, status.as_u16()).await;
     }
     if status.is_client_error() || status.is_server_error() {
@@ -165,8 +135,8 @@ impl std::fmt::Display for ClientIp {
     }
 }
 
-/// The audit row of a state-changing request whose handler did not write one itself
-/// (refused requests, mostly): action `METHOD /route/{template}`.
+/// The audit row of a refused control-plane request (the audit policy: `audit::audits_refusal`):
+/// action `METHOD /route/{template}`.
 async fn audit_request(state: &AppState, meta: &AuditMeta, method: &str, endpoint: &str, path: &str, status: u16) {
     let template: Vec<&str> = endpoint.split('/').collect();
     let resource_type = template.get(3).copied().unwrap_or(endpoint);

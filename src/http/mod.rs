@@ -3,11 +3,14 @@
 pub mod audit;
 pub mod auth;
 pub mod context;
+pub mod error;
 pub mod extract;
 pub mod health;
 pub mod middleware;
 pub mod openapi;
 pub mod pagination;
+pub mod principal;
+pub mod prometheus;
 pub mod sources;
 pub mod status;
 pub mod telemetry;

@@ -10,12 +10,14 @@ use axum::{
 use serde::Deserialize;
 
 use crate::{
-    auth::{AtLeastMaintainer, Principal, Role},
+    auth::{Principal, Role},
     data::{
         ingest_keys,
         sources::{self, SourceFilter, SourceInput, SourceView},
     },
     error::{AppError, FieldError},
+    http::error::HttpError,
+    http::principal::AtLeastMaintainer,
     http::{
         context::RequestContext,
         extract::{Json, Query},
@@ -48,7 +50,7 @@ pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
     Query(q): Query<ListQuery>,
-) -> Result<Response, AppError> {
+) -> Result<Response, HttpError> {
     principal.require_role(Role::Viewer)?;
     let page = page(q.limit, q.offset)?;
     let filter = SourceFilter {
@@ -65,7 +67,7 @@ pub async fn create(
     AtLeastMaintainer(principal): AtLeastMaintainer,
     ctx: RequestContext,
     Json(input): Json<SourceInput>,
-) -> Result<Response, AppError> {
+) -> Result<Response, HttpError> {
     let view =
         sources::create(state.db.conn(), input, &principal.user_id, &ctx.audit_meta(Some(&principal.user_id))).await?;
     ctx.audit.mark_handled();
@@ -77,7 +79,7 @@ pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<Response, AppError> {
+) -> Result<Response, HttpError> {
     principal.require_role(Role::Viewer)?;
     let source = sources::find(state.db.conn(), &id).await?;
     Ok(axum::Json(SourceView::from(source)).into_response())
@@ -90,7 +92,7 @@ pub async fn update(
     ctx: RequestContext,
     Path(id): Path<String>,
     Json(input): Json<SourceInput>,
-) -> Result<Response, AppError> {
+) -> Result<Response, HttpError> {
     let view = sources::update(state.db.conn(), &id, input, &ctx.audit_meta(Some(&principal.user_id))).await?;
     ctx.audit.mark_handled();
     Ok(axum::Json(view).into_response())
@@ -102,7 +104,7 @@ pub async fn delete(
     principal: Principal,
     ctx: RequestContext,
     Path(id): Path<String>,
-) -> Result<StatusCode, AppError> {
+) -> Result<StatusCode, HttpError> {
     principal.require_role(Role::Maintainer)?;
     sources::delete(state.db.conn(), &id, &ctx.audit_meta(Some(&principal.user_id))).await?;
     state.ingest_keys.forget_source(&id);
@@ -124,7 +126,7 @@ pub async fn list_keys(
     principal: Principal,
     Path(id): Path<String>,
     Query(q): Query<KeysQuery>,
-) -> Result<Response, AppError> {
+) -> Result<Response, HttpError> {
     principal.require_role(Role::Maintainer)?;
     let page = page(q.limit, q.offset)?;
     let (keys, total) = ingest_keys::list(state.db.conn(), &id, page.limit, page.offset).await?;
@@ -145,7 +147,7 @@ pub async fn create_key(
     ctx: RequestContext,
     Path(id): Path<String>,
     Json(body): Json<CreateKey>,
-) -> Result<Response, AppError> {
+) -> Result<Response, HttpError> {
     let created = ingest_keys::create(
         state.db.conn(),
         &id,
@@ -166,7 +168,7 @@ pub async fn delete_key(
     principal: Principal,
     ctx: RequestContext,
     Path((id, key_id)): Path<(String, String)>,
-) -> Result<StatusCode, AppError> {
+) -> Result<StatusCode, HttpError> {
     principal.require_role(Role::Maintainer)?;
     let meta = ctx.audit_meta(Some(&principal.user_id));
     ingest_keys::delete(state.db.conn(), &state.ingest_keys, &id, &key_id, &meta).await?;

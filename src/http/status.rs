@@ -1,6 +1,6 @@
 //! `GET /api/v1/status` (any authenticated caller) and `/api/v1/admin/config` (admin).
 
-use crate::http::openapi::ErrorResponse;
+use crate::{http::openapi::ErrorResponse, status::StatusReport};
 use axum::{
     extract::State,
     response::{IntoResponse, Response},
@@ -10,35 +10,19 @@ use serde_json::json;
 
 use crate::{
     audit::{self, AuditEntry, AuditStatus},
-    auth::{AdminOnly, Principal, Role, roles},
-    config::{LogLevel, RunMode},
+    auth::{Principal, Role},
+    config::LogLevel,
     error::{AppError, FieldError},
+    http::error::HttpError,
+    http::principal::AdminOnly,
     http::{context::RequestContext, extract::Json},
     settings,
     state::AppState,
 };
 
-#[utoipa::path(operation_id = "status_status", get, path = "/api/v1/status", tag = "status", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = Object), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
-pub async fn status(State(state): State<AppState>, principal: Principal) -> Result<Response, AppError> {
-    let config = &state.config;
-    let db_ok = state.db.health().is_ok();
-    let grpc_enabled = config.run_mode != RunMode::HttpOnly;
-    Ok(axum::Json(json!({
-        "status": "operational",
-        "version": env!("CARGO_PKG_VERSION"),
-        "environment": config.environment.as_str(),
-        "uptime_seconds": state.started_at.elapsed().as_secs(),
-        "database": { "backend": state.db.backend().as_str(), "status": if db_ok { "ok" } else { "unavailable" } },
-        "grpc": { "enabled": grpc_enabled, "port": config.grpc_port },
-        "license": state.license_summary(),
-        "identity": {
-            "user_id": principal.user_id,
-            "username": principal.username,
-            "roles": roles::names(&principal.roles),
-            "auth_method": principal.auth_method.as_str(),
-        },
-    }))
-    .into_response())
+#[utoipa::path(operation_id = "status_status", get, path = "/api/v1/status", tag = "status", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = StatusReport), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
+pub async fn status(State(state): State<AppState>, principal: Principal) -> Result<Response, HttpError> {
+    Ok(axum::Json(crate::status::report(&state, &principal)).into_response())
 }
 
 fn config_view(state: &AppState) -> serde_json::Value {
@@ -55,7 +39,7 @@ fn config_view(state: &AppState) -> serde_json::Value {
 }
 
 #[utoipa::path(operation_id = "status_get_config", get, path = "/api/v1/admin/config", tag = "admin", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = Object), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
-pub async fn get_config(State(state): State<AppState>, principal: Principal) -> Result<Response, AppError> {
+pub async fn get_config(State(state): State<AppState>, principal: Principal) -> Result<Response, HttpError> {
     principal.require_role(Role::Admin)?;
     Ok(axum::Json(config_view(&state)).into_response())
 }
@@ -75,14 +59,16 @@ pub async fn put_config(
     AdminOnly(principal): AdminOnly,
     ctx: RequestContext,
     Json(change): Json<ConfigChange>,
-) -> Result<Response, AppError> {
+) -> Result<Response, HttpError> {
     let Some(requested) = change.log_level else {
         return Ok(axum::Json(config_view(&state)).into_response());
     };
     let level =
         LogLevel::parse(&requested).filter(|_| ["DEBUG", "INFO", "WARNING", "ERROR"].contains(&requested.as_str()));
     let Some(level) = level else {
-        return Err(AppError::Validation(vec![FieldError::new("log_level", "must be DEBUG, INFO, WARNING or ERROR")]));
+        return Err(
+            AppError::Validation(vec![FieldError::new("log_level", "must be DEBUG, INFO, WARNING or ERROR")]).into()
+        );
     };
     let meta = ctx.audit_meta(Some(&principal.user_id));
     settings::store_log_level(state.db.conn(), level, |txn| {

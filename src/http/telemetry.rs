@@ -11,13 +11,15 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    auth::{AtLeastMaintainer, AtLeastViewer, Principal, Role},
+    auth::{Principal, Role},
     data::{
         ingestor::Ingestor,
         logs::{self, Cursor, LogFilter, LogInput},
         samples::{self, RangeQuery, SampleInput},
     },
     error::{AppError, FieldError},
+    http::error::HttpError,
+    http::principal::{AtLeastMaintainer, AtLeastViewer},
     http::{
         context::RequestContext,
         extract::{Body, Json, Query, is_json, refuse_nul},
@@ -27,7 +29,7 @@ use crate::{
 };
 
 impl FromRequestParts<AppState> for Ingestor {
-    type Rejection = AppError;
+    type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let ingest_key = parts
@@ -65,11 +67,11 @@ fn is_ndjson(headers: &HeaderMap) -> bool {
 }
 
 fn malformed(err: serde_json::Error) -> AppError {
-    AppError::BadRequest(format!("Malformed JSON: {err}"))
+    AppError::Invalid(format!("Malformed JSON: {err}"))
 }
 
 /// Parses a JSON batch, or NDJSON (one entry a line, `source_id` in the query).
-fn parse_logs(headers: &HeaderMap, query: IngestQuery, body: &[u8]) -> Result<(String, Vec<LogInput>), AppError> {
+fn parse_logs(headers: &HeaderMap, query: IngestQuery, body: &[u8]) -> Result<(String, Vec<LogInput>), HttpError> {
     if is_ndjson(headers) {
         refuse_nul(body)?;
         let source_id = query.source_id.ok_or_else(|| {
@@ -81,13 +83,13 @@ fn parse_logs(headers: &HeaderMap, query: IngestQuery, body: &[u8]) -> Result<(S
                 continue;
             }
             let entry = serde_json::from_slice(line)
-                .map_err(|e| AppError::BadRequest(format!("Malformed JSON on line {}: {e}", n + 1)))?;
+                .map_err(|e| AppError::Invalid(format!("Malformed JSON on line {}: {e}", n + 1)))?;
             entries.push(entry);
         }
         return Ok((source_id, entries));
     }
     if !is_json(headers) {
-        return Err(AppError::UnsupportedMediaType(
+        return Err(HttpError::UnsupportedMediaType(
             "Expected Content-Type: application/json or application/x-ndjson".into(),
         ));
     }
@@ -104,7 +106,7 @@ pub async fn ingest_logs(
     headers: HeaderMap,
     Query(query): Query<IngestQuery>,
     Body(body): Body,
-) -> Result<Response, AppError> {
+) -> Result<Response, HttpError> {
     let (source_id, entries) = parse_logs(&headers, query, &body)?;
     let source = ingestor.authorize(state.db.conn(), &source_id, ctx.client_ip).await?;
     let accepted = logs::ingest(&state.db, &source.id, entries).await?;
@@ -129,7 +131,7 @@ pub async fn query_logs(
     State(state): State<AppState>,
     principal: Principal,
     Query(q): Query<LogsQuery>,
-) -> Result<Response, AppError> {
+) -> Result<Response, HttpError> {
     principal.require_role(Role::Viewer)?;
     let page = page(q.limit, None)?;
     let filter = LogFilter::parse(q.source_id, q.level.as_deref(), q.since.as_deref(), q.until.as_deref(), q.q)?;
@@ -152,7 +154,7 @@ pub async fn ingest_metrics(
     ingestor: Ingestor,
     ctx: RequestContext,
     Json(batch): Json<MetricBatch>,
-) -> Result<Response, AppError> {
+) -> Result<Response, HttpError> {
     let source = ingestor.authorize(state.db.conn(), &batch.source_id, ctx.client_ip).await?;
     let accepted = samples::ingest(&state.db, &source.id, batch.metrics).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": accepted }))).into_response())
@@ -173,7 +175,7 @@ pub async fn list_metrics(
     State(state): State<AppState>,
     principal: Principal,
     Query(q): Query<SeriesQuery>,
-) -> Result<Response, AppError> {
+) -> Result<Response, HttpError> {
     principal.require_role(Role::Viewer)?;
     let page = page(q.limit, q.offset)?;
     let (series, total) =
@@ -188,13 +190,14 @@ pub async fn query_metrics(
     _: AtLeastViewer,
     ctx: RequestContext,
     Json(q): Json<RangeQuery>,
-) -> Result<Response, AppError> {
+) -> Result<Response, HttpError> {
     // A query is a read: it changes nothing, so it leaves no audit row.
     ctx.audit.mark_handled();
     let result = samples::query(state.db.conn(), q).await?;
     // Sized up front: an all-series answer runs to megabytes, grown by doubling otherwise.
     let points: usize = result.iter().map(|s| s.values.len()).sum();
     let mut body = Vec::with_capacity(64 + result.len() * 128 + points * 32);
-    serde_json::to_writer(&mut body, &samples::matrix(result)).map_err(|e| AppError::Internal(e.to_string()))?;
+    serde_json::to_writer(&mut body, &crate::http::prometheus::matrix(result))
+        .map_err(|e| AppError::Internal(e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

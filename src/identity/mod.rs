@@ -2,6 +2,7 @@
 //! credentials into a [`Principal`]. The HTTP handlers (and later gRPC) call these
 //! service functions; they only translate their transport.
 
+pub mod admin;
 pub mod api_keys;
 mod cache;
 pub mod entity;

@@ -187,9 +187,11 @@ impl Identity {
     }
 
     /// Rotates a refresh token into a new token pair.
-    pub async fn refresh(&self, token: &str) -> Result<TokenResponse, AppError> {
+    pub async fn refresh(&self, token: &str, meta: &AuditMeta) -> Result<TokenResponse, AppError> {
         let invalid = || AppError::Unauthorized("Invalid or expired refresh token".to_owned());
         let claims = self.tokens.verify(token, TokenType::Refresh, now_seconds()).map_err(|_| invalid())?;
+        let meta = AuditMeta { user_id: Some(claims.sub.clone()), ..meta.clone() };
+        let audit_row = |status| AuditEntry::new("REFRESH_TOKEN", "session", Some(&claims.sid), status);
         let txn = crate::db::begin_write(&self.db).await?;
         // Only one presentation of a refresh token may rotate it.
         let rotated = refresh_token::Entity::update_many()
@@ -201,6 +203,7 @@ impl Identity {
         if rotated.rows_affected != 1 {
             // Reuse of a rotated token: someone holds a copy. End the whole session.
             revoke_session(&txn, &claims).await?;
+            audit::record(&txn, &meta, audit_row(AuditStatus::Denied)).await?;
             txn.commit().await?;
             self.invalidate_user(&claims.sub);
             tracing::warn!(event = "refresh_token_reuse", user_id = %claims.sub);
@@ -213,6 +216,7 @@ impl Identity {
         }
         let roles = users::roles_of(&txn, &user.id).await?;
         let response = self.issue(&txn, &user, &roles, &claims.sid).await?;
+        audit::record(&txn, &meta, audit_row(AuditStatus::Success)).await?;
         txn.commit().await?;
         Ok(response)
     }

@@ -1,5 +1,5 @@
-//! The user repository: queries over users and their roles, shared by the HTTP handlers,
-//! the `create-user` command and (later) gRPC.
+//! The user repository: queries over users and their roles. User administration's
+//! rules are in `identity::admin`.
 
 use std::collections::HashMap;
 
@@ -89,6 +89,41 @@ pub async fn insert(conn: &impl ConnectionTrait, new: NewUser) -> Result<user::M
     user::Entity::insert(model).exec_without_returning(conn).await?;
     set_roles(conn, &id, &new.roles).await?;
     find_by_id(conn, &id).await?.ok_or_else(|| DbErr::RecordNotFound(format!("user {id} vanished after insert")))
+}
+
+/// The columns of a user to change; `None` leaves a column as it is.
+#[derive(Debug, Default)]
+pub struct UserChange {
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub active: Option<bool>,
+    pub password_hash: Option<String>,
+    pub token_version: Option<i32>,
+}
+
+/// Writes `change` to the user `id` (and its `updated_at`); returns the user as stored.
+pub async fn update(conn: &impl ConnectionTrait, id: &str, change: UserChange) -> Result<user::Model, DbErr> {
+    use sea_orm::{ActiveModelTrait, ActiveValue};
+    fn set<T: Into<sea_orm::Value>>(value: Option<T>) -> ActiveValue<T> {
+        value.map_or(ActiveValue::NotSet, Set)
+    }
+    let model = user::ActiveModel {
+        id: Set(id.to_owned()),
+        updated_at: Set(now_micros()),
+        email: set(change.email),
+        first_name: set(change.first_name),
+        last_name: set(change.last_name),
+        active: set(change.active),
+        password_hash: set(change.password_hash),
+        token_version: set(change.token_version),
+        ..Default::default()
+    };
+    model.update(conn).await
+}
+
+pub async fn delete(conn: &impl ConnectionTrait, id: &str) -> Result<(), DbErr> {
+    user::Entity::delete_by_id(id.to_owned()).exec(conn).await.map(|_| ())
 }
 
 pub async fn count(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {

@@ -247,15 +247,16 @@ pub struct TestUser {
 impl TestServer {
     pub async fn create_user(&self, username: &str, roles: &[killkrill::auth::Role]) -> TestUser {
         let password = format!("{username}-pw-123");
-        let view = killkrill::bootstrap::create_user(
-            &self.state.identity,
-            username,
-            &format!("{username}@example.test"),
-            roles.to_vec(),
-            &password,
-        )
-        .await
-        .unwrap();
+        let input = killkrill::identity::admin::UserInput {
+            username: username.to_owned(),
+            email: format!("{username}@example.test"),
+            password: password.clone(),
+            first_name: String::new(),
+            last_name: String::new(),
+            roles: Some(roles.to_vec()),
+            active: None,
+        };
+        let view = self.state.identity.create_user(input, &killkrill::audit::AuditMeta::default()).await.unwrap();
         TestUser { id: view.id, username: username.to_owned(), password }
     }
 

@@ -9,7 +9,15 @@ use std::{net::IpAddr, time::Duration};
 use clap::{ArgAction, Parser, ValueEnum, builder::BoolishValueParser};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::db::DbUrl;
+mod cidr;
+mod command;
+mod db_url;
+
+pub use self::{
+    cidr::Cidr,
+    command::{Command, CreateUserArgs, HealthcheckArgs},
+    db_url::{Backend, DbUrl},
+};
 
 /// Default `JWT_SECRET` values shipped in examples; production refuses them.
 const KNOWN_DEFAULT_SECRETS: &[&str] = &[
@@ -124,7 +132,7 @@ pub fn load_dotenv() -> Result<(), ConfigError> {
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Option<crate::cli::Command>,
+    pub command: Option<Command>,
 
     /// Deployment environment: picks defaults and start-up checks.
     #[arg(long = "env", env = "FLASK_ENV", value_enum, default_value = "development")]
@@ -312,7 +320,7 @@ pub struct Config {
     pub tls_cert_file: Option<String>,
     pub tls_key_file: Option<String>,
     pub tls_client_ca_file: Option<String>,
-    pub trusted_proxies: Vec<crate::net::Cidr>,
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl Config {
@@ -382,7 +390,7 @@ impl Config {
             api_key_max_days: cli.api_key_max_days,
             license_key: match non_empty(cli.license_key) {
                 Some(key) => {
-                    crate::license::check_key_format(key.trim())?;
+                    check_license_key_format(key.trim())?;
                     Some(SecretString::from(key.trim().to_owned()))
                 }
                 None => None,
@@ -508,6 +516,22 @@ fn split_list(raw: &str) -> Vec<String> {
 
 fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.trim().is_empty())
+}
+
+/// Checks that `LICENSE_KEY` looks like `PENG-XXXX-XXXX-XXXX-XXXX-XXXX` (upper-case hex
+/// groups), without echoing the key.
+pub fn check_license_key_format(key: &str) -> Result<(), ConfigError> {
+    let groups: Vec<&str> = key.split('-').collect();
+    let valid = groups.len() == 6
+        && groups[0] == "PENG"
+        && groups[1..]
+            .iter()
+            .all(|g| g.len() == 4 && g.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)));
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::new("LICENSE_KEY", "must look like PENG-XXXX-XXXX-XXXX-XXXX-XXXX (upper-case hex groups)"))
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::ConfigError;
+use super::ConfigError;
 
 /// The database engines the service runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -16,6 +16,11 @@ use sea_orm::{
 
 mod schema;
 
+use crate::{
+    config::Config,
+    db::{Database, StartError},
+};
+
 /// One schema change. `up` renders its statements for the backend at hand; `data`, if
 /// any, then moves data the way SQL alone cannot (in the same transaction on PostgreSQL
 /// and SQLite).
@@ -43,6 +48,22 @@ enum SchemaMigrations {
     Version,
     Name,
     AppliedAt,
+}
+
+/// Opens the database (retrying while it is unreachable) and applies the migrations it
+/// has not seen.
+pub async fn open(config: &Config) -> Result<Database, StartError> {
+    let db = Database::open(config).await?;
+    let applied = run(db.conn()).await.map_err(StartError::Migration)?;
+    let url = &config.database_url;
+    tracing::info!(
+        event = "database_ready",
+        database = %url,
+        backend = url.backend().as_str(),
+        max_connections = db.pool_stats().max,
+        migrations_applied = applied,
+    );
+    Ok(db)
 }
 
 /// Applies the migrations this database has not seen; returns how many it applied.

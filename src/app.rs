@@ -10,16 +10,17 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::{
-    audit, bootstrap,
+    bootstrap,
     config::{Config, Environment},
-    db::{Database, StartError},
-    identity::Identity,
-    license::{self, License},
     metrics::Metrics,
     router,
     server::Transport,
-    settings,
+    service::audit,
+    service::identity::Identity,
+    service::license::{self, License},
+    service::settings,
     state::{AppState, Components},
+    storage::{Database, StartError},
     telemetry::LogLevelHandle,
     tls::{self, Tls},
 };
@@ -43,7 +44,7 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 pub async fn build(config: Config, log_level: LogLevelHandle) -> Result<App, StartError> {
     crate::install_crypto_provider();
     let tls = Tls::from_config(&config)?;
-    let db = crate::migrate::open(&config).await?;
+    let db = crate::storage::migrate::open(&config).await?;
     let metrics = Arc::new(Metrics::new(db.clone(), config.enable_detailed_metrics));
     let identity = Arc::new(Identity::new(db.conn().clone(), &config));
     let license = Arc::new(
@@ -202,7 +203,7 @@ fn spawn_license_checks(license: Arc<License>, db: Database, metrics: Arc<Metric
 /// Usage figures for the keepalive.
 async fn usage(db: &Database, metrics: &Metrics) -> serde_json::Value {
     use sea_orm::{EntityTrait, PaginatorTrait};
-    let users = crate::identity::entity::user::Entity::find().count(db.conn()).await.ok();
-    let sources = crate::data::entity::source::Entity::find().count(db.conn()).await.ok();
+    let users = crate::storage::entity::user::Entity::find().count(db.conn()).await.ok();
+    let sources = crate::storage::entity::source::Entity::find().count(db.conn()).await.ok();
     serde_json::json!({ "requests_total": metrics.requests_total(), "users": users, "sources": sources })
 }

@@ -6,7 +6,7 @@ use sea_orm::DbErr;
 
 use crate::{
     auth::Role,
-    identity::{
+    service::identity::{
         Identity,
         users::{self, NewUser},
     },
@@ -22,7 +22,7 @@ pub async fn default_admin(identity: &Identity) -> Result<(), DbErr> {
         return Ok(());
     }
     let hash = identity.passwords.hash(DEV_ADMIN_PASSWORD).await.map_err(|e| DbErr::Custom(e.to_string()))?;
-    let txn = crate::db::begin_write(&identity.db).await?;
+    let txn = crate::storage::begin_write(&identity.db).await?;
     // Another replica may create it at the same moment (its insert is not visible to our
     // count until it commits): then our insert violates the unique username, and theirs
     // stands. That is not a start-up failure.

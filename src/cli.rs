@@ -4,12 +4,12 @@
 use std::{io::BufRead, sync::Arc};
 
 use crate::{
-    audit::AuditMeta,
     auth::roles,
     config::{Command, Config, CreateUserArgs, HealthcheckArgs},
     error::AppError,
-    identity::Identity,
-    identity::admin::UserInput,
+    service::audit::AuditMeta,
+    service::identity::Identity,
+    service::identity::admin::UserInput,
 };
 
 /// Runs a subcommand against the configured database.
@@ -127,7 +127,7 @@ async fn create_user(config: Config, args: CreateUserArgs) -> anyhow::Result<()>
         roles: Some(roles),
         active: None,
     };
-    let db = crate::migrate::open(&config).await?;
+    let db = crate::storage::migrate::open(&config).await?;
     let identity = Identity::new(db.conn().clone(), &config);
     let meta = AuditMeta { correlation_id: format!("cli-{}", uuid::Uuid::new_v4()), ..AuditMeta::default() };
     let result = identity.create_user(input, &meta).await;

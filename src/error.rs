@@ -60,7 +60,7 @@ impl From<sea_orm::DbErr> for AppError {
             }
             // PostgreSQL refuses a NUL in text (character_not_in_repertoire): the input's
             // fault, wherever it came in (the HTTP layer refuses it before; gRPC may not).
-            other if crate::db::sqlstate(&other).as_deref() == Some("22021") => {
+            other if crate::storage::sqlstate(&other).as_deref() == Some("22021") => {
                 AppError::Invalid(NUL_IN_TEXT.to_owned())
             }
             other => AppError::Internal(other.to_string()),

@@ -6,27 +6,21 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod app;
-pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod cli;
 pub mod config;
-pub mod data;
-pub mod db;
 pub mod error;
 pub mod float;
 pub mod grpc;
 pub mod http;
-pub mod identity;
 pub mod ids;
-pub mod license;
 pub mod metrics;
-pub mod migrate;
 pub mod router;
 pub mod server;
-pub mod settings;
+pub mod service;
 pub mod state;
-pub mod status;
+pub mod storage;
 pub mod telemetry;
 pub mod time;
 pub mod tls;

@@ -13,7 +13,7 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use crate::db::Database;
+use crate::storage::Database;
 
 /// Label value of requests that matched no route, so unknown paths share one series.
 pub const UNMATCHED_ENDPOINT: &str = "unmatched";

@@ -18,7 +18,6 @@ use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    audit::Plane,
     config::CorsOrigins,
     error::AppError,
     http::{
@@ -99,15 +98,6 @@ pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(state.config.max_body_bytes)),
         )
         .with_state(state)
-}
-
-/// The routes of the data plane (ingest, and the metric query sent as POST); every other
-/// route changes the control plane. The audit policy (`audit::audits_refusal`) reads it.
-const DATA_PLANE: [&str; 3] = ["/api/v1/logs", "/api/v1/metrics", "/api/v1/metrics/query"];
-
-/// The plane of a matched route template.
-pub fn plane(template: &str) -> Plane {
-    if DATA_PLANE.contains(&template) { Plane::Data } else { Plane::Control }
 }
 
 async fn not_found(uri: axum::http::Uri) -> AppError {

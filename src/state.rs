@@ -3,8 +3,8 @@
 use std::{sync::Arc, time::Instant};
 
 use crate::{
-    config::Config, data::ingest_keys::IngestKeyCache, db::Database, identity::Identity, license::License,
-    metrics::Metrics, telemetry::LogLevelHandle,
+    config::Config, metrics::Metrics, service::identity::Identity, service::ingest_keys::IngestKeyCache,
+    service::license::License, storage::Database, telemetry::LogLevelHandle,
 };
 
 /// Shared application state. One `Arc` inside, so the clone every handler and layer

@@ -43,8 +43,9 @@ async fn anonymous_requests_and_ingest_leave_no_audit_rows_but_a_source_create_d
     let client = reqwest::Client::new();
     let unknown: Vec<_> = (0..1_000).map(|n| client.post(server.url(&format!("/api/v1/nothing/{n}")))).collect();
     assert!(statuses(unknown).await.iter().all(|s| *s == 404));
-    let unauthenticated: Vec<_> =
-        (0..100).map(|_| client.post(server.url("/api/v1/sources")).json(&json!({"name": "x", "type": "http"}))).collect();
+    let unauthenticated: Vec<_> = (0..100)
+        .map(|_| client.post(server.url("/api/v1/sources")).json(&json!({"name": "x", "type": "http"})))
+        .collect();
     assert!(statuses(unauthenticated).await.iter().all(|s| *s == 401));
     let batches: Vec<_> = (0..1_000)
         .map(|n| {

@@ -6,7 +6,7 @@ mod common;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use common::{Kind, TestDb, TestServer, eventually};
-use killkrill::{db::Database, migrate};
+use killkrill::{storage::Database, storage::migrate};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::Value;
 use tokio::{net::TcpListener, sync::watch};
@@ -112,7 +112,7 @@ async fn a_write_transaction_that_reads_first_survives_a_concurrent_writer() {
             format!("INSERT INTO app_settings (\"key\", value, updated_at) VALUES ('{key}', 'v', 0)"),
         )
     };
-    let txn = killkrill::db::begin_write(&conn).await.unwrap();
+    let txn = killkrill::storage::begin_write(&conn).await.unwrap();
     txn.query_one_raw(Statement::from_string(backend, "SELECT COUNT(*) FROM app_settings")).await.unwrap();
     let other = {
         let (conn, statement) = (conn.clone(), insert("other"));
@@ -201,7 +201,7 @@ async fn probes_follow_an_outage_and_recover(kind: Kind) {
     let proxy = Proxy::start(upstream_of(&db)).await;
     let (url, _) = through(&db, &proxy);
     let mut config = db.config();
-    config.database_url = killkrill::db::DbUrl::parse(&url).unwrap();
+    config.database_url = killkrill::storage::DbUrl::parse(&url).unwrap();
     let server = TestServer::start(config).await;
     assert_eq!(status_of(&server, "/healthz").await.0, 200);
 
@@ -250,7 +250,7 @@ async fn startup_retries_until_the_database_answers() {
     proxy.set_cut(true);
     let (url, _) = through(&db, &proxy);
     let mut config = db.config();
-    config.database_url = killkrill::db::DbUrl::parse(&url).unwrap();
+    config.database_url = killkrill::storage::DbUrl::parse(&url).unwrap();
     config.db_connect_retry = Duration::from_secs(20);
     let opening = tokio::spawn(async move { Database::open(&config).await });
     tokio::time::sleep(Duration::from_millis(1500)).await;

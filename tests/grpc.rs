@@ -252,7 +252,7 @@ async fn stored_documents_stay_readable_over_grpc() {
     let (_db, server) = sqlite_server().await;
     let admin = server.create_user("root", &[Role::Admin]).await;
     let token = server.token(&admin).await;
-    let deepest = killkrill::data::MAX_JSON_DEPTH;
+    let deepest = killkrill::service::MAX_JSON_DEPTH;
     let create = |name: &str, config: Value| {
         server
             .authed(reqwest::Method::POST, "/api/v1/sources", &token)
@@ -437,10 +437,8 @@ async fn auth_service_validates_refreshes_and_names_the_caller() {
     let conn = db.connect().await;
     let sql = "SELECT status, user_id FROM audit_log WHERE action = 'REFRESH_TOKEN' ORDER BY id";
     let rows = conn.query_all_raw(Statement::from_string(conn.get_database_backend(), sql)).await.unwrap();
-    let rows: Vec<(String, String)> = rows
-        .iter()
-        .map(|r| (r.try_get("", "status").unwrap(), r.try_get("", "user_id").unwrap()))
-        .collect();
+    let rows: Vec<(String, String)> =
+        rows.iter().map(|r| (r.try_get("", "status").unwrap(), r.try_get("", "user_id").unwrap())).collect();
     assert_eq!(rows, [("success".to_owned(), user.id.clone()), ("denied".to_owned(), user.id.clone())]);
 
     server.stop().await.unwrap();

@@ -121,11 +121,11 @@ fn a_malformed_key_is_a_startup_error_naming_the_variable() {
     for bad in
         ["PENG-1234", "peng-1a2b-3c4d-5e6f-7a8b-9c0d", "PENG-1A2B-3C4D-5E6F-7A8B-9C0G", "XXXX-1A2B-3C4D-5E6F-7A8B-9C0D"]
     {
-        let err = killkrill::license::check_license_key_format(bad).unwrap_err();
+        let err = killkrill::service::license::check_license_key_format(bad).unwrap_err();
         assert_eq!(err.variable, "LICENSE_KEY");
         assert!(!err.to_string().contains(bad), "the key is echoed: {err}");
     }
-    assert!(killkrill::license::check_license_key_format(KEY).is_ok());
+    assert!(killkrill::service::license::check_license_key_format(KEY).is_ok());
     let dir = tempfile::tempdir().unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_killkrill"))
         .env_clear()

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     auth::{Principal, roles},
-    identity::AuthError,
+    service::identity::AuthError,
     state::AppState,
     time::micros_to_rfc3339,
 };

@@ -16,13 +16,13 @@ use super::{
 };
 use crate::{
     auth::Role,
-    data::{
-        entity::source,
+    error::AppError,
+    service::{
         ingestor::Ingestor,
         logs::{self, Cursor, LogFilter, LogInput, LogView},
     },
-    error::AppError,
     state::AppState,
+    storage::entity::source,
 };
 
 pub struct LogApi(pub AppState);

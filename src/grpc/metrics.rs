@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     auth::Role,
-    data::samples::{self, RangeQuery, SampleInput, SeriesView},
+    service::samples::{self, RangeQuery, SampleInput, SeriesView},
     state::AppState,
 };
 

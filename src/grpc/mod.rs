@@ -21,7 +21,7 @@ use crate::{
     auth::{Principal, X_API_KEY},
     error::AppError,
     http::context::{CorrelationId, RequestContext},
-    identity::Credentials,
+    service::identity::Credentials,
     state::AppState,
     tls::ClientCert,
 };

@@ -27,12 +27,12 @@ use prost::Message as _;
 use tonic::Code;
 
 use crate::{
-    audit::{self, AuditEntry, AuditMeta, AuditStatus, Plane},
     http::{
         context::AuditSlot,
         context::{CorrelationId, X_CORRELATION_ID, correlation_id},
     },
     metrics::UNMATCHED_ENDPOINT,
+    service::audit::{self, AuditEntry, AuditMeta, AuditStatus, Plane},
     state::AppState,
 };
 

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     auth::Role,
-    data::sources::{self, SourceFilter, SourceInput, SourceView},
+    service::sources::{self, SourceFilter, SourceInput, SourceView},
     state::AppState,
 };
 

@@ -18,7 +18,7 @@ impl StatusService for StatusApi {
         let call = Call::new(&request);
         call.answer(async {
             let principal = call.principal(&self.0).await?;
-            let report = crate::status::report(&self.0, &principal);
+            let report = crate::service::status::report(&self.0, &principal);
             Ok(GetStatusResponse {
                 status: report.status.to_owned(),
                 version: report.version.to_owned(),

@@ -1,7 +1,7 @@
 //! `/api/v1/audit` and `/api/v1/audit/verify` (admin only).
 
-use crate::audit::VerifyReport;
 use crate::http::openapi::ErrorResponse;
+use crate::service::audit::VerifyReport;
 use axum::{
     extract::State,
     response::{IntoResponse, Response},
@@ -9,7 +9,6 @@ use axum::{
 use serde::Deserialize;
 
 use crate::{
-    audit::{self, AuditFilter},
     auth::{Principal, Role},
     error::{AppError, FieldError},
     http::error::HttpError,
@@ -17,6 +16,7 @@ use crate::{
         extract::Query,
         pagination::{listing, page},
     },
+    service::audit::{self, AuditFilter},
     state::AppState,
     time::parse_time,
 };

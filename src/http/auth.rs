@@ -1,7 +1,7 @@
 //! `/api/v1/auth/*`: login, refresh, verify, logout, me, change-password and API keys.
 
 use crate::http::openapi::ErrorResponse;
-use crate::identity::{api_keys::CreatedApiKey, users::UserView};
+use crate::service::identity::{api_keys::CreatedApiKey, users::UserView};
 use axum::{
     extract::{Path, State},
     http::{HeaderValue, StatusCode, header},
@@ -19,7 +19,7 @@ use crate::{
         extract::{Json, Query},
         pagination::{listing, page},
     },
-    identity::{api_keys::NewApiKey, sessions::TokenResponse, users},
+    service::identity::{api_keys::NewApiKey, sessions::TokenResponse, users},
     state::AppState,
     time::micros_to_rfc3339,
 };

@@ -13,7 +13,7 @@ use axum::{
 };
 use uuid::Uuid;
 
-use crate::audit::AuditMeta;
+use crate::service::audit::AuditMeta;
 
 pub const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 const MAX_CORRELATION_ID_LEN: usize = 128;

@@ -15,13 +15,23 @@ use axum::{
 };
 
 use crate::{
-    audit::{self, AuditEntry, AuditMeta, AuditStatus},
     error::{AppError, NUL_IN_TEXT},
     http::context::{AuditSlot, CorrelationId, X_CORRELATION_ID, correlation_id},
     http::error::{ErrorBody, ErrorInfo, default_message},
     metrics::UNMATCHED_ENDPOINT,
+    service::audit::{self, AuditEntry, AuditMeta, AuditStatus, Plane},
     state::AppState,
 };
+
+/// The routes (of `router.rs`) of the data plane: ingest, and the metric query sent as
+/// POST; every other route changes the control plane. The audit policy
+/// (`audit::audits_refusal`) reads it.
+const DATA_PLANE: [&str; 3] = ["/api/v1/logs", "/api/v1/metrics", "/api/v1/metrics/query"];
+
+/// The plane of a matched route template.
+pub fn plane(template: &str) -> Plane {
+    if DATA_PLANE.contains(&template) { Plane::Data } else { Plane::Control }
+}
 
 /// The outermost layer of every route (and of the fallback).
 pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response<Body> {
@@ -32,7 +42,7 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     let changes_state = matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
     let matched = request.extensions().get::<MatchedPath>().cloned();
     let endpoint = matched.as_ref().map_or(UNMATCHED_ENDPOINT, MatchedPath::as_str);
-    let plane = matched.as_ref().map(|_| crate::router::plane(endpoint));
+    let plane = matched.as_ref().map(|_| plane(endpoint));
     // Only state-changing requests can be audited; a read's extractors write to a slot of
     // their own that nobody reads.
     let audit_slot = changes_state.then(AuditSlot::default);

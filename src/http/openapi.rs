@@ -104,7 +104,7 @@ fn shared_layers(doc: &mut serde_json::Value) {
 /// One schema, `SourceInput`, serves a source's create and its partial update; a create
 /// needs some fields as well, present and not null.
 fn source_create(doc: &mut serde_json::Value) {
-    use crate::data::sources::SourceInput;
+    use crate::service::sources::SourceInput;
     let create = doc.pointer_mut("/paths/~1api~1v1~1sources/post/requestBody/content/application~1json/schema");
     if let Some(schema) = create {
         let required = SourceInput::REQUIRED_ON_CREATE;

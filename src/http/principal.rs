@@ -14,7 +14,7 @@ use crate::{
     error::AppError,
     http::context::AuditSlot,
     http::error::HttpError,
-    identity::{AuthError, Credentials},
+    service::identity::{AuthError, Credentials},
     state::AppState,
     tls::ClientCert,
 };

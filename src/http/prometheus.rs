@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::{data::samples::SeriesPoints, float::whole};
+use crate::{float::whole, service::samples::SeriesPoints};
 
 /// A range query's answer in Prometheus' matrix shape (values as strings, as Prometheus
 /// does), written straight from the points: an all-series answer has 100,000s of them,

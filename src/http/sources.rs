@@ -1,7 +1,7 @@
 //! `/api/v1/sources` and their ingest keys. Reads need viewer, changes maintainer.
 
-use crate::data::ingest_keys::CreatedIngestKey;
 use crate::http::openapi::ErrorResponse;
+use crate::service::ingest_keys::CreatedIngestKey;
 use axum::{
     extract::{Path, State},
     http::{StatusCode, header},
@@ -11,10 +11,6 @@ use serde::Deserialize;
 
 use crate::{
     auth::{Principal, Role},
-    data::{
-        ingest_keys,
-        sources::{self, SourceFilter, SourceInput, SourceView},
-    },
     error::{AppError, FieldError},
     http::error::HttpError,
     http::principal::AtLeastMaintainer,
@@ -22,6 +18,10 @@ use crate::{
         context::RequestContext,
         extract::{Json, Query},
         pagination::{listing, page},
+    },
+    service::{
+        ingest_keys,
+        sources::{self, SourceFilter, SourceInput, SourceView},
     },
     state::AppState,
 };

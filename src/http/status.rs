@@ -1,6 +1,6 @@
 //! `GET /api/v1/status` (any authenticated caller) and `/api/v1/admin/config` (admin).
 
-use crate::{http::openapi::ErrorResponse, status::StatusReport};
+use crate::{http::openapi::ErrorResponse, service::status::StatusReport};
 use axum::{
     extract::State,
     response::{IntoResponse, Response},
@@ -9,20 +9,20 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    audit::{self, AuditEntry, AuditStatus},
     auth::{Principal, Role},
     config::LogLevel,
     error::{AppError, FieldError},
     http::error::HttpError,
     http::principal::AdminOnly,
     http::{context::RequestContext, extract::Json},
-    settings,
+    service::audit::{self, AuditEntry, AuditStatus},
+    service::settings,
     state::AppState,
 };
 
 #[utoipa::path(operation_id = "status_status", get, path = "/api/v1/status", tag = "status", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = StatusReport), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
 pub async fn status(State(state): State<AppState>, principal: Principal) -> Result<Response, HttpError> {
-    Ok(axum::Json(crate::status::report(&state, &principal)).into_response())
+    Ok(axum::Json(crate::service::status::report(&state, &principal)).into_response())
 }
 
 fn config_view(state: &AppState) -> serde_json::Value {

@@ -12,11 +12,6 @@ use serde_json::json;
 
 use crate::{
     auth::{Principal, Role},
-    data::{
-        ingestor::Ingestor,
-        logs::{self, Cursor, LogFilter, LogInput},
-        samples::{self, RangeQuery, SampleInput},
-    },
     error::{AppError, FieldError},
     http::error::HttpError,
     http::principal::{AtLeastMaintainer, AtLeastViewer},
@@ -24,6 +19,11 @@ use crate::{
         context::RequestContext,
         extract::{Body, Json, Query, is_json, refuse_nul},
         pagination::{listing, page},
+    },
+    service::{
+        ingestor::Ingestor,
+        logs::{self, Cursor, LogFilter, LogInput},
+        samples::{self, RangeQuery, SampleInput},
     },
     state::AppState,
 };

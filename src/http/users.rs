@@ -18,7 +18,7 @@ use crate::{
         pagination::{listing, page},
         principal::AdminOnly,
     },
-    identity::{
+    service::identity::{
         admin::{UserInput, UserUpdate},
         users::UserView,
     },

@@ -247,7 +247,7 @@ pub struct TestUser {
 impl TestServer {
     pub async fn create_user(&self, username: &str, roles: &[killkrill::auth::Role]) -> TestUser {
         let password = format!("{username}-pw-123");
-        let input = killkrill::identity::admin::UserInput {
+        let input = killkrill::service::identity::admin::UserInput {
             username: username.to_owned(),
             email: format!("{username}@example.test"),
             password: password.clone(),
@@ -256,7 +256,8 @@ impl TestServer {
             roles: Some(roles.to_vec()),
             active: None,
         };
-        let view = self.state.identity.create_user(input, &killkrill::audit::AuditMeta::default()).await.unwrap();
+        let view =
+            self.state.identity.create_user(input, &killkrill::service::audit::AuditMeta::default()).await.unwrap();
         TestUser { id: view.id, username: username.to_owned(), password }
     }
 

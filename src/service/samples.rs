@@ -13,14 +13,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{
-    entity::{sample, series, source},
-    logs::parse_timestamp,
-    rollups::{self, FINE, MINUTE, Part, Partial},
-};
+use super::logs::parse_timestamp;
 use crate::{
-    db::{Backend, Database},
     error::{AppError, FieldError},
+    storage::entity::{sample, series, source},
+    storage::rollups::{self, FINE, MINUTE, Part, Partial},
+    storage::{Backend, Database},
     time::{micros_to_rfc3339, now_micros},
 };
 
@@ -162,11 +160,11 @@ pub async fn ingest(db: &Database, source_id: &str, inputs: Vec<SampleInput>) ->
             *entry = s;
         }
     }
-    let stored = crate::db::retry_deadlocks(|| async {
+    let stored = crate::storage::retry_deadlocks(|| async {
         match db.backend() {
             Backend::Postgres => store_unnest(db.conn().get_postgres_connection_pool(), source_id, &latest, &samples)
                 .await
-                .map_err(crate::db::exec_error),
+                .map_err(crate::storage::exec_error),
             Backend::Sqlite | Backend::MySql => store(db.conn(), source_id, &latest, &samples).await,
         }
     })
@@ -186,7 +184,7 @@ async fn store(
     // The upserts below lock the batch's series rows, in key order (the BTreeMap's), on
     // MariaDB (SQLite's writer holds the whole file). They keep every other batch off
     // these series' rollups, so those are read without locking gaps (see `rollups::add`).
-    let txn = crate::db::begin_write_gapless(conn).await?;
+    let txn = crate::storage::begin_write_gapless(conn).await?;
     if conn.get_database_backend() == DbBackend::MySql {
         // The source first, shared: a deletion of it (which locks it, then cascades to
         // the series) waits for the batch, or the batch for the deletion, instead of each

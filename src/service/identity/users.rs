@@ -9,7 +9,7 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use super::entity::{user, user_role};
+use crate::storage::entity::{user, user_role};
 use crate::{
     auth::roles::{self, Role},
     time::{micros_to_rfc3339, now_micros},

@@ -548,7 +548,7 @@ fn metric_rollups(backend: DbBackend) -> Vec<Statement> {
 }
 
 fn backfill_rollups(txn: &DatabaseTransaction) -> Pin<Box<dyn Future<Output = Result<(), DbErr>> + Send + '_>> {
-    Box::pin(crate::data::rollups::backfill(txn, false))
+    Box::pin(crate::storage::rollups::backfill(txn, false))
 }
 
 /// MariaDB only: text that migrations 1 and 2 left in the database's default character
@@ -664,5 +664,5 @@ fn metric_rollup_slots(backend: DbBackend) -> Vec<Statement> {
 }
 
 fn backfill_rollup_slots(txn: &DatabaseTransaction) -> Pin<Box<dyn Future<Output = Result<(), DbErr>> + Send + '_>> {
-    Box::pin(crate::data::rollups::backfill(txn, true))
+    Box::pin(crate::storage::rollups::backfill(txn, true))
 }

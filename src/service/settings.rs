@@ -20,7 +20,7 @@ pub async fn store_log_level(
     level: LogLevel,
     also: impl FnOnce(&DatabaseTransaction) -> Pin<Box<dyn Future<Output = Result<(), DbErr>> + Send + '_>> + Send,
 ) -> Result<(), DbErr> {
-    let txn = crate::db::begin_write(db).await?;
+    let txn = crate::storage::begin_write(db).await?;
     let upsert = Query::insert()
         .into_table("app_settings")
         .columns(["key", "value", "updated_at"])

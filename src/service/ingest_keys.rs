@@ -12,11 +12,12 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use super::{entity::ingest_key, sources};
+use super::sources;
+use crate::storage::entity::ingest_key;
 use crate::{
-    audit::{self, AuditEntry, AuditMeta, AuditStatus},
     auth::keys::{self, INGEST_KEY_PREFIX},
     error::{AppError, FieldError},
+    service::audit::{self, AuditEntry, AuditMeta, AuditStatus},
     time::{micros_to_rfc3339, now_micros},
 };
 
@@ -67,7 +68,7 @@ pub async fn create(
         return Err(AppError::Validation(vec![FieldError::new("name", "must not contain control characters")]));
     }
     let source_id = &crate::ids::found(source_id, "Source")?;
-    let txn = crate::db::begin_write(db).await?;
+    let txn = crate::storage::begin_write(db).await?;
     sources::find(&txn, source_id).await?;
     let generated = keys::generate(INGEST_KEY_PREFIX).map_err(AppError::internal)?;
     let key = ingest_key::ActiveModel {
@@ -111,7 +112,7 @@ pub async fn delete(
 ) -> Result<(), AppError> {
     let source_id = &crate::ids::found(source_id, "Source")?;
     let key_id = &crate::ids::found(key_id, "Ingest key")?;
-    let txn = crate::db::begin_write(db).await?;
+    let txn = crate::storage::begin_write(db).await?;
     let deleted = ingest_key::Entity::delete_many()
         .filter(ingest_key::Column::Id.eq(key_id))
         .filter(ingest_key::Column::SourceId.eq(source_id))

@@ -1,13 +1,16 @@
 //! The data the platform exists for: sources, their ingest keys, logs and metrics. HTTP
 //! handlers (and the gRPC services) call these functions and only translate transport.
 
-pub mod entity;
+pub mod audit;
+pub mod identity;
 pub mod ingest_keys;
 pub mod ingestor;
+pub mod license;
 pub mod logs;
-pub mod rollups;
 pub mod samples;
+pub mod settings;
 pub mod sources;
+pub mod status;
 
 use sea_orm::{DbErr, SqlErr};
 use serde_json::Value;

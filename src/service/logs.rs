@@ -13,10 +13,10 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::entity::log;
+use crate::storage::entity::log;
 use crate::{
-    db::{Backend, Database},
     error::{AppError, FieldError},
+    storage::{Backend, Database},
     time::{micros_to_rfc3339, now_micros, parse_time},
 };
 
@@ -184,7 +184,7 @@ pub async fn ingest(db: &Database, source_id: &str, entries: Vec<LogInput>) -> R
     match db.backend() {
         Backend::Postgres => insert_unnest(db.conn().get_postgres_connection_pool(), source_id, received_at, rows)
             .await
-            .map_err(crate::db::exec_error),
+            .map_err(crate::storage::exec_error),
         Backend::Sqlite | Backend::MySql => insert_values(db.conn(), source_id, received_at, rows).await,
     }
     .map_err(|err| super::source_gone_or(err, source_id))?;
@@ -199,7 +199,7 @@ async fn insert_values(
     received_at: i64,
     rows: Vec<NewLog>,
 ) -> Result<(), DbErr> {
-    let txn = crate::db::begin_write(conn).await?;
+    let txn = crate::storage::begin_write(conn).await?;
     let mut rows = rows.into_iter().peekable();
     let mut chunk = Vec::with_capacity(INSERT_CHUNK.min(rows.len()));
     let mut bytes = 0;

@@ -7,11 +7,12 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{conflict_or, entity::source};
+use super::conflict_or;
+use crate::storage::entity::source;
 use crate::{
-    audit::{self, AuditEntry, AuditMeta, AuditStatus},
     config::Cidr,
     error::{AppError, FieldError},
+    service::audit::{self, AuditEntry, AuditMeta, AuditStatus},
     time::{micros_to_rfc3339, now_micros},
 };
 
@@ -160,7 +161,7 @@ pub async fn create(
         updated_at: Set(now),
         created_by: Set(Some(created_by.to_owned())),
     };
-    let txn = crate::db::begin_write(db).await?;
+    let txn = crate::storage::begin_write(db).await?;
     let created = model.insert(&txn).await.map_err(|e| conflict_or(e, "A source with this name"))?;
     audit::record(&txn, meta, AuditEntry::new("CREATE_SOURCE", "source", Some(&created.id), AuditStatus::Success))
         .await?;
@@ -213,7 +214,7 @@ pub async fn update(
 ) -> Result<SourceView, AppError> {
     input.validate(false)?;
     let id = &crate::ids::found(id, "Source")?;
-    let txn = crate::db::begin_write(db).await?;
+    let txn = crate::storage::begin_write(db).await?;
     let current = find(&txn, id).await?;
     let mut change: source::ActiveModel = current.into();
     if let Some(name) = input.name {
@@ -247,8 +248,8 @@ pub async fn update(
 /// deletion is then run again.
 pub async fn delete(db: &DatabaseConnection, id: &str, meta: &AuditMeta) -> Result<(), AppError> {
     let id = &crate::ids::found(id, "Source")?;
-    let deleted = crate::db::retry_deadlocks(|| async {
-        let txn = crate::db::begin_write(db).await?;
+    let deleted = crate::storage::retry_deadlocks(|| async {
+        let txn = crate::storage::begin_write(db).await?;
         if source::Entity::find_by_id(id.to_owned()).one(&txn).await?.is_none() {
             return Ok(false);
         }

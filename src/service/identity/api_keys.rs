@@ -4,15 +4,16 @@
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde::Serialize;
 
-use super::{Identity, entity::api_key};
+use super::Identity;
+use crate::storage::entity::api_key;
 use crate::{
-    audit::{self, AuditEntry, AuditMeta, AuditStatus},
     auth::{
         Principal, Role,
         keys::{self, API_KEY_PREFIX},
         roles,
     },
     error::{AppError, FieldError},
+    service::audit::{self, AuditEntry, AuditMeta, AuditStatus},
     time::{micros_to_rfc3339, now_micros},
 };
 
@@ -110,7 +111,7 @@ impl Identity {
             last_used_at: Set(None),
             created_at: Set(now),
         };
-        let txn = crate::db::begin_write(&self.db).await?;
+        let txn = crate::storage::begin_write(&self.db).await?;
         let key = model.insert(&txn).await?;
         audit::record(&txn, meta, AuditEntry::new("CREATE_API_KEY", "api_key", Some(&key.id), AuditStatus::Success))
             .await?;
@@ -149,7 +150,7 @@ impl Identity {
     /// keys of other users cannot be discovered.
     pub async fn delete_api_key(&self, caller: &Principal, key_id: &str, meta: &AuditMeta) -> Result<(), AppError> {
         let key_id = &crate::ids::found(key_id, "API key")?;
-        let txn = crate::db::begin_write(&self.db).await?;
+        let txn = crate::storage::begin_write(&self.db).await?;
         let key = api_key::Entity::find_by_id(key_id.to_owned()).one(&txn).await?;
         let key = key
             .filter(|k| caller.is_admin() || k.user_id == caller.user_id)

@@ -13,19 +13,16 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use super::{
-    Identity, REFRESH_TTL_SECONDS,
-    entity::{refresh_token, revoked_token, user},
-    throttle, users,
-};
+use super::{Identity, REFRESH_TTL_SECONDS, throttle, users};
 use crate::{
-    audit::{self, AuditEntry, AuditMeta, AuditStatus},
     auth::{
         password::{Verification, check_policy},
         roles::{self, Role},
         token::{Claims, TokenType},
     },
     error::AppError,
+    service::audit::{self, AuditEntry, AuditMeta, AuditStatus},
+    storage::entity::{refresh_token, revoked_token, user},
     time::{now_micros, now_seconds},
 };
 
@@ -151,7 +148,7 @@ impl Identity {
         };
         let new_hash =
             if needs_rehash { Some(self.passwords.hash(password).await.map_err(AppError::internal)?) } else { None };
-        let txn = crate::db::begin_write(&self.db).await?;
+        let txn = crate::storage::begin_write(&self.db).await?;
         let stamp = now_micros();
         let mut update = user::ActiveModel {
             id: Set(user.id.clone()),
@@ -192,7 +189,7 @@ impl Identity {
         let claims = self.tokens.verify(token, TokenType::Refresh, now_seconds()).map_err(|_| invalid())?;
         let meta = AuditMeta { user_id: Some(claims.sub.clone()), ..meta.clone() };
         let audit_row = |status| AuditEntry::new("REFRESH_TOKEN", "session", Some(&claims.sid), status);
-        let txn = crate::db::begin_write(&self.db).await?;
+        let txn = crate::storage::begin_write(&self.db).await?;
         // Only one presentation of a refresh token may rotate it.
         let rotated = refresh_token::Entity::update_many()
             .col_expr(refresh_token::Column::RevokedAt, Expr::value(now_micros()))
@@ -223,7 +220,7 @@ impl Identity {
 
     /// Revokes the presented access token and its whole session.
     pub async fn logout(&self, claims: &Claims, meta: &AuditMeta) -> Result<(), AppError> {
-        let txn = crate::db::begin_write(&self.db).await?;
+        let txn = crate::storage::begin_write(&self.db).await?;
         revoke_session(&txn, claims).await?;
         audit::record(&txn, meta, AuditEntry::new("LOGOUT", "session", Some(&claims.sid), AuditStatus::Success))
             .await?;
@@ -256,7 +253,7 @@ impl Identity {
         check_policy(new, &user.username)
             .map_err(|m| AppError::Validation(vec![crate::error::FieldError::new("new_password", m)]))?;
         let hash = self.passwords.hash(new).await.map_err(AppError::internal)?;
-        let txn = crate::db::begin_write(&self.db).await?;
+        let txn = crate::storage::begin_write(&self.db).await?;
         let user = user::ActiveModel {
             id: Set(user.id.clone()),
             password_hash: Set(hash),

@@ -5,7 +5,6 @@
 pub mod admin;
 pub mod api_keys;
 mod cache;
-pub mod entity;
 pub mod sessions;
 pub mod throttle;
 pub mod users;
@@ -18,10 +17,7 @@ use std::{
 
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
 
-use self::{
-    cache::TtlCache,
-    entity::{api_key, revoked_token},
-};
+use self::cache::TtlCache;
 use crate::{
     auth::{
         AuthMethod, Principal,
@@ -31,6 +27,7 @@ use crate::{
         token::{Claims, TokenSigner, TokenType},
     },
     config::Config,
+    storage::entity::{api_key, revoked_token},
     time::{now_micros, now_seconds},
     tls::ClientCert,
 };
@@ -336,8 +333,8 @@ impl Identity {
     pub async fn prune_expired(&self) -> Result<(), DbErr> {
         let now = now_micros();
         revoked_token::Entity::delete_many().filter(revoked_token::Column::ExpiresAt.lte(now)).exec(&self.db).await?;
-        entity::refresh_token::Entity::delete_many()
-            .filter(entity::refresh_token::Column::ExpiresAt.lte(now))
+        crate::storage::entity::refresh_token::Entity::delete_many()
+            .filter(crate::storage::entity::refresh_token::Column::ExpiresAt.lte(now))
             .exec(&self.db)
             .await?;
         throttle::prune(&self.db, now).await?;

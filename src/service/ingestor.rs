@@ -6,7 +6,8 @@ use std::net::IpAddr;
 
 use sea_orm::DatabaseConnection;
 
-use super::{entity::source, ingest_keys::IngestKeyAuth, sources};
+use super::{ingest_keys::IngestKeyAuth, sources};
+use crate::storage::entity::source;
 use crate::{
     auth::{Principal, Role},
     error::AppError,

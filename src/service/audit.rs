@@ -15,7 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    identity::entity::audit_log,
+    storage::entity::audit_log,
     time::{micros_to_rfc3339, now_micros},
 };
 
@@ -152,7 +152,7 @@ pub async fn seal(db: &DatabaseConnection) -> Result<usize, DbErr> {
     let backend = db.get_database_backend();
     let mut sealed = 0;
     loop {
-        let txn = crate::db::begin_write(db).await?;
+        let txn = crate::storage::begin_write(db).await?;
         match backend {
             DbBackend::Postgres => {
                 txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({PG_SEAL_LOCK_KEY})")).await?;

@@ -18,7 +18,7 @@ mod schema;
 
 use crate::{
     config::Config,
-    db::{Database, StartError},
+    storage::{Database, StartError},
 };
 
 /// One schema change. `up` renders its statements for the backend at hand; `data`, if
@@ -69,7 +69,7 @@ pub async fn open(config: &Config) -> Result<Database, StartError> {
 /// Applies the migrations this database has not seen; returns how many it applied.
 pub async fn run(db: &DatabaseConnection) -> Result<usize, DbErr> {
     let backend = db.get_database_backend();
-    let txn = crate::db::begin_write(db).await?;
+    let txn = crate::storage::begin_write(db).await?;
     lock(&txn, backend).await?;
     let result = apply_pending(&txn, backend).await;
     if backend == DbBackend::MySql {

@@ -1,7 +1,10 @@
 //! The database layer: one pool for SQLite, PostgreSQL or MariaDB/MySQL, picked at run
 //! time from `DATABASE_URL`, plus a background health check the probes read.
 
+pub mod entity;
 mod health;
+pub mod migrate;
+pub mod rollups;
 
 use std::{
     sync::Arc,
@@ -75,7 +78,7 @@ pub struct PoolStats {
 
 impl Database {
     /// Connects, retrying with backoff for `DB_CONNECT_RETRY_SECONDS`. The schema is brought
-    /// up to date by [`crate::migrate::open`], which calls this.
+    /// up to date by [`crate::storage::migrate::open`], which calls this.
     pub async fn open(config: &Config) -> Result<Self, StartError> {
         let url = &config.database_url;
         let max_connections = if url.is_in_memory() { 1 } else { config.max_db_connections() };

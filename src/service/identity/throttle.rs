@@ -81,7 +81,7 @@ pub async fn failed(db: &DatabaseConnection, client: Option<IpAddr>, now: i64) -
 /// concurrent attempts on several replicas are all counted. A blocked row counts nothing.
 async fn count(db: &DatabaseConnection, digest: &str, limiter: Limiter, now: i64) -> Result<Counted, DbErr> {
     let backend = db.get_database_backend();
-    let txn = crate::db::begin_write(db).await?;
+    let txn = crate::storage::begin_write(db).await?;
     let insert = Query::insert()
         .into_table(TABLE)
         .columns(std::iter::once("key_hash").chain(COLUMNS))

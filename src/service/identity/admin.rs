@@ -8,10 +8,10 @@ use super::{
     users::{self, NewUser, UserChange, UserView},
 };
 use crate::{
-    audit::{self, AuditEntry, AuditMeta, AuditStatus},
     auth::{Role, password::check_policy, roles},
-    data::conflict_or,
     error::{AppError, FieldError},
+    service::audit::{self, AuditEntry, AuditMeta, AuditStatus},
+    service::conflict_or,
 };
 
 /// A user to create. Roles are parsed by the caller (`auth::roles::parse_list`).
@@ -106,7 +106,7 @@ impl Identity {
             roles,
         };
         let roles = new.roles.clone();
-        let txn = crate::db::begin_write(&self.db).await?;
+        let txn = crate::storage::begin_write(&self.db).await?;
         let user = users::insert(&txn, new).await.map_err(|e| conflict_or(e, "A user with this username or email"))?;
         let entry = AuditEntry::new("CREATE_USER", "user", Some(&user.id), AuditStatus::Success);
         audit::record(&txn, meta, entry).await?;
@@ -135,7 +135,7 @@ impl Identity {
         Ok((views, total))
     }
 
-    async fn load_user(&self, id: &str) -> Result<(super::entity::user::Model, Vec<Role>), AppError> {
+    async fn load_user(&self, id: &str) -> Result<(crate::storage::entity::user::Model, Vec<Role>), AppError> {
         let not_found = || AppError::NotFound(format!("User not found: {id}"));
         let user = users::find_by_id(&self.db, id).await?.ok_or_else(not_found)?;
         let roles = users::roles_of(&self.db, id).await?;
@@ -167,7 +167,7 @@ impl Identity {
         let was_admin = current.active && current_roles.contains(&Role::Admin);
         let stays_admin = update.active.unwrap_or(current.active)
             && new_roles.as_ref().unwrap_or(&current_roles).contains(&Role::Admin);
-        let txn = crate::db::begin_write(&self.db).await?;
+        let txn = crate::storage::begin_write(&self.db).await?;
         if was_admin && !stays_admin && users::count_active_admins(&txn).await? <= 1 {
             return Err(AppError::Conflict("The last active admin cannot be demoted or deactivated".into()));
         }
@@ -193,7 +193,7 @@ impl Identity {
     /// Deletes a user; the last active admin cannot be deleted.
     pub async fn delete_user(&self, id: &str, meta: &AuditMeta) -> Result<(), AppError> {
         let (current, roles) = self.load_user(id).await?;
-        let txn = crate::db::begin_write(&self.db).await?;
+        let txn = crate::storage::begin_write(&self.db).await?;
         if current.active && roles.contains(&Role::Admin) && users::count_active_admins(&txn).await? <= 1 {
             return Err(AppError::Conflict("The last active admin cannot be deleted".into()));
         }

@@ -1,4 +1,4 @@
-//! The one error type of the HTTP layer and the one error body of API.md.
+//! The one error type of the HTTP layer and the one error body of docs/API.md.
 //!
 //! Handlers return [`AppError`]; it becomes a response carrying an [`ErrorInfo`]
 //! extension and no body. The request middleware (`http::middleware`) renders every
@@ -146,7 +146,7 @@ impl IntoResponse for AppError {
     }
 }
 
-/// The JSON error body of API.md.
+/// The JSON error body of docs/API.md.
 #[derive(Debug, Serialize)]
 pub struct ErrorBody<'a> {
     pub error: &'a str,

@@ -27,7 +27,7 @@ pub fn filter(id: &str, field: &str) -> Result<String, AppError> {
 }
 
 /// The UUID under which the API shows a row the database numbers itself (a log entry, a
-/// metric series, an audit row): API.md promises UUID strings, and these tables keep an
+/// metric series, an audit row): docs/API.md promises UUID strings, and these tables keep an
 /// integer key because their order is what the log cursor and the audit chain walk.
 ///
 /// A UUID version 8 (RFC 9562's layout for ids of one's own scheme) holding the number:

@@ -1,4 +1,4 @@
-//! Timestamps as API.md writes them: RFC 3339, UTC, microseconds.
+//! Timestamps as docs/API.md writes them: RFC 3339, UTC, microseconds.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 

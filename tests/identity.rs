@@ -99,7 +99,7 @@ async fn login_returns_tokens_user_and_tracks_the_login(db: TestDb) {
         .unwrap();
     assert_eq!(claims.sub, ann.id);
     assert_eq!(claims.exp - claims.iat, 24 * 3600);
-    // The claims clients read (API.md), which the server itself never trusts.
+    // The claims clients read (docs/API.md), which the server itself never trusts.
     let payload = {
         use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
         let segment = body["access_token"].as_str().unwrap().split('.').nth(1).unwrap();

@@ -82,7 +82,7 @@ impl Probe {
     }
 }
 
-/// Checks the one error body of API.md and returns it.
+/// Checks the one error body of docs/API.md and returns it.
 async fn error_body(response: reqwest::Response, status: u16) -> Value {
     assert_eq!(response.status(), status);
     assert_eq!(response.headers()["content-type"], "application/json");

@@ -111,7 +111,7 @@ async fn send(request: RequestBuilder) -> (u16, Value) {
     (status, body)
 }
 
-/// Sends `request`, asserts it is refused with `expected` and API.md's error body, and
+/// Sends `request`, asserts it is refused with `expected` and docs/API.md's error body, and
 /// returns the fields its `details` name.
 async fn refused(request: RequestBuilder, expected: u16) -> BTreeSet<String> {
     let response = request.send().await.unwrap();
@@ -1137,7 +1137,7 @@ async fn logs_ingest_as_json_batches_and_ndjson(db: TestDb) {
         }
         assert_within(instant(&entry["received_at"]), before, after, "received_at");
     }
-    // Ids are UUID strings (API.md's conventions), one per entry.
+    // Ids are UUID strings (docs/API.md's conventions), one per entry.
     let ids: BTreeSet<&str> = logs.iter().map(|entry| entry["id"].as_str().expect("a string id")).collect();
     assert_eq!(ids.len(), logs.len());
     assert!(ids.iter().all(|id| uuid::Uuid::parse_str(id).is_ok()), "{ids:?}");

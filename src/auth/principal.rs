@@ -56,7 +56,7 @@ impl Principal {
         roles::permissions_of(&self.roles)
     }
 
-    /// Admits callers whose highest role is at least `minimum` (API.md's "viewer+").
+    /// Admits callers whose highest role is at least `minimum` (docs/API.md's "viewer+").
     pub fn require_role(&self, minimum: Role) -> Result<(), AppError> {
         if self.roles.iter().any(|r| *r >= minimum) {
             Ok(())

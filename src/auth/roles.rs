@@ -1,4 +1,4 @@
-//! The three roles and six permissions of API.md, ordered by rank.
+//! The three roles and six permissions of docs/API.md, ordered by rank.
 
 use serde::{Deserialize, Serialize};
 

@@ -39,7 +39,7 @@ pub struct DbUrl {
 }
 
 impl DbUrl {
-    /// Parses every spelling API.md promises: `postgresql://`, `postgres://`,
+    /// Parses every spelling docs/API.md promises: `postgresql://`, `postgres://`,
     /// `postgresql+<driver>://`, `mysql://`, `mysql+<driver>://`, `mariadb://`,
     /// `sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite:///:memory:`.
     pub fn parse(raw: &str) -> Result<Self, ConfigError> {

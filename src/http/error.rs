@@ -108,7 +108,7 @@ impl ErrorInfo {
     }
 }
 
-/// The JSON error body of API.md.
+/// The JSON error body of docs/API.md.
 #[derive(Debug, Serialize)]
 pub struct ErrorBody<'a> {
     pub error: &'a str,

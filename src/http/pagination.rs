@@ -1,4 +1,4 @@
-//! `?limit=&offset=` as API.md defines them: limit 1–1000 (default 50), offset >= 0.
+//! `?limit=&offset=` as docs/API.md defines them: limit 1–1000 (default 50), offset >= 0.
 
 use serde::Serialize;
 

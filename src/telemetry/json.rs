@@ -166,7 +166,7 @@ fn escape_into(text: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(&bytes[start..]);
 }
 
-/// RFC 3339 in UTC with microseconds, as every timestamp of API.md. The date and time
+/// RFC 3339 in UTC with microseconds, as every timestamp of docs/API.md. The date and time
 /// of day are formatted once per second per thread.
 fn write_timestamp(at: SystemTime, out: &mut Vec<u8>) {
     thread_local! {

@@ -26,7 +26,7 @@ use crate::{
     time::{now_micros, now_seconds},
 };
 
-/// What login, refresh and change-password answer (API.md's token response).
+/// What login, refresh and change-password answer (docs/API.md's token response).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
     pub access_token: String,

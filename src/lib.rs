@@ -1,4 +1,4 @@
-//! The KillKrill backend: centralized logs and metrics over HTTP (and, later, gRPC).
+//! The KillKrill backend: centralized logs and metrics over HTTP and gRPC.
 //!
 //! `main.rs` only parses the configuration and calls [`run`]; tests call [`build`] and
 //! [`App::router`] / [`App::serve`] to get exactly what production runs.

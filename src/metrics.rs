@@ -1,5 +1,5 @@
-//! Prometheus metrics: the seed's request metrics (same names, labelled by route
-//! template), plus process and database-pool figures read at scrape time.
+//! Prometheus metrics: the request metrics under the Flask service's names (labelled by
+//! route template), plus process and database-pool figures read at scrape time.
 
 use prometheus_client::{
     collector::Collector,

@@ -8,7 +8,7 @@ use crate::{
 };
 
 /// Shared application state. One `Arc` inside, so the clone every handler and layer
-/// takes is a single atomic increment (the load profile showed the per-field clones).
+/// takes is a single atomic increment, not one per field.
 #[derive(Clone, Debug)]
 pub struct AppState(Arc<Components>);
 

@@ -65,7 +65,7 @@ impl Principal {
         }
     }
 
-    /// The seed's `require_role('a', 'b')`: admits a caller holding any of `roles`.
+    /// Admits a caller holding any of `roles`.
     pub fn require_any_role(&self, roles: &[Role]) -> Result<(), AppError> {
         if self.roles.iter().any(|r| roles.contains(r)) {
             Ok(())
@@ -75,7 +75,7 @@ impl Principal {
         }
     }
 
-    /// The seed's `require_permission('a', 'b')`: admits a caller holding any of them.
+    /// Admits a caller holding any of `permissions`.
     pub fn require_permission(&self, permissions: &[Permission]) -> Result<(), AppError> {
         let held = self.permissions();
         if permissions.iter().any(|p| held.contains(p)) {

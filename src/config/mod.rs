@@ -413,7 +413,8 @@ impl Config {
         })
     }
 
-    /// A configuration for tests and embedding: development defaults on the given database.
+    /// A configuration for tests and embedding: the testing defaults (`--env=testing`) on the
+    /// given database.
     pub fn for_database(database_url: &str) -> Result<Self, ConfigError> {
         let cli = Cli::try_parse_from(["killkrill", "--env=testing"])
             .map_err(|e| ConfigError::new("FLASK_ENV", e.to_string()))?;

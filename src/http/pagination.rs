@@ -20,7 +20,7 @@ pub fn page(limit: Option<u64>, offset: Option<u64>) -> Result<Page, AppError> {
     if limit == 0 || limit > MAX_LIMIT {
         return Err(AppError::Validation(vec![FieldError::new("limit", format!("must be between 1 and {MAX_LIMIT}"))]));
     }
-    // The databases take a signed 64-bit offset: a larger one panicked in the driver.
+    // The databases take a signed 64-bit offset; a larger one makes the driver panic.
     let offset = offset.unwrap_or(0);
     if offset > i64::MAX as u64 {
         return Err(AppError::Validation(vec![FieldError::new("offset", format!("must be at most {}", i64::MAX))]));

@@ -30,14 +30,13 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rows a SQLite connection's thread may read ahead of the task taking them. sqlx's 50
 /// is soon full when the task decodes each row as it comes (the metric rollups): from
-/// then on every row taken wakes that thread for one more, and an all-series query cost
-/// 15-20 % more CPU. The buffer never holds more than `query_all` collects whole; a
+/// then on every row taken wakes that thread for one more. The buffer never holds more than `query_all` collects whole; a
 /// rollup row is 2-3 KB for a 10 s scrape, up to 25 KB for a scrape every second.
 const SQLITE_ROW_BUFFER: usize = 4096;
 /// How many ingest batches may be validated and written at once on SQLite. SQLite has one
 /// writer: with two, one batch is prepared while the other is written; more only queue on
-/// its lock, each holding its rows and statement in memory meanwhile (opened to 64, the
-/// gate gave no more lines/s: benches/README.md).
+/// its lock, each holding its rows and statement in memory meanwhile; a wider gate gives
+/// no more lines/s (benches/HISTORY.md).
 const SQLITE_INGEST_WRITERS: usize = 2;
 
 /// The pool and what the service knows about it. Cheap to clone.

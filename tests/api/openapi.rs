@@ -2,9 +2,7 @@
 //! the API changes without `docs/openapi.json` being regenerated (and reviewed):
 //! `KK_UPDATE_SNAPSHOTS=1 cargo test --test openapi`.
 
-mod common;
-
-use common::{Kind, TestDb, TestServer};
+use crate::common::{Kind, TestDb, TestServer};
 use serde_json::Value;
 
 const SNAPSHOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json");

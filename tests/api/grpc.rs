@@ -3,11 +3,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::{TestDb, TestServer};
+use crate::common::{TestDb, TestServer};
 use killkrill::{
     auth::Role,
     grpc::proto::{
@@ -361,9 +359,9 @@ async fn metrics_and_status(db: TestDb) {
     assert!(status.grpc_enabled);
     assert_eq!(status.database_status, "ok");
     let expected_backend = match db.kind {
-        common::Kind::Sqlite => "sqlite",
-        common::Kind::Postgres => "postgresql",
-        common::Kind::MySql => "mysql",
+        crate::common::Kind::Sqlite => "sqlite",
+        crate::common::Kind::Postgres => "postgresql",
+        crate::common::Kind::MySql => "mysql",
     };
     assert_eq!(status.database_backend, expected_backend);
     assert_eq!(status.identity.unwrap().auth_method, "jwt");
@@ -373,7 +371,7 @@ async fn metrics_and_status(db: TestDb) {
 on_all_databases!(sources_over_grpc, logs_stream_then_query, metrics_and_status);
 
 async fn sqlite_server() -> (TestDb, TestServer) {
-    let db = TestDb::create(common::Kind::Sqlite).await.unwrap();
+    let db = TestDb::create(crate::common::Kind::Sqlite).await.unwrap();
     let server = TestServer::start(db.config()).await;
     (db, server)
 }
@@ -504,7 +502,9 @@ async fn roles_and_ingest_keys_hold_over_grpc() {
         rows.iter().map(|r| r.try_get::<String>("", "status").unwrap()).collect::<Vec<_>>()
     };
     let expected = ["success", "denied", "denied", "failure", "denied"];
-    assert!(common::eventually(std::time::Duration::from_secs(3), || async { audited().await.len() == 5 }).await);
+    assert!(
+        crate::common::eventually(std::time::Duration::from_secs(3), || async { audited().await.len() == 5 }).await
+    );
     let mut statuses = audited().await;
     statuses.sort();
     let mut expected = expected.to_vec();
@@ -539,7 +539,7 @@ async fn an_open_stream_loses_the_rights_taken_away() {
                 server.authed(reqwest::Method::GET, &path, &token).send().await.unwrap().json().await.unwrap();
             page["logs"].as_array().map_or(0, Vec::len)
         };
-        assert!(common::eventually(std::time::Duration::from_secs(5), || async { stored().await == 1 }).await);
+        assert!(crate::common::eventually(std::time::Duration::from_secs(5), || async { stored().await == 1 }).await);
         let taken = match change {
             "disable the source" => server
                 .authed(reqwest::Method::PUT, &format!("/api/v1/sources/{}", source.id), &token)

@@ -1,15 +1,13 @@
 //! The license client against a real local HTTP server standing in for the license server,
 //! scripted to answer valid, invalid, slow, 500, malformed JSON, and to go away.
 
-mod common;
-
 use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
+use crate::common::{Kind, TestDb, TestServer};
 use axum::{Json, Router, extract::State, http::HeaderMap, routing::post};
-use common::{Kind, TestDb, TestServer};
 use killkrill::{auth::Role, config::Config};
 use reqwest::Method;
 use serde_json::{Value, json};

@@ -1,11 +1,9 @@
 //! The database layer: migrations under concurrent replicas, start-up retry, and probes
 //! that follow a database outage and its recovery without a restart.
 
-mod common;
-
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use common::{Kind, TestDb, TestServer, eventually};
+use crate::common::{Kind, TestDb, TestServer, eventually};
 use killkrill::db::{Database, migrate};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::Value;

@@ -1,8 +1,6 @@
 //! Probes and metrics, on SQLite, PostgreSQL and MariaDB.
 
-mod common;
-
-use common::{TestDb, TestServer};
+use crate::common::{TestDb, TestServer};
 use serde_json::Value;
 
 on_all_databases!(

@@ -1,15 +1,13 @@
 //! What every request passes through, tested over a real socket with probe routes placed
 //! behind exactly the production layer stack (`router::with_layers`).
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{Kind, TestDb};
 use axum::{
     Router,
     routing::{get, post},
 };
-use common::{Kind, TestDb};
 use killkrill::{
     config::{Config, CorsOrigins, LogLevel},
     http::extract::{Json, Query},

@@ -8,6 +8,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod rest;
+
 use std::{net::SocketAddr, time::Duration};
 
 use killkrill::{App, config::Config, telemetry::LogLevelHandle};

@@ -1,8 +1,6 @@
 //! The `killkrill` binary as an operator runs it: flags, environment, `.env`, start-up
 //! errors, JSON logs on stdout, and a clean exit on SIGTERM.
 
-mod common;
-
 use std::{
     io::{BufRead, BufReader},
     path::Path,
@@ -11,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Kind, TestDb};
+use crate::common::{Kind, TestDb};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_killkrill");

@@ -4,11 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::{path::PathBuf, sync::Arc};
 
-use common::{Kind, TestDb, TestServer};
+use crate::common::{Kind, TestDb, TestServer};
 use killkrill::{auth::Role, config::Config};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType,
@@ -116,7 +114,7 @@ fn https(server: &TestServer, path: &str) -> String {
 }
 
 /// Logs in over https; the access token.
-async fn https_token(client: &reqwest::Client, server: &TestServer, user: &common::TestUser) -> String {
+async fn https_token(client: &reqwest::Client, server: &TestServer, user: &crate::common::TestUser) -> String {
     let response = client
         .post(https(server, "/api/v1/auth/login"))
         .json(&json!({"username": user.username, "password": user.password}))
@@ -212,7 +210,7 @@ async fn client_certificates_authenticate_known_users_only(db: TestDb) {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert!(
-        common::eventually(std::time::Duration::from_secs(5), || async {
+        crate::common::eventually(std::time::Duration::from_secs(5), || async {
             by_cn.get(&status).send().await.unwrap().status() == 401
         })
         .await

@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 
 use crate::common::{TestDb, TestServer, rest::*};
 
-on_all_databases!(api_key_lifecycle,);
+cases! {
+    on_all_databases: api_key_lifecycle;
+}
 
 async fn api_key_lifecycle(db: TestDb) {
     let server = TestServer::start(db.config()).await;

@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 
 use crate::common::{TestDb, TestServer, rest::*};
 
-on_all_databases!(audit_rows_chain_and_detect_tampering,);
+cases! {
+    on_all_databases: audit_rows_chain_and_detect_tampering;
+}
 
 async fn audit_rows_chain_and_detect_tampering(db: TestDb) {
     let server = TestServer::start(db.config()).await;

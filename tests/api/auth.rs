@@ -12,17 +12,10 @@ use serde_json::{Value, json};
 
 use crate::common::{Kind, TestDb, TestServer, rest::*};
 
-on_all_databases!(
-    login_returns_tokens_user_and_tracks_the_login,
-    wrong_password_and_unknown_user_get_the_same_401,
-    inactive_users_cannot_log_in,
-    forged_expired_and_misused_tokens_are_refused,
-    refresh_rotates_and_reuse_revokes_the_session,
-    logout_revokes_the_token_and_its_session,
-    password_change_invalidates_earlier_tokens,
-    repeated_failed_logins_are_throttled,
-    flask_security_hashes_log_in_and_are_rehashed,
-);
+cases! {
+    on_all_databases: login_returns_tokens_user_and_tracks_the_login, wrong_password_and_unknown_user_get_the_same_401, inactive_users_cannot_log_in, forged_expired_and_misused_tokens_are_refused, refresh_rotates_and_reuse_revokes_the_session, logout_revokes_the_token_and_its_session, password_change_invalidates_earlier_tokens, repeated_failed_logins_are_throttled, flask_security_hashes_log_in_and_are_rehashed;
+    tokio: a_remembered_token_is_still_refused_once_expired;
+}
 
 fn signer(server: &TestServer) -> TokenSigner {
     TokenSigner::new(server.state.config.jwt_secret.clone(), None)
@@ -153,9 +146,8 @@ async fn forged_expired_and_misused_tokens_are_refused(db: TestDb) {
 
 /// A token accepted once is remembered (its signature is not checked again), but its
 /// expiry still is: the same bytes are refused the moment they expire.
-#[tokio::test]
 async fn a_remembered_token_is_still_refused_once_expired() {
-    let db = TestDb::create(Kind::Sqlite).await.unwrap();
+    let db = TestDb::create(Kind::Sqlite).await;
     let server = TestServer::start(db.config()).await;
     let ann = server.create_user("ann", &[Role::Viewer]).await;
     let now = chrono::Utc::now().timestamp();

@@ -41,3 +41,25 @@ mod sources;
 mod status_config;
 mod tls;
 mod users;
+
+fn main() -> std::process::ExitCode {
+    let areas = [
+        api_keys::cases(),
+        audit::cases(),
+        auth::cases(),
+        binary::cases(),
+        database::cases(),
+        grpc::cases(),
+        health::cases(),
+        license::cases(),
+        logs::cases(),
+        metrics::cases(),
+        openapi::cases(),
+        request_pipeline::cases(),
+        sources::cases(),
+        status_config::cases(),
+        tls::cases(),
+        users::cases(),
+    ];
+    common::matrix::main(areas.into_iter().flatten().collect())
+}

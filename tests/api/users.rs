@@ -9,23 +9,17 @@ use serde_json::{Value, json};
 
 use crate::common::{Kind, TestDb, TestServer, rest::*};
 
-on_all_databases!(
-    rbac_matrix,
-    a_demoted_user_loses_rights_on_the_next_request,
-    mass_assignment_is_refused,
-    the_last_admin_is_protected,
-    two_admins_cannot_remove_each_other_at_once,
-    user_admin_crud_and_pagination,
-    usernames_compare_exactly_and_emails_ignore_case,
-);
+cases! {
+    on_all_databases: rbac_matrix, a_demoted_user_loses_rights_on_the_next_request, mass_assignment_is_refused, the_last_admin_is_protected, two_admins_cannot_remove_each_other_at_once, user_admin_crud_and_pagination, usernames_compare_exactly_and_emails_ignore_case;
+    tokio_multi_thread[MySql]: mariadb_with_a_latin1_default_stores_any_text;
+}
 
 /// A MariaDB database whose default character set is latin1 (an older server's default):
 /// names keep their emoji and CJK (migration 6 gave the identity tables utf8mb4; they were
 /// stored as `?`), the service's sessions are strict (a value too long for its column is
 /// refused, never cut), and an API key's repeated roles are stored once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_with_a_latin1_default_stores_any_text() {
-    let Some(db) = TestDb::create(Kind::MySql).await else { return };
+    let db = TestDb::create(Kind::MySql).await;
     let conn = db.connect().await;
     conn.execute_unprepared("ALTER DATABASE CHARACTER SET latin1 COLLATE latin1_swedish_ci").await.unwrap();
     conn.close().await.unwrap();

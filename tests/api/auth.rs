@@ -13,7 +13,16 @@ use serde_json::{Value, json};
 use crate::common::{Kind, TestDb, TestServer, rest::*};
 
 cases! {
-    on_all_databases: login_returns_tokens_user_and_tracks_the_login, wrong_password_and_unknown_user_get_the_same_401, inactive_users_cannot_log_in, forged_expired_and_misused_tokens_are_refused, refresh_rotates_and_reuse_revokes_the_session, logout_revokes_the_token_and_its_session, password_change_invalidates_earlier_tokens, repeated_failed_logins_are_throttled, flask_security_hashes_log_in_and_are_rehashed;
+    on_all_databases:
+        login_returns_tokens_user_and_tracks_the_login,
+        wrong_password_and_unknown_user_get_the_same_401,
+        inactive_users_cannot_log_in,
+        forged_expired_and_misused_tokens_are_refused,
+        refresh_rotates_and_reuse_revokes_the_session,
+        logout_revokes_the_token_and_its_session,
+        password_change_invalidates_earlier_tokens,
+        repeated_failed_logins_are_throttled,
+        flask_security_hashes_log_in_and_are_rehashed;
     tokio: a_remembered_token_is_still_refused_once_expired;
 }
 

@@ -308,7 +308,22 @@ fn verbosity_flag_overrides_log_level() {
 cases! {
     on_all_databases: serves_logs_each_request_and_stops_cleanly_on_sigterm;
     tokio_multi_thread: run_modes_serve_http_grpc_or_both_and_stop_together;
-    test: help_documents_every_flag_and_variable, unknown_flag_exits_nonzero_with_one_line, bad_value_from_the_environment_names_the_variable, unsupported_database_scheme_names_the_variable_and_hides_the_password, production_refuses_a_short_jwt_secret_without_printing_it, unreachable_database_exits_nonzero_after_bounded_retries, a_sqlite_file_in_a_missing_directory_is_named_at_once, dotenv_is_read_and_flags_override_it, development_runs_on_a_sqlite_file_with_no_setup, verbosity_flag_overrides_log_level, development_creates_the_default_admin_with_a_warning, production_never_creates_a_default_password_and_create_user_makes_the_first_admin, the_image_environment_starts_and_the_healthcheck_command_probes_livez, tls_files_that_do_not_work_are_startup_errors_naming_the_variable, the_healthcheck_command_speaks_tls_when_the_port_does;
+    test:
+        help_documents_every_flag_and_variable,
+        unknown_flag_exits_nonzero_with_one_line,
+        bad_value_from_the_environment_names_the_variable,
+        unsupported_database_scheme_names_the_variable_and_hides_the_password,
+        production_refuses_a_short_jwt_secret_without_printing_it,
+        unreachable_database_exits_nonzero_after_bounded_retries,
+        a_sqlite_file_in_a_missing_directory_is_named_at_once,
+        dotenv_is_read_and_flags_override_it,
+        development_runs_on_a_sqlite_file_with_no_setup,
+        verbosity_flag_overrides_log_level,
+        development_creates_the_default_admin_with_a_warning,
+        production_never_creates_a_default_password_and_create_user_makes_the_first_admin,
+        the_image_environment_starts_and_the_healthcheck_command_probes_livez,
+        tls_files_that_do_not_work_are_startup_errors_naming_the_variable,
+        the_healthcheck_command_speaks_tls_when_the_port_does;
 }
 
 async fn serves_logs_each_request_and_stops_cleanly_on_sigterm(db: TestDb) {

@@ -14,7 +14,11 @@ cases! {
     tokio_multi_thread[MySql]: mariadb_outage_turns_probes_503_then_back_to_200;
     tokio_multi_thread[Postgres]: startup_retries_until_the_database_answers;
     tokio_multi_thread[Postgres]: postgres_outage_turns_probes_503_then_back_to_200;
-    tokio: sqlite_runs_in_wal_mode_with_a_busy_timeout, sqlite_admits_two_ingest_batches_at_once, a_write_transaction_that_reads_first_survives_a_concurrent_writer, startup_gives_up_after_the_retry_window;
+    tokio:
+        sqlite_runs_in_wal_mode_with_a_busy_timeout,
+        sqlite_admits_two_ingest_batches_at_once,
+        a_write_transaction_that_reads_first_survives_a_concurrent_writer,
+        startup_gives_up_after_the_retry_window;
     tokio[Postgres, MySql]: postgres_and_mariadb_do_not_gate_ingest;
 }
 

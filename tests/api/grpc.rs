@@ -369,8 +369,14 @@ async fn metrics_and_status(db: TestDb) {
 
 cases! {
     on_all_databases: sources_over_grpc, logs_stream_then_query, metrics_and_status;
-    tokio_multi_thread: auth_service_validates_refreshes_and_names_the_caller, roles_and_ingest_keys_hold_over_grpc, calls_are_correlated_logged_counted_and_healthy;
-    tokio: stored_documents_stay_readable_over_grpc, an_open_stream_loses_the_rights_taken_away, unreadable_requests_and_unknown_methods_are_the_callers_errors;
+    tokio_multi_thread:
+        auth_service_validates_refreshes_and_names_the_caller,
+        roles_and_ingest_keys_hold_over_grpc,
+        calls_are_correlated_logged_counted_and_healthy;
+    tokio:
+        stored_documents_stay_readable_over_grpc,
+        an_open_stream_loses_the_rights_taken_away,
+        unreadable_requests_and_unknown_methods_are_the_callers_errors;
 }
 
 async fn sqlite_server() -> (TestDb, TestServer) {

@@ -4,7 +4,10 @@ use crate::common::{TestDb, TestServer};
 use serde_json::Value;
 
 cases! {
-    on_all_databases: healthz_reports_healthy_with_database_check, livez_and_readyz_answer, metrics_use_seed_names_and_route_templates;
+    on_all_databases:
+        healthz_reports_healthy_with_database_check,
+        livez_and_readyz_answer,
+        metrics_use_seed_names_and_route_templates;
 }
 
 async fn healthz_reports_healthy_with_database_check(db: TestDb) {

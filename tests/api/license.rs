@@ -13,7 +13,12 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 cases! {
-    tokio: without_a_key_the_community_tier_makes_no_calls, a_valid_license_is_shown_and_unlocks_its_features, an_invalid_license_or_missing_entitlement_refuses_the_premium_route, failures_keep_the_last_good_answer_and_are_reported_and_counted, a_hanging_license_server_never_slows_requests;
+    tokio:
+        without_a_key_the_community_tier_makes_no_calls,
+        a_valid_license_is_shown_and_unlocks_its_features,
+        an_invalid_license_or_missing_entitlement_refuses_the_premium_route,
+        failures_keep_the_last_good_answer_and_are_reported_and_counted,
+        a_hanging_license_server_never_slows_requests;
     test: a_malformed_key_is_a_startup_error_naming_the_variable;
 }
 

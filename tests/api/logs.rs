@@ -13,7 +13,16 @@ use serde_json::{Value, json};
 use crate::common::{Kind, TestDb, TestServer, rest::*};
 
 cases! {
-    on_all_databases: a_log_batch_just_under_the_body_limit_is_stored, a_message_of_exactly_64_kib_is_stored, text_search_matches_non_ascii_text, logs_ingest_as_json_batches_and_ndjson, a_log_batch_with_one_bad_entry_stores_nothing, a_full_log_batch_is_stored_whole_and_one_more_entry_is_refused, log_queries_filter_by_source_level_time_and_text, log_pages_visit_every_entry_exactly_once, the_log_cursor_is_stable_while_logs_arrive;
+    on_all_databases:
+        a_log_batch_just_under_the_body_limit_is_stored,
+        a_message_of_exactly_64_kib_is_stored,
+        text_search_matches_non_ascii_text,
+        logs_ingest_as_json_batches_and_ndjson,
+        a_log_batch_with_one_bad_entry_stores_nothing,
+        a_full_log_batch_is_stored_whole_and_one_more_entry_is_refused,
+        log_queries_filter_by_source_level_time_and_text,
+        log_pages_visit_every_entry_exactly_once,
+        the_log_cursor_is_stable_while_logs_arrive;
 }
 
 fn message_of(entry: &Value) -> String {

@@ -12,7 +12,21 @@ use serde_json::{Value, json};
 use crate::common::{TestDb, TestServer, TestUser, rest::*};
 
 cases! {
-    on_all_databases: the_series_list_shows_each_series_latest_value, range_queries_reduce_each_step_bucket, range_queries_accept_rfc3339_unix_seconds_and_durations, minute_rollups_answer_as_the_samples_do, rollups_are_built_from_samples_stored_before_them, five_second_slots_answer_without_the_samples, slots_are_built_for_rollups_stored_before_them, slots_an_older_replica_left_behind_are_not_used, a_metrics_batch_with_one_bad_sample_stores_nothing, concurrent_batches_into_the_same_series_all_succeed, concurrent_batches_creating_series_all_succeed, labels_at_their_limits_are_stored_whole, metric_names_are_case_sensitive, invalid_range_queries_are_refused;
+    on_all_databases:
+        the_series_list_shows_each_series_latest_value,
+        range_queries_reduce_each_step_bucket,
+        range_queries_accept_rfc3339_unix_seconds_and_durations,
+        minute_rollups_answer_as_the_samples_do,
+        rollups_are_built_from_samples_stored_before_them,
+        five_second_slots_answer_without_the_samples,
+        slots_are_built_for_rollups_stored_before_them,
+        slots_an_older_replica_left_behind_are_not_used,
+        a_metrics_batch_with_one_bad_sample_stores_nothing,
+        concurrent_batches_into_the_same_series_all_succeed,
+        concurrent_batches_creating_series_all_succeed,
+        labels_at_their_limits_are_stored_whole,
+        metric_names_are_case_sensitive,
+        invalid_range_queries_are_refused;
 }
 
 /// What a range query must answer for one series' samples `(unix seconds, value)`:

@@ -6,7 +6,12 @@ use crate::common::{Kind, TestDb, TestServer};
 use serde_json::Value;
 
 cases! {
-    tokio: openapi_document_matches_the_committed_snapshot, openapi_describes_every_endpoint_with_security_schemes, documented_responses_include_what_the_shared_layers_answer, request_schema_bounds_are_the_servers, created_responses_document_the_location_they_send;
+    tokio:
+        openapi_document_matches_the_committed_snapshot,
+        openapi_describes_every_endpoint_with_security_schemes,
+        documented_responses_include_what_the_shared_layers_answer,
+        request_schema_bounds_are_the_servers,
+        created_responses_document_the_location_they_send;
 }
 
 const SNAPSHOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json");

@@ -20,7 +20,25 @@ use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::oneshot};
 
 cases! {
-    tokio: correlation_id_is_echoed_when_sane_and_replaced_otherwise, error_bodies_carry_the_callers_correlation_id, wrong_method_is_405_with_allow_header, malformed_json_is_400, non_json_content_type_is_415, body_over_the_limit_is_413_with_or_without_content_length, bad_query_string_is_400, a_panicking_handler_is_a_500_that_leaks_nothing, a_request_over_the_timeout_is_408, every_response_has_nosniff_and_no_server_banner, cors_wildcard_never_allows_credentials, cors_origin_list_allows_only_listed_origins, h2c_prior_knowledge_is_served, shutdown_lets_in_flight_requests_finish_then_stops_accepting, shutdown_drain_is_bounded_by_the_grace_period, a_body_that_stops_arriving_is_408, a_declared_body_over_the_limit_is_413_before_it_is_sent, text_holding_a_nul_is_400_in_a_body_a_path_or_a_query;
+    tokio:
+        correlation_id_is_echoed_when_sane_and_replaced_otherwise,
+        error_bodies_carry_the_callers_correlation_id,
+        wrong_method_is_405_with_allow_header,
+        malformed_json_is_400,
+        non_json_content_type_is_415,
+        body_over_the_limit_is_413_with_or_without_content_length,
+        bad_query_string_is_400,
+        a_panicking_handler_is_a_500_that_leaks_nothing,
+        a_request_over_the_timeout_is_408,
+        every_response_has_nosniff_and_no_server_banner,
+        cors_wildcard_never_allows_credentials,
+        cors_origin_list_allows_only_listed_origins,
+        h2c_prior_knowledge_is_served,
+        shutdown_lets_in_flight_requests_finish_then_stops_accepting,
+        shutdown_drain_is_bounded_by_the_grace_period,
+        a_body_that_stops_arriving_is_408,
+        a_declared_body_over_the_limit_is_413_before_it_is_sent,
+        text_holding_a_nul_is_400_in_a_body_a_path_or_a_query;
 }
 
 struct Probe {

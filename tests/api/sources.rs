@@ -14,7 +14,27 @@ use serde_json::{Value, json};
 use crate::common::{TestDb, TestServer, rest::*};
 
 cases! {
-    on_all_databases: deleting_a_source_deletes_its_metric_series_and_samples, deleting_a_source_while_replicas_ingest_into_it, an_ingest_key_ingests_metrics_for_its_own_source_only, source_names_and_types_match_exactly, a_config_of_exactly_64_kib_is_stored, a_deleted_sources_ingest_key_is_refused_at_once, creating_a_source_returns_every_field_and_its_location, invalid_sources_are_refused_naming_each_bad_field, source_names_are_unique_even_when_created_concurrently, unknown_and_malformed_source_ids_are_404, put_changes_only_the_fields_it_is_given, a_deleted_source_is_gone, sources_list_with_filters_and_pagination, viewers_read_but_only_maintainers_change_or_ingest, deleting_a_source_deletes_its_keys_and_logs, ingest_keys_are_shown_once_and_listed_by_prefix, an_ingest_key_only_ingests_for_its_own_source, allowed_cidrs_bound_where_an_ingest_key_may_ingest_from, a_deleted_ingest_key_is_refused_at_once, a_disabled_source_refuses_ingest;
+    on_all_databases:
+        deleting_a_source_deletes_its_metric_series_and_samples,
+        deleting_a_source_while_replicas_ingest_into_it,
+        an_ingest_key_ingests_metrics_for_its_own_source_only,
+        source_names_and_types_match_exactly,
+        a_config_of_exactly_64_kib_is_stored,
+        a_deleted_sources_ingest_key_is_refused_at_once,
+        creating_a_source_returns_every_field_and_its_location,
+        invalid_sources_are_refused_naming_each_bad_field,
+        source_names_are_unique_even_when_created_concurrently,
+        unknown_and_malformed_source_ids_are_404,
+        put_changes_only_the_fields_it_is_given,
+        a_deleted_source_is_gone,
+        sources_list_with_filters_and_pagination,
+        viewers_read_but_only_maintainers_change_or_ingest,
+        deleting_a_source_deletes_its_keys_and_logs,
+        ingest_keys_are_shown_once_and_listed_by_prefix,
+        an_ingest_key_only_ingests_for_its_own_source,
+        allowed_cidrs_bound_where_an_ingest_key_may_ingest_from,
+        a_deleted_ingest_key_is_refused_at_once,
+        a_disabled_source_refuses_ingest;
 }
 
 fn source_names(listing: &Value) -> BTreeSet<String> {

@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 use crate::common::{Kind, TestDb, TestServer, rest::*};
 
 cases! {
-    on_all_databases: admin_config_sets_the_log_level_and_is_audited, status_describes_the_service_and_the_caller, admin_config_is_for_admins_only;
+    on_all_databases:
+        admin_config_sets_the_log_level_and_is_audited,
+        status_describes_the_service_and_the_caller,
+        admin_config_is_for_admins_only;
 }
 
 async fn status_describes_the_service_and_the_caller(db: TestDb) {

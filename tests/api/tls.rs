@@ -219,7 +219,11 @@ async fn client_certificates_authenticate_known_users_only(db: TestDb) {
 
 cases! {
     on_all_databases: client_certificates_authenticate_known_users_only;
-    tokio_multi_thread: https_negotiates_http1_or_http2_and_plain_ports_speak_h2c, grpc_serves_tls_and_client_certificates, forwarded_headers_are_believed_from_trusted_proxies_only, certificates_reload_without_a_restart;
+    tokio_multi_thread:
+        https_negotiates_http1_or_http2_and_plain_ports_speak_h2c,
+        grpc_serves_tls_and_client_certificates,
+        forwarded_headers_are_believed_from_trusted_proxies_only,
+        certificates_reload_without_a_restart;
 }
 
 async fn grpc_serves_tls_and_client_certificates() {

@@ -10,7 +10,14 @@ use serde_json::{Value, json};
 use crate::common::{Kind, TestDb, TestServer, rest::*};
 
 cases! {
-    on_all_databases: rbac_matrix, a_demoted_user_loses_rights_on_the_next_request, mass_assignment_is_refused, the_last_admin_is_protected, two_admins_cannot_remove_each_other_at_once, user_admin_crud_and_pagination, usernames_compare_exactly_and_emails_ignore_case;
+    on_all_databases:
+        rbac_matrix,
+        a_demoted_user_loses_rights_on_the_next_request,
+        mass_assignment_is_refused,
+        the_last_admin_is_protected,
+        two_admins_cannot_remove_each_other_at_once,
+        user_admin_crud_and_pagination,
+        usernames_compare_exactly_and_emails_ignore_case;
     tokio_multi_thread[MySql]: mariadb_with_a_latin1_default_stores_any_text;
 }
 

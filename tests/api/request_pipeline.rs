@@ -1,15 +1,13 @@
 //! What every request passes through, tested over a real socket with probe routes placed
 //! behind exactly the production layer stack (`router::with_layers`).
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{Kind, TestDb};
 use axum::{
     Router,
     routing::{get, post},
 };
-use common::{Kind, TestDb};
 use killkrill::{
     config::{Config, CorsOrigins, LogLevel},
     http::extract::{Json, Query},
@@ -20,6 +18,28 @@ use killkrill::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::oneshot};
+
+cases! {
+    tokio:
+        correlation_id_is_echoed_when_sane_and_replaced_otherwise,
+        error_bodies_carry_the_callers_correlation_id,
+        wrong_method_is_405_with_allow_header,
+        malformed_json_is_400,
+        non_json_content_type_is_415,
+        body_over_the_limit_is_413_with_or_without_content_length,
+        bad_query_string_is_400,
+        a_panicking_handler_is_a_500_that_leaks_nothing,
+        a_request_over_the_timeout_is_408,
+        every_response_has_nosniff_and_no_server_banner,
+        cors_wildcard_never_allows_credentials,
+        cors_origin_list_allows_only_listed_origins,
+        h2c_prior_knowledge_is_served,
+        shutdown_lets_in_flight_requests_finish_then_stops_accepting,
+        shutdown_drain_is_bounded_by_the_grace_period,
+        a_body_that_stops_arriving_is_408,
+        a_declared_body_over_the_limit_is_413_before_it_is_sent,
+        text_holding_a_nul_is_400_in_a_body_a_path_or_a_query;
+}
 
 struct Probe {
     base: String,
@@ -40,7 +60,7 @@ struct Page {
 }
 
 async fn start(tweak: impl FnOnce(&mut Config)) -> Probe {
-    let db = TestDb::create(Kind::Sqlite).await.unwrap();
+    let db = TestDb::create(Kind::Sqlite).await;
     let mut config = db.config();
     tweak(&mut config);
     let grace = config.shutdown_grace;
@@ -95,7 +115,6 @@ async fn error_body(response: reqwest::Response, status: u16) -> Value {
     body
 }
 
-#[tokio::test]
 async fn correlation_id_is_echoed_when_sane_and_replaced_otherwise() {
     let probe = start(|_| {}).await;
     let echoed =
@@ -116,7 +135,6 @@ async fn correlation_id_is_echoed_when_sane_and_replaced_otherwise() {
     assert!(uuid::Uuid::parse_str(fresh.headers()["x-correlation-id"].to_str().unwrap()).is_ok());
 }
 
-#[tokio::test]
 async fn error_bodies_carry_the_callers_correlation_id() {
     let probe = start(|_| {}).await;
     let response = probe.client.get(probe.url("/nope")).header("X-Correlation-ID", "trace-42").send().await.unwrap();
@@ -125,7 +143,6 @@ async fn error_bodies_carry_the_callers_correlation_id() {
     assert_eq!(body["message"], "Resource not found: /nope");
 }
 
-#[tokio::test]
 async fn wrong_method_is_405_with_allow_header() {
     let probe = start(|_| {}).await;
     let response = probe.client.delete(probe.url("/echo")).send().await.unwrap();
@@ -133,7 +150,6 @@ async fn wrong_method_is_405_with_allow_header() {
     error_body(response, 405).await;
 }
 
-#[tokio::test]
 async fn malformed_json_is_400() {
     let probe = start(|_| {}).await;
     let response = probe
@@ -155,7 +171,6 @@ async fn malformed_json_is_400() {
     assert_eq!(ok.json::<Value>().await.unwrap()["name"], "kk");
 }
 
-#[tokio::test]
 async fn non_json_content_type_is_415() {
     let probe = start(|_| {}).await;
     let response = probe
@@ -169,7 +184,6 @@ async fn non_json_content_type_is_415() {
     error_body(response, 415).await;
 }
 
-#[tokio::test]
 async fn body_over_the_limit_is_413_with_or_without_content_length() {
     let probe = start(|c| c.max_body_bytes = 1024).await;
     let big = format!("{{\"name\": \"{}\"}}", "a".repeat(4096));
@@ -197,7 +211,6 @@ async fn body_over_the_limit_is_413_with_or_without_content_length() {
     error_body(streamed, 413).await;
 }
 
-#[tokio::test]
 async fn bad_query_string_is_400() {
     let probe = start(|_| {}).await;
     let response = probe.client.get(probe.url("/page?limit=abc")).send().await.unwrap();
@@ -207,7 +220,6 @@ async fn bad_query_string_is_400() {
     assert_eq!(ok.text().await.unwrap(), "5");
 }
 
-#[tokio::test]
 async fn a_panicking_handler_is_a_500_that_leaks_nothing() {
     let probe = start(|_| {}).await;
     let response = probe.client.get(probe.url("/panic")).send().await.unwrap();
@@ -217,14 +229,12 @@ async fn a_panicking_handler_is_a_500_that_leaks_nothing() {
     assert_eq!(probe.client.get(probe.url("/page?limit=1")).send().await.unwrap().status(), 200);
 }
 
-#[tokio::test]
 async fn a_request_over_the_timeout_is_408() {
     let probe = start(|c| c.request_timeout = Duration::from_millis(300)).await;
     let response = probe.client.get(probe.url("/slow")).send().await.unwrap();
     error_body(response, 408).await;
 }
 
-#[tokio::test]
 async fn every_response_has_nosniff_and_no_server_banner() {
     let probe = start(|_| {}).await;
     for path in ["/page?limit=1", "/nope"] {
@@ -234,7 +244,6 @@ async fn every_response_has_nosniff_and_no_server_banner() {
     }
 }
 
-#[tokio::test]
 async fn cors_wildcard_never_allows_credentials() {
     let probe = start(|c| c.cors_origins = CorsOrigins::Any).await;
     let preflight = probe
@@ -251,7 +260,6 @@ async fn cors_wildcard_never_allows_credentials() {
     assert!(!preflight.headers().contains_key("access-control-allow-credentials"));
 }
 
-#[tokio::test]
 async fn cors_origin_list_allows_only_listed_origins() {
     let probe = start(|c| c.cors_origins = CorsOrigins::List(vec!["https://app.example".into()])).await;
     let allowed =
@@ -263,7 +271,6 @@ async fn cors_origin_list_allows_only_listed_origins() {
     assert!(!refused.headers().contains_key("access-control-allow-origin"));
 }
 
-#[tokio::test]
 async fn h2c_prior_knowledge_is_served() {
     let probe = start(|_| {}).await;
     let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
@@ -272,7 +279,6 @@ async fn h2c_prior_knowledge_is_served() {
     assert_eq!(response.text().await.unwrap(), "3");
 }
 
-#[tokio::test]
 async fn shutdown_lets_in_flight_requests_finish_then_stops_accepting() {
     let mut probe = start(|_| {}).await;
     let client = probe.client.clone();
@@ -289,7 +295,6 @@ async fn shutdown_lets_in_flight_requests_finish_then_stops_accepting() {
     assert!(fresh.is_err(), "accepted a connection after shutdown");
 }
 
-#[tokio::test]
 async fn shutdown_drain_is_bounded_by_the_grace_period() {
     let mut probe = start(|c| c.shutdown_grace = Duration::from_millis(200)).await;
     let client = probe.client.clone();
@@ -332,7 +337,6 @@ async fn raw(probe: &Probe, request: &[u8], within: Duration) -> (u16, String, V
     tokio::time::timeout(within, read).await.expect("no response in time")
 }
 
-#[tokio::test]
 async fn a_body_that_stops_arriving_is_408() {
     // The body idle timeout is half the request timeout when that is shorter than 30 s, so
     // the 408 here is the stalled body's (named in the message), not the request timer's.
@@ -346,7 +350,6 @@ async fn a_body_that_stops_arriving_is_408() {
     assert!(head.contains("x-correlation-id:"), "{head}");
 }
 
-#[tokio::test]
 async fn a_declared_body_over_the_limit_is_413_before_it_is_sent() {
     let probe = start(|_| {}).await;
     // 99,999,999 bytes announced (the limit is 16 MiB), the client waiting for 100 Continue:
@@ -358,7 +361,6 @@ async fn a_declared_body_over_the_limit_is_413_before_it_is_sent() {
     assert_eq!(body["error"], "Payload Too Large");
 }
 
-#[tokio::test]
 async fn text_holding_a_nul_is_400_in_a_body_a_path_or_a_query() {
     let probe = start(|_| {}).await;
     let nul =

@@ -1,8 +1,6 @@
 //! The `killkrill` binary as an operator runs it: flags, environment, `.env`, start-up
 //! errors, JSON logs on stdout, and a clean exit on SIGTERM.
 
-mod common;
-
 use std::{
     io::{BufRead, BufReader},
     path::Path,
@@ -11,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Kind, TestDb};
+use crate::common::{Kind, TestDb};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_killkrill");
@@ -144,7 +142,6 @@ fn one_line(stderr: &str) -> &str {
     lines[0]
 }
 
-#[test]
 fn help_documents_every_flag_and_variable() {
     let dir = tempfile::tempdir().unwrap();
     let (code, stdout, _) = run(killkrill(dir.path()).arg("--help"));
@@ -188,7 +185,6 @@ fn help_documents_every_flag_and_variable() {
     }
 }
 
-#[test]
 fn unknown_flag_exits_nonzero_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let (code, _, stderr) = run(killkrill(dir.path()).arg("--bogus"));
@@ -196,7 +192,6 @@ fn unknown_flag_exits_nonzero_with_one_line() {
     assert!(one_line(&stderr).contains("--bogus"), "{stderr}");
 }
 
-#[test]
 fn bad_value_from_the_environment_names_the_variable() {
     let dir = tempfile::tempdir().unwrap();
     let (code, _, stderr) = run(killkrill(dir.path()).env("FLASK_PORT", "abc"));
@@ -217,7 +212,6 @@ fn bad_value_from_the_environment_names_the_variable() {
     assert!(one_line(&stderr).contains("WORKERS"), "{stderr}");
 }
 
-#[test]
 fn unsupported_database_scheme_names_the_variable_and_hides_the_password() {
     let dir = tempfile::tempdir().unwrap();
     let (code, stdout, stderr) = run(killkrill(dir.path()).env("DATABASE_URL", "oracle://kk:topsecret@db/kk"));
@@ -227,7 +221,6 @@ fn unsupported_database_scheme_names_the_variable_and_hides_the_password() {
     assert!(!stderr.contains("topsecret") && !stdout.contains("topsecret"));
 }
 
-#[test]
 fn production_refuses_a_short_jwt_secret_without_printing_it() {
     let dir = tempfile::tempdir().unwrap();
     let (code, _, stderr) = run(killkrill(dir.path())
@@ -240,7 +233,6 @@ fn production_refuses_a_short_jwt_secret_without_printing_it() {
     assert!(!stderr.contains("zq9zq9"));
 }
 
-#[test]
 fn unreachable_database_exits_nonzero_after_bounded_retries() {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
@@ -258,7 +250,6 @@ fn unreachable_database_exits_nonzero_after_bounded_retries() {
     }
 }
 
-#[test]
 fn a_sqlite_file_in_a_missing_directory_is_named_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
@@ -269,7 +260,6 @@ fn a_sqlite_file_in_a_missing_directory_is_named_at_once() {
     assert!(line.contains("DATABASE_URL") && line.contains("no/such/dir"), "{stderr}");
 }
 
-#[test]
 fn dotenv_is_read_and_flags_override_it() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(".env"), "FLASK_ENV=production\nDATABASE_URL=sqlite:///from-dotenv.db\n").unwrap();
@@ -293,7 +283,6 @@ fn dotenv_is_read_and_flags_override_it() {
     assert!(!stderr.contains("hunter2") && !stdout.contains("hunter2"));
 }
 
-#[test]
 fn development_runs_on_a_sqlite_file_with_no_setup() {
     let dir = tempfile::tempdir().unwrap();
     let mut running = Running::start(&mut killkrill(dir.path()));
@@ -305,7 +294,6 @@ fn development_runs_on_a_sqlite_file_with_no_setup() {
     running.wait_for("server_stopped", Duration::from_secs(1));
 }
 
-#[test]
 fn verbosity_flag_overrides_log_level() {
     let dir = tempfile::tempdir().unwrap();
     let mut running = Running::start_quietly(killkrill(dir.path()).env("LOG_LEVEL", "DEBUG").arg("-v"));
@@ -317,7 +305,26 @@ fn verbosity_flag_overrides_log_level() {
     assert!(running.seen.iter().all(|l| l["level"] != "INFO"), "-v must hide info lines: {:?}", running.seen);
 }
 
-on_all_databases!(serves_logs_each_request_and_stops_cleanly_on_sigterm);
+cases! {
+    on_all_databases: serves_logs_each_request_and_stops_cleanly_on_sigterm;
+    tokio_multi_thread: run_modes_serve_http_grpc_or_both_and_stop_together;
+    test:
+        help_documents_every_flag_and_variable,
+        unknown_flag_exits_nonzero_with_one_line,
+        bad_value_from_the_environment_names_the_variable,
+        unsupported_database_scheme_names_the_variable_and_hides_the_password,
+        production_refuses_a_short_jwt_secret_without_printing_it,
+        unreachable_database_exits_nonzero_after_bounded_retries,
+        a_sqlite_file_in_a_missing_directory_is_named_at_once,
+        dotenv_is_read_and_flags_override_it,
+        development_runs_on_a_sqlite_file_with_no_setup,
+        verbosity_flag_overrides_log_level,
+        development_creates_the_default_admin_with_a_warning,
+        production_never_creates_a_default_password_and_create_user_makes_the_first_admin,
+        the_image_environment_starts_and_the_healthcheck_command_probes_livez,
+        tls_files_that_do_not_work_are_startup_errors_naming_the_variable,
+        the_healthcheck_command_speaks_tls_when_the_port_does;
+}
 
 async fn serves_logs_each_request_and_stops_cleanly_on_sigterm(db: TestDb) {
     let dir = tempfile::tempdir().unwrap();
@@ -394,7 +401,6 @@ fn login_status(port: u16, username: &str, password: &str) -> u16 {
     response.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-#[test]
 fn development_creates_the_default_admin_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
     let mut running = Running::start(&mut killkrill(dir.path()));
@@ -411,7 +417,6 @@ fn development_creates_the_default_admin_with_a_warning() {
     assert_eq!(running.wait_exit(Duration::from_secs(10)), 0);
 }
 
-#[test]
 fn production_never_creates_a_default_password_and_create_user_makes_the_first_admin() {
     let dir = tempfile::tempdir().unwrap();
     let prod = |command: &mut Command| {
@@ -481,7 +486,6 @@ fn production_never_creates_a_default_password_and_create_user_makes_the_first_a
 
 /// The image's start-up (its ENV, the binary as ENTRYPOINT) and its HEALTHCHECK command,
 /// run outside Docker.
-#[test]
 fn the_image_environment_starts_and_the_healthcheck_command_probes_livez() {
     let dir = tempfile::tempdir().unwrap();
     let image_env = |command: &mut Command| {
@@ -527,7 +531,6 @@ fn listening(port: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_modes_serve_http_grpc_or_both_and_stop_together() {
     for mode in [None, Some("--no-grpc"), Some("--grpc-only")] {
         let dir = tempfile::tempdir().unwrap();
@@ -570,7 +573,6 @@ async fn run_modes_serve_http_grpc_or_both_and_stop_together() {
     }
 }
 
-#[test]
 fn tls_files_that_do_not_work_are_startup_errors_naming_the_variable() {
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| {
@@ -611,7 +613,6 @@ fn tls_files_that_do_not_work_are_startup_errors_naming_the_variable() {
     assert!(one_line(&stderr).contains("TLS_KEY_FILE") && one_line(&stderr).contains("key is encrypted"), "{stderr}");
 }
 
-#[test]
 fn the_healthcheck_command_speaks_tls_when_the_port_does() {
     let dir = tempfile::tempdir().unwrap();
     // A certificate for a public name, from no CA the container holds: the probe of its

@@ -2,15 +2,22 @@
 //! the API changes without `docs/openapi.json` being regenerated (and reviewed):
 //! `KK_UPDATE_SNAPSHOTS=1 cargo test --test openapi`.
 
-mod common;
-
-use common::{Kind, TestDb, TestServer};
+use crate::common::{Kind, TestDb, TestServer};
 use serde_json::Value;
+
+cases! {
+    tokio:
+        openapi_document_matches_the_committed_snapshot,
+        openapi_describes_every_endpoint_with_security_schemes,
+        documented_responses_include_what_the_shared_layers_answer,
+        request_schema_bounds_are_the_servers,
+        created_responses_document_the_location_they_send;
+}
 
 const SNAPSHOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json");
 
 async fn served_document() -> (TestServer, TestDb, Value) {
-    let db = TestDb::create(Kind::Sqlite).await.unwrap();
+    let db = TestDb::create(Kind::Sqlite).await;
     let server = TestServer::start(db.config()).await;
     let response = server.get("/api/v1/openapi.json").await;
     assert_eq!(response.status(), 200);
@@ -27,7 +34,6 @@ async fn served_document_and_admin() -> (TestServer, TestDb, Value, String) {
     (server, db, doc, token)
 }
 
-#[tokio::test]
 async fn openapi_document_matches_the_committed_snapshot() {
     let (server, _db, doc) = served_document().await;
     let rendered = serde_json::to_string_pretty(&doc).unwrap() + "\n";
@@ -42,7 +48,6 @@ async fn openapi_document_matches_the_committed_snapshot() {
     server.stop().await.unwrap();
 }
 
-#[tokio::test]
 async fn openapi_describes_every_endpoint_with_security_schemes() {
     let (server, _db, doc) = served_document().await;
     assert_eq!(doc["openapi"], "3.1.0");
@@ -115,7 +120,6 @@ async fn openapi_describes_every_endpoint_with_security_schemes() {
 
 /// What the layers every request shares answer is documented wherever they can answer
 /// it: a body that is not JSON, and a `limit` outside its documented bounds.
-#[tokio::test]
 async fn documented_responses_include_what_the_shared_layers_answer() {
     let (server, _db, doc, token) = served_document_and_admin().await;
     let (mut bodies, mut limits) = (0, 0);
@@ -149,7 +153,6 @@ async fn documented_responses_include_what_the_shared_layers_answer() {
 
 /// The bounds the request schemas state are the ones the server enforces: one past each
 /// is refused with 400, and the bound itself is accepted.
-#[tokio::test]
 async fn request_schema_bounds_are_the_servers() {
     use reqwest::Method;
     let (server, _db, doc, token) = served_document_and_admin().await;
@@ -206,7 +209,6 @@ async fn request_schema_bounds_are_the_servers() {
 
 /// A 201 documents `Location` exactly where the server sends one, and the header names
 /// the new resource.
-#[tokio::test]
 async fn created_responses_document_the_location_they_send() {
     use reqwest::Method;
     let (server, _db, doc, token) = served_document_and_admin().await;

@@ -1,17 +1,26 @@
 //! The database layer: migrations under concurrent replicas, start-up retry, and probes
 //! that follow a database outage and its recovery without a restart.
 
-mod common;
-
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use common::{Kind, TestDb, TestServer, eventually};
-use killkrill::{storage::Database, storage::migrate};
+use crate::common::{Kind, TestDb, TestServer, eventually};
+use killkrill::storage::{Database, migrate};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::Value;
 use tokio::{net::TcpListener, sync::watch};
 
-on_all_databases!(concurrent_replicas_apply_each_migration_once, migrations_are_idempotent);
+cases! {
+    on_all_databases: concurrent_replicas_apply_each_migration_once, migrations_are_idempotent;
+    tokio_multi_thread[MySql]: mariadb_outage_turns_probes_503_then_back_to_200;
+    tokio_multi_thread[Postgres]: startup_retries_until_the_database_answers;
+    tokio_multi_thread[Postgres]: postgres_outage_turns_probes_503_then_back_to_200;
+    tokio:
+        sqlite_runs_in_wal_mode_with_a_busy_timeout,
+        sqlite_admits_two_ingest_batches_at_once,
+        a_write_transaction_that_reads_first_survives_a_concurrent_writer,
+        startup_gives_up_after_the_retry_window;
+    tokio[Postgres, MySql]: postgres_and_mariadb_do_not_gate_ingest;
+}
 
 async fn count_applied(db: &TestDb) -> i64 {
     let conn = db.connect().await;
@@ -49,9 +58,8 @@ async fn migrations_are_idempotent(db: TestDb) {
     assert_eq!(count_applied(&db).await, migrate::MIGRATIONS.len() as i64);
 }
 
-#[tokio::test]
 async fn sqlite_runs_in_wal_mode_with_a_busy_timeout() {
-    let db = TestDb::create(Kind::Sqlite).await.unwrap();
+    let db = TestDb::create(Kind::Sqlite).await;
     let opened = Database::open(&db.config()).await.unwrap();
     let conn = opened.conn();
     let mode = conn
@@ -71,9 +79,8 @@ async fn sqlite_runs_in_wal_mode_with_a_busy_timeout() {
 
 /// SQLite takes one writer at a time: ingest batches queue for two turns in arrival order
 /// instead of all holding their rows while they retry the lock; other backends admit all.
-#[tokio::test]
 async fn sqlite_admits_two_ingest_batches_at_once() {
-    let db = TestDb::create(Kind::Sqlite).await.unwrap();
+    let db = TestDb::create(Kind::Sqlite).await;
     let opened = Database::open(&db.config()).await.unwrap();
     let first = opened.ingest_turn().await.expect("SQLite gates ingest");
     let second = opened.ingest_turn().await.expect("SQLite gates ingest");
@@ -86,10 +93,9 @@ async fn sqlite_admits_two_ingest_batches_at_once() {
     opened.close().await;
 }
 
-#[tokio::test]
 async fn postgres_and_mariadb_do_not_gate_ingest() {
     for kind in [Kind::Postgres, Kind::MySql] {
-        let Some(db) = TestDb::create(kind).await else { continue };
+        let db = TestDb::create(kind).await;
         let opened = Database::open(&db.config()).await.unwrap();
         let turns: Vec<_> = futures_util::future::join_all((0..8).map(|_| opened.ingest_turn())).await;
         assert!(turns.iter().all(Option::is_none), "{kind:?} admits every batch at once");
@@ -100,9 +106,8 @@ async fn postgres_and_mariadb_do_not_gate_ingest() {
 /// A write transaction that reads first must not fail when another connection writes in
 /// between: on SQLite a deferred transaction cannot move its read snapshot forward and
 /// answers "database is locked" at once; `begin_write` takes the lock at `BEGIN` instead.
-#[tokio::test]
 async fn a_write_transaction_that_reads_first_survives_a_concurrent_writer() {
-    let db = TestDb::create(Kind::Sqlite).await.unwrap();
+    let db = TestDb::create(Kind::Sqlite).await;
     let opened = migrate::open(&db.config()).await.unwrap();
     let conn = opened.conn().clone();
     let backend = conn.get_database_backend();
@@ -195,9 +200,7 @@ async fn status_of(server: &TestServer, path: &str) -> (u16, Value) {
 }
 
 async fn probes_follow_an_outage_and_recover(kind: Kind) {
-    let Some(db) = TestDb::create(kind).await else {
-        return;
-    };
+    let db = TestDb::create(kind).await;
     let proxy = Proxy::start(upstream_of(&db)).await;
     let (url, _) = through(&db, &proxy);
     let mut config = db.config();
@@ -231,21 +234,16 @@ async fn probes_follow_an_outage_and_recover(kind: Kind) {
     server.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_turns_probes_503_then_back_to_200() {
     probes_follow_an_outage_and_recover(Kind::Postgres).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_outage_turns_probes_503_then_back_to_200() {
     probes_follow_an_outage_and_recover(Kind::MySql).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn startup_retries_until_the_database_answers() {
-    let Some(db) = TestDb::create(Kind::Postgres).await else {
-        return;
-    };
+    let db = TestDb::create(Kind::Postgres).await;
     let proxy = Proxy::start(upstream_of(&db)).await;
     proxy.set_cut(true);
     let (url, _) = through(&db, &proxy);
@@ -260,7 +258,6 @@ async fn startup_retries_until_the_database_answers() {
     opened.expect("start-up succeeds once the database answers").close().await;
 }
 
-#[tokio::test]
 async fn startup_gives_up_after_the_retry_window() {
     let mut config = killkrill::config::Config::for_database("postgresql://kk:pw@127.0.0.1:1/none").unwrap();
     config.db_connect_retry = Duration::from_secs(1);

@@ -4,11 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::{path::PathBuf, sync::Arc};
 
-use common::{Kind, TestDb, TestServer};
+use crate::common::{Kind, TestDb, TestServer};
 use killkrill::{auth::Role, config::Config};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType,
@@ -116,7 +114,7 @@ fn https(server: &TestServer, path: &str) -> String {
 }
 
 /// Logs in over https; the access token.
-async fn https_token(client: &reqwest::Client, server: &TestServer, user: &common::TestUser) -> String {
+async fn https_token(client: &reqwest::Client, server: &TestServer, user: &crate::common::TestUser) -> String {
     let response = client
         .post(https(server, "/api/v1/auth/login"))
         .json(&json!({"username": user.username, "password": user.password}))
@@ -135,9 +133,8 @@ async fn status_identity(client: &reqwest::Client, url: &str) -> (StatusCode, Va
     (status, body["identity"].clone())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_negotiates_http1_or_http2_and_plain_ports_speak_h2c() {
-    let db = TestDb::create(Kind::Sqlite).await.unwrap();
+    let db = TestDb::create(Kind::Sqlite).await;
     let (ca, files) = (Ca::new("server ca"), Files::new());
     let server = TestServer::start(files.tls(db.config(), &ca.server(), None)).await;
     for (alpn, version) in [(&[b"http/1.1" as &[u8]][..], Version::HTTP_11), (&[b"h2" as &[u8]][..], Version::HTTP_2)] {
@@ -212,7 +209,7 @@ async fn client_certificates_authenticate_known_users_only(db: TestDb) {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert!(
-        common::eventually(std::time::Duration::from_secs(5), || async {
+        crate::common::eventually(std::time::Duration::from_secs(5), || async {
             by_cn.get(&status).send().await.unwrap().status() == 401
         })
         .await
@@ -220,14 +217,20 @@ async fn client_certificates_authenticate_known_users_only(db: TestDb) {
     server.stop().await.unwrap();
 }
 
-on_all_databases!(client_certificates_authenticate_known_users_only);
+cases! {
+    on_all_databases: client_certificates_authenticate_known_users_only;
+    tokio_multi_thread:
+        https_negotiates_http1_or_http2_and_plain_ports_speak_h2c,
+        grpc_serves_tls_and_client_certificates,
+        forwarded_headers_are_believed_from_trusted_proxies_only,
+        certificates_reload_without_a_restart;
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_serves_tls_and_client_certificates() {
     use killkrill::grpc::proto::{WhoAmIRequest, auth_service_client::AuthServiceClient};
     use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
-    let db = TestDb::create(Kind::Sqlite).await.unwrap();
+    let db = TestDb::create(Kind::Sqlite).await;
     let (server_ca, client_ca, files) = (Ca::new("server"), Ca::new("clients"), Files::new());
     let server = TestServer::start(files.tls(db.config(), &server_ca.server(), Some(&client_ca))).await;
     server.create_user("carol", &[Role::Viewer]).await;
@@ -255,7 +258,6 @@ async fn grpc_serves_tls_and_client_certificates() {
     server.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_headers_are_believed_from_trusted_proxies_only() {
     let (client_ca, stranger_ca, files) = (Ca::new("clients"), Ca::new("stranger"), Files::new());
     let ca_file = files.write("client-ca.pem", &client_ca.pem());
@@ -266,7 +268,7 @@ async fn forwarded_headers_are_believed_from_trusted_proxies_only() {
 
     for trusted in [true, false] {
         // Behind a TLS-terminating proxy: plain ports, the client CA to check X-Client-Cert.
-        let db = TestDb::create(Kind::Sqlite).await.unwrap();
+        let db = TestDb::create(Kind::Sqlite).await;
         let mut config = db.config();
         config.tls_client_ca_file = Some(ca_file.clone());
         if trusted {
@@ -322,9 +324,8 @@ async fn forwarded_headers_are_believed_from_trusted_proxies_only() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_reload_without_a_restart() {
-    let db = TestDb::create(Kind::Sqlite).await.unwrap();
+    let db = TestDb::create(Kind::Sqlite).await;
     let (old_ca, new_ca, files) = (Ca::new("old"), Ca::new("new"), Files::new());
     let config = files.tls(db.config(), &old_ca.server(), None);
     let app = killkrill::build(config.clone(), killkrill::telemetry::LogLevelHandle::detached(config.log_level))

@@ -1,18 +1,26 @@
 //! The license client against a real local HTTP server standing in for the license server,
 //! scripted to answer valid, invalid, slow, 500, malformed JSON, and to go away.
 
-mod common;
-
 use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
+use crate::common::{Kind, TestDb, TestServer};
 use axum::{Json, Router, extract::State, http::HeaderMap, routing::post};
-use common::{Kind, TestDb, TestServer};
 use killkrill::{auth::Role, config::Config};
 use reqwest::Method;
 use serde_json::{Value, json};
+
+cases! {
+    tokio:
+        without_a_key_the_community_tier_makes_no_calls,
+        a_valid_license_is_shown_and_unlocks_its_features,
+        an_invalid_license_or_missing_entitlement_refuses_the_premium_route,
+        failures_keep_the_last_good_answer_and_are_reported_and_counted,
+        a_hanging_license_server_never_slows_requests;
+    test: a_malformed_key_is_a_startup_error_naming_the_variable;
+}
 
 const KEY: &str = "PENG-1A2B-3C4D-5E6F-7A8B-9C0D";
 
@@ -101,7 +109,7 @@ impl Stub {
 }
 
 async fn licensed_server(stub: &Stub) -> (TestServer, TestDb) {
-    let db = TestDb::create(Kind::Sqlite).await.unwrap();
+    let db = TestDb::create(Kind::Sqlite).await;
     let mut config: Config = db.config();
     config.license_key = Some(KEY.to_owned().into());
     config.license_server_url = stub.url.clone();
@@ -116,7 +124,6 @@ async fn license_view(server: &TestServer, token: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-#[test]
 fn a_malformed_key_is_a_startup_error_naming_the_variable() {
     for bad in
         ["PENG-1234", "peng-1a2b-3c4d-5e6f-7a8b-9c0d", "PENG-1A2B-3C4D-5E6F-7A8B-9C0G", "XXXX-1A2B-3C4D-5E6F-7A8B-9C0D"]
@@ -138,10 +145,9 @@ fn a_malformed_key_is_a_startup_error_naming_the_variable() {
     assert!(stderr.contains("LICENSE_KEY") && !stderr.contains("PENG-not-a-key"), "{stderr}");
 }
 
-#[tokio::test]
 async fn without_a_key_the_community_tier_makes_no_calls() {
     let stub = Stub::start(Mode::Valid { export: true }).await;
-    let db = TestDb::create(Kind::Sqlite).await.unwrap();
+    let db = TestDb::create(Kind::Sqlite).await;
     let mut config = db.config();
     config.license_server_url = stub.url.clone();
     let server = TestServer::start(config).await;
@@ -158,7 +164,6 @@ async fn without_a_key_the_community_tier_makes_no_calls() {
     server.stop().await.unwrap();
 }
 
-#[tokio::test]
 async fn a_valid_license_is_shown_and_unlocks_its_features() {
     let stub = Stub::start(Mode::Valid { export: true }).await;
     let (server, _db) = licensed_server(&stub).await;
@@ -190,7 +195,6 @@ async fn a_valid_license_is_shown_and_unlocks_its_features() {
     server.stop().await.unwrap();
 }
 
-#[tokio::test]
 async fn an_invalid_license_or_missing_entitlement_refuses_the_premium_route() {
     let stub = Stub::start(Mode::Valid { export: false }).await;
     let (server, _db) = licensed_server(&stub).await;
@@ -210,7 +214,6 @@ async fn an_invalid_license_or_missing_entitlement_refuses_the_premium_route() {
     server.stop().await.unwrap();
 }
 
-#[tokio::test]
 async fn failures_keep_the_last_good_answer_and_are_reported_and_counted() {
     let stub = Stub::start(Mode::Valid { export: true }).await;
     let (server, _db) = licensed_server(&stub).await;
@@ -241,7 +244,6 @@ async fn failures_keep_the_last_good_answer_and_are_reported_and_counted() {
     server.stop().await.unwrap();
 }
 
-#[tokio::test]
 async fn a_hanging_license_server_never_slows_requests() {
     let stub = Stub::start(Mode::Slow).await;
     let (server, _db) = licensed_server(&stub).await;

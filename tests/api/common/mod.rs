@@ -1,12 +1,17 @@
-//! Shared test support: a fresh database per test on SQLite, PostgreSQL and MariaDB, and
-//! the real application served on a real socket.
+//! Shared test support: a fresh database per case on SQLite, PostgreSQL and MariaDB, the
+//! real application served on a real socket, the REST helpers several areas use (`rest`),
+//! and the harness that runs the cases (`matrix`).
 //!
 //! PostgreSQL and MariaDB come from `KK_TEST_POSTGRES_URL` / `KK_TEST_MYSQL_URL`
-//! (defaults: the local servers of the development machines). When one is unreachable
-//! its tests are skipped with a loud message, unless `KK_REQUIRE_ALL_DATABASES=1` (set by
-//! `.ci/run`), which turns the skip into a failure.
+//! (defaults: the local servers of the development machines, see README.md). The harness
+//! probes each once at start; the cases of an unreachable one are reported as ignored,
+//! unless `KK_REQUIRE_ALL_DATABASES=1` (set by `.ci/run`), which fails the run instead.
 
 #![allow(dead_code, clippy::unwrap_used)]
+
+#[macro_use]
+pub mod matrix;
+pub mod rest;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -15,13 +20,25 @@ use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 pub const DEFAULT_POSTGRES_URL: &str = "postgresql://postgres@127.0.0.1:5432/postgres";
-pub const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
+/// No database in the path: the tests create their own, and need none to connect.
+pub const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Sqlite,
     Postgres,
     MySql,
+}
+
+impl Kind {
+    /// The backend's name in case names (`sources::x::mariadb`) and in the matrix line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Sqlite => "sqlite",
+            Kind::Postgres => "postgres",
+            Kind::MySql => "mariadb",
+        }
+    }
 }
 
 /// A database that exists for one test only and is dropped with it.
@@ -34,7 +51,7 @@ pub struct TestDb {
     _dir: Option<tempfile::TempDir>,
 }
 
-fn required() -> bool {
+pub fn required() -> bool {
     std::env::var("KK_REQUIRE_ALL_DATABASES").is_ok_and(|v| v == "1")
 }
 
@@ -53,6 +70,36 @@ async fn admin_connect(url: &str) -> Result<DatabaseConnection, sea_orm::DbErr> 
     sea_orm::Database::connect(options).await
 }
 
+/// `url` with its password, if any, hidden.
+fn shown(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Connects once to the server of each of `kinds` (all at once); returns those that did
+/// not answer, each with `unreachable at <url>: <error>`.
+pub fn probe(kinds: &[Kind]) -> Vec<(Kind, String)> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let answers = futures_util::future::join_all(kinds.iter().map(|&kind| async move {
+            let url = admin_url(kind);
+            match admin_connect(&url).await {
+                Ok(conn) => {
+                    let _ = conn.close().await;
+                    None
+                }
+                Err(err) => Some((kind, format!("unreachable at {}: {err}", shown(&url)))),
+            }
+        }));
+        answers.await.into_iter().flatten().collect()
+    })
+}
+
 /// Replaces the database name (the URL's path) of `url`.
 pub fn with_database(url: &str, name: &str) -> String {
     let mut parsed = url::Url::parse(url).unwrap();
@@ -61,35 +108,28 @@ pub fn with_database(url: &str, name: &str) -> String {
 }
 
 impl TestDb {
-    /// A fresh database of `kind`, or `None` (with a loud message) when its server is
-    /// unreachable and not required.
-    pub async fn create(kind: Kind) -> Option<TestDb> {
+    /// A fresh database of `kind`. The harness runs a case only when its server answered
+    /// the probe at start, so failing here is a failure of the case.
+    pub async fn create(kind: Kind) -> TestDb {
         let name = format!("kk_{}", uuid::Uuid::new_v4().simple());
         if kind == Kind::Sqlite {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("test.db");
-            return Some(TestDb {
+            return TestDb {
                 kind,
                 url: format!("sqlite:///{}", path.display()),
                 name,
                 admin_url: None,
                 _dir: Some(dir),
-            });
+            };
         }
         let admin = admin_url(kind);
-        let conn = match admin_connect(&admin).await {
-            Ok(conn) => conn,
-            Err(err) => {
-                assert!(!required(), "{kind:?} is required (KK_REQUIRE_ALL_DATABASES=1) but unreachable: {err}");
-                eprintln!(
-                    "\n!!! SKIPPED: {kind:?} unreachable at its test URL ({err}); set KK_REQUIRE_ALL_DATABASES=1 to fail instead !!!\n"
-                );
-                return None;
-            }
-        };
+        let conn = admin_connect(&admin)
+            .await
+            .unwrap_or_else(|err| panic!("{} answered the probe, then not: {} ({err})", kind.name(), shown(&admin)));
         conn.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
         conn.close().await.unwrap();
-        Some(TestDb { kind, url: with_database(&admin, &name), name, admin_url: Some(admin), _dir: None })
+        TestDb { kind, url: with_database(&admin, &name), name, admin_url: Some(admin), _dir: None }
     }
 
     pub fn config(&self) -> Config {
@@ -180,43 +220,6 @@ impl TestServer {
         }
         self.task.take().unwrap().await.unwrap()
     }
-}
-
-/// Declares `async fn $name(db: TestDb)` tests once and runs each on all three backends.
-#[macro_export]
-macro_rules! on_all_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(db) = $crate::common::TestDb::create($crate::common::Kind::Sqlite).await {
-                        super::$name(db).await;
-                    }
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(db) = $crate::common::TestDb::create($crate::common::Kind::Postgres).await {
-                        super::$name(db).await;
-                    }
-                }
-            )*
-        }
-        mod mariadb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(db) = $crate::common::TestDb::create($crate::common::Kind::MySql).await {
-                        super::$name(db).await;
-                    }
-                }
-            )*
-        }
-    };
 }
 
 /// Polls `check` every 100 ms until it returns true or `within` has passed.

@@ -3,11 +3,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::{TestDb, TestServer};
+use crate::common::{TestDb, TestServer};
 use killkrill::{
     auth::Role,
     grpc::proto::{
@@ -247,7 +245,6 @@ fn nested(levels: usize) -> Value {
 /// What REST stores, a gRPC client can read: a document nested as deep as may be stored
 /// decodes in a protobuf client (they stop at 100 levels); one level deeper is refused
 /// over REST (which would parse 128) as it is over gRPC.
-#[tokio::test]
 async fn stored_documents_stay_readable_over_grpc() {
     let (_db, server) = sqlite_server().await;
     let admin = server.create_user("root", &[Role::Admin]).await;
@@ -361,9 +358,9 @@ async fn metrics_and_status(db: TestDb) {
     assert!(status.grpc_enabled);
     assert_eq!(status.database_status, "ok");
     let expected_backend = match db.kind {
-        common::Kind::Sqlite => "sqlite",
-        common::Kind::Postgres => "postgresql",
-        common::Kind::MySql => "mysql",
+        crate::common::Kind::Sqlite => "sqlite",
+        crate::common::Kind::Postgres => "postgresql",
+        crate::common::Kind::MySql => "mysql",
     };
     assert_eq!(status.database_backend, expected_backend);
     assert_eq!(status.identity.unwrap().auth_method, "jwt");
@@ -374,15 +371,24 @@ async fn metrics_and_status(db: TestDb) {
     server.stop().await.unwrap();
 }
 
-on_all_databases!(sources_over_grpc, logs_stream_then_query, metrics_and_status);
+cases! {
+    on_all_databases: sources_over_grpc, logs_stream_then_query, metrics_and_status;
+    tokio_multi_thread:
+        auth_service_validates_refreshes_and_names_the_caller,
+        roles_and_ingest_keys_hold_over_grpc,
+        calls_are_correlated_logged_counted_and_healthy;
+    tokio:
+        stored_documents_stay_readable_over_grpc,
+        an_open_stream_loses_the_rights_taken_away,
+        unreadable_requests_and_unknown_methods_are_the_callers_errors;
+}
 
 async fn sqlite_server() -> (TestDb, TestServer) {
-    let db = TestDb::create(common::Kind::Sqlite).await.unwrap();
+    let db = TestDb::create(crate::common::Kind::Sqlite).await;
     let server = TestServer::start(db.config()).await;
     (db, server)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_service_validates_refreshes_and_names_the_caller() {
     let (db, server) = sqlite_server().await;
     let user = server.create_user("vera", &[Role::Viewer]).await;
@@ -444,7 +450,6 @@ async fn auth_service_validates_refreshes_and_names_the_caller() {
     server.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_and_ingest_keys_hold_over_grpc() {
     let (db, server) = sqlite_server().await;
     let admin = server.create_user("root", &[Role::Admin]).await;
@@ -519,7 +524,6 @@ async fn roles_and_ingest_keys_hold_over_grpc() {
 
 /// An open ingest stream is held to rights taken away while it runs, as a new request
 /// would be: within the 2 s a replica caches them.
-#[tokio::test]
 async fn an_open_stream_loses_the_rights_taken_away() {
     let (_db, server) = sqlite_server().await;
     let admin = server.create_user("root", &[Role::Admin]).await;
@@ -543,7 +547,7 @@ async fn an_open_stream_loses_the_rights_taken_away() {
                 server.authed(reqwest::Method::GET, &path, &token).send().await.unwrap().json().await.unwrap();
             page["logs"].as_array().map_or(0, Vec::len)
         };
-        assert!(common::eventually(std::time::Duration::from_secs(5), || async { stored().await == 1 }).await);
+        assert!(crate::common::eventually(std::time::Duration::from_secs(5), || async { stored().await == 1 }).await);
         let taken = match change {
             "disable the source" => server
                 .authed(reqwest::Method::PUT, &format!("/api/v1/sources/{}", source.id), &token)
@@ -571,7 +575,6 @@ async fn an_open_stream_loses_the_rights_taken_away() {
     server.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_are_correlated_logged_counted_and_healthy() {
     let (_db, server) = sqlite_server().await;
     let channel = server.grpc().await;
@@ -697,7 +700,6 @@ impl tonic::codec::Decoder for RawBytes {
     }
 }
 
-#[tokio::test]
 async fn unreadable_requests_and_unknown_methods_are_the_callers_errors() {
     let (_db, server) = sqlite_server().await;
     let channel = server.grpc().await;

@@ -1,15 +1,14 @@
 //! Probes and metrics, on SQLite, PostgreSQL and MariaDB.
 
-mod common;
-
-use common::{TestDb, TestServer};
+use crate::common::{TestDb, TestServer};
 use serde_json::Value;
 
-on_all_databases!(
-    healthz_reports_healthy_with_database_check,
-    livez_and_readyz_answer,
-    metrics_use_seed_names_and_route_templates,
-);
+cases! {
+    on_all_databases:
+        healthz_reports_healthy_with_database_check,
+        livez_and_readyz_answer,
+        metrics_use_seed_names_and_route_templates;
+}
 
 async fn healthz_reports_healthy_with_database_check(db: TestDb) {
     let server = TestServer::start(db.config()).await;

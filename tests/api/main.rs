@@ -1,0 +1,65 @@
+//! The service's tests, one module per area, named after the routes it covers:
+//!
+//! | module | covers |
+//! | --- | --- |
+//! | `auth` | `/api/v1/auth/login`, `/refresh`, `/verify`, `/logout`, `/me`, `/change-password` |
+//! | `api_keys` | `/api/v1/auth/api-keys`, `/api/v1/auth/api-keys/{id}` |
+//! | `users` | `/api/v1/users`, `/api/v1/users/{id}`, `/api/v1/roles` (and RBAC across routes) |
+//! | `audit` | `/api/v1/audit`, `/api/v1/audit/verify` |
+//! | `license` | `/api/v1/license`, `/api/v1/audit/export`, and the license server's calls |
+//! | `sources` | `/api/v1/sources`, `/api/v1/sources/{id}`, `/api/v1/sources/{id}/keys[/{key_id}]` |
+//! | `logs` | `/api/v1/logs` |
+//! | `metrics` | `/api/v1/metrics`, `/api/v1/metrics/query` |
+//! | `status_config` | `/api/v1/status`, `/api/v1/admin/config` |
+//! | `health` | `/healthz`, `/livez`, `/readyz`, `/metrics` |
+//! | `openapi` | `/api/v1/openapi.json` |
+//! | `request_pipeline` | what every route passes through: correlation ids, error bodies, limits, timeouts, CORS, shutdown |
+//! | `grpc` | the gRPC services |
+//! | `tls` | HTTPS, client certificates, forwarded headers |
+//! | `database` | migrations, SQLite's settings, outages and start-up retries |
+//! | `binary` | the `killkrill` binary: flags, environment, logs, signals |
+//!
+//! `common` holds what several modules share: a fresh database per case, the server on a
+//! real socket, and the REST helpers (`common::rest`).
+
+#[macro_use]
+mod common;
+
+mod api_keys;
+mod audit;
+mod auth;
+mod binary;
+mod database;
+mod grpc;
+mod health;
+mod license;
+mod logs;
+mod metrics;
+mod openapi;
+mod request_pipeline;
+mod sources;
+mod status_config;
+mod tls;
+mod users;
+
+fn main() -> std::process::ExitCode {
+    let areas = [
+        api_keys::cases(),
+        audit::cases(),
+        auth::cases(),
+        binary::cases(),
+        database::cases(),
+        grpc::cases(),
+        health::cases(),
+        license::cases(),
+        logs::cases(),
+        metrics::cases(),
+        openapi::cases(),
+        request_pipeline::cases(),
+        sources::cases(),
+        status_config::cases(),
+        tls::cases(),
+        users::cases(),
+    ];
+    common::matrix::main(areas.into_iter().flatten().collect())
+}

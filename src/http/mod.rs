@@ -8,6 +8,7 @@ pub mod health;
 pub mod middleware;
 pub mod openapi;
 pub mod pagination;
+pub mod schemas;
 pub mod sources;
 pub mod status;
 pub mod telemetry;

@@ -123,7 +123,7 @@ fn source_create(doc: &mut serde_json::Value) {
 pub struct OpenApiJson(pub std::sync::Arc<String>);
 
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta",
-    responses((status = 200, description = "This document", content_type = "application/json")))]
+    responses((status = 200, description = "This document", content_type = "application/json", body = Object)))]
 pub async fn openapi_json(Extension(doc): Extension<OpenApiJson>) -> Response {
     let mut response = doc.0.as_str().to_owned().into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -37,7 +37,7 @@ pub struct ListQuery {
     offset: Option<u64>,
 }
 
-#[utoipa::path(operation_id = "users_list", get, path = "/api/v1/users", tag = "users", security(("bearer" = []), ("api_key" = [])), params(ListQuery), responses((status = 200, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
+#[utoipa::path(operation_id = "users_list", get, path = "/api/v1/users", tag = "users", security(("bearer" = []), ("api_key" = [])), params(ListQuery), responses((status = 200, body = crate::http::schemas::UserList), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -283,7 +283,7 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(operation_id = "users_roles", get, path = "/api/v1/roles", tag = "users", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = Object), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
+#[utoipa::path(operation_id = "users_roles", get, path = "/api/v1/roles", tag = "users", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = crate::http::schemas::RoleList), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn roles(principal: Principal) -> Result<Response, AppError> {
     principal.require_role(Role::Admin)?;
     let roles: Vec<_> = Role::ALL

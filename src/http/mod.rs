@@ -11,6 +11,7 @@ pub mod pagination;
 pub mod schemas;
 pub mod sources;
 pub mod status;
+pub mod strict;
 pub mod telemetry;
 pub mod timeout;
 pub mod users;

@@ -42,7 +42,7 @@ const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn router(state: AppState) -> Router {
     let (routes, doc) = api().split_for_parts();
     let mut doc = serde_json::to_value(&doc).unwrap_or_default();
-    openapi::complete(&mut doc);
+    openapi::complete(&mut doc, state.config.api_key_max_days);
     let doc = OpenApiJson(Arc::new(serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".to_owned())));
     with_layers(routes.layer(Extension(doc)), state)
 }

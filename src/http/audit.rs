@@ -52,7 +52,7 @@ impl AuditQuery {
     }
 }
 
-#[utoipa::path(operation_id = "audit_list", get, path = "/api/v1/audit", tag = "audit", security(("bearer" = []), ("api_key" = [])), params(AuditQuery), responses((status = 200, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
+#[utoipa::path(operation_id = "audit_list", get, path = "/api/v1/audit", tag = "audit", security(("bearer" = []), ("api_key" = [])), params(AuditQuery), responses((status = 200, body = crate::http::schemas::AuditList), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -77,7 +77,7 @@ pub const EXPORT_FEATURE: &str = "audit_export";
 
 #[utoipa::path(operation_id = "audit_export", get, path = "/api/v1/audit/export", tag = "audit", security(("bearer" = []), ("api_key" = [])),
     params(AuditQuery),
-    responses((status = 200, description = "The audit rows as NDJSON, newest first (at most `limit`, default 1000)", content_type = "application/x-ndjson"),
+    responses((status = 200, description = "The audit rows as NDJSON, newest first (at most `limit`, default 1000)", content_type = "application/x-ndjson", body = String),
               (status = 401, description = "Missing or invalid credentials", body = ErrorResponse),
               (status = 403, description = "Not an admin, or the license lacks `audit_export`", body = ErrorResponse)))]
 pub async fn export(

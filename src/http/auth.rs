@@ -1,7 +1,7 @@
 //! `/api/v1/auth/*`: login, refresh, verify, logout, me, change-password and API keys.
 
 use crate::http::openapi::ErrorResponse;
-use crate::service::identity::{api_keys::CreatedApiKey, users::UserView};
+use crate::service::identity::api_keys::CreatedApiKey;
 use axum::{
     extract::{Path, State},
     http::{HeaderValue, StatusCode, header},
@@ -75,7 +75,7 @@ pub async fn refresh(
     Ok(token_response(StatusCode::OK, tokens))
 }
 
-#[utoipa::path(operation_id = "auth_verify", get, path = "/api/v1/auth/verify", tag = "auth", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = Object), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
+#[utoipa::path(operation_id = "auth_verify", get, path = "/api/v1/auth/verify", tag = "auth", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = Verified), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
 pub async fn verify(principal: Principal, ctx: RequestContext) -> Result<Response, HttpError> {
     let expires_at = principal.token.as_ref().map(|claims| micros_to_rfc3339(claims.exp.saturating_mul(1_000_000)));
     Ok(axum::Json(Verified {
@@ -92,7 +92,7 @@ pub async fn verify(principal: Principal, ctx: RequestContext) -> Result<Respons
 }
 
 /// The body of `GET /api/v1/auth/verify`, typed so that it is written straight out.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Verified<'a> {
     valid: bool,
     identity: &'a str,
@@ -104,7 +104,7 @@ struct Verified<'a> {
     correlation_id: &'a str,
 }
 
-#[utoipa::path(operation_id = "auth_logout", post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])), responses((status = 200, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
+#[utoipa::path(operation_id = "auth_logout", post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])), responses((status = 200, body = crate::http::schemas::Message), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
 pub async fn logout(
     State(state): State<AppState>,
     principal: Principal,
@@ -119,7 +119,7 @@ pub async fn logout(
     Ok(axum::Json(json!({ "message": "Logged out successfully" })).into_response())
 }
 
-#[utoipa::path(operation_id = "auth_me", get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = UserView), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
+#[utoipa::path(operation_id = "auth_me", get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = crate::http::schemas::Me), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
 pub async fn me(State(state): State<AppState>, principal: Principal) -> Result<Response, HttpError> {
     let user = users::find_by_id(&state.identity.db, &principal.user_id)
         .await?
@@ -165,7 +165,7 @@ pub struct KeyListQuery {
     offset: Option<u64>,
 }
 
-#[utoipa::path(operation_id = "auth_list_api_keys", get, path = "/api/v1/auth/api-keys", tag = "api-keys", security(("bearer" = []), ("api_key" = [])), params(KeyListQuery), responses((status = 200, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
+#[utoipa::path(operation_id = "auth_list_api_keys", get, path = "/api/v1/auth/api-keys", tag = "api-keys", security(("bearer" = []), ("api_key" = [])), params(KeyListQuery), responses((status = 200, body = crate::http::schemas::ApiKeyList), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
 pub async fn list_api_keys(
     State(state): State<AppState>,
     principal: Principal,

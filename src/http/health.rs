@@ -12,7 +12,7 @@ use crate::{error::AppError, http::error::HttpError, state::AppState};
 
 pub const SERVICE_NAME: &str = "killkrill-backend";
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Health {
     status: &'static str,
     service: &'static str,
@@ -22,13 +22,13 @@ struct Health {
     checks: Checks,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Checks {
     database: &'static str,
 }
 
 /// Health with the database check: 200 `healthy`, or 503 `unhealthy` naming the check.
-#[utoipa::path(operation_id = "health_healthz", get, path = "/healthz", tag = "health", responses((status = 200, description = "Healthy", body = Object), (status = 503, description = "Database unavailable", body = Object)))]
+#[utoipa::path(operation_id = "health_healthz", get, path = "/healthz", tag = "health", responses((status = 200, description = "Healthy", body = Health), (status = 503, description = "Database unavailable", body = Health)))]
 pub async fn healthz(State(state): State<AppState>) -> Response {
     let db_ok = state.db.health().is_ok();
     let status = if db_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -44,13 +44,13 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 /// Liveness: the process answers. Never touches a dependency.
-#[utoipa::path(operation_id = "health_livez", get, path = "/livez", tag = "health", responses((status = 200, description = "The process answers", body = Object)))]
+#[utoipa::path(operation_id = "health_livez", get, path = "/livez", tag = "health", responses((status = 200, description = "The process answers", body = crate::http::schemas::Liveness)))]
 pub async fn livez() -> Response {
     axum::Json(json!({ "status": "alive" })).into_response()
 }
 
 /// Readiness: 503 while the database is unreachable, so traffic moves elsewhere.
-#[utoipa::path(operation_id = "health_readyz", get, path = "/readyz", tag = "health", responses((status = 200, description = "Ready", body = Object), (status = 503, description = "Database unavailable", body = Object)))]
+#[utoipa::path(operation_id = "health_readyz", get, path = "/readyz", tag = "health", responses((status = 200, description = "Ready", body = crate::http::schemas::Readiness), (status = 503, description = "Database unavailable", body = crate::http::schemas::Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let db_ok = state.db.health().is_ok();
     let status = if db_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -62,7 +62,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus text format 0.0.4.
-#[utoipa::path(operation_id = "health_metrics", get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
+#[utoipa::path(operation_id = "health_metrics", get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, HttpError> {
     let text = state.metrics.render().map_err(AppError::internal)?;
     let mut response = text.into_response();

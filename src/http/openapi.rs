@@ -33,7 +33,8 @@ pub struct ErrorResponse {
     info(
         title = "KillKrill backend",
         description = "Centralized logs and metrics. Errors always have the ErrorResponse body; \
-                       every response carries X-Correlation-ID.",
+                       every response carries X-Correlation-ID. No string in a JSON body may hold \
+                       U+0000 (such a body is answered 400).",
         license(name = "AGPL-3.0-only"),
     ),
     modifiers(&SecuritySchemes),
@@ -56,8 +57,10 @@ impl Modify for SecuritySchemes {
 }
 
 /// Completes what the handlers' annotations cannot say: what the shared layers answer
-/// ([`shared_layers`]) and a source create's required fields ([`source_create`]).
-pub fn complete(doc: &mut serde_json::Value) {
+/// ([`shared_layers`]), a source create's required fields ([`source_create`]) and the
+/// request rules of [`strict`](crate::http::strict) (keys may live `api_key_max_days`).
+pub fn complete(doc: &mut serde_json::Value, api_key_max_days: u32) {
+    crate::http::strict::requests(doc, api_key_max_days);
     shared_layers(doc);
     source_create(doc);
 }
@@ -123,7 +126,7 @@ fn source_create(doc: &mut serde_json::Value) {
 pub struct OpenApiJson(pub std::sync::Arc<String>);
 
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta",
-    responses((status = 200, description = "This document", content_type = "application/json")))]
+    responses((status = 200, description = "This document", content_type = "application/json", body = Object)))]
 pub async fn openapi_json(Extension(doc): Extension<OpenApiJson>) -> Response {
     let mut response = doc.0.as_str().to_owned().into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -45,7 +45,7 @@ fn parse_bool(field: &str, value: &str) -> Result<bool, AppError> {
     }
 }
 
-#[utoipa::path(operation_id = "sources_list", get, path = "/api/v1/sources", tag = "sources", security(("bearer" = []), ("api_key" = [])), params(ListQuery), responses((status = 200, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
+#[utoipa::path(operation_id = "sources_list", get, path = "/api/v1/sources", tag = "sources", security(("bearer" = []), ("api_key" = [])), params(ListQuery), responses((status = 200, body = crate::http::schemas::SourceList), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -120,7 +120,7 @@ pub struct KeysQuery {
     offset: Option<u64>,
 }
 
-#[utoipa::path(operation_id = "sources_list_keys", get, path = "/api/v1/sources/{id}/keys", tag = "sources", security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path), KeysQuery), responses((status = 200, body = Object), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 404, description = "Not found", body = ErrorResponse)))]
+#[utoipa::path(operation_id = "sources_list_keys", get, path = "/api/v1/sources/{id}/keys", tag = "sources", security(("bearer" = []), ("api_key" = [])), params(("id" = String, Path), KeysQuery), responses((status = 200, body = crate::http::schemas::IngestKeyList), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 404, description = "Not found", body = ErrorResponse)))]
 pub async fn list_keys(
     State(state): State<AppState>,
     principal: Principal,

@@ -1,6 +1,6 @@
 //! `GET /api/v1/status` (any authenticated caller) and `/api/v1/admin/config` (admin).
 
-use crate::{http::openapi::ErrorResponse, service::status::StatusReport};
+use crate::http::openapi::ErrorResponse;
 use axum::{
     extract::State,
     response::{IntoResponse, Response},
@@ -20,7 +20,7 @@ use crate::{
     state::AppState,
 };
 
-#[utoipa::path(operation_id = "status_status", get, path = "/api/v1/status", tag = "status", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = StatusReport), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
+#[utoipa::path(operation_id = "status_status", get, path = "/api/v1/status", tag = "status", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = crate::http::schemas::Status), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
 pub async fn status(State(state): State<AppState>, principal: Principal) -> Result<Response, HttpError> {
     Ok(axum::Json(crate::service::status::report(&state, &principal)).into_response())
 }
@@ -38,7 +38,7 @@ fn config_view(state: &AppState) -> serde_json::Value {
     })
 }
 
-#[utoipa::path(operation_id = "status_get_config", get, path = "/api/v1/admin/config", tag = "admin", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = Object), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
+#[utoipa::path(operation_id = "status_get_config", get, path = "/api/v1/admin/config", tag = "admin", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = crate::http::schemas::ConfigView), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn get_config(State(state): State<AppState>, principal: Principal) -> Result<Response, HttpError> {
     principal.require_role(Role::Admin)?;
     Ok(axum::Json(config_view(&state)).into_response())
@@ -53,7 +53,7 @@ pub struct ConfigChange {
     log_level: Option<String>,
 }
 
-#[utoipa::path(operation_id = "status_put_config", put, path = "/api/v1/admin/config", tag = "admin", security(("bearer" = []), ("api_key" = [])), request_body = ConfigChange, responses((status = 200, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
+#[utoipa::path(operation_id = "status_put_config", put, path = "/api/v1/admin/config", tag = "admin", security(("bearer" = []), ("api_key" = [])), request_body = ConfigChange, responses((status = 200, body = crate::http::schemas::ConfigView), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn put_config(
     State(state): State<AppState>,
     AdminOnly(principal): AdminOnly,
@@ -89,7 +89,7 @@ pub async fn put_config(
 }
 
 #[utoipa::path(operation_id = "status_license", get, path = "/api/v1/license", tag = "status", security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, description = "Tier, validity, expiry, features, last check and last error", body = Object),
+    responses((status = 200, description = "Tier, validity, expiry, features, last check and last error", body = crate::http::schemas::LicenseSummary),
               (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
 pub async fn license(State(state): State<AppState>, _principal: Principal) -> Response {
     axum::Json(state.license_summary()).into_response()

@@ -98,7 +98,7 @@ fn parse_logs(headers: &HeaderMap, query: IngestQuery, body: &[u8]) -> Result<(S
     Ok((batch.source_id, batch.logs))
 }
 
-#[utoipa::path(operation_id = "telemetry_ingest_logs", post, path = "/api/v1/logs", tag = "logs", security(("bearer" = []), ("api_key" = [])), params(IngestQuery), request_body(content((LogBatch = "application/json"), (LogInput = "application/x-ndjson"))), responses((status = 202, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 404, description = "Not found", body = ErrorResponse), (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse)))]
+#[utoipa::path(operation_id = "telemetry_ingest_logs", post, path = "/api/v1/logs", tag = "logs", security(("bearer" = []), ("api_key" = [])), params(IngestQuery), request_body(content((LogBatch = "application/json"), (LogInput = "application/x-ndjson"))), responses((status = 202, body = crate::http::schemas::Accepted), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 404, description = "Not found", body = ErrorResponse), (status = 413, body = ErrorResponse), (status = 415, body = ErrorResponse)))]
 pub async fn ingest_logs(
     State(state): State<AppState>,
     ingestor: Ingestor,
@@ -126,7 +126,7 @@ pub struct LogsQuery {
     cursor: Option<String>,
 }
 
-#[utoipa::path(operation_id = "telemetry_query_logs", get, path = "/api/v1/logs", tag = "logs", security(("bearer" = []), ("api_key" = [])), params(LogsQuery), responses((status = 200, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
+#[utoipa::path(operation_id = "telemetry_query_logs", get, path = "/api/v1/logs", tag = "logs", security(("bearer" = []), ("api_key" = [])), params(LogsQuery), responses((status = 200, body = crate::http::schemas::LogPage), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn query_logs(
     State(state): State<AppState>,
     principal: Principal,
@@ -148,7 +148,7 @@ pub struct MetricBatch {
     metrics: Vec<SampleInput>,
 }
 
-#[utoipa::path(operation_id = "telemetry_ingest_metrics", post, path = "/api/v1/metrics", tag = "metrics", security(("bearer" = []), ("api_key" = [])), request_body = MetricBatch, responses((status = 202, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 404, description = "Not found", body = ErrorResponse), (status = 413, body = ErrorResponse)))]
+#[utoipa::path(operation_id = "telemetry_ingest_metrics", post, path = "/api/v1/metrics", tag = "metrics", security(("bearer" = []), ("api_key" = [])), request_body = MetricBatch, responses((status = 202, body = crate::http::schemas::Accepted), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 404, description = "Not found", body = ErrorResponse), (status = 413, body = ErrorResponse)))]
 pub async fn ingest_metrics(
     State(state): State<AppState>,
     ingestor: Ingestor,
@@ -170,7 +170,7 @@ pub struct SeriesQuery {
     offset: Option<u64>,
 }
 
-#[utoipa::path(operation_id = "telemetry_list_metrics", get, path = "/api/v1/metrics", tag = "metrics", security(("bearer" = []), ("api_key" = [])), params(SeriesQuery), responses((status = 200, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
+#[utoipa::path(operation_id = "telemetry_list_metrics", get, path = "/api/v1/metrics", tag = "metrics", security(("bearer" = []), ("api_key" = [])), params(SeriesQuery), responses((status = 200, body = crate::http::schemas::SeriesList), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn list_metrics(
     State(state): State<AppState>,
     principal: Principal,
@@ -184,7 +184,7 @@ pub async fn list_metrics(
     Ok(axum::Json(listing("metrics", series, total, page)).into_response())
 }
 
-#[utoipa::path(operation_id = "telemetry_query_metrics", post, path = "/api/v1/metrics/query", tag = "metrics", security(("bearer" = []), ("api_key" = [])), request_body = RangeQuery, responses((status = 200, description = "Prometheus matrix", body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
+#[utoipa::path(operation_id = "telemetry_query_metrics", post, path = "/api/v1/metrics/query", tag = "metrics", security(("bearer" = []), ("api_key" = [])), request_body = RangeQuery, responses((status = 200, description = "Prometheus matrix", body = crate::http::schemas::MatrixResponse), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn query_metrics(
     State(state): State<AppState>,
     _: AtLeastViewer,

@@ -33,7 +33,7 @@ pub struct ListQuery {
     offset: Option<u64>,
 }
 
-#[utoipa::path(operation_id = "users_list", get, path = "/api/v1/users", tag = "users", security(("bearer" = []), ("api_key" = [])), params(ListQuery), responses((status = 200, body = Object), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
+#[utoipa::path(operation_id = "users_list", get, path = "/api/v1/users", tag = "users", security(("bearer" = []), ("api_key" = [])), params(ListQuery), responses((status = 200, body = crate::http::schemas::UserList), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -45,6 +45,8 @@ pub async fn list(
     Ok(axum::Json(listing("users", views, total, page)).into_response())
 }
 
+/// Only these fields are accepted: anything else (`id`, `password_hash`, `login_count`,
+/// ...) is refused, so no request can set what the server owns.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
@@ -141,7 +143,7 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(operation_id = "users_roles", get, path = "/api/v1/roles", tag = "users", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = Object), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
+#[utoipa::path(operation_id = "users_roles", get, path = "/api/v1/roles", tag = "users", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = crate::http::schemas::RoleList), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn roles(principal: Principal) -> Result<Response, HttpError> {
     principal.require_role(Role::Admin)?;
     let roles: Vec<_> = Role::ALL

@@ -293,7 +293,7 @@ pub struct AuditFilter {
 }
 
 /// An audit row as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditView {
     /// The row's number as a UUID ([`crate::ids::of_row`]).
     pub id: String,

@@ -276,7 +276,7 @@ async fn insert_unnest(
 }
 
 /// A stored log entry as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LogView {
     /// The row's number as a UUID ([`crate::ids::of_row`]).
     pub id: String,
@@ -287,6 +287,7 @@ pub struct LogView {
     pub message: String,
     pub hostname: Option<String>,
     pub application: Option<String>,
+    #[schema(value_type = Option<Object>, required = true)]
     pub attributes: Value,
 }
 

@@ -351,12 +351,13 @@ async fn store_unnest(
 }
 
 /// A known series as `GET /api/v1/metrics` shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SeriesView {
     /// The row's number as a UUID ([`crate::ids::of_row`]).
     pub id: String,
     pub source_id: String,
     pub name: String,
+    #[schema(value_type = Option<BTreeMap<String, String>>, required = true)]
     pub labels: Value,
     #[serde(rename = "type")]
     pub metric_type: String,

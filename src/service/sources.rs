@@ -29,6 +29,7 @@ pub struct SourceView {
     pub source_type: String,
     pub description: String,
     pub enabled: bool,
+    #[schema(value_type = Object)]
     pub config: Value,
     pub allowed_cidrs: Vec<String>,
     pub created_at: String,

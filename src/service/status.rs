@@ -1,5 +1,5 @@
 //! The status report of `GET /api/v1/status` and `StatusService/GetStatus`, built once
-//! here; each transport renders it.
+//! here; each transport renders it (its OpenAPI schema is `http::schemas::Status`).
 
 use serde::Serialize;
 
@@ -10,7 +10,7 @@ use crate::{
 };
 
 /// What the service says of itself to an authenticated caller.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize)]
 pub struct StatusReport {
     /// Always `operational` while the process answers.
     pub status: &'static str,
@@ -21,12 +21,11 @@ pub struct StatusReport {
     pub database: DatabaseStatus,
     pub grpc: GrpcStatus,
     /// The license client's state: tier, validity, features, last check.
-    #[schema(value_type = Object)]
     pub license: serde_json::Value,
     pub identity: CallerIdentity,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize)]
 pub struct DatabaseStatus {
     /// `sqlite`, `postgresql` or `mysql`.
     pub backend: &'static str,
@@ -34,14 +33,14 @@ pub struct DatabaseStatus {
     pub status: &'static str,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize)]
 pub struct GrpcStatus {
     pub enabled: bool,
     pub port: u16,
 }
 
 /// The caller, as the report names it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize)]
 pub struct CallerIdentity {
     pub user_id: String,
     pub username: String,

@@ -3,15 +3,13 @@
 //! password policy, at least one role, never fewer than one active admin; each change
 //! audited in its own transaction, and the user's cached rights dropped after it.
 
-use super::{
-    Identity,
-    users::{self, NewUser, UserChange, UserView},
-};
+use super::{Identity, UserView};
 use crate::{
     auth::{Role, password::check_policy, roles},
     error::{AppError, FieldError},
     service::audit::{self, AuditEntry, AuditMeta, AuditStatus},
     service::conflict_or,
+    storage::users::{self, NewUser, UserChange},
 };
 
 /// A user to create. Roles are parsed by the caller (`auth::roles::parse_list`).

@@ -3,36 +3,34 @@
 //! in `service::identity::api_keys`.
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Select, Set,
+    sea_query::Expr,
 };
 
-use crate::storage::entity::api_key;
+use crate::{auth::keys::NewKey, storage::entity::api_key};
 
-/// What a new key is made of; validated by the caller.
-pub struct NewApiKey {
-    pub user_id: String,
-    pub name: String,
-    pub prefix: String,
-    pub key_hash: String,
-    /// Role names, comma-separated; `None`: the owner's roles.
-    pub roles: Option<String>,
-    pub expires_at: Option<i64>,
-    pub created_at: i64,
-}
-
-/// Stores a new key under a fresh id; returns it as stored.
-pub async fn insert(conn: &impl ConnectionTrait, new: NewApiKey) -> Result<api_key::Model, DbErr> {
+/// Stores `key` (its prefix and digest, never the plaintext) as a new key of `user_id`
+/// under a fresh id, validated by the caller; `roles` are role names, comma-separated
+/// (`None`: the owner's roles). Returns it as stored.
+pub async fn insert(
+    conn: &impl ConnectionTrait,
+    user_id: &str,
+    name: &str,
+    key: &NewKey,
+    roles: Option<String>,
+    created_at: i64,
+    expires_at: Option<i64>,
+) -> Result<api_key::Model, DbErr> {
     api_key::ActiveModel {
         id: Set(uuid::Uuid::new_v4().to_string()),
-        user_id: Set(new.user_id),
-        name: Set(new.name),
-        prefix: Set(new.prefix),
-        key_hash: Set(new.key_hash),
-        roles: Set(new.roles),
-        expires_at: Set(new.expires_at),
+        user_id: Set(user_id.to_owned()),
+        name: Set(name.to_owned()),
+        prefix: Set(key.prefix.clone()),
+        key_hash: Set(key.digest.clone()),
+        roles: Set(roles),
+        expires_at: Set(expires_at),
         last_used_at: Set(None),
-        created_at: Set(new.created_at),
+        created_at: Set(created_at),
     }
     .insert(conn)
     .await
@@ -72,13 +70,8 @@ pub async fn list(
     if let Some(owner) = owner {
         query = query.filter(api_key::Column::UserId.eq(owner));
     }
-    let total = query.clone().count(conn).await?;
-    let keys = query
-        .order_by_desc(api_key::Column::CreatedAt)
-        .order_by_asc(api_key::Column::Id)
-        .limit(limit)
-        .offset(offset)
-        .all(conn)
-        .await?;
-    Ok((keys, total))
+    let newest_first = |query: Select<api_key::Entity>| {
+        query.order_by_desc(api_key::Column::CreatedAt).order_by_asc(api_key::Column::Id)
+    };
+    super::paging::page(conn, query, newest_first, limit, offset).await
 }

@@ -9,7 +9,7 @@ use crate::{
     time::now_micros,
 };
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Select, Set,
     sea_query::{Expr, ExprTrait, LockType, Query},
 };
 
@@ -185,13 +185,7 @@ pub async fn count_active_admins(conn: &impl ConnectionTrait) -> Result<u64, DbE
 }
 
 pub async fn list(conn: &impl ConnectionTrait, limit: u64, offset: u64) -> Result<(Vec<user::Model>, u64), DbErr> {
-    let total = user::Entity::find().count(conn).await?;
-    let users = user::Entity::find()
-        .order_by_asc(user::Column::CreatedAt)
-        .order_by_asc(user::Column::Id)
-        .limit(limit)
-        .offset(offset)
-        .all(conn)
-        .await?;
-    Ok((users, total))
+    let oldest_first =
+        |query: Select<user::Entity>| query.order_by_asc(user::Column::CreatedAt).order_by_asc(user::Column::Id);
+    super::paging::page(conn, user::Entity::find(), oldest_first, limit, offset).await
 }

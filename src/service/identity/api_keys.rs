@@ -99,17 +99,10 @@ impl Identity {
         let roles = new.roles.map(roles::normalize).or_else(|| owner.key_roles.clone());
         let generated = keys::generate(API_KEY_PREFIX).map_err(AppError::internal)?;
         let now = now_micros();
-        let row = api_keys::NewApiKey {
-            user_id: owner.user_id.clone(),
-            name,
-            prefix: generated.prefix,
-            key_hash: generated.digest,
-            roles: roles.map(|r| r.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")),
-            expires_at: Some(now.saturating_add(i64::from(days) * 86_400 * 1_000_000)),
-            created_at: now,
-        };
+        let roles = roles.map(|r| r.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","));
+        let expires_at = Some(now.saturating_add(i64::from(days) * 86_400 * 1_000_000));
         let txn = crate::storage::begin_write(&self.db).await?;
-        let key = api_keys::insert(&txn, row).await?;
+        let key = api_keys::insert(&txn, &owner.user_id, &name, &generated, roles, now, expires_at).await?;
         audit::record(&txn, meta, AuditEntry::new("CREATE_API_KEY", "api_key", Some(&key.id), AuditStatus::Success))
             .await?;
         txn.commit().await?;

@@ -6,10 +6,8 @@ use sea_orm::DbErr;
 
 use crate::{
     auth::Role,
-    service::identity::{
-        Identity,
-        users::{self, NewUser},
-    },
+    service::identity::Identity,
+    storage::users::{self, NewUser},
 };
 
 pub const DEV_ADMIN_USERNAME: &str = "admin";

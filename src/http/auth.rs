@@ -19,7 +19,7 @@ use crate::{
         extract::{Json, Query},
         pagination::{listing, page},
     },
-    service::identity::{api_keys::NewApiKey, sessions::TokenResponse, users},
+    service::identity::{api_keys::NewApiKey, sessions::TokenResponse},
     state::AppState,
     time::micros_to_rfc3339,
 };
@@ -121,10 +121,12 @@ pub async fn logout(
 
 #[utoipa::path(operation_id = "auth_me", get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = crate::http::schemas::Me), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse)))]
 pub async fn me(State(state): State<AppState>, principal: Principal) -> Result<Response, HttpError> {
-    let user = users::find_by_id(&state.identity.db, &principal.user_id)
+    let user = state
+        .identity
+        .user_as(&principal.user_id, &principal.roles)
         .await?
         .ok_or_else(|| AppError::Unauthorized("Authentication required".into()))?;
-    let mut view = serde_json::to_value(users::UserView::new(user, &principal.roles)).map_err(AppError::internal)?;
+    let mut view = serde_json::to_value(user).map_err(AppError::internal)?;
     view["auth_method"] = json!(principal.auth_method.as_str());
     Ok(axum::Json(view).into_response())
 }

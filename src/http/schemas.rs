@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use crate::{
     service::audit::AuditView,
-    service::identity::{api_keys::ApiKeyView, users::UserView},
+    service::identity::{UserView, api_keys::ApiKeyView},
     service::{ingest_keys::IngestKeyView, logs::LogView, samples::SeriesView, sources::SourceView},
 };
 

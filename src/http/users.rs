@@ -19,8 +19,8 @@ use crate::{
         principal::AdminOnly,
     },
     service::identity::{
+        UserView,
         admin::{UserInput, UserUpdate},
-        users::UserView,
     },
     state::AppState,
 };

@@ -7,22 +7,21 @@
 //! row breaks its hash, a removed row leaves a gap or a broken link. Requests therefore
 //! never queue on one lock; the chain lags writes by at most the sealing interval.
 
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, Statement, sea_query::Expr,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+pub use crate::storage::audit::AuditFilter;
 use crate::{
-    storage::entity::audit_log,
+    storage::{
+        audit::{self as rows, Origin},
+        entity::audit_log,
+    },
     time::{micros_to_rfc3339, now_micros},
 };
 
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 const SEAL_BATCH: u64 = 1_000;
-const PG_SEAL_LOCK_KEY: i64 = 0x6b6b_6175_6474;
-const MYSQL_SEAL_LOCK: &str = "killkrill_audit_seal";
 
 /// Which plane a state-changing request belongs to, as its transport classifies it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,22 +107,14 @@ fn truncate(value: &str, max: usize) -> String {
 
 /// Writes one row; pass the transaction of the change it records, where there is one.
 pub async fn record(conn: &impl ConnectionTrait, meta: &AuditMeta, entry: AuditEntry) -> Result<(), DbErr> {
-    let row = audit_log::ActiveModel {
-        seq: Set(None),
-        user_id: Set(meta.user_id.clone()),
-        action: Set(truncate(&entry.action, 96)),
-        resource_type: Set(truncate(&entry.resource_type, 64)),
-        resource_id: Set(entry.resource_id),
-        status: Set(entry.status.as_str().to_owned()),
-        client_ip: Set(meta.client_ip.clone()),
-        correlation_id: Set(truncate(&meta.correlation_id, 128)),
-        created_at: Set(now_micros()),
-        prev_hash: Set(None),
-        hash: Set(None),
-        ..Default::default()
+    let origin = Origin {
+        user_id: meta.user_id.clone(),
+        client_ip: meta.client_ip.clone(),
+        correlation_id: truncate(&meta.correlation_id, 128),
     };
-    audit_log::Entity::insert(row).exec_without_returning(conn).await?;
-    Ok(())
+    let action = truncate(&entry.action, 96);
+    let resource_type = truncate(&entry.resource_type, 64);
+    rows::insert(conn, origin, action, resource_type, entry.resource_id, entry.status.as_str(), now_micros()).await
 }
 
 /// The hash of a sealed row: over its content, its position and the previous hash.
@@ -149,50 +140,23 @@ pub fn row_hash(row: &audit_log::Model, seq: i64, prev_hash: &str) -> String {
 
 /// Chains every unsealed row; returns how many it sealed.
 pub async fn seal(db: &DatabaseConnection) -> Result<usize, DbErr> {
-    let backend = db.get_database_backend();
     let mut sealed = 0;
     loop {
         let txn = crate::storage::begin_write(db).await?;
-        match backend {
-            DbBackend::Postgres => {
-                txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({PG_SEAL_LOCK_KEY})")).await?;
-            }
-            DbBackend::MySql => {
-                txn.query_one_raw(Statement::from_string(backend, format!("SELECT GET_LOCK('{MYSQL_SEAL_LOCK}', 30)")))
-                    .await?;
-            }
-            _ => {}
-        }
-        let head = audit_log::Entity::find()
-            .filter(audit_log::Column::Seq.is_not_null())
-            .order_by_desc(audit_log::Column::Seq)
-            .one(&txn)
-            .await?;
+        rows::lock_chain(&txn).await?;
+        let head = rows::chain_head(&txn).await?;
         let (mut seq, mut prev) = head.map_or((0, GENESIS_HASH.to_owned()), |h| {
             (h.seq.unwrap_or(0), h.hash.unwrap_or_else(|| GENESIS_HASH.to_owned()))
         });
-        let pending = audit_log::Entity::find()
-            .filter(audit_log::Column::Seq.is_null())
-            .order_by_asc(audit_log::Column::Id)
-            .limit(SEAL_BATCH)
-            .all(&txn)
-            .await?;
+        let pending = rows::unsealed(&txn, SEAL_BATCH).await?;
         let batch = pending.len();
         for row in pending {
             seq += 1;
             let hash = row_hash(&row, seq, &prev);
-            audit_log::Entity::update_many()
-                .col_expr(audit_log::Column::Seq, Expr::value(seq))
-                .col_expr(audit_log::Column::PrevHash, Expr::value(prev.clone()))
-                .col_expr(audit_log::Column::Hash, Expr::value(hash.clone()))
-                .filter(audit_log::Column::Id.eq(row.id))
-                .exec(&txn)
-                .await?;
+            rows::seal_row(&txn, row.id, seq, &prev, &hash).await?;
             prev = hash;
         }
-        if backend == DbBackend::MySql {
-            txn.execute_unprepared(&format!("SELECT RELEASE_LOCK('{MYSQL_SEAL_LOCK}')")).await?;
-        }
+        rows::unlock_chain(&txn).await?;
         txn.commit().await?;
         sealed += batch;
         if (batch as u64) < SEAL_BATCH {
@@ -241,14 +205,9 @@ pub async fn verify(db: &DatabaseConnection) -> Result<VerifyReport, DbErr> {
     let mut prev = GENESIS_HASH.to_owned();
     let mut checked = 0;
     loop {
-        let rows = audit_log::Entity::find()
-            .filter(audit_log::Column::Seq.gte(expected_seq))
-            .order_by_asc(audit_log::Column::Seq)
-            .limit(SEAL_BATCH)
-            .all(db)
-            .await?;
-        let last_batch = (rows.len() as u64) < SEAL_BATCH;
-        for row in rows {
+        let batch = rows::sealed_from(db, expected_seq, SEAL_BATCH).await?;
+        let last_batch = (batch.len() as u64) < SEAL_BATCH;
+        for row in batch {
             let seq = row.seq.unwrap_or_default();
             let broken = |reason: &str, seq: i64, id: Option<i64>| BrokenLink {
                 seq,
@@ -280,16 +239,7 @@ pub async fn verify(db: &DatabaseConnection) -> Result<VerifyReport, DbErr> {
 }
 
 async fn pending(db: &DatabaseConnection) -> Result<u64, DbErr> {
-    audit_log::Entity::find().filter(audit_log::Column::Seq.is_null()).count(db).await
-}
-
-/// Filters of `GET /api/v1/audit`.
-#[derive(Debug, Default)]
-pub struct AuditFilter {
-    pub user_id: Option<String>,
-    pub action: Option<String>,
-    pub since: Option<i64>,
-    pub until: Option<i64>,
+    rows::count_unsealed(db).await
 }
 
 /// An audit row as the API shows it.
@@ -334,20 +284,6 @@ pub async fn list(
     limit: u64,
     offset: u64,
 ) -> Result<(Vec<AuditView>, u64), DbErr> {
-    let mut query = audit_log::Entity::find();
-    if let Some(user_id) = &filter.user_id {
-        query = query.filter(audit_log::Column::UserId.eq(user_id.as_str()));
-    }
-    if let Some(action) = &filter.action {
-        query = query.filter(audit_log::Column::Action.eq(action.as_str()));
-    }
-    if let Some(since) = filter.since {
-        query = query.filter(audit_log::Column::CreatedAt.gte(since));
-    }
-    if let Some(until) = filter.until {
-        query = query.filter(audit_log::Column::CreatedAt.lte(until));
-    }
-    let total = query.clone().count(db).await?;
-    let rows = query.order_by_desc(audit_log::Column::Id).limit(limit).offset(offset).all(db).await?;
-    Ok((rows.into_iter().map(AuditView::from).collect(), total))
+    let (found, total) = rows::list(db, filter, limit, offset).await?;
+    Ok((found.into_iter().map(AuditView::from).collect(), total))
 }

@@ -4,12 +4,9 @@
 
 use std::{future::Future, pin::Pin, time::Duration};
 
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    sea_query::{Expr, ExprTrait, OnConflict, Query},
-};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 
-use crate::{config::LogLevel, telemetry::LogLevelHandle, time::now_micros};
+use crate::{config::LogLevel, storage::settings as rows, telemetry::LogLevelHandle, time::now_micros};
 
 pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
 const LOG_LEVEL_KEY: &str = "log_level";
@@ -21,28 +18,14 @@ pub async fn store_log_level(
     also: impl FnOnce(&DatabaseTransaction) -> Pin<Box<dyn Future<Output = Result<(), DbErr>> + Send + '_>> + Send,
 ) -> Result<(), DbErr> {
     let txn = crate::storage::begin_write(db).await?;
-    let upsert = Query::insert()
-        .into_table("app_settings")
-        .columns(["key", "value", "updated_at"])
-        .values_panic([LOG_LEVEL_KEY.into(), level.as_str().into(), now_micros().into()])
-        .on_conflict(OnConflict::column("key").update_columns(["value", "updated_at"]).to_owned())
-        .to_owned();
-    txn.execute(&upsert).await?;
+    rows::put(&txn, LOG_LEVEL_KEY, level.as_str(), now_micros()).await?;
     also(&txn).await?;
     txn.commit().await
 }
 
 /// The stored level and when it was set (microseconds).
 pub async fn stored_log_level(db: &DatabaseConnection) -> Result<Option<(LogLevel, i64)>, DbErr> {
-    let backend = db.get_database_backend();
-    let select = Query::select()
-        .columns(["value", "updated_at"])
-        .from("app_settings")
-        .and_where(Expr::col("key").eq(LOG_LEVEL_KEY))
-        .to_owned();
-    let Some(row) = db.query_one_raw(backend.build(&select)).await? else { return Ok(None) };
-    let value: String = row.try_get("", "value")?;
-    let at: i64 = row.try_get("", "updated_at")?;
+    let Some((value, at)) = rows::get(db, LOG_LEVEL_KEY).await? else { return Ok(None) };
     Ok(LogLevel::parse(&value).map(|level| (level, at)))
 }
 

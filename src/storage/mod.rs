@@ -1,10 +1,18 @@
 //! The database layer: one pool for SQLite, PostgreSQL or MariaDB/MySQL, picked at run
 //! time from `DATABASE_URL`, plus a background health check the probes read.
 
+pub mod api_keys;
+pub mod audit;
 pub mod entity;
 mod health;
 pub mod migrate;
+pub mod paging;
 pub mod rollups;
+pub mod sessions;
+pub mod settings;
+pub mod throttle;
+pub mod usage;
+pub mod users;
 
 use std::{
     sync::Arc,

@@ -3,15 +3,13 @@
 //! password policy, at least one role, never fewer than one active admin; each change
 //! audited in its own transaction, and the user's cached rights dropped after it.
 
-use super::{
-    Identity,
-    users::{self, NewUser, UserChange, UserView},
-};
+use super::{Identity, UserView};
 use crate::{
     auth::{Role, password::check_policy, roles},
     error::{AppError, FieldError},
     service::audit::{self, AuditEntry, AuditMeta, AuditStatus},
     service::conflict_or,
+    storage::users::{self, NewUser, UserChange},
 };
 
 /// A user to create. Roles are parsed by the caller (`auth::roles::parse_list`).
@@ -180,7 +178,11 @@ impl Identity {
             password_hash: hash,
             token_version: revoke_tokens.then(|| current.token_version.saturating_add(1)),
         };
-        let updated = users::update(&txn, id, change).await.map_err(|e| conflict_or(e, "A user with this email"))?;
+        // A delete that committed since the user was loaded leaves nothing to update: 404.
+        let updated = users::update(&txn, id, change).await.map_err(|err| match err {
+            sea_orm::DbErr::RecordNotUpdated => AppError::NotFound(format!("User not found: {id}")),
+            other => conflict_or(other, "A user with this email"),
+        })?;
         if let Some(roles) = &new_roles {
             users::set_roles(&txn, id, roles).await?;
         }

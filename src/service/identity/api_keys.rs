@@ -1,11 +1,10 @@
 //! API keys: created by a user for themselves, optionally narrowed to a lower role and
 //! bounded in lifetime; shown once, stored as a digest.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde::Serialize;
 
 use super::Identity;
-use crate::storage::entity::api_key;
+use crate::storage::{api_keys, entity::api_key};
 use crate::{
     auth::{
         Principal, Role,
@@ -100,19 +99,10 @@ impl Identity {
         let roles = new.roles.map(roles::normalize).or_else(|| owner.key_roles.clone());
         let generated = keys::generate(API_KEY_PREFIX).map_err(AppError::internal)?;
         let now = now_micros();
-        let model = api_key::ActiveModel {
-            id: Set(uuid::Uuid::new_v4().to_string()),
-            user_id: Set(owner.user_id.clone()),
-            name: Set(name),
-            prefix: Set(generated.prefix),
-            key_hash: Set(generated.digest),
-            roles: Set(roles.map(|r| r.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","))),
-            expires_at: Set(Some(now.saturating_add(i64::from(days) * 86_400 * 1_000_000))),
-            last_used_at: Set(None),
-            created_at: Set(now),
-        };
+        let roles = roles.map(|r| r.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","));
+        let expires_at = Some(now.saturating_add(i64::from(days) * 86_400 * 1_000_000));
         let txn = crate::storage::begin_write(&self.db).await?;
-        let key = model.insert(&txn).await?;
+        let key = api_keys::insert(&txn, &owner.user_id, &name, &generated, roles, now, expires_at).await?;
         audit::record(&txn, meta, AuditEntry::new("CREATE_API_KEY", "api_key", Some(&key.id), AuditStatus::Success))
             .await?;
         txn.commit().await?;
@@ -127,22 +117,11 @@ impl Identity {
         limit: u64,
         offset: u64,
     ) -> Result<(Vec<ApiKeyView>, u64), AppError> {
-        let mut query = api_key::Entity::find();
         let owner = match (caller.is_admin(), user_id) {
             (true, filter) => filter.map(|id| crate::ids::filter(id, "user_id")).transpose()?,
             (false, _) => Some(caller.user_id.clone()),
         };
-        if let Some(owner) = owner {
-            query = query.filter(api_key::Column::UserId.eq(owner));
-        }
-        let total = query.clone().count(&self.db).await?;
-        let keys = query
-            .order_by_desc(api_key::Column::CreatedAt)
-            .order_by_asc(api_key::Column::Id)
-            .limit(limit)
-            .offset(offset)
-            .all(&self.db)
-            .await?;
+        let (keys, total) = api_keys::list(&self.db, owner.as_deref(), limit, offset).await?;
         Ok((keys.into_iter().map(ApiKeyView::from).collect(), total))
     }
 
@@ -151,11 +130,11 @@ impl Identity {
     pub async fn delete_api_key(&self, caller: &Principal, key_id: &str, meta: &AuditMeta) -> Result<(), AppError> {
         let key_id = &crate::ids::found(key_id, "API key")?;
         let txn = crate::storage::begin_write(&self.db).await?;
-        let key = api_key::Entity::find_by_id(key_id.to_owned()).one(&txn).await?;
+        let key = api_keys::find_by_id(&txn, key_id).await?;
         let key = key
             .filter(|k| caller.is_admin() || k.user_id == caller.user_id)
             .ok_or_else(|| AppError::NotFound(format!("API key not found: {key_id}")))?;
-        api_key::Entity::delete_by_id(key.id.clone()).exec(&txn).await?;
+        api_keys::delete(&txn, &key.id).await?;
         audit::record(&txn, meta, AuditEntry::new("DELETE_API_KEY", "api_key", Some(&key.id), AuditStatus::Success))
             .await?;
         txn.commit().await?;

@@ -7,7 +7,7 @@ pub mod api_keys;
 mod cache;
 pub mod sessions;
 pub mod throttle;
-pub mod users;
+mod view;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -15,9 +15,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{DatabaseConnection, DbErr};
 
 use self::cache::TtlCache;
+pub use self::view::UserView;
 use crate::{
     auth::{
         AuthMethod, Principal,
@@ -27,7 +28,7 @@ use crate::{
         token::{Claims, TokenSigner, TokenType},
     },
     config::Config,
-    storage::entity::{api_key, revoked_token},
+    storage::{api_keys as key_rows, sessions as session_rows, users},
     time::{now_micros, now_seconds},
     tls::ClientCert,
 };
@@ -139,14 +140,7 @@ impl Identity {
             return Ok(None);
         };
         let roles = users::roles_of(&self.db, user_id).await?;
-        let revoked = revoked_token::Entity::find()
-            .filter(revoked_token::Column::UserId.eq(user_id))
-            .filter(revoked_token::Column::ExpiresAt.gt(now_micros()))
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|r| r.jti)
-            .collect();
+        let revoked = session_rows::revoked_of(&self.db, user_id, now_micros()).await?;
         let snapshot = Arc::new(UserSnapshot {
             id: user.id,
             username: user.username,
@@ -268,11 +262,7 @@ impl Identity {
         let found = match self.keys.get(digest.as_str()) {
             Some(found) => found,
             None => {
-                let row = api_key::Entity::find()
-                    .filter(api_key::Column::KeyHash.eq(digest.as_str()))
-                    .one(&self.db)
-                    .await?
-                    .ok_or(AuthError::InvalidApiKey)?;
+                let row = key_rows::find_by_hash(&self.db, &digest).await?.ok_or(AuthError::InvalidApiKey)?;
                 let snapshot = Arc::new(KeySnapshot {
                     id: row.id,
                     user_id: row.user_id,
@@ -317,12 +307,7 @@ impl Identity {
         let db = self.db.clone();
         let key_id = key_id.to_owned();
         tokio::spawn(async move {
-            let result = api_key::Entity::update_many()
-                .col_expr(api_key::Column::LastUsedAt, Expr::value(now_micros()))
-                .filter(api_key::Column::Id.eq(key_id))
-                .exec(&db)
-                .await;
-            if let Err(err) = result {
+            if let Err(err) = key_rows::touch(&db, &key_id, now_micros()).await {
                 tracing::warn!(event = "api_key_touch_failed", error = %err);
             }
         });
@@ -332,11 +317,7 @@ impl Identity {
     /// small.
     pub async fn prune_expired(&self) -> Result<(), DbErr> {
         let now = now_micros();
-        revoked_token::Entity::delete_many().filter(revoked_token::Column::ExpiresAt.lte(now)).exec(&self.db).await?;
-        crate::storage::entity::refresh_token::Entity::delete_many()
-            .filter(crate::storage::entity::refresh_token::Column::ExpiresAt.lte(now))
-            .exec(&self.db)
-            .await?;
+        session_rows::prune(&self.db, now).await?;
         throttle::prune(&self.db, now).await?;
         Ok(())
     }

@@ -7,13 +7,10 @@
 
 use std::net::IpAddr;
 
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
-    sea_query::{Expr, OnConflict},
-};
+use sea_orm::{ConnectionTrait, DbErr};
 use serde::Serialize;
 
-use super::{Identity, REFRESH_TTL_SECONDS, throttle, users};
+use super::{Identity, REFRESH_TTL_SECONDS, throttle};
 use crate::{
     auth::{
         password::{Verification, check_policy},
@@ -22,7 +19,11 @@ use crate::{
     },
     error::AppError,
     service::audit::{self, AuditEntry, AuditMeta, AuditStatus},
-    storage::entity::{refresh_token, revoked_token, user},
+    storage::{
+        entity::user,
+        sessions,
+        users::{self, UserChange},
+    },
     time::{now_micros, now_seconds},
 };
 
@@ -76,15 +77,7 @@ impl Identity {
         };
         let access = claims(TokenType::Access, self.access_ttl_seconds);
         let refresh = claims(TokenType::Refresh, REFRESH_TTL_SECONDS);
-        refresh_token::ActiveModel {
-            jti: Set(refresh.jti.clone()),
-            user_id: Set(user.id.clone()),
-            family_id: Set(sid.to_owned()),
-            expires_at: Set(micros(refresh.exp)),
-            revoked_at: Set(None),
-        }
-        .insert(conn)
-        .await?;
+        sessions::insert_refresh_token(conn, &refresh.jti, &user.id, sid, micros(refresh.exp)).await?;
         Ok(TokenResponse {
             access_token: self.tokens.sign(&access).map_err(AppError::internal)?,
             token_type: "Bearer",
@@ -149,20 +142,7 @@ impl Identity {
         let new_hash =
             if needs_rehash { Some(self.passwords.hash(password).await.map_err(AppError::internal)?) } else { None };
         let txn = crate::storage::begin_write(&self.db).await?;
-        let stamp = now_micros();
-        let mut update = user::ActiveModel {
-            id: Set(user.id.clone()),
-            last_login_at: Set(user.current_login_at),
-            last_login_ip: Set(user.current_login_ip.clone()),
-            current_login_at: Set(Some(stamp)),
-            current_login_ip: Set(meta.client_ip.clone()),
-            login_count: Set(user.login_count.saturating_add(1)),
-            ..Default::default()
-        };
-        if let Some(hash) = new_hash {
-            update.password_hash = Set(hash);
-        }
-        let user = update.update(&txn).await?;
+        let user = users::record_login(&txn, &user, now_micros(), meta.client_ip.clone(), new_hash).await?;
         throttle::reset(&txn, &throttled).await?;
         let roles = users::roles_of(&txn, &user.id).await?;
         let response = self.issue(&txn, &user, &roles, &uuid::Uuid::new_v4().to_string()).await?;
@@ -191,13 +171,7 @@ impl Identity {
         let audit_row = |status| AuditEntry::new("REFRESH_TOKEN", "session", Some(&claims.sid), status);
         let txn = crate::storage::begin_write(&self.db).await?;
         // Only one presentation of a refresh token may rotate it.
-        let rotated = refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::RevokedAt, Expr::value(now_micros()))
-            .filter(refresh_token::Column::Jti.eq(claims.jti.as_str()))
-            .filter(refresh_token::Column::RevokedAt.is_null())
-            .exec(&txn)
-            .await?;
-        if rotated.rows_affected != 1 {
+        if !sessions::rotate_refresh_token(&txn, &claims.jti, now_micros()).await? {
             // Reuse of a rotated token: someone holds a copy. End the whole session.
             revoke_session(&txn, &claims).await?;
             audit::record(&txn, &meta, audit_row(AuditStatus::Denied)).await?;
@@ -207,7 +181,7 @@ impl Identity {
             return Err(invalid());
         }
         let user = users::find_by_id(&txn, &claims.sub).await?.ok_or_else(invalid)?;
-        let session_revoked = revoked_token::Entity::find_by_id(claims.sid.clone()).one(&txn).await?.is_some();
+        let session_revoked = sessions::is_revoked(&txn, &claims.sid).await?;
         if !user.active || user.token_version != claims.ver || session_revoked {
             return Err(invalid());
         }
@@ -254,15 +228,12 @@ impl Identity {
             .map_err(|m| AppError::Validation(vec![crate::error::FieldError::new("new_password", m)]))?;
         let hash = self.passwords.hash(new).await.map_err(AppError::internal)?;
         let txn = crate::storage::begin_write(&self.db).await?;
-        let user = user::ActiveModel {
-            id: Set(user.id.clone()),
-            password_hash: Set(hash),
-            token_version: Set(user.token_version.saturating_add(1)),
-            updated_at: Set(now_micros()),
-            ..Default::default()
-        }
-        .update(&txn)
-        .await?;
+        let change = UserChange {
+            password_hash: Some(hash),
+            token_version: Some(user.token_version.saturating_add(1)),
+            ..UserChange::default()
+        };
+        let user = users::update(&txn, &user.id, change).await?;
         let roles = users::roles_of(&txn, &user.id).await?;
         let response = self.issue(&txn, &user, &roles, &uuid::Uuid::new_v4().to_string()).await?;
         audit::record(&txn, meta, AuditEntry::new("CHANGE_PASSWORD", "user", Some(user_id), AuditStatus::Success))
@@ -277,24 +248,8 @@ impl Identity {
 async fn revoke_session(conn: &impl ConnectionTrait, claims: &Claims) -> Result<(), DbErr> {
     let now = now_micros();
     let expires_at = micros(claims.exp.max(now_seconds() + REFRESH_TTL_SECONDS));
-    // Another replica may revoke the same token at the same moment (a client logging out
-    // twice, a refresh token replayed): the first revocation stands, the rest do nothing.
     for jti in [&claims.jti, &claims.sid] {
-        let row = revoked_token::ActiveModel {
-            jti: Set(jti.clone()),
-            user_id: Set(claims.sub.clone()),
-            expires_at: Set(expires_at),
-            revoked_at: Set(now),
-        };
-        let once =
-            OnConflict::column(revoked_token::Column::Jti).do_nothing_on([revoked_token::Column::Jti]).to_owned();
-        revoked_token::Entity::insert(row).on_conflict(once).exec_without_returning(conn).await?;
+        sessions::revoke(conn, jti, &claims.sub, expires_at, now).await?;
     }
-    refresh_token::Entity::update_many()
-        .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
-        .filter(refresh_token::Column::FamilyId.eq(claims.sid.as_str()))
-        .filter(refresh_token::Column::RevokedAt.is_null())
-        .exec(conn)
-        .await?;
-    Ok(())
+    sessions::revoke_refresh_family(conn, &claims.sid, now).await
 }

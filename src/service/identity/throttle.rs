@@ -5,18 +5,15 @@
 
 use std::net::IpAddr;
 
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbErr,
-    sea_query::{Expr, ExprTrait, LockType, OnConflict, Query},
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 
-use crate::auth::{
-    keys,
-    throttle::{Limiter, Record},
+use crate::{
+    auth::{
+        keys,
+        throttle::{Limiter, Record},
+    },
+    storage::throttle as rows,
 };
-
-const TABLE: &str = "login_throttle";
-const COLUMNS: [&str; 5] = ["failures", "window_start", "blocked_until", "blocks", "keep_until"];
 /// Failed logins per account: 10 in 15 minutes.
 const ACCOUNTS: Limiter = Limiter::new(10, 15 * 60);
 /// Failed logins per client address: 60 in a minute.
@@ -51,17 +48,12 @@ pub async fn attempt(
     client: Option<IpAddr>,
     now: i64,
 ) -> Result<Counted, DbErr> {
-    if let Some(client) = client {
-        let select = Query::select()
-            .column("blocked_until")
-            .from(TABLE)
-            .and_where(Expr::col("key_hash").eq(client_digest(client)))
-            .to_owned();
-        if let Some(row) = db.query_one_raw(db.get_database_backend().build(&select)).await? {
-            let record = Record { blocked_until: row.try_get("", "blocked_until")?, ..Record::default() };
-            if let Some(seconds) = Limiter::blocked_for(&record, now) {
-                return Ok(Counted::Blocked(seconds));
-            }
+    if let Some(client) = client
+        && let Some(blocked_until) = rows::blocked_until(db, &client_digest(client)).await?
+    {
+        let record = Record { blocked_until, ..Record::default() };
+        if let Some(seconds) = Limiter::blocked_for(&record, now) {
+            return Ok(Counted::Blocked(seconds));
         }
     }
     count(db, &account_digest(account), ACCOUNTS, now).await
@@ -80,63 +72,24 @@ pub async fn failed(db: &DatabaseConnection, client: Option<IpAddr>, now: i64) -
 /// One row's read-count-write, under the row's lock (the write lock on SQLite), so that
 /// concurrent attempts on several replicas are all counted. A blocked row counts nothing.
 async fn count(db: &DatabaseConnection, digest: &str, limiter: Limiter, now: i64) -> Result<Counted, DbErr> {
-    let backend = db.get_database_backend();
     let txn = crate::storage::begin_write(db).await?;
-    let insert = Query::insert()
-        .into_table(TABLE)
-        .columns(std::iter::once("key_hash").chain(COLUMNS))
-        .values_panic([digest.into(), 0.into(), now.into(), 0i64.into(), 0.into(), now.into()])
-        .on_conflict(OnConflict::column("key_hash").do_nothing_on(["key_hash"]).to_owned())
-        .to_owned();
-    txn.execute_raw(backend.build(&insert)).await?;
-    let select = Query::select()
-        .columns(COLUMNS)
-        .from(TABLE)
-        .and_where(Expr::col("key_hash").eq(digest))
-        .lock(LockType::Update)
-        .to_owned();
-    let row = txn
-        .query_one_raw(backend.build(&select))
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("{TABLE} row just inserted")))?;
-    let mut record = Record {
-        failures: row.try_get("", "failures")?,
-        window_start: row.try_get("", "window_start")?,
-        blocked_until: row.try_get("", "blocked_until")?,
-        blocks: row.try_get("", "blocks")?,
-    };
+    let mut record = rows::lock(&txn, digest, now).await?;
     if let Some(seconds) = Limiter::blocked_for(&record, now) {
         txn.commit().await?;
         return Ok(Counted::Blocked(seconds));
     }
     let started = limiter.fail(&mut record, now);
-    let update = Query::update()
-        .table(TABLE)
-        .values([
-            ("failures", record.failures.into()),
-            ("window_start", record.window_start.into()),
-            ("blocked_until", record.blocked_until.into()),
-            ("blocks", record.blocks.into()),
-            ("keep_until", limiter.keep_until(&record).into()),
-        ])
-        .and_where(Expr::col("key_hash").eq(digest))
-        .to_owned();
-    txn.execute_raw(backend.build(&update)).await?;
+    rows::store(&txn, digest, &record, limiter.keep_until(&record)).await?;
     txn.commit().await?;
     Ok(Counted::Counted(started))
 }
 
 /// Forgets the account's failures (after a successful login).
 pub async fn reset(db: &impl ConnectionTrait, account: &str) -> Result<(), DbErr> {
-    let delete =
-        Query::delete().from_table(TABLE).and_where(Expr::col("key_hash").eq(account_digest(account))).to_owned();
-    db.execute_raw(db.get_database_backend().build(&delete)).await?;
-    Ok(())
+    rows::delete(db, &account_digest(account)).await
 }
 
 /// Deletes rows that no longer count, block or lengthen a block.
 pub async fn prune(db: &impl ConnectionTrait, now: i64) -> Result<(), DbErr> {
-    let delete = Query::delete().from_table(TABLE).and_where(Expr::col("keep_until").lt(now)).to_owned();
-    db.execute_raw(db.get_database_backend().build(&delete)).await?;
-    Ok(())
+    rows::prune(db, now).await
 }

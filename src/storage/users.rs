@@ -1,18 +1,16 @@
 //! The user repository: queries over users and their roles. User administration's
-//! rules are in `identity::admin`.
+//! rules are in `service::identity::admin`.
 
 use std::collections::HashMap;
-
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    sea_query::{Expr, ExprTrait, LockType, Query},
-};
-use serde::Serialize;
 
 use crate::storage::entity::{user, user_role};
 use crate::{
     auth::roles::{self, Role},
-    time::{micros_to_rfc3339, now_micros},
+    time::now_micros,
+};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Select, Set,
+    sea_query::{Expr, ExprTrait, LockType, Query},
 };
 
 pub async fn find_by_id(conn: &impl ConnectionTrait, id: &str) -> Result<Option<user::Model>, DbErr> {
@@ -122,6 +120,33 @@ pub async fn update(conn: &impl ConnectionTrait, id: &str, change: UserChange) -
     model.update(conn).await
 }
 
+/// Records a successful login: the previous login moves to `last_*`, this one becomes
+/// `current_*`, the count goes up; `password_hash`, when given, replaces the stored hash
+/// (a rehash with today's parameters); `updated_at` is left as it is. Returns the user as
+/// stored.
+pub async fn record_login(
+    conn: &impl ConnectionTrait,
+    user: &user::Model,
+    at: i64,
+    client_ip: Option<String>,
+    password_hash: Option<String>,
+) -> Result<user::Model, DbErr> {
+    use sea_orm::ActiveModelTrait;
+    let mut update = user::ActiveModel {
+        id: Set(user.id.clone()),
+        last_login_at: Set(user.current_login_at),
+        last_login_ip: Set(user.current_login_ip.clone()),
+        current_login_at: Set(Some(at)),
+        current_login_ip: Set(client_ip),
+        login_count: Set(user.login_count.saturating_add(1)),
+        ..Default::default()
+    };
+    if let Some(hash) = password_hash {
+        update.password_hash = Set(hash);
+    }
+    update.update(conn).await
+}
+
 pub async fn delete(conn: &impl ConnectionTrait, id: &str) -> Result<(), DbErr> {
     user::Entity::delete_by_id(id.to_owned()).exec(conn).await.map(|_| ())
 }
@@ -160,55 +185,7 @@ pub async fn count_active_admins(conn: &impl ConnectionTrait) -> Result<u64, DbE
 }
 
 pub async fn list(conn: &impl ConnectionTrait, limit: u64, offset: u64) -> Result<(Vec<user::Model>, u64), DbErr> {
-    let total = user::Entity::find().count(conn).await?;
-    let users = user::Entity::find()
-        .order_by_asc(user::Column::CreatedAt)
-        .order_by_asc(user::Column::Id)
-        .limit(limit)
-        .offset(offset)
-        .all(conn)
-        .await?;
-    Ok((users, total))
-}
-
-/// A user as the API shows it: never a password or hash.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct UserView {
-    pub id: String,
-    pub username: String,
-    pub email: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub active: bool,
-    pub roles: Vec<&'static str>,
-    pub permissions: Vec<&'static str>,
-    pub created_at: String,
-    pub updated_at: String,
-    pub last_login_at: Option<String>,
-    pub current_login_at: Option<String>,
-    pub last_login_ip: Option<String>,
-    pub current_login_ip: Option<String>,
-    pub login_count: i32,
-}
-
-impl UserView {
-    pub fn new(user: user::Model, roles: &[Role]) -> Self {
-        Self {
-            id: user.id,
-            username: user.username,
-            email: user.email,
-            first_name: user.first_name,
-            last_name: user.last_name,
-            active: user.active,
-            roles: roles::names(roles),
-            permissions: roles::permission_names(roles),
-            created_at: micros_to_rfc3339(user.created_at),
-            updated_at: micros_to_rfc3339(user.updated_at),
-            last_login_at: user.last_login_at.map(micros_to_rfc3339),
-            current_login_at: user.current_login_at.map(micros_to_rfc3339),
-            last_login_ip: user.last_login_ip,
-            current_login_ip: user.current_login_ip,
-            login_count: user.login_count,
-        }
-    }
+    let oldest_first =
+        |query: Select<user::Entity>| query.order_by_asc(user::Column::CreatedAt).order_by_asc(user::Column::Id);
+    super::paging::page(conn, user::Entity::find(), oldest_first, limit, offset).await
 }

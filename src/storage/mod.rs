@@ -3,8 +3,10 @@
 
 pub mod entity;
 mod health;
+pub mod ingest_keys;
 pub mod migrate;
 pub mod rollups;
+pub mod sources;
 
 use std::{
     sync::Arc,

@@ -46,11 +46,13 @@ fn json_to_value(value: Value) -> ProtoValue {
 }
 
 /// A message's `double timestamp` (Unix seconds; 0 = unset) as the service layer takes
-/// timestamps: `None` means "the time of receipt".
-pub fn timestamp(seconds: f64) -> Option<Value> {
-    // NaN and infinities become text, which the service layer refuses as out of range.
-    (seconds != 0.0)
-        .then(|| Number::from_f64(seconds).map_or_else(|| Value::String(seconds.to_string()), Value::Number))
+/// timestamps: microseconds, `None` meaning "the time of receipt" (NaN and infinities are
+/// out of range).
+pub fn timestamp(seconds: f64) -> Result<Option<i64>, String> {
+    if seconds == 0.0 {
+        return Ok(None);
+    }
+    crate::time::timestamp_from_seconds(seconds).map(Some)
 }
 
 /// An optional string, `None` when empty (proto3 strings cannot be absent).
@@ -72,8 +74,9 @@ mod tests {
 
     #[test]
     fn zero_timestamps_mean_receipt_time() {
-        assert_eq!(timestamp(0.0), None);
-        assert_eq!(timestamp(1.5), Some(json!(1.5)));
-        assert_eq!(timestamp(f64::NAN), Some(json!("NaN")));
+        assert_eq!(timestamp(0.0), Ok(None));
+        assert_eq!(timestamp(1.5), Ok(Some(1_500_000)));
+        assert_eq!(timestamp(f64::NAN), Err("is out of range".to_owned()));
+        assert_eq!(timestamp(f64::INFINITY), Err("is out of range".to_owned()));
     }
 }

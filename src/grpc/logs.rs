@@ -2,7 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{
@@ -19,7 +18,7 @@ use crate::{
     error::AppError,
     service::{
         ingestor::Ingestor,
-        logs::{self, Cursor, LogFilter, LogInput, LogView},
+        logs::{self, Cursor, Level, LogFilter, LogView, NewLog},
     },
     state::AppState,
     storage::entity::source,
@@ -27,11 +26,11 @@ use crate::{
 
 pub struct LogApi(pub AppState);
 
-fn log_input(entry: LogEntry) -> LogInput {
-    LogInput {
+fn new_log(entry: LogEntry) -> NewLog {
+    NewLog {
         timestamp: timestamp(entry.timestamp),
-        level: non_empty(entry.level).map(Value::String),
-        message: Some(entry.message),
+        level: non_empty(entry.level).as_deref().map(Level::parse).transpose(),
+        message: entry.message,
         hostname: entry.hostname,
         application: entry.application,
         attributes: entry.attributes.map(struct_to_json),
@@ -111,7 +110,7 @@ impl LogService for LogApi {
                         (ingestor.authorize(db, &batch.source_id, call.client_ip()).await?, Instant::now())
                     }
                 };
-                let entries = batch.logs.into_iter().map(log_input).collect();
+                let entries = batch.logs.into_iter().map(new_log).collect();
                 let count = logs::ingest(&self.0.db, &source.id, entries).await?;
                 current = Some((source, checked));
                 Ok::<_, AppError>(count)

@@ -17,17 +17,18 @@ use super::{
 };
 use crate::{
     auth::Role,
-    service::samples::{self, RangeQuery, SampleInput, SeriesView},
+    service::samples::{self, Aggregation, NewSample, RangeQuery, SeriesView},
     state::AppState,
+    time,
 };
 
 pub struct MetricApi(pub AppState);
 
-fn sample_input(sample: Sample) -> SampleInput {
-    SampleInput {
-        name: Some(sample.name),
+fn new_sample(sample: Sample) -> NewSample {
+    NewSample {
+        name: sample.name,
         metric_type: non_empty(sample.r#type),
-        labels: Some(sample.labels.into_iter().map(|(k, v)| (k, Value::String(v))).collect()),
+        labels: sample.labels.into_iter().map(|(k, v)| (k, Some(v))).collect(),
         value: Some(sample.value),
         timestamp: timestamp(sample.timestamp),
     }
@@ -62,7 +63,7 @@ impl MetricService for MetricApi {
         call.answer(async {
             let ingestor = ingestor(&call, &self.0).await?;
             let source = ingestor.authorize(self.0.db.conn(), &batch.source_id, call.client_ip()).await?;
-            let inputs = batch.metrics.into_iter().map(sample_input).collect();
+            let inputs = batch.metrics.into_iter().map(new_sample).collect();
             let accepted = samples::ingest(&self.0.db, &source.id, inputs).await?;
             Ok(IngestMetricsResponse { accepted: accepted as u64 })
         })
@@ -104,10 +105,10 @@ impl MetricService for MetricApi {
             let query = RangeQuery {
                 metric: q.metric,
                 labels: q.labels.into_iter().collect::<BTreeMap<_, _>>(),
-                start: Value::String(q.start),
-                end: Value::String(q.end),
-                step: Value::String(q.step),
-                aggregation: non_empty(q.aggregation),
+                start_micros: time::parse_timestamp(&q.start),
+                end_micros: time::parse_timestamp(&q.end),
+                step_micros: time::parse_step(&q.step),
+                aggregation: Aggregation::parse(non_empty(q.aggregation).as_deref()),
             };
             let result = samples::query(self.0.db.conn(), query).await?;
             Ok(QueryMetricsResponse {

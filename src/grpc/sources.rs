@@ -120,8 +120,8 @@ impl SourceService for SourceApi {
         call.answer(async {
             let principal = call.principal(&self.0).await?;
             principal.require_role(Role::Maintainer)?;
-            sources::delete(self.0.db.conn(), &id, &call.ctx.audit_meta(Some(&principal.user_id))).await?;
-            self.0.ingest_keys.forget_source(&id);
+            let meta = call.ctx.audit_meta(Some(&principal.user_id));
+            sources::delete(self.0.db.conn(), &self.0.ingest_keys, &id, &meta).await?;
             call.ctx.audit.mark_handled();
             Ok(DeleteSourceResponse {})
         })

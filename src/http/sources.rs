@@ -106,8 +106,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, HttpError> {
     principal.require_role(Role::Maintainer)?;
-    sources::delete(state.db.conn(), &id, &ctx.audit_meta(Some(&principal.user_id))).await?;
-    state.ingest_keys.forget_source(&id);
+    sources::delete(state.db.conn(), &state.ingest_keys, &id, &ctx.audit_meta(Some(&principal.user_id))).await?;
     ctx.audit.mark_handled();
     Ok(StatusCode::NO_CONTENT)
 }

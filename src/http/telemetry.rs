@@ -7,8 +7,10 @@ use axum::{
     http::{HeaderMap, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{
     auth::{Principal, Role},
@@ -22,10 +24,11 @@ use crate::{
     },
     service::{
         ingestor::Ingestor,
-        logs::{self, Cursor, LogFilter, LogInput},
-        samples::{self, RangeQuery, SampleInput},
+        logs::{self, Cursor, Level, LogFilter, NewLog},
+        samples::{self, Aggregation, NewSample},
     },
     state::AppState,
+    time,
 };
 
 impl FromRequestParts<AppState> for Ingestor {
@@ -43,6 +46,58 @@ impl FromRequestParts<AppState> for Ingestor {
             Some(key) => Ok(Ingestor::Key(state.ingest_keys.authenticate(state.db.conn(), key.trim()).await?)),
             None => Ok(Ingestor::User(AtLeastMaintainer::from_request_parts(parts, state).await?.0)),
         }
+    }
+}
+
+/// One log entry as clients send it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct LogInput {
+    pub timestamp: Option<Value>,
+    pub level: Option<Value>,
+    #[schema(required = true, min_length = 1)]
+    pub message: Option<String>,
+    pub hostname: Option<String>,
+    pub application: Option<String>,
+    pub attributes: Option<Value>,
+}
+
+impl From<LogInput> for NewLog {
+    fn from(entry: LogInput) -> Self {
+        NewLog {
+            timestamp: entry.timestamp.filter(|v| !v.is_null()).map(|v| time_of(&v)).transpose(),
+            level: entry.level.filter(|v| !v.is_null()).map(|v| level_of(&v)).transpose(),
+            message: entry.message.unwrap_or_default(),
+            hostname: entry.hostname,
+            application: entry.application,
+            attributes: entry.attributes,
+        }
+    }
+}
+
+/// A time as JSON carries it: RFC 3339, or Unix seconds (a number, or a numeric string).
+fn time_of(value: &Value) -> Result<i64, String> {
+    match value {
+        Value::Number(n) => n.as_f64().map_or_else(|| Err(time::TIME_FORMAT.to_owned()), time::timestamp_from_seconds),
+        Value::String(text) => time::parse_timestamp(text),
+        _ => Err(time::TIME_FORMAT.to_owned()),
+    }
+}
+
+/// A level as JSON carries it: a name, or a syslog severity (a number, or a numeric string).
+fn level_of(value: &Value) -> Result<Level, String> {
+    match value {
+        Value::Number(n) => n.as_u64().map_or_else(|| Err(logs::LEVEL_FORMAT.to_owned()), Level::from_severity),
+        Value::String(text) => Level::parse(text),
+        _ => Err(logs::LEVEL_FORMAT.to_owned()),
+    }
+}
+
+/// A step as JSON carries it: seconds (a number), or a duration (`"60s"`, `"5m"` …).
+fn step_of(value: &Value) -> Result<i64, String> {
+    match value {
+        Value::Number(n) => n.as_f64().map_or_else(|| Err(time::STEP_FORMAT.to_owned()), time::step_from_seconds),
+        Value::String(text) => time::parse_step(text),
+        _ => Err(time::STEP_FORMAT.to_owned()),
     }
 }
 
@@ -109,7 +164,7 @@ pub async fn ingest_logs(
 ) -> Result<Response, HttpError> {
     let (source_id, entries) = parse_logs(&headers, query, &body)?;
     let source = ingestor.authorize(state.db.conn(), &source_id, ctx.client_ip).await?;
-    let accepted = logs::ingest(&state.db, &source.id, entries).await?;
+    let accepted = logs::ingest(&state.db, &source.id, entries.into_iter().map(NewLog::from).collect()).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": accepted }))).into_response())
 }
 
@@ -140,6 +195,39 @@ pub async fn query_logs(
     Ok(axum::Json(json!({ "logs": entries, "limit": page.limit, "next_cursor": next_cursor })).into_response())
 }
 
+/// One sample as clients send it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct SampleInput {
+    #[schema(required = true, max_length = 255, pattern = "^[a-zA-Z_:][a-zA-Z0-9_:]*$")]
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    #[schema(pattern = "^(counter|gauge|histogram)$")]
+    pub metric_type: Option<String>,
+    pub labels: Option<BTreeMap<String, Value>>,
+    #[schema(required = true)]
+    pub value: Option<f64>,
+    pub timestamp: Option<Value>,
+}
+
+impl From<SampleInput> for NewSample {
+    fn from(input: SampleInput) -> Self {
+        // Numbers and booleans are taken as their text.
+        let text = |value: Value| match value {
+            Value::String(s) => Some(s),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        };
+        NewSample {
+            name: input.name.unwrap_or_default(),
+            metric_type: input.metric_type,
+            labels: input.labels.unwrap_or_default().into_iter().map(|(k, v)| (k, text(v))).collect(),
+            value: input.value,
+            timestamp: input.timestamp.filter(|v| !v.is_null()).map(|v| time_of(&v)).transpose(),
+        }
+    }
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricBatch {
@@ -156,7 +244,8 @@ pub async fn ingest_metrics(
     Json(batch): Json<MetricBatch>,
 ) -> Result<Response, HttpError> {
     let source = ingestor.authorize(state.db.conn(), &batch.source_id, ctx.client_ip).await?;
-    let accepted = samples::ingest(&state.db, &source.id, batch.metrics).await?;
+    let inputs = batch.metrics.into_iter().map(NewSample::from).collect();
+    let accepted = samples::ingest(&state.db, &source.id, inputs).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": accepted }))).into_response())
 }
 
@@ -184,6 +273,38 @@ pub async fn list_metrics(
     Ok(axum::Json(listing("metrics", series, total, page)).into_response())
 }
 
+/// `POST /api/v1/metrics/query`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RangeQuery {
+    #[schema(pattern = "^[a-zA-Z_:][a-zA-Z0-9_:]*$")]
+    pub metric: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// RFC 3339 (`"2026-11-25T10:30:00Z"`) or Unix seconds, as a number or a string.
+    pub start: Value,
+    /// As `start`; not before it.
+    pub end: Value,
+    /// Seconds (a number), or a duration: `"500ms"`, `"60s"`, `"5m"`, `"1h"`, `"1d"`. At
+    /// most 11,000 steps per series.
+    pub step: Value,
+    #[schema(pattern = "^(avg|sum|min|max|count|rate)$")]
+    pub aggregation: Option<String>,
+}
+
+impl From<RangeQuery> for samples::RangeQuery {
+    fn from(q: RangeQuery) -> Self {
+        samples::RangeQuery {
+            metric: q.metric,
+            labels: q.labels,
+            start_micros: time_of(&q.start),
+            end_micros: time_of(&q.end),
+            step_micros: step_of(&q.step),
+            aggregation: Aggregation::parse(q.aggregation.as_deref()),
+        }
+    }
+}
+
 #[utoipa::path(operation_id = "telemetry_query_metrics", post, path = "/api/v1/metrics/query", tag = "metrics", security(("bearer" = []), ("api_key" = [])), request_body = RangeQuery, responses((status = 200, description = "Prometheus matrix", body = crate::http::schemas::MatrixResponse), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
 pub async fn query_metrics(
     State(state): State<AppState>,
@@ -193,11 +314,52 @@ pub async fn query_metrics(
 ) -> Result<Response, HttpError> {
     // A query is a read: it changes nothing, so it leaves no audit row.
     ctx.audit.mark_handled();
-    let result = samples::query(state.db.conn(), q).await?;
+    let result = samples::query(state.db.conn(), q.into()).await?;
     // Sized up front: an all-series answer runs to megabytes, grown by doubling otherwise.
     let points: usize = result.iter().map(|s| s.values.len()).sum();
     let mut body = Vec::with_capacity(64 + result.len() * 128 + points * 32);
     serde_json::to_writer(&mut body, &crate::http::prometheus::matrix(result))
         .map_err(|e| AppError::Internal(e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_come_as_names_or_syslog_severities() {
+        assert_eq!(level_of(&json!("WARN")), Ok(Level::Warning));
+        assert_eq!(level_of(&json!(3)), Ok(Level::Error));
+        assert_eq!(level_of(&json!("0")), Ok(Level::Emergency));
+        assert_eq!(level_of(&json!(8)), Err("syslog severity 8 is not 0-7".to_owned()));
+        for bad in [json!(3.5), json!(-1), json!(true), json!(["info"])] {
+            assert_eq!(level_of(&bad), Err(logs::LEVEL_FORMAT.to_owned()), "{bad}");
+        }
+        assert!(level_of(&json!("loud")).is_err());
+    }
+
+    #[test]
+    fn times_come_as_rfc3339_or_unix_seconds() {
+        assert_eq!(time_of(&json!("2026-11-25T10:30:45.123456Z")), Ok(1_795_602_645_123_456));
+        assert_eq!(time_of(&json!(1_795_602_645.5)), Ok(1_795_602_645_500_000));
+        assert_eq!(time_of(&json!("1795602645")), Ok(1_795_602_645_000_000));
+        assert!(time_of(&json!("yesterday")).is_err());
+        assert_eq!(time_of(&json!(-5)), Err("is out of range".to_owned()));
+        assert_eq!(time_of(&json!(null)), Err(time::TIME_FORMAT.to_owned()));
+        assert_eq!(time_of(&json!({"at": 5})), Err(time::TIME_FORMAT.to_owned()));
+    }
+
+    #[test]
+    fn steps_come_as_seconds_or_durations() {
+        assert_eq!(step_of(&json!(60)), Ok(60_000_000));
+        assert_eq!(step_of(&json!("60s")), Ok(60_000_000));
+        assert_eq!(step_of(&json!("5m")), Ok(300_000_000));
+        assert_eq!(step_of(&json!("1h")), Ok(3_600_000_000));
+        assert_eq!(step_of(&json!("250ms")), Ok(250_000));
+        assert_eq!(step_of(&json!("15")), Ok(15_000_000));
+        for bad in [json!(0), json!("-5s"), json!("5 parsecs"), json!(null), json!("")] {
+            assert!(step_of(&bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -3,22 +3,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
-    sea_query::{Expr, ExprTrait, OnConflict, Query},
-    sqlx,
-};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use sea_orm::DatabaseConnection;
+use serde::Serialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::logs::parse_timestamp;
 use crate::{
     error::{AppError, FieldError},
-    storage::entity::{sample, series, source},
+    storage::entity::series,
     storage::rollups::{self, FINE, MINUTE, Part, Partial},
-    storage::{Backend, Database},
+    storage::{self, Database, samples::SampleRow},
     time::{micros_to_rfc3339, now_micros},
 };
 
@@ -27,36 +21,28 @@ pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
 const MAX_LABELS: usize = 32;
 const MAX_LABEL_NAME_CHARS: usize = 128;
 const MAX_LABEL_VALUE_CHARS: usize = 1024;
-const INSERT_CHUNK: usize = 2_000;
 const METRIC_TYPES: [&str; 3] = ["counter", "gauge", "histogram"];
 
-/// One sample as clients send it.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct SampleInput {
-    #[schema(required = true, max_length = 255, pattern = "^[a-zA-Z_:][a-zA-Z0-9_:]*$")]
-    pub name: Option<String>,
-    #[serde(rename = "type")]
-    #[schema(pattern = "^(counter|gauge|histogram)$")]
+/// One sample as a transport read it. The time is parsed by the transport (whose wire
+/// forms differ); what it could not parse comes as the reason, which [`ingest`] reports
+/// with the sample's other problems, every sample's at once.
+#[derive(Debug)]
+pub struct NewSample {
+    pub name: String,
+    /// `None` for `gauge`.
     pub metric_type: Option<String>,
-    pub labels: Option<BTreeMap<String, Value>>,
-    #[schema(required = true)]
+    /// Each label's value as text; `None` for a value that was not text (a transport may
+    /// write other scalars as text).
+    pub labels: BTreeMap<String, Option<String>>,
     pub value: Option<f64>,
-    pub timestamp: Option<Value>,
+    /// Microseconds since the Unix epoch; `None` for the time of receipt.
+    pub timestamp: Result<Option<i64>, String>,
 }
 
 fn valid_name(name: &str, allow_colon: bool) -> bool {
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || (allow_colon && c == ':'));
     first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || (allow_colon && c == ':'))
-}
-
-struct Validated {
-    key: String,
-    name: String,
-    labels: String,
-    metric_type: &'static str,
-    ts: i64,
-    value: f64,
 }
 
 fn series_key(source_id: &str, name: &str, labels: &str) -> String {
@@ -70,14 +56,14 @@ fn series_key(source_id: &str, name: &str, labels: &str) -> String {
 
 fn validate(
     index: usize,
-    input: SampleInput,
+    input: NewSample,
     source_id: &str,
     now: i64,
     problems: &mut Vec<FieldError>,
-) -> Option<Validated> {
+) -> Option<SampleRow> {
     let field = |name: &str| format!("metrics[{index}].{name}");
     let before = problems.len();
-    let name = input.name.unwrap_or_default();
+    let name = input.name;
     if name.len() > 255 || !valid_name(&name, true) {
         problems.push(FieldError::new(field("name"), "must match [a-zA-Z_:][a-zA-Z0-9_:]* (at most 255 characters)"));
     }
@@ -87,19 +73,14 @@ fn validate(
         problems.push(FieldError::new(field("type"), "must be counter, gauge or histogram"));
     }
     let mut labels = BTreeMap::new();
-    let given = input.labels.unwrap_or_default();
+    let given = input.labels;
     if given.len() > MAX_LABELS {
         problems.push(FieldError::new(field("labels"), format!("at most {MAX_LABELS} labels")));
     }
     for (key, value) in given {
-        let text = match value {
-            Value::String(s) => s,
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            _ => {
-                problems.push(FieldError::new(field("labels"), format!("label `{key}` must be a string")));
-                continue;
-            }
+        let Some(text) = value else {
+            problems.push(FieldError::new(field("labels"), format!("label `{key}` must be a string")));
+            continue;
         };
         let too_long = key.len() > MAX_LABEL_NAME_CHARS || text.chars().count() > MAX_LABEL_VALUE_CHARS;
         if !valid_name(&key, false) || key.starts_with("__") || too_long || text.contains('\0') {
@@ -112,15 +93,18 @@ fn validate(
     if value.is_none() {
         problems.push(FieldError::new(field("value"), "must be a finite number"));
     }
-    let ts = match input.timestamp.as_ref().filter(|v| !v.is_null()) {
-        Some(t) => parse_timestamp(t).map_err(|m| problems.push(FieldError::new(field("timestamp"), m))).ok(),
-        None => Some(now),
+    let ts = match input.timestamp {
+        Ok(ts) => Some(ts.unwrap_or(now)),
+        Err(m) => {
+            problems.push(FieldError::new(field("timestamp"), m));
+            None
+        }
     };
     if problems.len() > before {
         return None;
     }
     let labels = serde_json::to_string(&labels).ok()?;
-    Some(Validated {
+    Some(SampleRow {
         key: series_key(source_id, &name, &labels),
         name,
         labels,
@@ -131,7 +115,7 @@ fn validate(
 }
 
 /// Validates every sample, then stores all of them in one transaction, or none.
-pub async fn ingest(db: &Database, source_id: &str, inputs: Vec<SampleInput>) -> Result<usize, AppError> {
+pub async fn ingest(db: &Database, source_id: &str, inputs: Vec<NewSample>) -> Result<usize, AppError> {
     if inputs.is_empty() {
         return Err(AppError::Validation(vec![FieldError::new("metrics", "must contain at least one sample")]));
     }
@@ -141,7 +125,7 @@ pub async fn ingest(db: &Database, source_id: &str, inputs: Vec<SampleInput>) ->
     let _turn = db.ingest_turn().await;
     let now = now_micros();
     let mut problems = Vec::new();
-    let samples: Vec<Validated> = inputs
+    let samples: Vec<SampleRow> = inputs
         .into_iter()
         .enumerate()
         .filter_map(|(i, input)| validate(i, input, source_id, now, &mut problems))
@@ -150,203 +134,8 @@ pub async fn ingest(db: &Database, source_id: &str, inputs: Vec<SampleInput>) ->
         problems.truncate(50);
         return Err(AppError::Validation(problems));
     }
-    // Create the series this batch introduces; concurrent batches may race to do so.
-    // A BTreeMap: series rows are locked in key order, so concurrent batches that touch
-    // the same series cannot deadlock each other.
-    let mut latest: BTreeMap<&str, &Validated> = BTreeMap::new();
-    for s in &samples {
-        let entry = latest.entry(s.key.as_str()).or_insert(s);
-        if s.ts >= entry.ts {
-            *entry = s;
-        }
-    }
-    let stored = crate::storage::retry_deadlocks(|| async {
-        match db.backend() {
-            Backend::Postgres => store_unnest(db.conn().get_postgres_connection_pool(), source_id, &latest, &samples)
-                .await
-                .map_err(crate::storage::exec_error),
-            Backend::Sqlite | Backend::MySql => store(db.conn(), source_id, &latest, &samples).await,
-        }
-    })
-    .await
-    .map_err(|err| super::source_gone_or(err, source_id))?;
-    Ok(stored)
-}
-
-/// SQLite and MariaDB: the series the batch introduces (one INSERT each), their ids, the
-/// samples in multi-row INSERTs, then each series' last value, in one transaction.
-async fn store(
-    conn: &DatabaseConnection,
-    source_id: &str,
-    latest: &BTreeMap<&str, &Validated>,
-    samples: &[Validated],
-) -> Result<usize, DbErr> {
-    // The upserts below lock the batch's series rows, in key order (the BTreeMap's), on
-    // MariaDB (SQLite's writer holds the whole file). They keep every other batch off
-    // these series' rollups, so those are read without locking gaps (see `rollups::add`).
-    let txn = crate::storage::begin_write_gapless(conn).await?;
-    if conn.get_database_backend() == DbBackend::MySql {
-        // The source first, shared: a deletion of it (which locks it, then cascades to
-        // the series) waits for the batch, or the batch for the deletion, instead of each
-        // holding series rows the other wants. A source already gone fails the series'
-        // foreign key below.
-        source::Entity::find_by_id(source_id.to_owned())
-            .select_only()
-            .column(source::Column::Id)
-            .lock_shared()
-            .into_tuple::<String>()
-            .one(&txn)
-            .await?;
-    }
-    for s in latest.values() {
-        let insert = Query::insert()
-            .into_table(series::Entity)
-            .columns([
-                series::Column::SourceId,
-                series::Column::SeriesKey,
-                series::Column::Name,
-                series::Column::Labels,
-                series::Column::MetricType,
-                series::Column::LastValue,
-                series::Column::LastTimestamp,
-            ])
-            .values_panic([
-                source_id.into(),
-                s.key.clone().into(),
-                s.name.clone().into(),
-                s.labels.clone().into(),
-                s.metric_type.into(),
-                s.value.into(),
-                i64::MIN.into(),
-            ])
-            .on_conflict(
-                OnConflict::column(series::Column::SeriesKey).do_nothing_on([series::Column::SeriesKey]).to_owned(),
-            )
-            .to_owned();
-        txn.execute(&insert).await?;
-    }
-    let keys: Vec<String> = latest.keys().map(|k| (*k).to_owned()).collect();
-    let ids: HashMap<String, i64> = series::Entity::find()
-        .filter(series::Column::SeriesKey.is_in(keys))
-        .all(&txn)
-        .await?
-        .into_iter()
-        .map(|s| (s.series_key, s.id))
-        .collect();
-    // Each sample's series id, looked up once for the rollups and the rows.
-    let resolved: Vec<(i64, i64, f64)> =
-        samples.iter().filter_map(|s| Some((*ids.get(&s.key)?, s.ts, s.value))).collect();
-    let rollups = rollups::of_batch(resolved.iter().copied());
-    let mut rows = resolved.into_iter().map(|(series_id, ts, value)| sample::ActiveModel {
-        series_id: Set(series_id),
-        ts: Set(ts),
-        value: Set(value),
-        ..Default::default()
-    });
-    let mut stored = 0;
-    loop {
-        let chunk: Vec<_> = rows.by_ref().take(INSERT_CHUNK).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        stored += chunk.len();
-        sample::Entity::insert_many(chunk).exec_without_returning(&txn).await?;
-    }
-    for s in latest.values() {
-        let Some(id) = ids.get(&s.key) else { continue };
-        series::Entity::update_many()
-            .col_expr(series::Column::LastValue, Expr::value(s.value))
-            .col_expr(series::Column::LastTimestamp, Expr::value(s.ts))
-            .filter(series::Column::Id.eq(*id))
-            .filter(series::Column::LastTimestamp.lte(s.ts))
-            .exec(&txn)
-            .await?;
-    }
-    // A batch only touches a series' rollups while it holds that series.
-    rollups::add(&txn, rollups).await?;
-    txn.commit().await?;
-    Ok(stored)
-}
-
-/// PostgreSQL: the same steps as [`store`], each one statement over arrays (five round
-/// trips per batch instead of two per series plus one per 2,000 samples).
-async fn store_unnest(
-    pool: &sqlx::PgPool,
-    source_id: &str,
-    latest: &BTreeMap<&str, &Validated>,
-    samples: &[Validated],
-) -> Result<usize, sqlx::Error> {
-    let mut txn = pool.begin().await?;
-    let keys: Vec<&str> = latest.keys().copied().collect();
-    // Keys in sorted order, so concurrent batches meet the unique index in the same order.
-    sqlx::query(
-        "INSERT INTO metric_series \
-         (source_id, series_key, name, labels, metric_type, last_value, last_timestamp) \
-         SELECT $1, t.series_key, t.name, t.labels, t.metric_type, t.last_value, $7 \
-         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::float8[]) WITH ORDINALITY \
-         AS t(series_key, name, labels, metric_type, last_value, n) ORDER BY t.n \
-         ON CONFLICT (series_key) DO NOTHING",
-    )
-    .bind(source_id)
-    .bind(&keys)
-    .bind(latest.values().map(|s| s.name.as_str()).collect::<Vec<_>>())
-    .bind(latest.values().map(|s| s.labels.as_str()).collect::<Vec<_>>())
-    .bind(latest.values().map(|s| s.metric_type).collect::<Vec<_>>())
-    .bind(latest.values().map(|s| s.value).collect::<Vec<_>>())
-    .bind(i64::MIN)
-    .execute(&mut *txn)
-    .await?;
-    // Locks the series rows in key order (as `store` updates them) before the samples'
-    // foreign-key checks share-lock them in sample order; NO KEY UPDATE does not conflict
-    // with those share locks.
-    let ids: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
-        "SELECT series_key, id FROM metric_series WHERE series_key = ANY($1) ORDER BY series_key FOR NO KEY UPDATE",
-    )
-    .bind(&keys)
-    .fetch_all(&mut *txn)
-    .await?
-    .into_iter()
-    .collect();
-    let (mut series_ids, mut ts, mut values) = (Vec::new(), Vec::new(), Vec::new());
-    for s in samples {
-        if let Some(id) = ids.get(&s.key) {
-            series_ids.push(*id);
-            ts.push(s.ts);
-            values.push(s.value);
-        }
-    }
-    let stored = series_ids.len();
-    let rollups =
-        rollups::of_batch(series_ids.iter().zip(&ts).zip(&values).map(|((id, ts), value)| (*id, *ts, *value)));
-    sqlx::query(
-        "INSERT INTO metric_samples (series_id, ts, value) SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::float8[])",
-    )
-    .bind(series_ids)
-    .bind(ts)
-    .bind(values)
-    .execute(&mut *txn)
-    .await?;
-    // The series rows are locked: no other batch touches their rollups meanwhile.
-    rollups::add_pg(&mut txn, rollups).await?;
-    let (mut last_ids, mut last_values, mut last_ts) = (Vec::new(), Vec::new(), Vec::new());
-    for s in latest.values() {
-        if let Some(id) = ids.get(&s.key) {
-            last_ids.push(*id);
-            last_values.push(s.value);
-            last_ts.push(s.ts);
-        }
-    }
-    sqlx::query(
-        "UPDATE metric_series AS s SET last_value = u.last_value, last_timestamp = u.ts \
-         FROM UNNEST($1::int8[], $2::float8[], $3::int8[]) AS u(id, last_value, ts) \
-         WHERE s.id = u.id AND s.last_timestamp <= u.ts",
-    )
-    .bind(last_ids)
-    .bind(last_values)
-    .bind(last_ts)
-    .execute(&mut *txn)
-    .await?;
-    txn.commit().await?;
+    let stored =
+        storage::samples::insert(db, source_id, &samples).await.map_err(|err| super::source_gone_or(err, source_id))?;
     Ok(stored)
 }
 
@@ -386,29 +175,16 @@ pub async fn list_series(
     limit: u64,
     offset: u64,
 ) -> Result<(Vec<SeriesView>, u64), AppError> {
-    let mut query = series::Entity::find();
-    if let Some(name) = name {
-        if !valid_name(name, true) {
-            return Err(AppError::Validation(vec![FieldError::new("name", "must be a valid metric name")]));
-        }
-        query = query.filter(series::Column::Name.eq(name));
+    if name.is_some_and(|name| !valid_name(name, true)) {
+        return Err(AppError::Validation(vec![FieldError::new("name", "must be a valid metric name")]));
     }
-    if let Some(source_id) = source_id {
-        query = query.filter(series::Column::SourceId.eq(crate::ids::filter(source_id, "source_id")?));
-    }
-    let total = query.clone().count(db).await?;
-    let rows = query
-        .order_by_asc(series::Column::Name)
-        .order_by_asc(series::Column::Id)
-        .limit(limit)
-        .offset(offset)
-        .all(db)
-        .await?;
+    let source_id = source_id.map(|id| crate::ids::filter(id, "source_id")).transpose()?;
+    let (rows, total) = storage::samples::list_series(db, name, source_id.as_deref(), limit, offset).await?;
     Ok((rows.into_iter().map(SeriesView::from).collect(), total))
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// How a range query reduces a bucket's samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Aggregation {
     Avg,
     Sum,
@@ -418,52 +194,21 @@ pub enum Aggregation {
     Rate,
 }
 
-/// `POST /api/v1/metrics/query`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// A range query as a transport read it. Its times and step, and its aggregation, are
+/// parsed by the transport (whose wire forms differ); what it could not parse comes as the
+/// reason, which [`query`] reports in its turn among the query's problems.
+#[derive(Debug)]
 pub struct RangeQuery {
-    #[schema(pattern = "^[a-zA-Z_:][a-zA-Z0-9_:]*$")]
     pub metric: String,
-    #[serde(default)]
+    /// The labels a series must have, with these values (it may have others).
     pub labels: BTreeMap<String, String>,
-    /// RFC 3339 (`"2026-11-25T10:30:00Z"`) or Unix seconds, as a number or a string.
-    pub start: Value,
-    /// As `start`; not before it.
-    pub end: Value,
-    /// Seconds (a number), or a duration: `"500ms"`, `"60s"`, `"5m"`, `"1h"`, `"1d"`. At
-    /// most 11,000 steps per series.
-    pub step: Value,
-    #[schema(pattern = "^(avg|sum|min|max|count|rate)$")]
-    pub aggregation: Option<String>,
-}
-
-/// `60`, `"60"`, `"60s"`, `"5m"`, `"1h"`, `"1d"`, `"500ms"` → microseconds.
-pub fn parse_step(step: &Value) -> Result<i64, String> {
-    let err = || "must be seconds (a number) or a duration such as \"60s\", \"5m\", \"1h\"".to_owned();
-    let seconds = match step {
-        Value::Number(n) => n.as_f64().ok_or_else(err)?,
-        Value::String(s) => {
-            let s = s.trim();
-            let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-            let (number, unit) = s.split_at(split);
-            let number: f64 = number.parse().map_err(|_| err())?;
-            let factor = match unit {
-                "" | "s" => 1.0,
-                "ms" => 0.001,
-                "m" => 60.0,
-                "h" => 3600.0,
-                "d" => 86_400.0,
-                _ => return Err(err()),
-            };
-            number * factor
-        }
-        _ => return Err(err()),
-    };
-    let micros = (seconds * 1_000_000.0).round();
-    if !micros.is_finite() || micros < 1_000.0 {
-        return Err("must be at least 1 ms".to_owned());
-    }
-    Ok(micros as i64)
+    /// Microseconds since the Unix epoch.
+    pub start_micros: Result<i64, String>,
+    /// As `start_micros`; not before it.
+    pub end_micros: Result<i64, String>,
+    /// The buckets' width, in microseconds.
+    pub step_micros: Result<i64, String>,
+    pub aggregation: Result<Aggregation, String>,
 }
 
 /// Runs a range query: each matching series' samples in `[start, end]`, grouped into
@@ -472,9 +217,9 @@ pub fn parse_step(step: &Value) -> Result<i64, String> {
 /// buckets are omitted.
 pub async fn query(db: &DatabaseConnection, q: RangeQuery) -> Result<Vec<SeriesPoints>, AppError> {
     let bad = |field: &str, message: String| AppError::Validation(vec![FieldError::new(field, message)]);
-    let start = parse_timestamp(&q.start).map_err(|m| bad("start", m))?;
-    let end = parse_timestamp(&q.end).map_err(|m| bad("end", m))?;
-    let step = parse_step(&q.step).map_err(|m| bad("step", m))?;
+    let start = q.start_micros.map_err(|m| bad("start", m))?;
+    let end = q.end_micros.map_err(|m| bad("end", m))?;
+    let step = q.step_micros.map_err(|m| bad("step", m))?;
     if end < start {
         return Err(bad("end", "must not be before start".to_owned()));
     }
@@ -490,9 +235,8 @@ pub async fn query(db: &DatabaseConnection, q: RangeQuery) -> Result<Vec<SeriesP
     if q.labels.values().any(|v| v.contains('\0')) {
         return Err(bad("labels", "must not contain NUL characters".to_owned()));
     }
-    let aggregation: Aggregation = serde_json::from_value(json!(q.aggregation.as_deref().unwrap_or("avg")))
-        .map_err(|_| bad("aggregation", "must be avg, sum, min, max, count or rate".to_owned()))?;
-    let candidates = series::Entity::find().filter(series::Column::Name.eq(q.metric.as_str())).all(db).await?;
+    let aggregation = q.aggregation.map_err(|m| bad("aggregation", m))?;
+    let candidates = storage::samples::series_named(db, &q.metric).await?;
     let matching: Vec<(series::Model, BTreeMap<String, String>)> = candidates
         .into_iter()
         .filter_map(|s| {
@@ -519,6 +263,19 @@ pub async fn query(db: &DatabaseConnection, q: RangeQuery) -> Result<Vec<SeriesP
 }
 
 impl Aggregation {
+    /// An aggregation's name (`None`: `avg`).
+    pub fn parse(name: Option<&str>) -> Result<Aggregation, String> {
+        Ok(match name.unwrap_or("avg") {
+            "avg" => Aggregation::Avg,
+            "sum" => Aggregation::Sum,
+            "min" => Aggregation::Min,
+            "max" => Aggregation::Max,
+            "count" => Aggregation::Count,
+            "rate" => Aggregation::Rate,
+            _ => return Err("must be avg, sum, min, max, count or rate".to_owned()),
+        })
+    }
+
     /// The parts it is computed from: the samples query computes only those.
     fn parts(self) -> &'static [Part] {
         match self {
@@ -582,25 +339,11 @@ async fn buckets(
         }
     }
     if samples_from <= end {
-        // start and step are integers we computed: safe to render as literals.
-        let bucket = match db.get_database_backend() {
-            DbBackend::MySql => format!("(ts - {start}) DIV {step}"),
-            _ => format!("(ts - {start}) / {step}"),
-        };
-        let statement = Query::select()
-            .column(sample::Column::SeriesId)
-            .expr_as(Expr::cust(bucket), "bucket")
-            .exprs(aggregation.parts().iter().map(|part| Expr::cust(part.sql())))
-            .from(sample::Entity)
-            .and_where(Expr::col(sample::Column::SeriesId).is_in(ids.iter().copied()))
-            .and_where(Expr::col(sample::Column::Ts).gte(samples_from))
-            .and_where(Expr::col(sample::Column::Ts).lte(end))
-            .add_group_by([Expr::col(sample::Column::SeriesId), Expr::cust("bucket")])
-            .to_owned();
-        for row in db.query_all(&statement).await? {
-            let partial = Partial::read(&row, 2, aggregation.parts())?;
-            buckets.add(row.try_get_by_index(0)?, row.try_get_by_index(1)?, partial);
-        }
+        let range = samples_from..=end;
+        storage::samples::read_buckets(db, ids, (start, step), range, aggregation.parts(), |id, bucket, p| {
+            buckets.add(id, bucket, p)
+        })
+        .await?;
     }
     Ok(buckets.done())
 }
@@ -708,19 +451,6 @@ impl Buckets {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn steps_parse_in_seconds_and_units() {
-        assert_eq!(parse_step(&json!(60)), Ok(60_000_000));
-        assert_eq!(parse_step(&json!("60s")), Ok(60_000_000));
-        assert_eq!(parse_step(&json!("5m")), Ok(300_000_000));
-        assert_eq!(parse_step(&json!("1h")), Ok(3_600_000_000));
-        assert_eq!(parse_step(&json!("250ms")), Ok(250_000));
-        assert_eq!(parse_step(&json!("15")), Ok(15_000_000));
-        for bad in [json!(0), json!("-5s"), json!("5 parsecs"), json!(null), json!("")] {
-            assert!(parse_step(&bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn buckets_merge_and_sort_whatever_order_rows_arrive_in() {

@@ -1,14 +1,11 @@
 //! Sources: the producers of logs and metrics.
 
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::conflict_or;
-use crate::storage::entity::source;
+use super::{conflict_or, ingest_keys::cache::IngestKeyCache};
+use crate::storage::{self, entity::source, sources::SourceChange};
 use crate::{
     config::Cidr,
     error::{AppError, FieldError},
@@ -150,20 +147,20 @@ pub async fn create(
 ) -> Result<SourceView, AppError> {
     input.validate(true)?;
     let now = now_micros();
-    let model = source::ActiveModel {
-        id: Set(uuid::Uuid::new_v4().to_string()),
-        name: Set(input.name.unwrap_or_default()),
-        source_type: Set(input.source_type.unwrap_or_default()),
-        description: Set(input.description.unwrap_or_default()),
-        enabled: Set(input.enabled.unwrap_or(true)),
-        config: Set(input.config.unwrap_or_else(|| Value::Object(Default::default())).to_string()),
-        allowed_cidrs: Set(normalized_cidrs(&input.allowed_cidrs.unwrap_or_default())),
-        created_at: Set(now),
-        updated_at: Set(now),
-        created_by: Set(Some(created_by.to_owned())),
+    let row = source::Model {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: input.name.unwrap_or_default(),
+        source_type: input.source_type.unwrap_or_default(),
+        description: input.description.unwrap_or_default(),
+        enabled: input.enabled.unwrap_or(true),
+        config: input.config.unwrap_or_else(|| Value::Object(Default::default())).to_string(),
+        allowed_cidrs: normalized_cidrs(&input.allowed_cidrs.unwrap_or_default()),
+        created_at: now,
+        updated_at: now,
+        created_by: Some(created_by.to_owned()),
     };
-    let txn = crate::storage::begin_write(db).await?;
-    let created = model.insert(&txn).await.map_err(|e| conflict_or(e, "A source with this name"))?;
+    let txn = storage::begin_write(db).await?;
+    let created = storage::sources::insert(&txn, row).await.map_err(|e| conflict_or(e, "A source with this name"))?;
     audit::record(&txn, meta, AuditEntry::new("CREATE_SOURCE", "source", Some(&created.id), AuditStatus::Success))
         .await?;
     txn.commit().await?;
@@ -172,8 +169,7 @@ pub async fn create(
 
 /// The source, or 404 (also for ids that are not UUIDs).
 pub async fn find(db: &impl ConnectionTrait, id: &str) -> Result<source::Model, AppError> {
-    source::Entity::find_by_id(crate::ids::found(id, "Source")?)
-        .one(db)
+    storage::sources::find(db, &crate::ids::found(id, "Source")?)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("Source not found: {id}")))
 }
@@ -194,15 +190,8 @@ pub async fn list(
         let message = format!("must be one of {}", SOURCE_TYPES.join(", "));
         return Err(AppError::Validation(vec![FieldError::new("type", message)]));
     }
-    let mut query = source::Entity::find();
-    if let Some(t) = &filter.source_type {
-        query = query.filter(source::Column::SourceType.eq(t.as_str()));
-    }
-    if let Some(enabled) = filter.enabled {
-        query = query.filter(source::Column::Enabled.eq(enabled));
-    }
-    let total = query.clone().count(db).await?;
-    let rows = query.order_by_asc(source::Column::Name).limit(limit).offset(offset).all(db).await?;
+    let (rows, total) =
+        storage::sources::list(db, filter.source_type.as_deref(), filter.enabled, limit, offset).await?;
     Ok((rows.into_iter().map(SourceView::from).collect(), total))
 }
 
@@ -215,46 +204,42 @@ pub async fn update(
 ) -> Result<SourceView, AppError> {
     input.validate(false)?;
     let id = &crate::ids::found(id, "Source")?;
-    let txn = crate::storage::begin_write(db).await?;
+    let txn = storage::begin_write(db).await?;
     let current = find(&txn, id).await?;
-    let mut change: source::ActiveModel = current.into();
-    if let Some(name) = input.name {
-        change.name = Set(name);
-    }
-    if let Some(t) = input.source_type {
-        change.source_type = Set(t);
-    }
-    if let Some(d) = input.description {
-        change.description = Set(d);
-    }
-    if let Some(e) = input.enabled {
-        change.enabled = Set(e);
-    }
-    if let Some(c) = input.config {
-        change.config = Set(c.to_string());
-    }
-    if let Some(cidrs) = input.allowed_cidrs {
-        change.allowed_cidrs = Set(normalized_cidrs(&cidrs));
-    }
-    change.updated_at = Set(now_micros());
-    let updated = change.update(&txn).await.map_err(|e| conflict_or(e, "A source with this name"))?;
+    let change = SourceChange {
+        name: input.name,
+        source_type: input.source_type,
+        description: input.description,
+        enabled: input.enabled,
+        config: input.config.map(|c| c.to_string()),
+        allowed_cidrs: input.allowed_cidrs.map(|cidrs| normalized_cidrs(&cidrs)),
+        updated_at: now_micros(),
+    };
+    let updated =
+        storage::sources::update(&txn, current, change).await.map_err(|e| conflict_or(e, "A source with this name"))?;
     audit::record(&txn, meta, AuditEntry::new("UPDATE_SOURCE", "source", Some(id), AuditStatus::Success)).await?;
     txn.commit().await?;
     Ok(updated.into())
 }
 
-/// Deletes the source; its ingest keys, logs and metrics go with it (ON DELETE CASCADE).
+/// Deletes the source; its ingest keys, logs and metrics go with it (ON DELETE CASCADE),
+/// and its keys cached in `keys` are dropped, so they are refused at once.
 /// Ingest running meanwhile can deadlock the cascade on PostgreSQL (a batch holds its
 /// series rows and waits for the source's, the cascade the other way round): the
 /// deletion is then run again.
-pub async fn delete(db: &DatabaseConnection, id: &str, meta: &AuditMeta) -> Result<(), AppError> {
+pub async fn delete(
+    db: &DatabaseConnection,
+    keys: &IngestKeyCache,
+    id: &str,
+    meta: &AuditMeta,
+) -> Result<(), AppError> {
     let id = &crate::ids::found(id, "Source")?;
-    let deleted = crate::storage::retry_deadlocks(|| async {
-        let txn = crate::storage::begin_write(db).await?;
-        if source::Entity::find_by_id(id.to_owned()).one(&txn).await?.is_none() {
+    let deleted = storage::retry_deadlocks(|| async {
+        let txn = storage::begin_write(db).await?;
+        if storage::sources::find(&txn, id).await?.is_none() {
             return Ok(false);
         }
-        source::Entity::delete_by_id(id.to_owned()).exec(&txn).await?;
+        storage::sources::delete(&txn, id).await?;
         audit::record(&txn, meta, AuditEntry::new("DELETE_SOURCE", "source", Some(id), AuditStatus::Success)).await?;
         txn.commit().await?;
         Ok(true)
@@ -263,5 +248,6 @@ pub async fn delete(db: &DatabaseConnection, id: &str, meta: &AuditMeta) -> Resu
     if !deleted {
         return Err(AppError::NotFound(format!("Source not found: {id}")));
     }
+    keys.forget_source(id);
     Ok(())
 }

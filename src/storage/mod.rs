@@ -1,15 +1,21 @@
 //! The database layer: one pool for SQLite, PostgreSQL or MariaDB/MySQL, picked at run
-//! time from `DATABASE_URL`, plus a background health check the probes read.
+//! time from `DATABASE_URL`, plus a background health check the probes read. The data
+//! plane's statements are in a module per aggregate (`sources`, `ingest_keys`, `logs`,
+//! `samples` with `rollups`); services call them, inside transactions they open.
 
 pub mod api_keys;
 pub mod audit;
 pub mod entity;
 mod health;
+pub mod ingest_keys;
+pub mod logs;
 pub mod migrate;
 pub mod paging;
 pub mod rollups;
+pub mod samples;
 pub mod sessions;
 pub mod settings;
+pub mod sources;
 pub mod throttle;
 pub mod usage;
 pub mod users;

@@ -1,0 +1,99 @@
+//! The `sources` table.
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+
+use super::entity::source;
+
+pub async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Option<source::Model>, DbErr> {
+    source::Entity::find_by_id(id.to_owned()).one(db).await
+}
+
+pub async fn insert(db: &impl ConnectionTrait, row: source::Model) -> Result<source::Model, DbErr> {
+    source::ActiveModel {
+        id: Set(row.id),
+        name: Set(row.name),
+        source_type: Set(row.source_type),
+        description: Set(row.description),
+        enabled: Set(row.enabled),
+        config: Set(row.config),
+        allowed_cidrs: Set(row.allowed_cidrs),
+        created_at: Set(row.created_at),
+        updated_at: Set(row.updated_at),
+        created_by: Set(row.created_by),
+    }
+    .insert(db)
+    .await
+}
+
+/// The columns an update changes (`None`: left as it is), the stored forms of the values.
+#[derive(Debug, Default)]
+pub struct SourceChange {
+    pub name: Option<String>,
+    pub source_type: Option<String>,
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+    /// A JSON object, as text.
+    pub config: Option<String>,
+    /// A JSON array of CIDR strings, as text.
+    pub allowed_cidrs: Option<String>,
+    pub updated_at: i64,
+}
+
+/// Writes `change` over `current`, the row as read in the same transaction.
+pub async fn update(
+    db: &impl ConnectionTrait,
+    current: source::Model,
+    change: SourceChange,
+) -> Result<source::Model, DbErr> {
+    let mut row: source::ActiveModel = current.into();
+    if let Some(name) = change.name {
+        row.name = Set(name);
+    }
+    if let Some(t) = change.source_type {
+        row.source_type = Set(t);
+    }
+    if let Some(d) = change.description {
+        row.description = Set(d);
+    }
+    if let Some(e) = change.enabled {
+        row.enabled = Set(e);
+    }
+    if let Some(c) = change.config {
+        row.config = Set(c);
+    }
+    if let Some(cidrs) = change.allowed_cidrs {
+        row.allowed_cidrs = Set(cidrs);
+    }
+    row.updated_at = Set(change.updated_at);
+    row.update(db).await
+}
+
+/// A page of the sources of `source_type` (any when `None`) that are `enabled` (either
+/// when `None`), by name, and how many there are in all.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    source_type: Option<&str>,
+    enabled: Option<bool>,
+    limit: u64,
+    offset: u64,
+) -> Result<(Vec<source::Model>, u64), DbErr> {
+    let mut query = source::Entity::find();
+    if let Some(t) = source_type {
+        query = query.filter(source::Column::SourceType.eq(t));
+    }
+    if let Some(enabled) = enabled {
+        query = query.filter(source::Column::Enabled.eq(enabled));
+    }
+    let total = query.clone().count(db).await?;
+    let rows = query.order_by_asc(source::Column::Name).limit(limit).offset(offset).all(db).await?;
+    Ok((rows, total))
+}
+
+/// Deletes the source; its ingest keys, logs and metrics go with it (ON DELETE CASCADE).
+pub async fn delete(db: &impl ConnectionTrait, id: &str) -> Result<(), DbErr> {
+    source::Entity::delete_by_id(id.to_owned()).exec(db).await?;
+    Ok(())
+}

@@ -203,6 +203,6 @@ fn spawn_license_checks(license: Arc<License>, db: Database, metrics: Arc<Metric
 /// Usage figures for the keepalive.
 async fn usage(db: &Database, metrics: &Metrics) -> serde_json::Value {
     let users = crate::storage::users::count(db.conn()).await.ok();
-    let sources = crate::storage::usage::sources(db.conn()).await.ok();
+    let sources = crate::storage::sources::count(db.conn()).await.ok();
     serde_json::json!({ "requests_total": metrics.requests_total(), "users": users, "sources": sources })
 }

@@ -1,7 +1,9 @@
-//! The database layer: one pool for SQLite, PostgreSQL or MariaDB/MySQL, picked at run
-//! time from `DATABASE_URL`, plus a background health check the probes read. The data
-//! plane's statements are in a module per aggregate (`sources`, `ingest_keys`, `logs`,
-//! `samples` with `rollups`); services call them, inside transactions they open.
+//! Storage, the only layer that writes SQL: one pool for SQLite, PostgreSQL or
+//! MariaDB/MySQL, picked at run time from `DATABASE_URL`, with a background health check
+//! the probes read; the migrations; every entity (`entity`); and a module per aggregate
+//! (`users`, `sessions`, `api_keys`, `throttle`, `audit`, `settings`, `sources`,
+//! `ingest_keys`, `logs`, `samples` with `rollups`). Services call them, inside the
+//! transactions they open with [`begin_write`].
 
 pub mod api_keys;
 pub mod audit;
@@ -17,7 +19,6 @@ pub mod sessions;
 pub mod settings;
 pub mod sources;
 pub mod throttle;
-pub mod usage;
 pub mod users;
 
 use std::{

@@ -97,3 +97,8 @@ pub async fn delete(db: &impl ConnectionTrait, id: &str) -> Result<(), DbErr> {
     source::Entity::delete_by_id(id.to_owned()).exec(db).await?;
     Ok(())
 }
+
+/// How many sources there are (for the license keepalive's usage figures).
+pub async fn count(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    source::Entity::find().count(conn).await
+}

@@ -45,6 +45,29 @@ struct CheckLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IngestLabels {
+    source_id: String,
+    kind: &'static str,
+    outcome: &'static str,
+}
+
+/// What an ingest batch carried: log lines or metric samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IngestKind {
+    Logs,
+    Samples,
+}
+
+impl IngestKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            IngestKind::Logs => "logs",
+            IngestKind::Samples => "samples",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DurationLabels {
     endpoint: String,
     method: String,
@@ -65,6 +88,7 @@ pub struct Metrics {
     license_checks: Family<CheckLabels, Counter>,
     grpc_calls: Family<GrpcLabels, Counter>,
     grpc_durations: Option<HistogramFamily<GrpcMethodLabels>>,
+    ingest_items: Family<IngestLabels, Counter>,
     requests_total: std::sync::atomic::AtomicU64,
 }
 
@@ -103,6 +127,12 @@ impl Metrics {
                 durations.clone(),
             );
         }
+        let ingest_items = Family::<IngestLabels, Counter>::default();
+        registry.register(
+            "killkrill_ingest_items",
+            "Log lines and metric samples received per source, accepted (stored) or refused (their batch was)",
+            ingest_items.clone(),
+        );
         let license_checks = Family::<CheckLabels, Counter>::default();
         registry.register("killkrill_license_checks", "Calls to the license server, by result", license_checks.clone());
         registry.register_collector(Box::new(ProcessCollector));
@@ -114,8 +144,20 @@ impl Metrics {
             license_checks,
             grpc_calls,
             grpc_durations,
+            ingest_items,
             requests_total: Default::default(),
         }
+    }
+
+    /// Counts the items of an ingest batch for `source_id`: `accepted` if it was stored,
+    /// else refused (a batch is stored whole or not at all).
+    pub fn observe_ingest(&self, source_id: &str, kind: IngestKind, items: usize, accepted: bool) {
+        let labels = IngestLabels {
+            source_id: source_id.to_owned(),
+            kind: kind.as_str(),
+            outcome: if accepted { "accepted" } else { "refused" },
+        };
+        self.ingest_items.get_or_create(&labels).inc_by(items as u64);
     }
 
     /// Counts a call to the license server.

@@ -111,7 +111,7 @@ impl LogService for LogApi {
                     }
                 };
                 let entries = batch.logs.into_iter().map(new_log).collect();
-                let count = logs::ingest(&self.0.db, &source.id, entries).await?;
+                let count = logs::ingest(&self.0.db, &self.0.metrics, &source.id, entries).await?;
                 current = Some((source, checked));
                 Ok::<_, AppError>(count)
             }

@@ -64,7 +64,7 @@ impl MetricService for MetricApi {
             let ingestor = ingestor(&call, &self.0).await?;
             let source = ingestor.authorize(self.0.db.conn(), &batch.source_id, call.client_ip()).await?;
             let inputs = batch.metrics.into_iter().map(new_sample).collect();
-            let accepted = samples::ingest(&self.0.db, &source.id, inputs).await?;
+            let accepted = samples::ingest(&self.0.db, &self.0.metrics, &source.id, inputs).await?;
             Ok(IngestMetricsResponse { accepted: accepted as u64 })
         })
         .await

@@ -164,7 +164,8 @@ pub async fn ingest_logs(
 ) -> Result<Response, HttpError> {
     let (source_id, entries) = parse_logs(&headers, query, &body)?;
     let source = ingestor.authorize(state.db.conn(), &source_id, ctx.client_ip).await?;
-    let accepted = logs::ingest(&state.db, &source.id, entries.into_iter().map(NewLog::from).collect()).await?;
+    let accepted =
+        logs::ingest(&state.db, &state.metrics, &source.id, entries.into_iter().map(NewLog::from).collect()).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": accepted }))).into_response())
 }
 
@@ -245,7 +246,7 @@ pub async fn ingest_metrics(
 ) -> Result<Response, HttpError> {
     let source = ingestor.authorize(state.db.conn(), &batch.source_id, ctx.client_ip).await?;
     let inputs = batch.metrics.into_iter().map(NewSample::from).collect();
-    let accepted = samples::ingest(&state.db, &source.id, inputs).await?;
+    let accepted = samples::ingest(&state.db, &state.metrics, &source.id, inputs).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": accepted }))).into_response())
 }
 

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::{
     error::{AppError, FieldError},
+    metrics::{IngestKind, Metrics},
     storage::{
         self, Database,
         entity::log,
@@ -175,8 +176,21 @@ fn validate(index: usize, entry: NewLog, received_at: i64, problems: &mut Vec<Fi
     })
 }
 
-/// Validates every entry, then stores all of them in one transaction, or none.
-pub async fn ingest(db: &Database, source_id: &str, entries: Vec<NewLog>) -> Result<usize, AppError> {
+/// Validates every entry, then stores all of them in one transaction, or none; counts the
+/// batch's lines for its source in `/metrics`, accepted or refused.
+pub async fn ingest(
+    db: &Database,
+    metrics: &Metrics,
+    source_id: &str,
+    entries: Vec<NewLog>,
+) -> Result<usize, AppError> {
+    let items = entries.len();
+    let stored = store(db, source_id, entries).await;
+    metrics.observe_ingest(source_id, IngestKind::Logs, items, stored.is_ok());
+    stored
+}
+
+async fn store(db: &Database, source_id: &str, entries: Vec<NewLog>) -> Result<usize, AppError> {
     if entries.is_empty() {
         return Err(AppError::Validation(vec![FieldError::new("logs", "must contain at least one entry")]));
     }

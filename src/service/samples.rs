@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     error::{AppError, FieldError},
+    metrics::{IngestKind, Metrics},
     storage::entity::series,
     storage::rollups::{self, FINE, MINUTE, Part, Partial},
     storage::{self, Database, samples::SampleRow},
@@ -114,8 +115,21 @@ fn validate(
     })
 }
 
-/// Validates every sample, then stores all of them in one transaction, or none.
-pub async fn ingest(db: &Database, source_id: &str, inputs: Vec<NewSample>) -> Result<usize, AppError> {
+/// Validates every sample, then stores all of them in one transaction, or none; counts the
+/// batch's samples for its source in `/metrics`, accepted or refused.
+pub async fn ingest(
+    db: &Database,
+    metrics: &Metrics,
+    source_id: &str,
+    inputs: Vec<NewSample>,
+) -> Result<usize, AppError> {
+    let items = inputs.len();
+    let stored = store(db, source_id, inputs).await;
+    metrics.observe_ingest(source_id, IngestKind::Samples, items, stored.is_ok());
+    stored
+}
+
+async fn store(db: &Database, source_id: &str, inputs: Vec<NewSample>) -> Result<usize, AppError> {
     if inputs.is_empty() {
         return Err(AppError::Validation(vec![FieldError::new("metrics", "must contain at least one sample")]));
     }

@@ -143,7 +143,22 @@ async fn anonymous_requests_and_ingest_leave_no_audit_rows_but_a_source_create_d
         })
         .collect();
     assert!(statuses(metrics).await.iter().all(|s| *s == 202));
+    let bad = json!({"source_id": source_id, "logs": [{"message": "ok"}, {"message": "bad", "level": "loud"}]});
+    let refused = client.post(server.url("/api/v1/logs")).bearer_auth(&token).json(&bad);
+    assert_eq!(refused.send().await.unwrap().status(), 400);
     assert_eq!(audit_rows(&db).await, before, "no audit row for unknown routes, 401s or ingest");
+
+    // Ingest is counted per source in /metrics instead.
+    let exposition = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let count = |kind: &str, outcome: &str| {
+        let series =
+            format!("killkrill_ingest_items_total{{source_id=\"{source_id}\",kind=\"{kind}\",outcome=\"{outcome}\"}} ");
+        let line = exposition.lines().find(|line| line.starts_with(&series));
+        line.and_then(|line| line[series.len()..].parse::<u64>().ok())
+    };
+    assert_eq!(count("logs", "accepted"), Some(1_000), "{exposition}");
+    assert_eq!(count("logs", "refused"), Some(2));
+    assert_eq!(count("samples", "accepted"), Some(100));
 
     let second = server.authed(Method::POST, "/api/v1/sources", &token).json(&json!({"name": "db", "type": "http"}));
     assert_eq!(second.send().await.unwrap().status(), 201);

@@ -185,18 +185,11 @@ pub async fn ingest(
     entries: Vec<NewLog>,
 ) -> Result<usize, AppError> {
     let items = entries.len();
-    let stored = store(db, source_id, entries).await;
-    metrics.observe_ingest(source_id, IngestKind::Logs, items, stored.is_ok());
-    stored
+    super::counted(metrics, source_id, IngestKind::Logs, items, store(db, source_id, entries)).await
 }
 
 async fn store(db: &Database, source_id: &str, entries: Vec<NewLog>) -> Result<usize, AppError> {
-    if entries.is_empty() {
-        return Err(AppError::Validation(vec![FieldError::new("logs", "must contain at least one entry")]));
-    }
-    if entries.len() > MAX_BATCH {
-        return Err(AppError::TooLarge(format!("A batch holds at most {MAX_BATCH} log entries")));
-    }
+    super::check_batch(entries.len(), MAX_BATCH, "logs", ("entry", "log entries"))?;
     let _turn = db.ingest_turn().await;
     let received_at = now_micros();
     let mut problems = Vec::new();

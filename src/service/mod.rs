@@ -15,7 +15,10 @@ pub mod status;
 use sea_orm::{DbErr, SqlErr};
 use serde_json::Value;
 
-use crate::error::AppError;
+use crate::{
+    error::{AppError, FieldError},
+    metrics::{IngestKind, Metrics},
+};
 
 /// Maps a foreign-key violation of rows stored for `source_id` to 404: the source was
 /// deleted while they were being stored (ingest checks it first, but does not hold it),
@@ -59,6 +62,32 @@ pub fn conflict_or(err: DbErr, what: &str) -> AppError {
         Some(SqlErr::UniqueConstraintViolation(_)) => AppError::Conflict(format!("{what} already exists")),
         _ => AppError::from(err),
     }
+}
+
+/// The bounds of an ingest batch of `len` items: at least one (else a validation error on
+/// `field`, naming `one` item), at most `max` (else too large, naming `many`).
+fn check_batch(len: usize, max: usize, field: &str, (one, many): (&str, &str)) -> Result<(), AppError> {
+    if len == 0 {
+        return Err(AppError::Validation(vec![FieldError::new(field, format!("must contain at least one {one}"))]));
+    }
+    if len > max {
+        return Err(AppError::TooLarge(format!("A batch holds at most {max} {many}")));
+    }
+    Ok(())
+}
+
+/// Awaits an ingest batch's storing and counts its `items` for `source_id` in `/metrics`:
+/// accepted if it was stored, refused if not (a batch is stored whole or not at all).
+async fn counted(
+    metrics: &Metrics,
+    source_id: &str,
+    kind: IngestKind,
+    items: usize,
+    stored: impl Future<Output = Result<usize, AppError>>,
+) -> Result<usize, AppError> {
+    let stored = stored.await;
+    metrics.observe_ingest(source_id, kind, items, stored.is_ok());
+    stored
 }
 
 #[cfg(test)]

@@ -124,18 +124,11 @@ pub async fn ingest(
     inputs: Vec<NewSample>,
 ) -> Result<usize, AppError> {
     let items = inputs.len();
-    let stored = store(db, source_id, inputs).await;
-    metrics.observe_ingest(source_id, IngestKind::Samples, items, stored.is_ok());
-    stored
+    super::counted(metrics, source_id, IngestKind::Samples, items, store(db, source_id, inputs)).await
 }
 
 async fn store(db: &Database, source_id: &str, inputs: Vec<NewSample>) -> Result<usize, AppError> {
-    if inputs.is_empty() {
-        return Err(AppError::Validation(vec![FieldError::new("metrics", "must contain at least one sample")]));
-    }
-    if inputs.len() > MAX_BATCH {
-        return Err(AppError::TooLarge(format!("A batch holds at most {MAX_BATCH} samples")));
-    }
+    super::check_batch(inputs.len(), MAX_BATCH, "metrics", ("sample", "samples"))?;
     let _turn = db.ingest_turn().await;
     let now = now_micros();
     let mut problems = Vec::new();

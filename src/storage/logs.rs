@@ -188,9 +188,9 @@ pub async fn page(db: &DatabaseConnection, selection: &LogSelection<'_>, limit: 
         condition = condition.add(matches);
     }
     if let Some((ts, id)) = selection.after {
-        // `ts <= c.ts` alone is what an index range can start from: without it every
-        // database read the newer rows again and filtered them out (a page 30 M rows deep
-        // took 27 s on PostgreSQL).
+        // `ts <= c.ts` alone is what an index range can start from: without it the
+        // database reads every newer row again and filters it out, so a page would cost in
+        // proportion to its depth.
         condition = condition.add(log::Column::Ts.lte(ts)).add(
             Condition::any()
                 .add(log::Column::Ts.lt(ts))
@@ -224,9 +224,8 @@ fn like_pattern(q: &str) -> String {
 /// With a plain equality, `ORDER BY ts DESC, id DESC LIMIT 51` may be planned as a
 /// backward scan of the `(ts, id)` index that filters rows on the way. That costs the
 /// same as the `(source_id, ts, id)` index while a source's lines are spread evenly, but for
-/// a source that went quiet it reads every newer line of every other source first: 51 ms
-/// behind 500,000 newer lines (3.6 M in all) against 0.1 ms through its own index, and it
-/// grows with the traffic since. PostgreSQL turns `IN (a, a)` into `= ANY(ARRAY[a, a])`,
+/// a source that went quiet it reads every newer line of every other source first, a cost
+/// that grows with the traffic since, where its own index reads only its page. PostgreSQL turns `IN (a, a)` into `= ANY(ARRAY[a, a])`,
 /// which means the same, and after which an order starting with the column is given by
 /// that column's own index only.
 fn pinned_eq(column: log::Column, value: &str) -> sea_orm::sea_query::SimpleExpr {

@@ -10,12 +10,9 @@ use serde_json::json;
 
 use crate::{
     auth::{Principal, Role},
-    config::LogLevel,
-    error::{AppError, FieldError},
     http::error::HttpError,
     http::principal::AdminOnly,
     http::{context::RequestContext, extract::Json},
-    service::audit::{self, AuditEntry, AuditStatus},
     service::settings,
     state::AppState,
 };
@@ -63,26 +60,8 @@ pub async fn put_config(
     let Some(requested) = change.log_level else {
         return Ok(axum::Json(config_view(&state)).into_response());
     };
-    let level =
-        LogLevel::parse(&requested).filter(|_| ["DEBUG", "INFO", "WARNING", "ERROR"].contains(&requested.as_str()));
-    let Some(level) = level else {
-        return Err(
-            AppError::Validation(vec![FieldError::new("log_level", "must be DEBUG, INFO, WARNING or ERROR")]).into()
-        );
-    };
     let meta = ctx.audit_meta(Some(&principal.user_id));
-    settings::store_log_level(state.db.conn(), level, |txn| {
-        Box::pin(async move {
-            audit::record(
-                txn,
-                &meta,
-                AuditEntry::new("UPDATE_CONFIG", "config", Some("log_level"), AuditStatus::Success),
-            )
-            .await
-        })
-    })
-    .await?;
-    state.log_level.set(level).map_err(AppError::internal)?;
+    let level = settings::change_log_level(state.db.conn(), &state.log_level, &requested, &meta).await?;
     ctx.audit.mark_handled();
     tracing::warn!(event = "log_level_changed", level = level.as_str(), by = %principal.username);
     Ok(axum::Json(config_view(&state)).into_response())

@@ -2,25 +2,41 @@
 //! stored, applied at once on the replica that took it, and picked up by the others
 //! within [`POLL_INTERVAL`].
 
-use std::{future::Future, pin::Pin, time::Duration};
+use std::time::Duration;
 
-use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
+use sea_orm::{DatabaseConnection, DbErr};
 
-use crate::{config::LogLevel, storage::settings as rows, telemetry::LogLevelHandle, time::now_micros};
+use crate::{
+    config::LogLevel,
+    error::{AppError, FieldError},
+    service::audit::{self, AuditEntry, AuditMeta, AuditStatus},
+    storage::settings as rows,
+    telemetry::LogLevelHandle,
+    time::now_micros,
+};
 
 pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
 const LOG_LEVEL_KEY: &str = "log_level";
 
-/// Stores the log level, running `also` (the audit row) in the same transaction.
-pub async fn store_log_level(
+/// An admin's change of the log level (`DEBUG`, `INFO`, `WARNING` or `ERROR`): stored with
+/// its audit row in one transaction, then applied on this replica at once.
+pub async fn change_log_level(
     db: &DatabaseConnection,
-    level: LogLevel,
-    also: impl FnOnce(&DatabaseTransaction) -> Pin<Box<dyn Future<Output = Result<(), DbErr>> + Send + '_>> + Send,
-) -> Result<(), DbErr> {
+    handle: &LogLevelHandle,
+    requested: &str,
+    meta: &AuditMeta,
+) -> Result<LogLevel, AppError> {
+    let level = LogLevel::parse(requested).filter(|_| ["DEBUG", "INFO", "WARNING", "ERROR"].contains(&requested));
+    let Some(level) = level else {
+        return Err(AppError::Validation(vec![FieldError::new("log_level", "must be DEBUG, INFO, WARNING or ERROR")]));
+    };
     let txn = crate::storage::begin_write(db).await?;
     rows::put(&txn, LOG_LEVEL_KEY, level.as_str(), now_micros()).await?;
-    also(&txn).await?;
-    txn.commit().await
+    let entry = AuditEntry::new("UPDATE_CONFIG", "config", Some(LOG_LEVEL_KEY), AuditStatus::Success);
+    audit::record(&txn, meta, entry).await?;
+    txn.commit().await?;
+    handle.set(level).map_err(AppError::internal)?;
+    Ok(level)
 }
 
 /// The stored level and when it was set (microseconds).

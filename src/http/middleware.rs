@@ -152,10 +152,19 @@ async fn audit_request(state: &AppState, meta: &AuditMeta, method: &str, endpoin
     let resource_type = template.get(3).copied().unwrap_or(endpoint);
     let resource_id =
         template.iter().position(|segment| segment.starts_with('{')).and_then(|at| path.split('/').nth(at));
-    let entry =
-        AuditEntry::new(&format!("{method} {endpoint}"), resource_type, resource_id, AuditStatus::from_http(status));
+    let entry = AuditEntry::new(&format!("{method} {endpoint}"), resource_type, resource_id, audit_status(status));
     if let Err(err) = audit::record(state.db.conn(), meta, entry).await {
         tracing::error!(event = "audit_write_failed", correlation_id = %meta.correlation_id, error = %err);
+    }
+}
+
+/// How a refused request ended, for its audit row: denied for lack of credentials or
+/// rights (401, 403, 429), else a failure.
+fn audit_status(status: u16) -> AuditStatus {
+    match status {
+        200..=399 => AuditStatus::Success,
+        401 | 403 | 429 => AuditStatus::Denied,
+        _ => AuditStatus::Failure,
     }
 }
 

@@ -14,19 +14,10 @@ use crate::{
     error::AppError,
     http::context::AuditSlot,
     http::error::HttpError,
-    service::identity::{AuthError, Credentials},
+    service::identity::Credentials,
     state::AppState,
     tls::ClientCert,
 };
-
-impl From<AuthError> for AppError {
-    fn from(err: AuthError) -> Self {
-        match err {
-            AuthError::Db(db) => AppError::from(db),
-            other => AppError::Unauthorized(other.to_string()),
-        }
-    }
-}
 
 impl FromRequestParts<AppState> for Principal {
     type Rejection = HttpError;

@@ -63,14 +63,6 @@ impl AuditStatus {
             AuditStatus::Failure => "failure",
         }
     }
-
-    pub fn from_http(status: u16) -> Self {
-        match status {
-            200..=399 => AuditStatus::Success,
-            401 | 403 | 429 => AuditStatus::Denied,
-            _ => AuditStatus::Failure,
-        }
-    }
 }
 
 /// Who asked, from where, under which correlation id.

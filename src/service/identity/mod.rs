@@ -28,6 +28,7 @@ use crate::{
         token::{Claims, TokenSigner, TokenType},
     },
     config::Config,
+    error::AppError,
     storage::{api_keys as key_rows, sessions as session_rows, users},
     time::{now_micros, now_seconds},
     tls::ClientCert,
@@ -88,6 +89,16 @@ pub enum AuthError {
     UnknownCertificate,
     #[error(transparent)]
     Db(#[from] DbErr),
+}
+
+/// Every transport answers refused credentials alike (HTTP 401, gRPC UNAUTHENTICATED).
+impl From<AuthError> for AppError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Db(db) => AppError::from(db),
+            other => AppError::Unauthorized(other.to_string()),
+        }
+    }
 }
 
 /// The identity service, shared by every request.

@@ -176,9 +176,10 @@ to_ms() { # a wrk duration (12.34us, 1.2ms, 1.00s, 2m) in milliseconds
         printf "%.1f", n
     }'
 }
-calls_in() { [[ -f "$1" ]] && json_num calls <"$1" || echo 0; }                  # FILE: the client's calls
-json_num() { grep -o "\"$1\":[-0-9.e]*" | head -n1 | sed 's/^[^:]*://'; }        # NAME < JSON
-json_str() { grep -o "\"$1\":\"[^\"]*\"" | head -n1 | sed 's/^"[^"]*":"//; s/"$//'; }  # NAME < JSON
+calls_in() { local n=""; [[ ! -f "$1" ]] || n="$(json_num calls <"$1")"; echo "${n:-0}"; }  # FILE: the client's calls
+# The first number / string value of "NAME" in the JSON on stdin, or nothing.
+json_num() { { grep -o "\"$1\":[-0-9.e]*" || true; } | head -n1 | sed 's/^[^:]*://'; }
+json_str() { { grep -o "\"$1\":\"[^\"]*\"" || true; } | head -n1 | sed 's/^"[^"]*":"//; s/"$//'; }
 
 CLK="$(getconf CLK_TCK)"
 proc_ticks() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }'; }  # utime + stime
@@ -398,8 +399,8 @@ grpc_load() {
     [[ -n "$first_error" ]] || first_error="$(json_str error <"$out")"
     BAD_LAST[$key]="$first_error"
     RPS[$key]="$(awk -v n="$ok" -v r="${REFUSED[$key]}" -v d="$DURATION" 'BEGIN { printf "%.1f", (n - r) / d }')"
-    P50[$key]="$(json_num p50_ms <"$out")"
-    P99[$key]="$(json_num p99_ms <"$out")"
+    P50[$key]="$(awk -v v="$(json_num p50_ms <"$out")" 'BEGIN { printf "%.1f", v }')"
+    P99[$key]="$(awk -v v="$(json_num p99_ms <"$out")" 'BEGIN { printf "%.1f", v }')"
     finish_load "$key" "$pid" "$ok"
 }
 

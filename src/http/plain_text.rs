@@ -53,7 +53,8 @@ pub fn error(err: HttpError, rename: impl Fn(&str) -> String) -> Response {
         HttpError::UnsupportedMediaType(message) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, message, HeaderMap::new()),
         HttpError::RequestTimeout(message) => (StatusCode::REQUEST_TIMEOUT, message, HeaderMap::new()),
     };
-    let mut response = (status, headers, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text + "\n").into_response();
+    let mut response =
+        (status, headers, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text + "\n").into_response();
     response.extensions_mut().insert(ProtocolBody);
     response
 }

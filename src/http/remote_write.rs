@@ -65,7 +65,9 @@ async fn write(
     .await;
     match outcome {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(err) => plain_text::error(err, |field| batch.as_ref().map_or_else(|| field.to_owned(), |b| b.rename_field(field))),
+        Err(err) => {
+            plain_text::error(err, |field| batch.as_ref().map_or_else(|| field.to_owned(), |b| b.rename_field(field)))
+        }
     }
 }
 

@@ -529,15 +529,19 @@ mod tests {
     #[test]
     fn loki_protobuf_refusals_name_the_stream_or_entry() {
         let bad_utf8 = PushRequest {
-            streams: vec![StreamAdapter { labels: b"{}".to_vec(), entries: vec![entry(1, 0, "ok", &[]), EntryAdapter {
-                timestamp: None,
-                line: vec![0xff, 0xfe],
-                structured_metadata: vec![],
-            }] }],
+            streams: vec![StreamAdapter {
+                labels: b"{}".to_vec(),
+                entries: vec![
+                    entry(1, 0, "ok", &[]),
+                    EntryAdapter { timestamp: None, line: vec![0xff, 0xfe], structured_metadata: vec![] },
+                ],
+            }],
         };
-        assert_eq!(read_protobuf(&bad_utf8.encode_to_vec()).unwrap_err(), "streams[0].entries[1].line: not valid UTF-8");
-        let bad_labels =
-            PushRequest { streams: vec![StreamAdapter { labels: b"job=x".to_vec(), entries: vec![] }] };
+        assert_eq!(
+            read_protobuf(&bad_utf8.encode_to_vec()).unwrap_err(),
+            "streams[0].entries[1].line: not valid UTF-8"
+        );
+        let bad_labels = PushRequest { streams: vec![StreamAdapter { labels: b"job=x".to_vec(), entries: vec![] }] };
         assert!(read_protobuf(&bad_labels.encode_to_vec()).unwrap_err().starts_with("streams[0].labels: expected `{`"));
         assert!(read_protobuf(b"\x0a\x05garbage").unwrap_err().starts_with("malformed protobuf"));
         let far = PushRequest {

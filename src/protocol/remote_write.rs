@@ -271,10 +271,10 @@ mod tests {
     fn remote_write_series_become_samples_in_microseconds_with_exact_values() {
         let request = WriteRequest {
             timeseries: vec![
-                series(&[("__name__", "up"), ("instance", "a:9100"), ("job", "node")], &[
-                    (1.0, 1_767_225_600_123),
-                    (f64::from_bits(STALE), 1_767_225_601_000),
-                ]),
+                series(
+                    &[("__name__", "up"), ("instance", "a:9100"), ("job", "node")],
+                    &[(1.0, 1_767_225_600_123), (f64::from_bits(STALE), 1_767_225_601_000)],
+                ),
                 series(&[("__name__", "temp"), ("zone", "")], &[(f64::NEG_INFINITY, 5), (f64::NAN, 6)]),
             ],
             metadata: vec![],
@@ -292,7 +292,10 @@ mod tests {
         assert!(batch.samples[2].labels.is_empty(), "an empty value is no label");
         assert!(batch.samples[3].value.is_some_and(f64::is_nan));
         assert_eq!(batch.locate(3), "timeseries[1] temp{} sample 1");
-        assert_eq!(batch.rename_field("metrics[1].value"), r#"timeseries[0] up{instance="a:9100",job="node"} sample 1.value"#);
+        assert_eq!(
+            batch.rename_field("metrics[1].value"),
+            r#"timeseries[0] up{instance="a:9100",job="node"} sample 1.value"#
+        );
     }
 
     #[test]
@@ -320,10 +323,18 @@ mod tests {
 
     #[test]
     fn remote_write_refusals_name_the_series() {
-        let refuse = |s: TimeSeries| read(WriteRequest { timeseries: vec![series(&[("__name__", "ok")], &[]), s], metadata: vec![] }).unwrap_err();
-        assert_eq!(refuse(series(&[("job", "x")], &[(1.0, 1)])), r#"timeseries[1]: {job="x"} has no metric name (label __name__)"#);
-        assert!(refuse(series(&[("__name__", "m"), ("1bad", "x")], &[])).contains("label name `1bad` is not valid"));
-        assert!(refuse(series(&[("__name__", "m"), ("__meta", "x")], &[])).contains("`__meta` is not valid"));
+        let refuse = |s: TimeSeries| {
+            read(WriteRequest { timeseries: vec![series(&[("__name__", "ok")], &[]), s], metadata: vec![] })
+                .unwrap_err()
+        };
+        assert_eq!(
+            refuse(series(&[("job", "x")], &[(1.0, 1)])),
+            r#"timeseries[1]: {job="x"} has no metric name (label __name__)"#
+        );
+        assert!(
+            refuse(series(&[("__name__", "m"), ("bad-name", "x")], &[])).contains("label name `bad-name` is not valid")
+        );
+        assert!(refuse(series(&[("__name__", "m"), ("__tmp", "x")], &[])).contains("`__tmp` is not valid"));
         assert!(refuse(series(&[("__name__", "m"), ("b", "x"), ("a", "y")], &[])).contains("must be sorted"));
         assert!(refuse(series(&[("__name__", "m"), ("a", "x"), ("a", "y")], &[])).contains("`a` is given twice"));
         let mut bad = series(&[("__name__", "m")], &[]);
@@ -337,7 +348,11 @@ mod tests {
 
     #[test]
     fn remote_write_times_out_of_range_are_reasons_for_the_service() {
-        let batch = read(WriteRequest { timeseries: vec![series(&[("__name__", "m")], &[(1.0, -1), (1.0, i64::MAX)])], metadata: vec![] }).unwrap();
+        let batch = read(WriteRequest {
+            timeseries: vec![series(&[("__name__", "m")], &[(1.0, -1), (1.0, i64::MAX)])],
+            metadata: vec![],
+        })
+        .unwrap();
         assert!(batch.samples[0].timestamp.is_err());
         assert!(batch.samples[1].timestamp.is_err());
     }

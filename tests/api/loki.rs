@@ -83,15 +83,17 @@ async fn loki_protobuf_push_as_promtail_sends_it_is_stored_with_labels_and_attri
     let (token, source, key) = setup(&server).await;
     let request = PushRequest {
         streams: vec![
-            stream(r#"{filename="/var/log/app.log", host="web-1", job="varlogs", level="warn"}"#, vec![
-                entry(T0_NS + 123_456_789, "disk almost full", &[("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736")]),
-                entry(T0_NS + 1_000_000_000, "disk full", &[]),
-            ]),
-            stream(r#"{app="billing", job="worker", namespace="prod"}"#, vec![entry(
-                T0_NS + 2_000_000_000,
-                "invoice 42 sent",
-                &[("level", "error"), ("user.id", "7")],
-            )]),
+            stream(
+                r#"{filename="/var/log/app.log", host="web-1", job="varlogs", level="warn"}"#,
+                vec![
+                    entry(T0_NS + 123_456_789, "disk almost full", &[("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736")]),
+                    entry(T0_NS + 1_000_000_000, "disk full", &[]),
+                ],
+            ),
+            stream(
+                r#"{app="billing", job="worker", namespace="prod"}"#,
+                vec![entry(T0_NS + 2_000_000_000, "invoice 42 sent", &[("level", "error"), ("user.id", "7")])],
+            ),
         ],
     };
     assert_eq!(answer(protobuf(&server, &key, &request)).await, (204, String::new()));
@@ -119,14 +121,16 @@ async fn loki_protobuf_push_as_promtail_sends_it_is_stored_with_labels_and_attri
     assert_eq!(third["attributes"], json!({"level": "error", "user.id": "7"}));
 
     // `Content-Encoding: snappy` is only a label of what the protobuf body always is.
-    let labelled = protobuf(&server, &key, &PushRequest { streams: vec![stream("{}", vec![entry(T0_NS, "again", &[])])] })
-        .header("Content-Encoding", "snappy");
+    let labelled =
+        protobuf(&server, &key, &PushRequest { streams: vec![stream("{}", vec![entry(T0_NS, "again", &[])])] })
+            .header("Content-Encoding", "snappy");
     assert_eq!(answer(labelled).await.0, 204);
     // An empty push is nothing to store.
     assert_eq!(answer(protobuf(&server, &key, &PushRequest { streams: vec![] })).await.0, 204);
     assert_eq!(stored_logs(&server, &token).await.len(), 4);
     let exposition = server.get("/metrics").await.text().await.unwrap();
-    let accepted = format!("killkrill_ingest_items_total{{source_id=\"{source}\",kind=\"logs\",outcome=\"accepted\"}} 4");
+    let accepted =
+        format!("killkrill_ingest_items_total{{source_id=\"{source}\",kind=\"logs\",outcome=\"accepted\"}} 4");
     assert!(exposition.contains(&accepted), "{exposition}");
     server.stop().await.unwrap();
 }
@@ -161,7 +165,8 @@ async fn loki_json_push_with_gzip_is_stored(db: TestDb) {
 
     // Uncompressed JSON too.
     let plain = json!({"streams": [{"stream": {"job": "api"}, "values": [[T0_NS.to_string(), "plain"]]}]});
-    let request = raw(&server, plain.to_string().into_bytes()).header("Content-Type", "application/json").bearer_auth(&key);
+    let request =
+        raw(&server, plain.to_string().into_bytes()).header("Content-Type", "application/json").bearer_auth(&key);
     assert_eq!(answer(request).await.0, 204);
     assert_eq!(stored_logs(&server, &token).await.len(), 4);
     server.stop().await.unwrap();
@@ -170,7 +175,9 @@ async fn loki_json_push_with_gzip_is_stored(db: TestDb) {
 async fn loki_refuses_bad_pushes_in_plain_text_and_stores_nothing(db: TestDb) {
     let server = TestServer::start(db.config()).await;
     let (_, source, key) = setup(&server).await;
-    let json_push = |body: &str| raw(&server, body.as_bytes().to_vec()).header("Content-Type", "application/json").bearer_auth(&key);
+    let json_push = |body: &str| {
+        raw(&server, body.as_bytes().to_vec()).header("Content-Type", "application/json").bearer_auth(&key)
+    };
     let good = |line: &str| stream(r#"{job="x"}"#, vec![entry(T0_NS, line, &[])]);
 
     let mut framed = Vec::new();
@@ -188,31 +195,51 @@ async fn loki_refuses_bad_pushes_in_plain_text_and_stores_nothing(db: TestDb) {
     claim.push(length as u8);
     claim.extend_from_slice(b"\x00\x01");
     let bad_utf8 = PushRequest {
-        streams: vec![good("ok"), StreamAdapter { labels: b"{}".to_vec(), entries: vec![EntryAdapter {
-            timestamp: None,
-            line: vec![0xc3, 0x28],
-            structured_metadata: vec![],
-        }] }],
+        streams: vec![
+            good("ok"),
+            StreamAdapter {
+                labels: b"{}".to_vec(),
+                entries: vec![EntryAdapter { timestamp: None, line: vec![0xc3, 0x28], structured_metadata: vec![] }],
+            },
+        ],
     };
     let bad_entry = PushRequest { streams: vec![good("ok"), stream("{}", vec![entry(T0_NS, "", &[])])] };
-    let over = PushRequest {
-        streams: vec![stream("{}", (0..10_001).map(|i| entry(T0_NS + i, "x", &[])).collect())],
-    };
+    let over = PushRequest { streams: vec![stream("{}", (0..10_001).map(|i| entry(T0_NS + i, "x", &[])).collect())] };
     let cases: Vec<(RequestBuilder, u16, &str)> = vec![
         (raw(&server, framed).bearer_auth(&key), 400, ""),
         (raw(&server, b"\x05not snappy".to_vec()).bearer_auth(&key), 400, ""),
-        (raw(&server, snappy(b"\x0a\x05\x0a\x03abc")).bearer_auth(&key), 400, "protobuf"),
+        (raw(&server, snappy(b"\x0a\x09\x0a\x03ab")).bearer_auth(&key), 400, "protobuf"),
         (raw(&server, claim).bearer_auth(&key), 413, ""),
         (protobuf(&server, &key, &bad_utf8), 400, "streams[1].entries[0].line"),
-        (protobuf(&server, &key, &PushRequest { streams: vec![good("ok"), stream("{job=~\"x\"}", vec![])] }), 400, "streams[1].labels"),
+        (
+            protobuf(&server, &key, &PushRequest { streams: vec![good("ok"), stream("{job=~\"x\"}", vec![])] }),
+            400,
+            "streams[1].labels",
+        ),
         (protobuf(&server, &key, &bad_entry), 400, "streams[1].entries[0].message"),
         (protobuf(&server, &key, &over), 413, "batch size"),
         (json_push("{"), 400, "malformed JSON"),
-        (json_push(r#"{"streams":[{"stream":{"a":"b"},"values":[["1.5e18","x"]]}]}"#), 400, "streams[0].values[0].timestamp"),
+        (
+            json_push(r#"{"streams":[{"stream":{"a":"b"},"values":[["1.5e18","x"]]}]}"#),
+            400,
+            "streams[0].values[0].timestamp",
+        ),
         (json_push(r#"{"streams":[{"stream":{"a":"b"},"values":[[1.5,"x"]]}]}"#), 400, "nanoseconds"),
-        (json_push(r#"{"streams":[{"stream":{"a":"b"},"values":[["1","ok"]]},{"values":[["1"]]}]}"#), 400, "streams[1].values[0]"),
-        (json_push(r#"{"streams":[{"stream":{"a":"b"},"values":[["1","ok"]]}]}"#).header("Content-Encoding", "gzip"), 400, ""),
-        (json_push(r#"{"streams":[{"stream":{"a":"b"},"values":[["1","ok"]]}]}"#).header("Content-Encoding", "br"), 415, ""),
+        (
+            json_push(r#"{"streams":[{"stream":{"a":"b"},"values":[["1","ok"]]},{"values":[["1"]]}]}"#),
+            400,
+            "streams[1].values[0]",
+        ),
+        (
+            json_push(r#"{"streams":[{"stream":{"a":"b"},"values":[["1","ok"]]}]}"#).header("Content-Encoding", "gzip"),
+            400,
+            "",
+        ),
+        (
+            json_push(r#"{"streams":[{"stream":{"a":"b"},"values":[["1","ok"]]}]}"#).header("Content-Encoding", "br"),
+            415,
+            "",
+        ),
     ];
     for (request, expected, wanted) in cases {
         let (status, text) = answer(request).await;
@@ -249,7 +276,8 @@ async fn loki_accepts_each_credential_form(db: TestDb) {
     assert_eq!(answer(request("none")).await.0, 401);
     assert_eq!(answer(request("wrong").bearer_auth("kki_wrong")).await.0, 401);
     assert_eq!(answer(request("viewer").bearer_auth(&viewer).header("X-Source", "web")).await.0, 403);
-    let lines: Vec<String> = stored_logs(&server, &token).await.iter().map(|l| l["message"].as_str().unwrap().to_owned()).collect();
+    let lines: Vec<String> =
+        stored_logs(&server, &token).await.iter().map(|l| l["message"].as_str().unwrap().to_owned()).collect();
     assert_eq!(lines, ["bearer", "x-api-key", "basic", "user"]);
     server.stop().await.unwrap();
 }

@@ -46,23 +46,36 @@ pub fn snappy(bytes: &[u8]) -> Vec<u8> {
 
 fn series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> TimeSeries {
     TimeSeries {
-        labels: labels.iter().map(|(n, v)| Label { name: n.as_bytes().to_vec(), value: v.as_bytes().to_vec() }).collect(),
+        labels: labels
+            .iter()
+            .map(|(n, v)| Label { name: n.as_bytes().to_vec(), value: v.as_bytes().to_vec() })
+            .collect(),
         samples: samples.iter().map(|&(value, timestamp)| Sample { value, timestamp }).collect(),
         histograms: vec![],
     }
 }
 
 fn metadata(family: &str, t: MetricType, help: &str) -> MetricMetadata {
-    MetricMetadata { r#type: t as i32, metric_family_name: family.to_owned(), help: help.to_owned(), unit: String::new() }
+    MetricMetadata {
+        r#type: t as i32,
+        metric_family_name: family.to_owned(),
+        help: help.to_owned(),
+        unit: String::new(),
+    }
 }
 
 /// A remote_write request as Prometheus sends it, with `body` (already compressed).
 fn post_raw(server: &TestServer, path: &str, body: Vec<u8>) -> RequestBuilder {
+    post_as(server, path, "application/x-protobuf", "snappy", body)
+}
+
+/// [`post_raw`] with another content type and encoding.
+fn post_as(server: &TestServer, path: &str, content_type: &str, encoding: &str, body: Vec<u8>) -> RequestBuilder {
     server
         .client
         .post(server.url(path))
-        .header("Content-Type", "application/x-protobuf")
-        .header("Content-Encoding", "snappy")
+        .header("Content-Type", content_type)
+        .header("Content-Encoding", encoding)
         .header("X-Prometheus-Remote-Write-Version", "0.1.0")
         .header("User-Agent", "Prometheus/2.42.0")
         .body(body)
@@ -114,15 +127,12 @@ async fn remote_write_stores_series_with_labels_values_and_metadata_types(db: Te
     let (token, source, key) = setup(&server).await;
     let request = WriteRequest {
         timeseries: vec![
-            series(&[("__name__", "http_requests_total"), ("code", "200"), ("job", "api")], &[
-                (5.0, T0_MS + 10_000),
-                (12.0, T0_MS + 70_000),
-            ]),
+            series(
+                &[("__name__", "http_requests_total"), ("code", "200"), ("job", "api")],
+                &[(5.0, T0_MS + 10_000), (12.0, T0_MS + 70_000)],
+            ),
             series(&[("__name__", "http_requests_total"), ("code", "500"), ("job", "api")], &[(1.0, T0_MS + 10_000)]),
-            series(&[("__name__", "latency_seconds_bucket"), ("job", "api"), ("le", "+Inf")], &[(
-                9.0,
-                T0_MS + 10_123,
-            )]),
+            series(&[("__name__", "latency_seconds_bucket"), ("job", "api"), ("le", "+Inf")], &[(9.0, T0_MS + 10_123)]),
             series(&[("__name__", "room_celsius")], &[(21.5, T0_MS + 10_000)]),
         ],
         metadata: vec![
@@ -154,24 +164,29 @@ async fn remote_write_stores_series_with_labels_values_and_metadata_types(db: Te
     assert_points(&points(&result[0]), &[(T0 as f64, 5.0), ((T0 + 60) as f64, 12.0)], "counter");
 
     // The alias Mimir users configure.
-    let alias = WriteRequest { timeseries: vec![series(&[("__name__", "room_celsius")], &[(22.0, T0_MS + 20_000)])], metadata: vec![] };
+    let alias = WriteRequest {
+        timeseries: vec![series(&[("__name__", "room_celsius")], &[(22.0, T0_MS + 20_000)])],
+        metadata: vec![],
+    };
     let body = snappy(&alias.encode_to_vec());
     assert_eq!(answer(post_raw(&server, "/api/v1/push", body).bearer_auth(&key)).await.0, 204);
     let room = series_named(&server, &token, "room_celsius").await;
     assert_eq!(room.values().next().unwrap()["last_value"], 22.0);
 
     // Metadata alone is a valid request (Prometheus sends it apart from samples).
-    let only_metadata = WriteRequest { timeseries: vec![], metadata: vec![metadata("room_celsius", MetricType::Gauge, "Room.")] };
+    let only_metadata =
+        WriteRequest { timeseries: vec![], metadata: vec![metadata("room_celsius", MetricType::Gauge, "Room.")] };
     assert_eq!(answer(post(&server, &key, &only_metadata)).await.0, 204);
     let exposition = server.get("/metrics").await.text().await.unwrap();
-    let accepted = format!("killkrill_ingest_items_total{{source_id=\"{source}\",kind=\"samples\",outcome=\"accepted\"}} 6");
+    let accepted =
+        format!("killkrill_ingest_items_total{{source_id=\"{source}\",kind=\"samples\",outcome=\"accepted\"}} 6");
     assert!(exposition.contains(&accepted), "{exposition}");
     server.stop().await.unwrap();
 }
 
 async fn remote_write_keeps_nan_stale_markers_and_infinities_exactly(db: TestDb) {
     let server = TestServer::start(db.config()).await;
-    let (token, _, key) = setup(&server).await;
+    let (_, _, key) = setup(&server).await;
     let values = [1.5, f64::from_bits(STALE_NAN), f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -2.5e-300];
     let samples: Vec<(f64, i64)> = values.iter().enumerate().map(|(i, v)| (*v, T0_MS + i as i64 * 1000)).collect();
     let request = WriteRequest { timeseries: vec![series(&[("__name__", "odd_values")], &samples)], metadata: vec![] };
@@ -207,7 +222,7 @@ async fn stored_values(db: &TestDb, name: &str) -> Vec<(i64, f64)> {
 
 async fn remote_write_accepts_out_of_order_and_duplicate_samples(db: TestDb) {
     let server = TestServer::start(db.config()).await;
-    let (token, _, key) = setup(&server).await;
+    let (_, _, key) = setup(&server).await;
     let first = WriteRequest {
         timeseries: vec![series(&[("__name__", "jobs")], &[(1.0, T0_MS + 30_000), (2.0, T0_MS + 60_000)])],
         metadata: vec![],
@@ -215,7 +230,10 @@ async fn remote_write_accepts_out_of_order_and_duplicate_samples(db: TestDb) {
     assert_eq!(answer(post(&server, &key, &first)).await.0, 204);
     // Older than what is stored, and the same timestamp again: accepted, the last write wins.
     let second = WriteRequest {
-        timeseries: vec![series(&[("__name__", "jobs")], &[(0.5, T0_MS), (7.0, T0_MS + 60_000), (8.0, T0_MS + 60_000)])],
+        timeseries: vec![series(
+            &[("__name__", "jobs")],
+            &[(0.5, T0_MS), (7.0, T0_MS + 60_000), (8.0, T0_MS + 60_000)],
+        )],
         metadata: vec![],
     };
     assert_eq!(answer(post(&server, &key, &second)).await.0, 204);
@@ -262,7 +280,10 @@ async fn remote_write_refuses_bad_requests_in_plain_text_and_stores_nothing(db: 
     assert_eq!(status, 413, "{text}");
 
     let cases: Vec<(Vec<u8>, &str)> = vec![
-        (encoded(vec![good("ok"), series(&[("job", "api")], &[(1.0, T0_MS)])]), "timeseries[1]: {job=\"api\"} has no metric name"),
+        (
+            encoded(vec![good("ok"), series(&[("job", "api")], &[(1.0, T0_MS)])]),
+            "timeseries[1]: {job=\"api\"} has no metric name",
+        ),
         (encoded(vec![series(&[("__name__", "m"), ("bad-name", "x")], &[(1.0, T0_MS)])]), "`bad-name`"),
         (encoded(vec![series(&[("__name__", "m"), ("b", "x"), ("a", "y")], &[(1.0, T0_MS)])]), "sorted"),
         (encoded(vec![series(&[("__name__", "m"), ("a", "x"), ("a", "y")], &[(1.0, T0_MS)])]), "twice"),
@@ -292,25 +313,26 @@ async fn remote_write_refuses_bad_requests_in_plain_text_and_stores_nothing(db: 
     }
 
     // Remote-Write 2.0 is refused with 415, so a 2.0 sender falls back to 1.0.
-    let rw2 = post_raw(&server, WRITE, encoded(vec![good("up")]))
-        .header("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request")
-        .bearer_auth(&key);
+    let rw2_type = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
+    let rw2 = post_as(&server, WRITE, rw2_type, "snappy", encoded(vec![good("up")])).bearer_auth(&key);
     assert_eq!(answer(rw2).await.0, 415);
-    let json = post_raw(&server, WRITE, b"{}".to_vec()).header("Content-Type", "application/json").bearer_auth(&key);
+    let json = post_as(&server, WRITE, "application/json", "snappy", b"{}".to_vec()).bearer_auth(&key);
     assert_eq!(answer(json).await.0, 415);
-    let zstd = post_raw(&server, WRITE, encoded(vec![good("up")])).header("Content-Encoding", "zstd").bearer_auth(&key);
+    let zstd = post_as(&server, WRITE, "application/x-protobuf", "zstd", encoded(vec![good("up")])).bearer_auth(&key);
     assert_eq!(answer(zstd).await.0, 415);
 
     // More samples than a batch holds.
     let many: Vec<(f64, i64)> = (0..10_001).map(|i| (1.0, T0_MS + i)).collect();
-    let (status, text) = answer(post_raw(&server, WRITE, encoded(vec![series(&[("__name__", "m")], &many)])).bearer_auth(&key)).await;
+    let (status, text) =
+        answer(post_raw(&server, WRITE, encoded(vec![series(&[("__name__", "m")], &many)])).bearer_auth(&key)).await;
     assert_eq!(status, 413, "{text}");
     assert!(text.contains("max_samples_per_send"), "{text}");
 
     assert_eq!(count_rows(&db, "metric_samples").await, 0);
     assert_eq!(count_rows(&db, "metric_series").await, 0);
     let exposition = server.get("/metrics").await.text().await.unwrap();
-    let refused = format!("killkrill_ingest_items_total{{source_id=\"{source}\",kind=\"samples\",outcome=\"refused\"}}");
+    let refused =
+        format!("killkrill_ingest_items_total{{source_id=\"{source}\",kind=\"samples\",outcome=\"refused\"}}");
     assert!(exposition.contains(&refused), "{exposition}");
     server.stop().await.unwrap();
 }
@@ -343,8 +365,11 @@ async fn remote_write_accepts_each_credential_form(db: TestDb) {
         .header("Content-Encoding", "snappy")
         .bearer_auth(&token)
         .body(snappy(
-            &WriteRequest { timeseries: vec![series(&[("__name__", "query_source")], &[(1.0, T0_MS)])], metadata: vec![] }
-                .encode_to_vec(),
+            &WriteRequest {
+                timeseries: vec![series(&[("__name__", "query_source")], &[(1.0, T0_MS)])],
+                metadata: vec![],
+            }
+            .encode_to_vec(),
         ));
     assert_eq!(answer(with_query).await.0, 204);
 
@@ -399,8 +424,8 @@ async fn serve_target() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
 
 /// `GET /api/v1/query` of the Prometheus at `port`: the result vector.
 async fn prometheus_query(client: &reqwest::Client, port: u16, query: &str) -> Vec<Value> {
-    let url = format!("http://127.0.0.1:{port}/api/v1/query");
-    let body: Value = client.get(url).query(&[("query", query)]).send().await.unwrap().json().await.unwrap();
+    let url = format!("http://127.0.0.1:{port}{}", with_query("/api/v1/query", &[("query", query)]));
+    let body: Value = client.get(url).send().await.unwrap().json().await.unwrap();
     assert_eq!(body["status"], "success", "{body}");
     body["data"]["result"].as_array().unwrap().clone()
 }
@@ -451,7 +476,9 @@ async fn remote_write_from_a_real_prometheus_matches_what_prometheus_reports(db:
     let client = reqwest::Client::new();
     let instance = target.to_string();
     // The gauge, the histogram and Prometheus' own `up`: same labels and values as Prometheus has.
-    for name in ["e2e_celsius", "e2e_latency_seconds_bucket", "e2e_latency_seconds_sum", "e2e_latency_seconds_count", "up"] {
+    for name in
+        ["e2e_celsius", "e2e_latency_seconds_bucket", "e2e_latency_seconds_sum", "e2e_latency_seconds_count", "up"]
+    {
         let theirs = prometheus_query(&client, port, name).await;
         let ours = series_named(&server, &token, name).await;
         assert_eq!(ours.len(), theirs.len(), "{name}: {ours:?} vs {theirs:?}");
@@ -479,11 +506,8 @@ async fn remote_write_from_a_real_prometheus_matches_what_prometheus_reports(db:
         .filter(|(ms, _)| *ms <= last.timestamp_millis())
         .collect();
     assert!(theirs.len() >= 3, "{theirs:?}");
-    let ours: BTreeMap<i64, f64> = stored_values(&db, "e2e_hits_total")
-        .await
-        .into_iter()
-        .map(|(micros, value)| (micros / 1000, value))
-        .collect();
+    let ours: BTreeMap<i64, f64> =
+        stored_values(&db, "e2e_hits_total").await.into_iter().map(|(micros, value)| (micros / 1000, value)).collect();
     for (ms, value) in &theirs {
         assert_eq!(ours.get(ms), Some(value), "sample at {ms} ms: ours {ours:?}");
     }
@@ -493,4 +517,3 @@ async fn remote_write_from_a_real_prometheus_matches_what_prometheus_reports(db:
     });
     server.stop().await.unwrap();
 }
-

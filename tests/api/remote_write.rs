@@ -437,7 +437,7 @@ async fn remote_write_from_a_real_prometheus_matches_what_prometheus_reports(db:
     let version = String::from_utf8_lossy(&version.stderr).to_string() + &String::from_utf8_lossy(&version.stdout);
     let server = TestServer::start(db.config()).await;
     let (token, _, key) = setup(&server).await;
-    let (target, _target_task) = serve_target().await;
+    let (target, target_task) = serve_target().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = format!(
@@ -511,9 +511,18 @@ async fn remote_write_from_a_real_prometheus_matches_what_prometheus_reports(db:
     for (ms, value) in &theirs {
         assert_eq!(ours.get(ms), Some(value), "sample at {ms} ms: ours {ours:?}");
     }
-    println!("prometheus e2e: {} samples of e2e_hits_total matched, {} series in all", theirs.len(), {
-        let body = list_series(&server, &token, "?limit=1000").await;
-        body["total"].clone()
-    });
+    let total = list_series(&server, &token, "?limit=1000").await["total"].clone();
+    println!("prometheus e2e: {} samples of e2e_hits_total matched, {total} series in all", theirs.len());
+
+    // The target goes away: Prometheus ends its series with stale markers, which arrive
+    // with their exact bits.
+    target_task.abort();
+    let ended = eventually(Duration::from_secs(30), || async {
+        stored_values(&db, "e2e_celsius").await.last().is_some_and(|(_, v)| v.to_bits() == STALE_NAN)
+    })
+    .await;
+    assert!(ended, "no stale marker arrived; Prometheus said:\n{}", log_text());
+    let gauge = series_named(&server, &token, "e2e_celsius").await;
+    assert_eq!(gauge.values().next().unwrap()["last_value"], Value::Null, "a stale marker is no number");
     server.stop().await.unwrap();
 }

@@ -181,10 +181,13 @@ fn audit_status(status: u16) -> AuditStatus {
 /// (e.g. `/healthz` answering 503), and a protocol's own error form, are left alone.
 fn render_error(response: Response<Body>, id: &str, method: &str, path: &str) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
+    let info = parts.extensions.remove::<ErrorInfo>();
     if parts.extensions.get::<ProtocolBody>().is_some() {
+        if let Some(cause) = info.and_then(|info| info.internal_cause) {
+            tracing::error!(event = "internal_error", correlation_id = id, error = %cause);
+        }
         return Response::from_parts(parts, body);
     }
-    let info = parts.extensions.remove::<ErrorInfo>();
     let is_json =
         parts.headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if info.is_none() && is_json {

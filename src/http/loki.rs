@@ -54,7 +54,7 @@ async fn push(
         let items = push.logs.len();
         if items > logs::MAX_BATCH {
             state.metrics.observe_ingest(&source.id, IngestKind::Logs, items, false);
-            return Err(HttpError::from(AppError::TooLarge(format!(
+            return Err(HttpError::from(AppError::Invalid(format!(
                 "a push holds at most {} entries, this one {items}: lower the client's batch size",
                 logs::MAX_BATCH
             ))));

@@ -48,7 +48,7 @@ async fn write(
         })?;
         if read.samples.len() > samples::MAX_BATCH {
             state.metrics.observe_ingest(&source.id, IngestKind::Samples, items, false);
-            return Err(HttpError::from(AppError::TooLarge(format!(
+            return Err(HttpError::from(AppError::Invalid(format!(
                 "a write request holds at most {} samples, this one {items}: lower queue_config.max_samples_per_send",
                 samples::MAX_BATCH
             ))));

@@ -217,7 +217,7 @@ async fn loki_refuses_bad_pushes_in_plain_text_and_stores_nothing(db: TestDb) {
             "streams[1].labels",
         ),
         (protobuf(&server, &key, &bad_entry), 400, "streams[1].entries[0].message"),
-        (protobuf(&server, &key, &over), 413, "batch size"),
+        (protobuf(&server, &key, &over), 400, "batch size"),
         (json_push("{"), 400, "malformed JSON"),
         (
             json_push(r#"{"streams":[{"stream":{"a":"b"},"values":[["1.5e18","x"]]}]}"#),

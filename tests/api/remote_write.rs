@@ -325,7 +325,7 @@ async fn remote_write_refuses_bad_requests_in_plain_text_and_stores_nothing(db: 
     let many: Vec<(f64, i64)> = (0..10_001).map(|i| (1.0, T0_MS + i)).collect();
     let (status, text) =
         answer(post_raw(&server, WRITE, encoded(vec![series(&[("__name__", "m")], &many)])).bearer_auth(&key)).await;
-    assert_eq!(status, 413, "{text}");
+    assert_eq!(status, 400, "{text}");
     assert!(text.contains("max_samples_per_send"), "{text}");
 
     assert_eq!(count_rows(&db, "metric_samples").await, 0);

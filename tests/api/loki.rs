@@ -204,6 +204,9 @@ async fn loki_refuses_bad_pushes_in_plain_text_and_stores_nothing(db: TestDb) {
         ],
     };
     let bad_entry = PushRequest { streams: vec![good("ok"), stream("{}", vec![entry(T0_NS, "", &[])])] };
+    let many_labels: Vec<String> = (0..17).map(|i| format!("l{i}=\"v\"")).collect();
+    let many_labels = format!("{{{}}}", many_labels.join(","));
+    let too_many = PushRequest { streams: vec![good("ok"), stream(&many_labels, vec![entry(T0_NS, "x", &[])])] };
     let over = PushRequest { streams: vec![stream("{}", (0..10_001).map(|i| entry(T0_NS + i, "x", &[])).collect())] };
     let cases: Vec<(RequestBuilder, u16, &str)> = vec![
         (raw(&server, framed).bearer_auth(&key), 400, ""),
@@ -218,6 +221,7 @@ async fn loki_refuses_bad_pushes_in_plain_text_and_stores_nothing(db: TestDb) {
         ),
         (protobuf(&server, &key, &bad_entry), 400, "streams[1].entries[0].message"),
         (protobuf(&server, &key, &over), 400, "batch size"),
+        (protobuf(&server, &key, &too_many), 400, "streams[1].entries[0].labels"),
         (json_push("{"), 400, "malformed JSON"),
         (
             json_push(r#"{"streams":[{"stream":{"a":"b"},"values":[["1.5e18","x"]]}]}"#),

@@ -305,6 +305,10 @@ async fn remote_write_refuses_bad_requests_in_plain_text_and_stores_nothing(db: 
         ),
         (encoded(vec![good("ok"), series(&[("__name__", "m")], &[(1.0, -5)])]), "timeseries[1] m{} sample 0"),
         (encoded(vec![series(&[("__name__", "9m")], &[(1.0, T0_MS)])]), "9m"),
+        (
+            encoded(vec![good("ok"), series(&[("__name__", "m"), ("x", &"v".repeat(1025))], &[(1.0, T0_MS)])]),
+            "timeseries[1] m{x=",
+        ),
     ];
     for (body, wanted) in cases {
         let (status, text) = answer(post_raw(&server, WRITE, body).bearer_auth(&key)).await;

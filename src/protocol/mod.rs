@@ -4,3 +4,5 @@
 //! protocol's own form.
 
 pub mod codec;
+pub mod loki;
+pub mod remote_write;

@@ -1,5 +1,7 @@
-//! The wire formats of the ecosystem's protocols, as pure functions: each module parses its
-//! protocol's requests into domain types and renders its answers. The transports (`http/`,
-//! `grpc/`) call them; nothing here reads a socket, a database or the application's state.
+//! The standard protocols agents speak (OTLP, Prometheus remote_write, Loki push,
+//! Elasticsearch `_bulk`): their bodies decoded and mapped to the ingest services'
+//! inputs. Pure functions; the transports (`http`, `grpc`) call them and answer in each
+//! protocol's own form.
 
+pub mod codec;
 pub mod elastic;

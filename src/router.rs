@@ -23,7 +23,7 @@ use crate::{
     http::{
         audit, auth,
         context::X_CORRELATION_ID,
-        health,
+        elastic, health,
         openapi::{self, ApiDoc, OpenApiJson},
         sources, status, telemetry,
         timeout::RequestTimeoutLayer,
@@ -44,6 +44,8 @@ pub fn router(state: AppState) -> Router {
     let mut doc = serde_json::to_value(&doc).unwrap_or_default();
     openapi::complete(&mut doc, state.config.api_key_max_days);
     let doc = OpenApiJson(Arc::new(serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".to_owned())));
+    // The protocol adapters' routes are not the JSON API: they stay out of its document.
+    let routes = routes.merge(elastic::router());
     with_layers(routes.layer(Extension(doc)), state)
 }
 

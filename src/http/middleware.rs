@@ -17,20 +17,22 @@ use axum::{
 use crate::{
     error::{AppError, NUL_IN_TEXT},
     http::context::{AuditSlot, CorrelationId, X_CORRELATION_ID, correlation_id},
+    http::elastic,
     http::error::{ErrorBody, ErrorInfo, default_message},
     metrics::UNMATCHED_ENDPOINT,
     service::audit::{self, AuditEntry, AuditMeta, AuditStatus, Plane},
     state::AppState,
 };
 
-/// The routes (of `router.rs`) of the data plane: ingest, and the metric query sent as
-/// POST; every other route changes the control plane. The audit policy
+/// The routes (of `router.rs`) of the data plane: ingest, the metric query sent as POST,
+/// and the protocol adapters' routes (`elastic::ROUTES`: `_bulk` and the calls agents make
+/// before it); every other route changes the control plane. The audit policy
 /// (`audit::audits_refusal`) reads it.
 const DATA_PLANE: [&str; 3] = ["/api/v1/logs", "/api/v1/metrics", "/api/v1/metrics/query"];
 
 /// The plane of a matched route template.
 pub fn plane(template: &str) -> Plane {
-    if DATA_PLANE.contains(&template) { Plane::Data } else { Plane::Control }
+    if DATA_PLANE.contains(&template) || elastic::ROUTES.contains(&template) { Plane::Data } else { Plane::Control }
 }
 
 /// The outermost layer of every route (and of the fallback).
@@ -169,8 +171,9 @@ fn audit_status(status: u16) -> AuditStatus {
 }
 
 /// Gives an error response our JSON body, keeping its status and headers (`Allow`,
-/// `WWW-Authenticate`, `Retry-After`). A JSON body written on purpose by a handler
-/// (e.g. `/healthz` answering 503) is left alone.
+/// `WWW-Authenticate`, `Retry-After`), or under `/elastic` Elasticsearch's error body. A
+/// JSON body written on purpose by a handler (e.g. `/healthz` answering 503, or an
+/// Elasticsearch error) is left alone.
 fn render_error(response: Response<Body>, id: &str, method: &str, path: &str) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     let info = parts.extensions.remove::<ErrorInfo>();
@@ -189,6 +192,11 @@ fn render_error(response: Response<Body>, id: &str, method: &str, path: &str) ->
         }
         None => (default_message(status, method, path), Vec::new()),
     };
+    // A protocol's routes answer errors in the protocol's own form, whichever layer
+    // refused the request.
+    if elastic::serves(path) {
+        return elastic::render_error(parts, &message);
+    }
     let body = ErrorBody {
         error: status.canonical_reason().unwrap_or("Error"),
         message: &message,

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod auth;
 pub mod context;
+pub mod elastic;
 pub mod error;
 pub mod extract;
 pub mod health;

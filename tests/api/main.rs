@@ -10,6 +10,7 @@
 //! | `sources` | `/api/v1/sources`, `/api/v1/sources/{id}`, `/api/v1/sources/{id}/keys[/{key_id}]` |
 //! | `logs` | `/api/v1/logs` |
 //! | `metrics` | `/api/v1/metrics`, `/api/v1/metrics/query` |
+//! | `elastic` | `/elastic/...`: Elasticsearch `_bulk` and the calls agents make before it |
 //! | `status_config` | `/api/v1/status`, `/api/v1/admin/config` |
 //! | `health` | `/healthz`, `/livez`, `/readyz`, `/metrics` |
 //! | `openapi` | `/api/v1/openapi.json` |
@@ -30,6 +31,7 @@ mod audit;
 mod auth;
 mod binary;
 mod database;
+mod elastic;
 mod grpc;
 mod health;
 mod license;
@@ -49,6 +51,7 @@ fn main() -> std::process::ExitCode {
         auth::cases(),
         binary::cases(),
         database::cases(),
+        elastic::cases(),
         grpc::cases(),
         health::cases(),
         license::cases(),

@@ -504,3 +504,27 @@ fn new_log(document: elastic::Document) -> NewLog {
         attributes: (!document.attributes.is_empty()).then_some(Value::Object(document.attributes)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_reasons_lose_the_position_in_the_stored_batch() {
+        assert_eq!(
+            without_position("logs[3].message: must not contain NUL characters; logs[3].labels: too many"),
+            "message: must not contain NUL characters; labels: too many"
+        );
+        assert_eq!(without_position("logs[x].y: z"), "logs[x].y: z");
+    }
+
+    #[test]
+    fn only_paths_under_the_prefix_are_served() {
+        for path in ["/elastic", "/elastic/", "/elastic/_bulk", "/elastic/a/_bulk"] {
+            assert!(serves(path), "{path}");
+        }
+        for path in ["/elasticsearch", "/api/v1/logs", "/"] {
+            assert!(!serves(path), "{path}");
+        }
+    }
+}

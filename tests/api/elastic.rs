@@ -172,6 +172,7 @@ async fn the_handshake_calls_answer_as_elasticsearch_8(db: TestDb) {
 async fn the_handshake_calls_check_credentials(db: TestDb) {
     let (server, token, _, key) = setup(&db).await;
     let (_, viewer) = user(&server, "vic", Role::Viewer).await;
+    let audited = count_rows(&db, "audit_log").await;
     let paths = [
         (Method::GET, "/elastic/"),
         (Method::HEAD, "/elastic/"),
@@ -202,6 +203,8 @@ async fn the_handshake_calls_check_credentials(db: TestDb) {
         let status = es(&server, method.clone(), path, &key).send().await.unwrap().status().as_u16();
         assert!(![401, 403].contains(&status), "{path} with the key: {status}");
     }
+    // The data plane: a refused agent call is no control-plane change to audit.
+    assert_eq!(count_rows(&db, "audit_log").await, audited);
 }
 
 async fn bulk_answers_every_action_in_order_and_stores_nothing_of_a_refused_one(db: TestDb) {
@@ -286,6 +289,15 @@ async fn bulk_answers_every_action_in_order_and_stores_nothing_of_a_refused_one(
         ] })
     );
     assert!(answer["items"][1]["delete"]["error"]["type"].is_string(), "{answer}");
+
+    // Counted per source, the actions refused before the service included.
+    let exposition = server.get("/metrics").await.text().await.unwrap();
+    let count = |outcome: &str| {
+        let series =
+            format!("killkrill_ingest_items_total{{source_id=\"{source_id}\",kind=\"logs\",outcome=\"{outcome}\"}} ");
+        exposition.lines().find_map(|line| line.strip_prefix(&series)?.parse::<u64>().ok())
+    };
+    assert_eq!((count("accepted"), count("refused")), (Some(6), Some(7)), "{exposition}");
 }
 
 async fn bulk_documents_become_logs_with_labels_and_flat_attributes(db: TestDb) {

@@ -329,6 +329,9 @@ async fn index(Path(name): Path<String>, source: Result<ProtocolSource, AppError
     if let Some(refused) = refused(source, &ctx) {
         return refused;
     }
+    if let Some(unknown) = not_an_index(&name, "GET") {
+        return unknown;
+    }
     json_answer(&json!({ name: { "aliases": {}, "mappings": {}, "settings": {} } }))
 }
 
@@ -341,7 +344,19 @@ async fn create_index(
     if let Some(refused) = refused(source, &ctx) {
         return refused;
     }
+    if let Some(unknown) = not_an_index(&name, "PUT") {
+        return unknown;
+    }
     json_answer(&json!({ "acknowledged": true, "shards_acknowledged": true, "index": name }))
+}
+
+/// Index names never start with `_`: such a path is an Elasticsearch API KillKrill does not
+/// serve (`_search`, `_mapping` …), answered as unknown rather than as an index.
+fn not_an_index(name: &str, method: &str) -> Option<Response> {
+    name.starts_with('_').then(|| {
+        let reason = format!("no handler found for uri [{PREFIX}/{name}] and method [{method}]");
+        refuse(&Failure { status: 404, kind: error_type(StatusCode::NOT_FOUND), reason })
+    })
 }
 
 /// The first value of `name` in a query string.

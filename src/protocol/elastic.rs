@@ -269,6 +269,13 @@ fn document(line: &[u8], number: usize, index: &str) -> Result<Document, Failure
             )
         })?),
     };
+    // Vector's default schema names the time `timestamp`: read when `@timestamp` is
+    // missing and it reads as a time, else it stays an attribute.
+    let timestamp = timestamp.or_else(|| {
+        let micros = timestamp_of(fields.get("timestamp")?).ok()?;
+        fields.remove("timestamp");
+        Some(micros)
+    });
     let message_field = MESSAGE_FIELDS
         .into_iter()
         .find(|name| fields.get(*name).and_then(Value::as_str).is_some_and(|text| !text.is_empty()))
@@ -284,7 +291,8 @@ fn document(line: &[u8], number: usize, index: &str) -> Result<Document, Failure
         fields.remove(name);
         Some(level)
     });
-    let hostname = take_string(&mut fields, "host.name");
+    // `host` as a string is Vector's and rsyslog's hostname.
+    let hostname = take_string(&mut fields, "host.name").or_else(|| take_string(&mut fields, "host"));
     let application = take_string(&mut fields, "service.name");
     let mut labels = BTreeMap::from([("index".to_owned(), index.to_owned())]);
     if let Some(service) = &application {
@@ -571,6 +579,19 @@ mod tests {
                 "user": null,
             })
         );
+    }
+
+    #[test]
+    fn vector_s_default_time_and_host_fields_are_read_too() {
+        let d = doc(json!({ "message": "m", "timestamp": "2026-01-01T00:00:00.5Z", "host": "web-2" })).unwrap();
+        assert_eq!((d.timestamp, d.hostname.as_deref()), (Some(1_767_225_600_500_000), Some("web-2")));
+        assert!(d.attributes.is_empty(), "{:?}", d.attributes);
+        let d = doc(json!({ "message": "m", "@timestamp": 0, "timestamp": "later", "host": { "ip": "10.0.0.1" } }))
+            .unwrap();
+        assert_eq!((d.timestamp, d.hostname), (Some(0), None));
+        assert_eq!(Value::Object(d.attributes), json!({ "timestamp": "later", "host.ip": "10.0.0.1" }));
+        let d = doc(json!({ "message": "m", "timestamp": "later" })).unwrap();
+        assert_eq!((d.timestamp, Value::Object(d.attributes)), (None, json!({ "timestamp": "later" })));
     }
 
     #[test]

@@ -23,6 +23,7 @@ cases! {
         bulk_takes_every_credential_form_agents_send,
         bulk_reads_gzip_and_refuses_what_is_over_the_body_limit_with_413,
         errors_under_elastic_take_the_elasticsearch_form,
+        each_agent_s_requests_are_answered_as_it_expects,
         the_python_client_bulk_helper_ships_documents_end_to_end;
 }
 
@@ -449,6 +450,7 @@ async fn errors_under_elastic_take_the_elasticsearch_form(db: TestDb) {
     // Not a route of this API, a method a route does not take, a NUL in the path.
     es_refused(es(&server, Method::GET, "/elastic/app/_search/deeper/still", &key), 404).await;
     es_refused(es(&server, Method::GET, "/elastic/_bulk", &key), 405).await;
+    es_refused(es(&server, Method::GET, "/elastic/_search", &key), 404).await;
     es_refused(es(&server, Method::GET, "/elastic/a%00b", &key), 400).await;
     // The API's own routes keep the API's error body.
     let response = server.get("/api/v1/nothing-here").await;
@@ -550,4 +552,100 @@ async fn the_python_client_bulk_helper_ships_documents_end_to_end(db: TestDb) {
     let body = get_logs(&server, &token, &[("source_id", source_id.as_str()), ("limit", "1000")]).await;
     let basic = body["logs"].as_array().unwrap().iter().filter(|l| l["labels"]["index"] == "basic-logs").count();
     assert_eq!(basic, 20);
+}
+
+/// The requests Fluent Bit, Vector, Filebeat and rsyslog send (INTEROP.md §5.2: their
+/// headers, query parameters, action lines and document shapes), and what each reads of
+/// the answer.
+async fn each_agent_s_requests_are_answered_as_it_expects(db: TestDb) {
+    let (server, token, source_id, key) = setup(&db).await;
+    let ndjson_post = |path: &str| server.client.post(server.url(path)).header("Content-Type", "application/x-ndjson");
+
+    // Fluent Bit: no handshake; Basic auth, the legacy `_type`, Docker's `log`; only a 200
+    // or 201 whose body says `"errors":false` counts as delivered.
+    let body = ndjson(&[
+        json!({ "create": { "_index": "logstash-2026.01.01", "_type": "_doc" } }),
+        json!({ "@timestamp": "2026-01-01T00:00:01.123Z", "log": "fluent line", "stream": "stdout",
+                "kubernetes": { "pod_name": "web-0", "namespace_name": "shop" } }),
+    ]);
+    let fluent = ndjson_post("/elastic/_bulk").basic_auth("fluent", Some(&key)).body(body);
+    let (_, text) = answered(fluent, 200).await;
+    assert!(text.contains("\"errors\":false,\"items\":["), "{text}");
+
+    // Vector: reads the major version on `/`, checks `/_cluster/health`, bulks with
+    // `?timeout=60s`, and looks for `"errors":true` in the text.
+    let pair = STANDARD.encode(format!("vector:{key}"));
+    let vector = |method: Method, path: &str| es(&server, method, path, &pair);
+    let (root, _) = answered(vector(Method::GET, "/elastic/"), 200).await;
+    assert_eq!(root["version"]["number"].as_str().unwrap().split('.').next(), Some("8"));
+    answered(vector(Method::GET, "/elastic/_cluster/health"), 200).await;
+    let body = ndjson(&[
+        json!({ "index": { "_index": "vector-2026.01.01" } }),
+        json!({ "message": "vector line", "timestamp": "2026-01-01T00:00:02.000000001Z", "host": "web-2",
+                "source_type": "file" }),
+    ]);
+    let request = vector(Method::POST, "/elastic/_bulk?timeout=60s").header("Content-Type", "application/x-ndjson");
+    let (_, text) = answered(request.body(body), 200).await;
+    assert!(!text.contains("\"errors\":true"), "{text}");
+
+    // Filebeat 8: version and license first, then templates and ILM, then `create`
+    // actions with `filter_path`.
+    let filebeat = |method: Method, path: &str| es(&server, method, path, &key);
+    answered(filebeat(Method::GET, "/elastic/"), 200).await;
+    let (license, _) = answered(filebeat(Method::GET, "/elastic/_license?human=false"), 200).await;
+    assert_eq!(license["license"]["type"], "basic");
+    answered(filebeat(Method::GET, "/elastic/_xpack"), 200).await;
+    answered(filebeat(Method::HEAD, "/elastic/_index_template/filebeat-8.19.0"), 200).await;
+    answered(filebeat(Method::GET, "/elastic/_ilm/policy/filebeat"), 200).await;
+    answered(filebeat(Method::PUT, "/elastic/_ilm/policy/filebeat").json(&json!({ "policy": {} })), 200).await;
+    let body = ndjson(&[
+        json!({ "create": { "_index": "filebeat-8.19.0" } }),
+        json!({ "@timestamp": "2026-01-01T00:00:03.000Z", "message": "filebeat line",
+                "log": { "file": { "path": "/var/log/syslog" }, "offset": 42 },
+                "host": { "name": "web-3" }, "agent": { "type": "filebeat", "version": "8.19.0" },
+                "ecs": { "version": "8.0.0" }, "input": { "type": "filestream" } }),
+    ]);
+    let path = "/elastic/_bulk?filter_path=errors,items.*.error,items.*.status";
+    let request = filebeat(Method::POST, path).header("Content-Type", "application/json; charset=UTF-8");
+    let (answer, _) = answered(request.body(body), 200).await;
+    assert_eq!(answer, json!({ "errors": false, "items": [{ "create": { "status": 201 } }] }));
+
+    // rsyslog's omelasticsearch: `HEAD /_cat/health` must be a 200, then bulk mode with its
+    // default template's fields.
+    let rsyslog =
+        |method: Method, path: &str| server.client.request(method, server.url(path)).basic_auth("rsyslog", Some(&key));
+    answered(rsyslog(Method::HEAD, "/elastic/_cat/health"), 200).await;
+    let body = ndjson(&[
+        json!({ "index": { "_index": "system", "_type": "events" } }),
+        json!({ "timestamp": "2026-01-01T00:00:04.000000+00:00", "host": "web-4", "severity": "warning",
+                "facility": "daemon", "tag": "app[12]:", "message": "rsyslog line" }),
+    ]);
+    let request = rsyslog(Method::POST, "/elastic/_bulk").header("Content-Type", "application/json");
+    let (answer, _) = answered(request.body(body), 200).await;
+    assert_eq!(statuses(&answer), pairs(&[("index", 201)]));
+
+    let logs = logs_of(&server, &token, &source_id).await;
+    let seen: Vec<(&str, &str, Option<&str>, &str)> = logs
+        .iter()
+        .map(|l| {
+            (
+                l["message"].as_str().unwrap(),
+                l["timestamp"].as_str().unwrap(),
+                l["hostname"].as_str(),
+                l["labels"]["index"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("rsyslog line", "2026-01-01T00:00:04.000000Z", Some("web-4"), "system"),
+            ("filebeat line", "2026-01-01T00:00:03.000000Z", Some("web-3"), "filebeat-8.19.0"),
+            ("vector line", "2026-01-01T00:00:02.000000Z", Some("web-2"), "vector-2026.01.01"),
+            ("fluent line", "2026-01-01T00:00:01.123000Z", None, "logstash-2026.01.01"),
+        ]
+    );
+    assert_eq!(logs[3]["attributes"]["kubernetes.pod_name"], "web-0");
+    assert_eq!(logs[1]["attributes"]["log.offset"], 42);
+    assert_eq!(logs[0]["attributes"]["severity"], "warning");
 }

@@ -27,6 +27,7 @@ use crate::{
         error::{HttpError, status_of},
         extract::Body,
         ingest_auth::ProtocolSource,
+        plain_text::ProtocolBody,
     },
     metrics::IngestKind,
     protocol::{
@@ -124,6 +125,7 @@ fn error_type(status: StatusCode) -> &'static str {
 fn refuse(failure: &Failure) -> Response {
     let status = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::BAD_REQUEST);
     let mut response = (status, [(header::CONTENT_TYPE, "application/json")], failure.body()).into_response();
+    response.extensions_mut().insert(ProtocolBody);
     if status == StatusCode::UNAUTHORIZED {
         response
             .headers_mut()
@@ -429,6 +431,9 @@ async fn ingest_bulk(
 
     let answered = match store(state, &source, actions).await {
         Ok(answered) => answered,
+        // More documents than a batch holds is invalid input, not a body over the byte
+        // limit (413): the sender should split it.
+        Err(AppError::TooLarge(reason)) => return refuse(&Failure::invalid(elastic::ILLEGAL_ARGUMENT, reason)),
         Err(err) => return app_error(err, ctx),
     };
     let items = answered

@@ -19,6 +19,7 @@ use crate::{
     http::context::{AuditSlot, CorrelationId, X_CORRELATION_ID, correlation_id},
     http::elastic,
     http::error::{ErrorBody, ErrorInfo, default_message},
+    http::plain_text::ProtocolBody,
     metrics::UNMATCHED_ENDPOINT,
     service::audit::{self, AuditEntry, AuditMeta, AuditStatus, Plane},
     state::AppState,
@@ -28,7 +29,14 @@ use crate::{
 /// and the protocol adapters' routes (`elastic::ROUTES`: `_bulk` and the calls agents make
 /// before it); every other route changes the control plane. The audit policy
 /// (`audit::audits_refusal`) reads it.
-const DATA_PLANE: [&str; 3] = ["/api/v1/logs", "/api/v1/metrics", "/api/v1/metrics/query"];
+const DATA_PLANE: [&str; 6] = [
+    "/api/v1/logs",
+    "/api/v1/metrics",
+    "/api/v1/metrics/query",
+    crate::http::remote_write::WRITE_PATH,
+    crate::http::remote_write::PUSH_PATH,
+    crate::http::loki::PUSH_PATH,
+];
 
 /// The plane of a matched route template.
 pub fn plane(template: &str) -> Plane {
@@ -172,11 +180,17 @@ fn audit_status(status: u16) -> AuditStatus {
 
 /// Gives an error response our JSON body, keeping its status and headers (`Allow`,
 /// `WWW-Authenticate`, `Retry-After`), or under `/elastic` Elasticsearch's error body. A
-/// JSON body written on purpose by a handler (e.g. `/healthz` answering 503, or an
-/// Elasticsearch error) is left alone.
+/// JSON body written on purpose by a handler (e.g. `/healthz` answering 503), and a
+/// protocol's own error form, are left alone.
 fn render_error(response: Response<Body>, id: &str, method: &str, path: &str) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     let info = parts.extensions.remove::<ErrorInfo>();
+    if parts.extensions.get::<ProtocolBody>().is_some() {
+        if let Some(cause) = info.and_then(|info| info.internal_cause) {
+            tracing::error!(event = "internal_error", correlation_id = id, error = %cause);
+        }
+        return Response::from_parts(parts, body);
+    }
     let is_json =
         parts.headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if info.is_none() && is_json {

@@ -5,3 +5,5 @@
 
 pub mod codec;
 pub mod elastic;
+pub mod loki;
+pub mod remote_write;

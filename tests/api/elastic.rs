@@ -447,6 +447,11 @@ async fn errors_under_elastic_take_the_elasticsearch_form(db: TestDb) {
     // Nothing to do: refused as a whole.
     let body = es_refused(bulk(&server, "/elastic/_bulk", &key, "\n\n"), 400).await;
     assert_eq!(body["error"]["type"], "action_request_validation_exception");
+    // More documents than a batch holds: invalid, and nothing of it is stored.
+    let line = ndjson(&[json!({ "create": {} }), json!({ "message": "m" })]);
+    let body = es_refused(bulk(&server, "/elastic/many/_bulk", &key, line.repeat(10_001)), 400).await;
+    assert!(body["error"]["reason"].as_str().unwrap().contains("10000"), "{body}");
+    assert_eq!(count_rows(&db, "logs").await, 0);
     // Not a route of this API, a method a route does not take, a NUL in the path.
     es_refused(es(&server, Method::GET, "/elastic/app/_search/deeper/still", &key), 404).await;
     es_refused(es(&server, Method::GET, "/elastic/_bulk", &key), 405).await;

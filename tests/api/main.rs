@@ -10,6 +10,8 @@
 //! | `sources` | `/api/v1/sources`, `/api/v1/sources/{id}`, `/api/v1/sources/{id}/keys[/{key_id}]` |
 //! | `logs` | `/api/v1/logs` |
 //! | `metrics` | `/api/v1/metrics`, `/api/v1/metrics/query` |
+//! | `remote_write` | `/prometheus/api/v1/write`, `/api/v1/push` (Prometheus remote_write, a real Prometheus end to end) |
+//! | `loki` | `/loki/api/v1/push` |
 //! | `elastic` | `/elastic/...`: Elasticsearch `_bulk` and the calls agents make before it |
 //! | `status_config` | `/api/v1/status`, `/api/v1/admin/config` |
 //! | `health` | `/healthz`, `/livez`, `/readyz`, `/metrics` |
@@ -36,8 +38,10 @@ mod grpc;
 mod health;
 mod license;
 mod logs;
+mod loki;
 mod metrics;
 mod openapi;
+mod remote_write;
 mod request_pipeline;
 mod sources;
 mod status_config;
@@ -56,8 +60,10 @@ fn main() -> std::process::ExitCode {
         health::cases(),
         license::cases(),
         logs::cases(),
+        loki::cases(),
         metrics::cases(),
         openapi::cases(),
+        remote_write::cases(),
         request_pipeline::cases(),
         sources::cases(),
         status_config::cases(),

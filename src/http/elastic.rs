@@ -75,28 +75,9 @@ pub fn router() -> Router<AppState> {
         .layer(map_response(with_product))
 }
 
-/// The route templates of [`router`], for the middleware's list of data-plane routes.
-pub const ROUTES: [&str; 17] = [
-    "/elastic",
-    "/elastic/",
-    "/elastic/_license",
-    "/elastic/_xpack",
-    "/elastic/_cluster/health",
-    "/elastic/_cat/health",
-    "/elastic/_nodes",
-    "/elastic/_nodes/{*filter}",
-    "/elastic/_index_template/{name}",
-    "/elastic/_component_template/{name}",
-    "/elastic/_template/{name}",
-    "/elastic/_ilm/policy/{name}",
-    "/elastic/_ingest/pipeline/{id}",
-    "/elastic/_data_stream/{name}",
-    "/elastic/_bulk",
-    "/elastic/{index}/_bulk",
-    "/elastic/{index}",
-];
-
-/// Whether `path` is under `/elastic`, whose errors take Elasticsearch's form.
+/// Whether `path` (or a route template) is under `/elastic`: its errors take
+/// Elasticsearch's form, and its routes are all data plane (ingest, and the calls agents
+/// make before it).
 pub fn serves(path: &str) -> bool {
     path.strip_prefix(PREFIX).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }

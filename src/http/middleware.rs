@@ -25,9 +25,9 @@ use crate::{
     state::AppState,
 };
 
-/// The routes (of `router.rs`) of the data plane: ingest, the metric query sent as POST,
-/// and the protocol adapters' routes (`elastic::ROUTES`: `_bulk` and the calls agents make
-/// before it); every other route changes the control plane. The audit policy
+/// The routes (of `router.rs`) of the data plane: ingest, and the metric query sent as
+/// POST; so are all routes under `/elastic` (`elastic::serves`: `_bulk` and the calls
+/// agents make before it). Every other route changes the control plane. The audit policy
 /// (`audit::audits_refusal`) reads it.
 const DATA_PLANE: [&str; 6] = [
     "/api/v1/logs",
@@ -40,7 +40,7 @@ const DATA_PLANE: [&str; 6] = [
 
 /// The plane of a matched route template.
 pub fn plane(template: &str) -> Plane {
-    if DATA_PLANE.contains(&template) || elastic::ROUTES.contains(&template) { Plane::Data } else { Plane::Control }
+    if DATA_PLANE.contains(&template) || elastic::serves(template) { Plane::Data } else { Plane::Control }
 }
 
 /// The outermost layer of every route (and of the fallback).

@@ -470,12 +470,15 @@ impl Serialize for Item<'_> {
 /// Keeps of `value` only what `filter_path` names: comma-separated dotted paths whose
 /// segments may hold `*` (any characters of one key) or be `**` (any depth); arrays are
 /// looked through (`items.*.status` names the status of every item). Paths starting with
-/// `-` (exclusions) are ignored. Nothing kept gives `{}`.
+/// `-` (exclusions) are ignored, and so are paths past the 32nd. Nothing kept gives `{}`.
 pub fn filter_path(value: Value, filter: &str) -> Value {
+    const MAX_FILTER_PATHS: usize = 32;
     let patterns: Vec<Vec<&str>> = filter
         .split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty() && !p.starts_with('-'))
+        // Enough for any client's filter, and a bound on the work one request can ask for.
+        .take(MAX_FILTER_PATHS)
         .map(|p| p.split('.').collect())
         .collect();
     if patterns.is_empty() {
@@ -520,17 +523,31 @@ fn keep(value: Value, patterns: &[&[&str]]) -> Option<Value> {
     }
 }
 
-/// Whether `text` matches `pattern`, where `*` stands for any characters.
+/// Whether `text` matches `pattern`, where `*` stands for any characters. Greedy with one
+/// backtrack point (the last `*`), so the time is at most the product of the lengths
+/// whatever the number of `*`.
 fn glob(pattern: &str, text: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == text,
-        Some((head, rest)) => {
-            let Some(tail) = text.strip_prefix(head) else {
-                return false;
-            };
-            (0..=tail.len()).filter(|&at| tail.is_char_boundary(at)).any(|at| glob(rest, &tail[at..]))
+    let (pattern, text): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut p, mut t) = (0, 0);
+    // After the last `*` seen: where the pattern resumes, and where the text did.
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == '*' {
+            star = Some((p + 1, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((resume, from)) = star {
+            // Let the `*` take one more character, and try the rest again.
+            star = Some((resume, from + 1));
+            p = resume;
+            t = from + 1;
+        } else {
+            return false;
         }
     }
+    pattern[p..].iter().all(|&c| c == '*')
 }
 
 #[cfg(test)]
@@ -775,5 +792,23 @@ mod tests {
         assert_eq!(filter_path(answer.clone(), "to*"), json!({ "took": 1 }));
         assert_eq!(filter_path(answer.clone(), "nothing"), json!({}));
         assert_eq!(filter_path(answer.clone(), "-took"), answer);
+    }
+
+    #[test]
+    fn globs_match_in_bounded_time() {
+        for (pattern, text, matches) in [
+            ("*", "", true),
+            ("it*s", "items", true),
+            ("*e*r*", "error", true),
+            ("_*", "took", false),
+            ("*ß", "straße", false),
+            ("*ße", "straße", true),
+            ("a*b*c", "abxbc", true),
+            ("a*b*c", "abxbd", false),
+        ] {
+            assert_eq!(glob(pattern, text), matches, "{pattern} {text}");
+        }
+        let stars = "*a".repeat(40) + "b";
+        assert!(!glob(&stars, &"a".repeat(60)));
     }
 }

@@ -489,7 +489,8 @@ pub fn filter_path(value: Value, filter: &str) -> Value {
 }
 
 fn keep(value: Value, patterns: &[&[&str]]) -> Option<Value> {
-    if patterns.iter().any(|p| p.is_empty()) {
+    // A path used up, or ending in `**`, keeps all that is below.
+    if patterns.iter().any(|p| p.is_empty() || *p == ["**"]) {
         return Some(value);
     }
     match value {
@@ -790,6 +791,7 @@ mod tests {
             json!({ "items": [{ "create": { "error": { "reason": "r" } } }] })
         );
         assert_eq!(filter_path(answer.clone(), "to*"), json!({ "took": 1 }));
+        assert_eq!(filter_path(answer.clone(), "items.**"), json!({ "items": answer["items"].clone() }));
         assert_eq!(filter_path(answer.clone(), "nothing"), json!({}));
         assert_eq!(filter_path(answer.clone(), "-took"), answer);
     }

@@ -8,10 +8,11 @@
 //! Each endpoint checks the credential as `_bulk` does: an agent configured wrongly learns
 //! it at start-up. The wire format and the document mapping are `protocol::elastic`'s.
 
-use std::time::Instant;
+use std::{borrow::Cow, time::Instant};
 
 use axum::{
     Router,
+    body::Bytes,
     extract::{Path, RawQuery, State},
     http::{HeaderMap, HeaderValue, Method, StatusCode, header, response::Parts},
     middleware::map_response,
@@ -71,6 +72,9 @@ pub fn router() -> Router<AppState> {
         .route("/elastic/_data_stream/{name}", any(setting))
         .route("/elastic/_bulk", post(bulk).put(bulk))
         .route("/elastic/{index}/_bulk", post(bulk_into).put(bulk_into))
+        .route("/elastic/{index}/_doc", post(one_document))
+        .route("/elastic/{index}/_doc/{id}", post(one_document).put(one_document))
+        .route("/elastic/{index}/_create/{id}", post(one_document).put(one_document))
         .route("/elastic/{index}", get(index).put(create_index))
         .layer(map_response(with_product))
 }
@@ -372,6 +376,87 @@ async fn bulk_into(
     ingest_bulk(&state, source, &ctx, &headers, query.as_deref(), Some(&index), body).await
 }
 
+/// The index and `_id` of a single-document route.
+#[derive(serde::Deserialize)]
+struct DocumentPath {
+    index: String,
+    id: Option<String>,
+}
+
+/// `POST /{index}/_doc`, and `PUT`/`POST /{index}/_doc/{id}` or `/{index}/_create/{id}`:
+/// one document (rsyslog's `omelasticsearch` outside bulk mode, scripts), stored as a
+/// bulk action would store it and answered as Elasticsearch answers an indexed document:
+/// 201, or the refusal in its error form.
+async fn one_document(
+    State(state): State<AppState>,
+    Path(DocumentPath { index, id }): Path<DocumentPath>,
+    source: Result<ProtocolSource, AppError>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+    body: Result<Body, HttpError>,
+) -> Response {
+    let source = match source {
+        Ok(ProtocolSource(source)) => source,
+        Err(err) => return app_error(err, &ctx),
+    };
+    if let Some(unknown) = not_an_index(&index, "POST") {
+        return unknown;
+    }
+    let body = match read_body(&state, &headers, body, &ctx) {
+        Ok(body) => body,
+        Err(refused) => return *refused,
+    };
+    let action =
+        Action { name: "index".to_owned(), outcome: elastic::parse_document(&body, &index), index: Some(index), id };
+    let answered = match store(&state, &source, vec![action]).await {
+        Ok(mut answered) => answered.remove(0),
+        Err(err) => return app_error(err, &ctx),
+    };
+    match answered.outcome {
+        Ok(_) => {
+            let location = format!("{PREFIX}/{}/_doc/{}", answered.index.as_deref().unwrap_or_default(), answered.id);
+            let body = json!({
+                "_index": answered.index,
+                "_id": answered.id,
+                "_version": 1,
+                "result": "created",
+                "_shards": { "total": 1, "successful": 1, "failed": 0 },
+                "_seq_no": 0,
+                "_primary_term": 1,
+            });
+            let mut response = (StatusCode::CREATED, axum::Json(body)).into_response();
+            if let Ok(location) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            response
+        }
+        Err(failure) => refuse(&failure),
+    }
+}
+
+/// The request body, gzip decoded within the body limit; or the refusal to answer.
+fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Body, HttpError>,
+    ctx: &RequestContext,
+) -> Result<Bytes, Box<Response>> {
+    let body = body.map_err(|err| Box::new(http_error(err, ctx)))?.0;
+    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+    let status = |status: StatusCode, reason: String| {
+        Box::new(refuse(&Failure { status: status.as_u16(), kind: error_type(status), reason }))
+    };
+    match codec::decode_content(&body, encoding, state.config.max_body_bytes) {
+        Ok(Cow::Borrowed(_)) => Ok(body.clone()),
+        Ok(Cow::Owned(decoded)) => Ok(Bytes::from(decoded)),
+        Err(CodecError::TooLarge(reason)) => Err(status(StatusCode::PAYLOAD_TOO_LARGE, reason)),
+        Err(CodecError::Malformed(reason)) => Err(Box::new(refuse(&Failure::invalid("parse_exception", reason)))),
+        Err(err @ CodecError::UnsupportedEncoding(_)) => {
+            Err(status(StatusCode::UNSUPPORTED_MEDIA_TYPE, err.to_string()))
+        }
+    }
+}
+
 /// Reads the bulk body, stores the documents that can be stored, and answers one item
 /// per action. The body is read whatever its content type (agents send `application/json`,
 /// `application/x-ndjson` or the vendor types), gzip decoded within the body limit.
@@ -389,21 +474,9 @@ async fn ingest_bulk(
         Ok(ProtocolSource(source)) => source,
         Err(err) => return app_error(err, ctx),
     };
-    let body = match body {
-        Ok(Body(body)) => body,
-        Err(err) => return http_error(err, ctx),
-    };
-    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
-    let body = match codec::decode_content(&body, encoding, state.config.max_body_bytes) {
+    let body = match read_body(state, headers, body, ctx) {
         Ok(body) => body,
-        Err(CodecError::TooLarge(reason)) => {
-            return refuse(&Failure { status: 413, kind: error_type(StatusCode::PAYLOAD_TOO_LARGE), reason });
-        }
-        Err(CodecError::Malformed(reason)) => return refuse(&Failure::invalid("parse_exception", reason)),
-        Err(err @ CodecError::UnsupportedEncoding(_)) => {
-            let status = StatusCode::UNSUPPORTED_MEDIA_TYPE;
-            return refuse(&Failure { status: status.as_u16(), kind: error_type(status), reason: err.to_string() });
-        }
+        Err(refused) => return *refused,
     };
     let actions = match elastic::parse_bulk(&body, url_index) {
         Ok(actions) => actions,

@@ -248,6 +248,12 @@ pub fn parse_bulk(body: &[u8], url_index: Option<&str>) -> Result<Vec<Action>, F
     Ok(actions)
 }
 
+/// Reads the body of a single-document request (`/{index}/_doc`): one JSON object, on
+/// any number of lines.
+pub fn parse_document(body: &[u8], index: &str) -> Result<Document, Failure> {
+    document(body, 1, index)
+}
+
 /// Reads the document on line `number`, of an action into `index`.
 fn document(line: &[u8], number: usize, index: &str) -> Result<Document, Failure> {
     let invalid = |why: String| {

@@ -24,6 +24,7 @@ cases! {
         bulk_reads_gzip_and_refuses_what_is_over_the_body_limit_with_413,
         errors_under_elastic_take_the_elasticsearch_form,
         each_agent_s_requests_are_answered_as_it_expects,
+        single_documents_are_stored_as_elasticsearch_indexes_them,
         the_python_client_bulk_helper_ships_documents_end_to_end;
 }
 
@@ -653,4 +654,38 @@ async fn each_agent_s_requests_are_answered_as_it_expects(db: TestDb) {
     assert_eq!(logs[3]["attributes"]["kubernetes.pod_name"], "web-0");
     assert_eq!(logs[1]["attributes"]["log.offset"], 42);
     assert_eq!(logs[0]["attributes"]["severity"], "warning");
+}
+
+async fn single_documents_are_stored_as_elasticsearch_indexes_them(db: TestDb) {
+    let (server, token, source_id, key) = setup(&db).await;
+    let doc = |method: Method, path: &str| es(&server, method, path, &key).header("Content-Type", "application/json");
+
+    let response =
+        doc(Method::POST, "/elastic/app/_doc").body(r#"{"message":"posted","level":"error"}"#).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.headers()["x-elastic-product"], "Elasticsearch");
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!((&body["_index"], &body["result"]), (&json!("app"), &json!("created")), "{body}");
+    assert_eq!(location, format!("/elastic/app/_doc/{}", body["_id"].as_str().unwrap()));
+
+    let (body, _) =
+        answered(doc(Method::PUT, "/elastic/app/_doc/abc").body(r#"{"message":"put with an id"}"#), 201).await;
+    assert_eq!(body["_id"], "abc");
+    let pretty = "{\n  \"message\": \"created, pretty\",\n  \"@timestamp\": \"2026-01-01T00:00:09Z\"\n}\n";
+    let (body, _) = answered(doc(Method::PUT, "/elastic/app/_create/xyz").body(pretty), 201).await;
+    assert_eq!(body["_id"], "xyz");
+
+    let refused = es_refused(doc(Method::POST, "/elastic/app/_doc").body(r#"{"no":"message"}"#), 400).await;
+    assert_eq!(refused["error"]["type"], "mapper_parsing_exception");
+    es_refused(doc(Method::POST, "/elastic/_search/_doc").body(r#"{"message":"m"}"#), 404).await;
+    es_refused(server.client.post(server.url("/elastic/app/_doc")).body(r#"{"message":"m"}"#), 401).await;
+
+    let logs = logs_of(&server, &token, &source_id).await;
+    let mut messages: Vec<&str> = logs.iter().map(|l| l["message"].as_str().unwrap()).collect();
+    messages.sort_unstable();
+    assert_eq!(messages, ["created, pretty", "posted", "put with an id"]);
+    assert!(logs.iter().all(|l| l["labels"]["index"] == "app"), "{logs:?}");
+    let posted = logs.iter().find(|l| l["message"] == "posted").unwrap();
+    assert_eq!(posted["level"], "error");
 }

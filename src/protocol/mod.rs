@@ -1,0 +1,3 @@
+//! Pure translations of the protocols agents speak into the services' domain types.
+
+pub mod otlp;

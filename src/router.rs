@@ -44,7 +44,7 @@ pub fn router(state: AppState) -> Router {
     let mut doc = serde_json::to_value(&doc).unwrap_or_default();
     openapi::complete(&mut doc, state.config.api_key_max_days);
     let doc = OpenApiJson(Arc::new(serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".to_owned())));
-    with_layers(routes.layer(Extension(doc)), state)
+    with_layers(routes.layer(Extension(doc)).merge(crate::http::otlp::router()), state)
 }
 
 /// The API's routes and their OpenAPI description, built by the same calls.

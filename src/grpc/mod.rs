@@ -10,6 +10,7 @@ pub mod convert;
 mod logs;
 mod metrics;
 mod observe;
+mod otlp;
 mod sources;
 mod status;
 
@@ -74,6 +75,8 @@ pub fn router(state: AppState) -> (axum::Router, tokio::task::JoinHandle<()>) {
         .add_service(limited!(LogServiceServer, logs::LogApi(state.clone())))
         .add_service(limited!(MetricServiceServer, metrics::MetricApi(state.clone())))
         .add_service(limited!(StatusServiceServer, status::StatusApi(state.clone())));
+    let (otlp_logs, otlp_metrics) = otlp::servers(&state);
+    routes = routes.add_service(otlp_logs).add_service(otlp_metrics);
     // v1, and v1alpha for the clients that still ask only that (older grpcurl, Python's
     // grpcio-reflection).
     match (reflection().build_v1(), reflection().build_v1alpha()) {
@@ -104,7 +107,7 @@ fn spawn_health_reporter(
             }
             last = Some(serving);
             let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
-            for name in std::iter::once("").chain(SERVICE_NAMES) {
+            for name in std::iter::once("").chain(SERVICE_NAMES).chain(otlp::SERVICE_NAMES) {
                 reporter.set_service_status(name, status).await;
             }
         }

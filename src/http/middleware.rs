@@ -26,7 +26,15 @@ use crate::{
 /// The routes (of `router.rs`) of the data plane: ingest, and the metric query sent as
 /// POST; every other route changes the control plane. The audit policy
 /// (`audit::audits_refusal`) reads it.
-const DATA_PLANE: [&str; 3] = ["/api/v1/logs", "/api/v1/metrics", "/api/v1/metrics/query"];
+const DATA_PLANE: [&str; 7] = [
+    "/api/v1/logs",
+    "/api/v1/metrics",
+    "/api/v1/metrics/query",
+    "/v1/logs",
+    "/otlp/v1/logs",
+    "/v1/metrics",
+    "/otlp/v1/metrics",
+];
 
 /// The plane of a matched route template.
 pub fn plane(template: &str) -> Plane {
@@ -169,14 +177,15 @@ fn audit_status(status: u16) -> AuditStatus {
 }
 
 /// Gives an error response our JSON body, keeping its status and headers (`Allow`,
-/// `WWW-Authenticate`, `Retry-After`). A JSON body written on purpose by a handler
-/// (e.g. `/healthz` answering 503) is left alone.
+/// `WWW-Authenticate`, `Retry-After`). A body written on purpose by a handler is left
+/// alone: JSON (e.g. `/healthz` answering 503) or protobuf (OTLP's `google.rpc.Status`).
 fn render_error(response: Response<Body>, id: &str, method: &str, path: &str) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     let info = parts.extensions.remove::<ErrorInfo>();
-    let is_json =
-        parts.headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if info.is_none() && is_json {
+    let own_body = parts.headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"application/x-protobuf")
+    });
+    if info.is_none() && own_body {
         return Response::from_parts(parts, body);
     }
     let status = parts.status;

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod middleware;
+pub mod otlp;
 pub mod openapi;
 pub mod pagination;
 pub mod principal;

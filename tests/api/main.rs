@@ -13,6 +13,7 @@
 //! | `status_config` | `/api/v1/status`, `/api/v1/admin/config` |
 //! | `health` | `/healthz`, `/livez`, `/readyz`, `/metrics` |
 //! | `openapi` | `/api/v1/openapi.json` |
+//! | `otlp` | `/v1/logs`, `/v1/metrics` (and under `/otlp`), gRPC `LogsService/Export`, `MetricsService/Export`; the Python SDK end to end |
 //! | `request_pipeline` | what every route passes through: correlation ids, error bodies, limits, timeouts, CORS, shutdown |
 //! | `grpc` | the gRPC services |
 //! | `tls` | HTTPS, client certificates, forwarded headers |
@@ -36,6 +37,7 @@ mod license;
 mod logs;
 mod metrics;
 mod openapi;
+mod otlp;
 mod request_pipeline;
 mod sources;
 mod status_config;
@@ -55,6 +57,7 @@ fn main() -> std::process::ExitCode {
         logs::cases(),
         metrics::cases(),
         openapi::cases(),
+        otlp::cases(),
         request_pipeline::cases(),
         sources::cases(),
         status_config::cases(),

@@ -288,6 +288,7 @@ async fn main() {
                                 hostname: Some(host),
                                 application: Some(app.into()),
                                 attributes: Some(json_to_struct(attributes)),
+                                labels: Default::default(),
                             })
                             .collect();
                         Encoded::new(&args.source, &logs)

@@ -1,6 +1,7 @@
 //! Authentication and authorization: roles, tokens, API keys, login throttling, and the
 //! `Principal` every protected operation checks.
 
+pub mod agent;
 pub mod keys;
 pub mod password;
 pub mod principal;

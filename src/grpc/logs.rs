@@ -34,6 +34,7 @@ fn new_log(entry: LogEntry) -> NewLog {
         hostname: entry.hostname,
         application: entry.application,
         attributes: entry.attributes.map(struct_to_json),
+        labels: entry.labels.into_iter().collect(),
     }
 }
 
@@ -48,6 +49,7 @@ fn stored_log(view: LogView) -> StoredLog {
         hostname: view.hostname,
         application: view.application,
         attributes: (!view.attributes.is_null()).then(|| json_to_struct(view.attributes)),
+        labels: view.labels.into_iter().collect(),
     }
 }
 
@@ -111,7 +113,7 @@ impl LogService for LogApi {
                     }
                 };
                 let entries = batch.logs.into_iter().map(new_log).collect();
-                let count = logs::ingest(&self.0.db, &self.0.metrics, &source.id, entries).await?;
+                let count = logs::ingest(&self.0.db, &self.0.metrics, &source, entries).await?;
                 current = Some((source, checked));
                 Ok::<_, AppError>(count)
             }

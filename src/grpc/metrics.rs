@@ -47,7 +47,8 @@ fn series_of(view: SeriesView) -> Series {
         name: view.name,
         labels,
         r#type: view.metric_type,
-        last_value: view.last_value,
+        // NaN for a last value that is not a finite number (REST shows null).
+        last_value: view.last_value.unwrap_or(f64::NAN),
         last_timestamp: view.last_timestamp,
     }
 }
@@ -64,7 +65,7 @@ impl MetricService for MetricApi {
             let ingestor = ingestor(&call, &self.0).await?;
             let source = ingestor.authorize(self.0.db.conn(), &batch.source_id, call.client_ip()).await?;
             let inputs = batch.metrics.into_iter().map(new_sample).collect();
-            let accepted = samples::ingest(&self.0.db, &self.0.metrics, &source.id, inputs).await?;
+            let accepted = samples::ingest(&self.0.db, &self.0.metrics, &source, inputs, Vec::new()).await?;
             Ok(IngestMetricsResponse { accepted: accepted as u64 })
         })
         .await

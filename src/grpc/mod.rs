@@ -19,10 +19,10 @@ use std::{net::IpAddr, sync::Arc, time::Duration};
 use tonic::{Code, Status, metadata::MetadataMap, service::Routes};
 
 use crate::{
-    auth::{Principal, X_API_KEY},
+    auth::{Principal, X_API_KEY, agent::AgentCredential},
     error::AppError,
     http::context::{CorrelationId, RequestContext},
-    service::identity::Credentials,
+    service::{identity::Credentials, ingestor::Ingestor, sources::Source},
     state::AppState,
     tls::ClientCert,
 };
@@ -120,6 +120,8 @@ pub(crate) struct Call {
     pub ctx: RequestContext,
     api_key: Option<String>,
     authorization: Option<String>,
+    /// `x-source`: the source a user's credential ingests into.
+    named_source: Option<String>,
     cert: Option<Arc<ClientCert>>,
 }
 
@@ -140,6 +142,7 @@ impl Call {
             ctx,
             api_key: metadata_text(request.metadata(), X_API_KEY),
             authorization: metadata_text(request.metadata(), "authorization"),
+            named_source: metadata_text(request.metadata(), crate::http::ingest_auth::X_SOURCE),
             cert: extensions.get::<Arc<ClientCert>>().cloned(),
         }
     }
@@ -151,6 +154,19 @@ impl Call {
     /// The source ingest key (`kki_...`) in `x-api-key`, if that is what was sent.
     pub fn ingest_key(&self) -> Option<&str> {
         self.api_key.as_deref().map(str::trim).filter(|key| key.starts_with(crate::auth::keys::INGEST_KEY_PREFIX))
+    }
+
+    /// The source an agent's call ingests into (see `http::ingest_auth`): its credential
+    /// in any of the forms agents send, and for a user's the `x-source` it names.
+    pub async fn protocol_source(&self, state: &AppState) -> Result<Source, AppError> {
+        let credential = AgentCredential::read(self.api_key.as_deref(), self.authorization.as_deref());
+        let db = state.db.conn();
+        let ingestor =
+            Ingestor::of_agent(&state.identity, &state.ingest_keys, db, credential, self.cert.as_deref()).await?;
+        if let Ingestor::User(principal) = &ingestor {
+            self.ctx.audit.set_user(&principal.user_id);
+        }
+        ingestor.target(db, self.named_source.as_deref(), self.client_ip()).await
     }
 
     /// Authenticates the call's credentials exactly as REST does.

@@ -287,7 +287,10 @@ mod tests {
     #[test]
     fn json_answers_write_64_bit_counts_as_strings() {
         let response = ExportLogsServiceResponse {
-            partial_success: Some(otlp::ExportLogsPartialSuccess { rejected_log_records: 2, error_message: "x".into() }),
+            partial_success: Some(otlp::ExportLogsPartialSuccess {
+                rejected_log_records: 2,
+                error_message: "x".into(),
+            }),
         };
         assert_eq!(logs_json(&response), json!({"partialSuccess": {"rejectedLogRecords": "2", "errorMessage": "x"}}));
         assert_eq!(metrics_json(&ExportMetricsServiceResponse { partial_success: None }), json!({}));

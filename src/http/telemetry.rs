@@ -59,6 +59,8 @@ pub struct LogInput {
     pub hostname: Option<String>,
     pub application: Option<String>,
     pub attributes: Option<Value>,
+    /// Stream labels; the server adds `source`, `level`, `hostname` and `application`.
+    pub labels: Option<BTreeMap<String, String>>,
 }
 
 impl From<LogInput> for NewLog {
@@ -70,6 +72,7 @@ impl From<LogInput> for NewLog {
             hostname: entry.hostname,
             application: entry.application,
             attributes: entry.attributes,
+            labels: entry.labels.unwrap_or_default(),
         }
     }
 }
@@ -165,7 +168,7 @@ pub async fn ingest_logs(
     let (source_id, entries) = parse_logs(&headers, query, &body)?;
     let source = ingestor.authorize(state.db.conn(), &source_id, ctx.client_ip).await?;
     let accepted =
-        logs::ingest(&state.db, &state.metrics, &source.id, entries.into_iter().map(NewLog::from).collect()).await?;
+        logs::ingest(&state.db, &state.metrics, &source, entries.into_iter().map(NewLog::from).collect()).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": accepted }))).into_response())
 }
 
@@ -202,7 +205,7 @@ pub struct SampleInput {
     #[schema(required = true, max_length = 255, pattern = "^[a-zA-Z_:][a-zA-Z0-9_:]*$")]
     pub name: Option<String>,
     #[serde(rename = "type")]
-    #[schema(pattern = "^(counter|gauge|histogram)$")]
+    #[schema(pattern = "^(counter|gauge|histogram|summary|unknown)$")]
     pub metric_type: Option<String>,
     pub labels: Option<BTreeMap<String, Value>>,
     #[schema(required = true)]
@@ -246,7 +249,7 @@ pub async fn ingest_metrics(
 ) -> Result<Response, HttpError> {
     let source = ingestor.authorize(state.db.conn(), &batch.source_id, ctx.client_ip).await?;
     let inputs = batch.metrics.into_iter().map(NewSample::from).collect();
-    let accepted = samples::ingest(&state.db, &state.metrics, &source.id, inputs).await?;
+    let accepted = samples::ingest(&state.db, &state.metrics, &source, inputs, Vec::new()).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": accepted }))).into_response())
 }
 

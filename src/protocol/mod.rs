@@ -1,3 +1,7 @@
-//! Pure translations of the protocols agents speak into the services' domain types.
+//! The standard protocols agents speak (OTLP, Prometheus remote_write, Loki push,
+//! Elasticsearch `_bulk`): their bodies decoded and mapped to the ingest services'
+//! inputs. Pure functions; the transports (`http`, `grpc`) call them and answer in each
+//! protocol's own form.
 
+pub mod codec;
 pub mod otlp;

@@ -43,9 +43,9 @@ use crate::{
         self,
         logs::{Level, NewLog},
         samples::{MetricMetadata, NewSample, STALE_NAN_BITS},
+        sources::Source,
     },
     state::AppState,
-    storage::entity::source,
 };
 
 /// Resource attributes kept as stream labels of a log entry, and the label each becomes.
@@ -66,7 +66,7 @@ const HOST_NAME: &str = "host.name";
 /// Microseconds of an OTLP time in nanoseconds; `None` for 0, which OTLP uses for "unset".
 fn micros(nanos: u64) -> Option<i64> {
     // u64::MAX ns is 1.8e16 µs: always within i64.
-    (nanos != 0).then(|| (nanos / 1000) as i64)
+    (nanos != 0).then_some((nanos / 1000) as i64)
 }
 
 /// The level of a record: the severity number's range (1-4 trace … 21-24 fatal), else its
@@ -323,8 +323,7 @@ fn point_labels(attributes: &[KeyValue], base: &Labels) -> Labels {
 /// `job` (`service.namespace/service.name`) and `instance` (`service.instance.id`) of a
 /// resource.
 fn resource_labels(resource: Option<&Resource>) -> Labels {
-    let attribute =
-        |key: &str| resource?.attributes.iter().find(|kv| kv.key == key).map(|kv| text(kv.value.as_ref()));
+    let attribute = |key: &str| resource?.attributes.iter().find(|kv| kv.key == key).map(|kv| text(kv.value.as_ref()));
     let mut labels = Labels::new();
     if let Some(name) = attribute(SERVICE_NAME).filter(|n| !n.is_empty()) {
         let job = match attribute("service.namespace").filter(|n| !n.is_empty()) {
@@ -514,7 +513,7 @@ pub fn go_float(x: f64) -> String {
 /// the whole request (the database, the source gone).
 pub async fn export_logs(
     state: &AppState,
-    source: &source::Model,
+    source: &Source,
     request: ExportLogsServiceRequest,
 ) -> Result<ExportLogsServiceResponse, AppError> {
     let mut entries = logs(request).into_iter().peekable();
@@ -535,7 +534,7 @@ pub async fn export_logs(
 /// As [`export_logs`], for a metrics export: the refused count is of data points.
 pub async fn export_metrics(
     state: &AppState,
-    source: &source::Model,
+    source: &Source,
     request: ExportMetricsServiceRequest,
 ) -> Result<ExportMetricsServiceResponse, AppError> {
     let mut mapped = metrics(request);
@@ -551,8 +550,8 @@ pub async fn export_metrics(
         outcomes.extend(service::samples::ingest_each(&state.db, &state.metrics, source, batch, metadata).await?);
     }
     let (rejected, error_message) = mapped.rejected(&outcomes);
-    let partial_success = (rejected > 0)
-        .then(|| ExportMetricsPartialSuccess { rejected_data_points: rejected as i64, error_message });
+    let partial_success =
+        (rejected > 0).then_some(ExportMetricsPartialSuccess { rejected_data_points: rejected as i64, error_message });
     Ok(ExportMetricsServiceResponse { partial_success })
 }
 

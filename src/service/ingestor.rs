@@ -6,12 +6,20 @@ use std::net::IpAddr;
 
 use sea_orm::DatabaseConnection;
 
-use super::{ingest_keys::IngestKeyAuth, sources};
+use super::{
+    identity::{Credentials, Identity},
+    ingest_keys::{IngestKeyAuth, IngestKeyCache},
+    sources,
+};
 use crate::storage::entity::source;
 use crate::{
-    auth::{Principal, Role},
-    error::AppError,
+    auth::{Principal, Role, agent::AgentCredential},
+    error::{AppError, FieldError},
+    tls::ClientCert,
 };
+
+/// Why a user's ingest request was refused for naming no source.
+pub const NAME_THE_SOURCE: &str = "a user's credential must name the source to ingest into, by id or name, in the X-Source header or the source query parameter";
 
 /// Who is ingesting: a source's ingest key, or a user.
 pub enum Ingestor {
@@ -20,6 +28,56 @@ pub enum Ingestor {
 }
 
 impl Ingestor {
+    /// Who an agent's credential makes the ingesting party: a source's ingest key, or the
+    /// user of an API key, access token or (with no credential header) client certificate.
+    pub async fn of_agent(
+        identity: &Identity,
+        ingest_keys: &IngestKeyCache,
+        db: &DatabaseConnection,
+        credential: AgentCredential,
+        client_cert: Option<&ClientCert>,
+    ) -> Result<Self, AppError> {
+        let bearer;
+        let credentials = match &credential {
+            AgentCredential::IngestKey(key) => return Ok(Ingestor::Key(ingest_keys.authenticate(db, key).await?)),
+            AgentCredential::Malformed => {
+                return Err(AppError::Unauthorized("The credential is not in a form this endpoint reads".into()));
+            }
+            AgentCredential::ApiKey(key) => Credentials { api_key: Some(key), authorization: None, client_cert: None },
+            AgentCredential::Bearer(token) => {
+                bearer = format!("Bearer {token}");
+                Credentials { api_key: None, authorization: Some(&bearer), client_cert: None }
+            }
+            AgentCredential::Absent => Credentials { api_key: None, authorization: None, client_cert },
+        };
+        Ok(Ingestor::User(identity.authenticate(credentials).await?))
+    }
+
+    /// The source an agent's request ingests into: an ingest key's own (a source named
+    /// beside it must be that one), or the one a maintainer names by id or name.
+    pub async fn target(
+        &self,
+        db: &DatabaseConnection,
+        named: Option<&str>,
+        client_ip: Option<IpAddr>,
+    ) -> Result<source::Model, AppError> {
+        let named = named.map(str::trim).filter(|n| !n.is_empty());
+        let source_id = match (self, named) {
+            (Ingestor::Key(key), None) => key.source_id.clone(),
+            (_, Some(named)) => {
+                if let Ingestor::User(principal) = self {
+                    principal.require_role(Role::Maintainer)?;
+                }
+                sources::find_by_id_or_name(db, named).await?.id
+            }
+            (Ingestor::User(principal), None) => {
+                principal.require_role(Role::Maintainer)?;
+                return Err(AppError::Validation(vec![FieldError::new("source", NAME_THE_SOURCE)]));
+            }
+        };
+        self.authorize(db, &source_id, client_ip).await
+    }
+
     /// Loads the target source and checks the caller may ingest into it from `client_ip`.
     pub async fn authorize(
         &self,

@@ -5,6 +5,8 @@
 //! below that id, ordered by `(ts DESC, id DESC)`, so logs ingested while a client pages
 //! through never shift the pages: nothing is skipped, nothing repeated.
 
+use std::collections::BTreeMap;
+
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use sea_orm::DatabaseConnection;
 use serde::Serialize;
@@ -15,7 +17,7 @@ use crate::{
     metrics::{IngestKind, Metrics},
     storage::{
         self, Database,
-        entity::log,
+        entity::{log, source},
         logs::{LogRow, LogSelection},
     },
     time::{micros_to_rfc3339, now_micros, parse_time},
@@ -25,6 +27,12 @@ pub const MAX_BATCH: usize = 10_000;
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 pub const MAX_ATTRIBUTES_BYTES: usize = 16 * 1024;
 const MAX_NAME_CHARS: usize = 255;
+/// Labels on one line, the four the service sets included.
+pub const MAX_LABELS: usize = 20;
+pub const MAX_LABEL_NAME_BYTES: usize = 128;
+pub const MAX_LABEL_VALUE_CHARS: usize = 1024;
+/// The labels the service sets on every line from the line itself, over any supplied.
+const OWN_LABELS: [&str; 4] = ["source", "level", "hostname", "application"];
 
 /// A log's severity, the syslog levels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,9 +120,56 @@ pub struct NewLog {
     pub application: Option<String>,
     /// A JSON object (`null` counts as none).
     pub attributes: Option<Value>,
+    /// Stream labels the transport supplies (a protocol's, or the client's own); the
+    /// service adds `source`, `level`, `hostname` and `application` over them.
+    pub labels: BTreeMap<String, String>,
 }
 
-fn validate(index: usize, entry: NewLog, received_at: i64, problems: &mut Vec<FieldError>) -> Option<LogRow> {
+/// Whether `name` may name a label: `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `name` made a valid label name: every other character becomes `_`, and a leading
+/// digit gets one before it (`service.name` → `service_name`).
+pub fn label_name(name: &str) -> String {
+    let mut out: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    if !out.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// The supplied labels' problem, if any; the line's own labels are counted in the bound.
+fn labels_problem(labels: &BTreeMap<String, String>) -> Option<String> {
+    let extra = labels.keys().filter(|name| !OWN_LABELS.contains(&name.as_str())).count();
+    if extra + OWN_LABELS.len() > MAX_LABELS {
+        return Some(format!("at most {} labels besides {}", MAX_LABELS - OWN_LABELS.len(), OWN_LABELS.join(", ")));
+    }
+    labels.iter().find_map(|(name, value)| {
+        if name.len() > MAX_LABEL_NAME_BYTES || !valid_label_name(name) {
+            Some(format!(
+                "label name `{name}` must match [a-zA-Z_][a-zA-Z0-9_]* (at most {MAX_LABEL_NAME_BYTES} bytes)"
+            ))
+        } else if value.chars().count() > MAX_LABEL_VALUE_CHARS {
+            Some(format!("label `{name}` is over {MAX_LABEL_VALUE_CHARS} characters"))
+        } else if value.contains('\0') {
+            Some(format!("label `{name}` must not contain NUL characters"))
+        } else {
+            None
+        }
+    })
+}
+
+fn validate(
+    index: usize,
+    entry: NewLog,
+    source: &source::Model,
+    received_at: i64,
+    problems: &mut Vec<FieldError>,
+) -> Option<LogRow> {
     let field = |name: &str| format!("logs[{index}].{name}");
     let before = problems.len();
     let ts = match entry.timestamp {
@@ -163,12 +218,26 @@ fn validate(index: usize, entry: NewLog, received_at: i64, problems: &mut Vec<Fi
         }
         None => None,
     };
+    let mut labels = entry.labels;
+    if let Some(problem) = labels_problem(&labels) {
+        problems.push(FieldError::new(field("labels"), problem));
+    }
     if problems.len() > before {
         return None;
     }
+    let level = level?.as_str();
+    labels.insert("source".to_owned(), source.name.clone());
+    labels.insert("level".to_owned(), level.to_owned());
+    for (name, value) in [("hostname", &entry.hostname), ("application", &entry.application)] {
+        match value {
+            Some(value) => labels.insert(name.to_owned(), value.clone()),
+            None => labels.remove(name),
+        };
+    }
     Some(LogRow {
         ts: ts?,
-        level: level?.as_str(),
+        level,
+        labels: serde_json::to_string(&labels).ok()?,
         message,
         hostname: entry.hostname,
         application: entry.application,
@@ -181,21 +250,21 @@ fn validate(index: usize, entry: NewLog, received_at: i64, problems: &mut Vec<Fi
 pub async fn ingest(
     db: &Database,
     metrics: &Metrics,
-    source_id: &str,
+    source: &source::Model,
     entries: Vec<NewLog>,
 ) -> Result<usize, AppError> {
     let items = entries.len();
-    super::counted(metrics, source_id, IngestKind::Logs, items, store(db, source_id, entries)).await
+    super::counted(metrics, &source.id, IngestKind::Logs, items, store(db, source, entries)).await
 }
 
-async fn store(db: &Database, source_id: &str, entries: Vec<NewLog>) -> Result<usize, AppError> {
+async fn store(db: &Database, source: &source::Model, entries: Vec<NewLog>) -> Result<usize, AppError> {
     super::check_batch(entries.len(), MAX_BATCH, "logs", ("entry", "log entries"))?;
     let _turn = db.ingest_turn().await;
     let received_at = now_micros();
     let mut problems = Vec::new();
     let mut rows = Vec::with_capacity(entries.len());
     for (index, entry) in entries.into_iter().enumerate() {
-        if let Some(row) = validate(index, entry, received_at, &mut problems) {
+        if let Some(row) = validate(index, entry, source, received_at, &mut problems) {
             rows.push(row);
         }
     }
@@ -204,10 +273,62 @@ async fn store(db: &Database, source_id: &str, entries: Vec<NewLog>) -> Result<u
         return Err(AppError::Validation(problems));
     }
     let count = rows.len();
-    storage::logs::insert(db, source_id, received_at, rows)
+    storage::logs::insert(db, &source.id, received_at, rows)
         .await
-        .map_err(|err| super::source_gone_or(err, source_id))?;
+        .map_err(|err| super::source_gone_or(err, &source.id))?;
     Ok(count)
+}
+
+/// Validates each entry on its own and stores the valid ones in one transaction (the
+/// protocols whose answer is per item: OTLP's partial success, Elasticsearch's `_bulk`).
+/// Returns one outcome per entry, in order, a refused entry's with its reasons; fails
+/// whole only for what fails the request (an empty or oversized batch, the database, the
+/// source gone). Counts accepted and refused lines for the source in `/metrics`.
+pub async fn ingest_each(
+    db: &Database,
+    metrics: &Metrics,
+    source: &source::Model,
+    entries: Vec<NewLog>,
+) -> Result<Vec<Result<(), String>>, AppError> {
+    let items = entries.len();
+    let outcomes = store_each(db, source, entries).await;
+    match &outcomes {
+        Ok(outcomes) => {
+            let accepted = outcomes.iter().filter(|o| o.is_ok()).count();
+            metrics.observe_ingest(&source.id, IngestKind::Logs, accepted, true);
+            metrics.observe_ingest(&source.id, IngestKind::Logs, items - accepted, false);
+        }
+        Err(_) => metrics.observe_ingest(&source.id, IngestKind::Logs, items, false),
+    }
+    outcomes
+}
+
+async fn store_each(
+    db: &Database,
+    source: &source::Model,
+    entries: Vec<NewLog>,
+) -> Result<Vec<Result<(), String>>, AppError> {
+    super::check_batch(entries.len(), MAX_BATCH, "logs", ("entry", "log entries"))?;
+    let _turn = db.ingest_turn().await;
+    let received_at = now_micros();
+    let mut outcomes = Vec::with_capacity(entries.len());
+    let mut rows = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.into_iter().enumerate() {
+        let mut problems = Vec::new();
+        match validate(index, entry, source, received_at, &mut problems) {
+            Some(row) => {
+                rows.push(row);
+                outcomes.push(Ok(()));
+            }
+            None => outcomes.push(Err(super::reasons(&problems))),
+        }
+    }
+    if !rows.is_empty() {
+        storage::logs::insert(db, &source.id, received_at, rows)
+            .await
+            .map_err(|err| super::source_gone_or(err, &source.id))?;
+    }
+    Ok(outcomes)
 }
 
 /// A stored log entry as the API shows it.
@@ -224,6 +345,8 @@ pub struct LogView {
     pub application: Option<String>,
     #[schema(value_type = Option<Object>, required = true)]
     pub attributes: Value,
+    /// The line's stream labels (`source`, `level`, and those the sender supplied).
+    pub labels: BTreeMap<String, String>,
 }
 
 impl From<log::Model> for LogView {
@@ -238,6 +361,7 @@ impl From<log::Model> for LogView {
             hostname: l.hostname,
             application: l.application,
             attributes: l.attributes.and_then(|a| serde_json::from_str(&a).ok()).unwrap_or(Value::Null),
+            labels: l.labels.and_then(|a| serde_json::from_str(&a).ok()).unwrap_or_default(),
         }
     }
 }

@@ -76,6 +76,11 @@ fn check_batch(len: usize, max: usize, field: &str, (one, many): (&str, &str)) -
     Ok(())
 }
 
+/// One refused item's problems as one line of text: `field: message; …`.
+fn reasons(problems: &[FieldError]) -> String {
+    problems.iter().map(|p| format!("{}: {}", p.field, p.message)).collect::<Vec<_>>().join("; ")
+}
+
 /// Awaits an ingest batch's storing and counts its `items` for `source_id` in `/metrics`:
 /// accepted if it was stored, refused if not (a batch is stored whole or not at all).
 async fn counted(

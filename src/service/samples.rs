@@ -1,7 +1,7 @@
 //! Metrics: samples grouped in series (source, name, labels), the list of known series,
 //! and range queries reduced per step bucket.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sea_orm::DatabaseConnection;
 use serde::Serialize;
@@ -11,9 +11,12 @@ use sha2::{Digest, Sha256};
 use crate::{
     error::{AppError, FieldError},
     metrics::{IngestKind, Metrics},
-    storage::entity::series,
+    storage::entity::{series, source},
     storage::rollups::{self, FINE, MINUTE, Part, Partial},
-    storage::{self, Database, samples::SampleRow},
+    storage::{
+        self, Database,
+        samples::{MetadataRow, SampleRow},
+    },
     time::{micros_to_rfc3339, now_micros},
 };
 
@@ -22,7 +25,11 @@ pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
 const MAX_LABELS: usize = 32;
 const MAX_LABEL_NAME_CHARS: usize = 128;
 const MAX_LABEL_VALUE_CHARS: usize = 1024;
-const METRIC_TYPES: [&str; 3] = ["counter", "gauge", "histogram"];
+const METRIC_TYPES: [&str; 5] = ["counter", "gauge", "histogram", "summary", "unknown"];
+/// Prometheus' stale marker: the NaN whose bits say "this series ended here".
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+const MAX_HELP_CHARS: usize = 4096;
+const MAX_UNIT_CHARS: usize = 64;
 
 /// One sample as a transport read it. The time is parsed by the transport (whose wire
 /// forms differ); what it could not parse comes as the reason, which [`ingest`] reports
@@ -30,14 +37,27 @@ const METRIC_TYPES: [&str; 3] = ["counter", "gauge", "histogram"];
 #[derive(Debug)]
 pub struct NewSample {
     pub name: String,
-    /// `None` for `gauge`.
+    /// `None` for the type declared for the metric's family (see [`MetricMetadata`]),
+    /// else `gauge`.
     pub metric_type: Option<String>,
     /// Each label's value as text; `None` for a value that was not text (a transport may
     /// write other scalars as text).
     pub labels: BTreeMap<String, Option<String>>,
+    /// Any number: NaN (with its payload, such as [`STALE_NAN_BITS`]) and ±Inf are
+    /// stored exactly.
     pub value: Option<f64>,
     /// Microseconds since the Unix epoch; `None` for the time of receipt.
     pub timestamp: Result<Option<i64>, String>,
+}
+
+/// What a sender declared about a metric family: its type (one of the sample types, or
+/// Prometheus' `gaugehistogram`, `info`, `stateset`, stored as `unknown`), help and unit.
+#[derive(Debug, Clone)]
+pub struct MetricMetadata {
+    pub name: String,
+    pub metric_type: String,
+    pub help: String,
+    pub unit: String,
 }
 
 fn valid_name(name: &str, allow_colon: bool) -> bool {
@@ -59,6 +79,7 @@ fn validate(
     index: usize,
     input: NewSample,
     source_id: &str,
+    declared: Option<&str>,
     now: i64,
     problems: &mut Vec<FieldError>,
 ) -> Option<SampleRow> {
@@ -68,7 +89,7 @@ fn validate(
     if name.len() > 255 || !valid_name(&name, true) {
         problems.push(FieldError::new(field("name"), "must match [a-zA-Z_:][a-zA-Z0-9_:]* (at most 255 characters)"));
     }
-    let requested = input.metric_type.as_deref().unwrap_or("gauge");
+    let requested = input.metric_type.as_deref().or(declared).unwrap_or("gauge");
     let metric_type = METRIC_TYPES.iter().copied().find(|known| *known == requested);
     if metric_type.is_none() {
         problems.push(FieldError::new(field("type"), "must be counter, gauge or histogram"));
@@ -90,9 +111,9 @@ fn validate(
         }
         labels.insert(key, text);
     }
-    let value = input.value.filter(|v| v.is_finite());
+    let value = input.value;
     if value.is_none() {
-        problems.push(FieldError::new(field("value"), "must be a finite number"));
+        problems.push(FieldError::new(field("value"), "must be a number"));
     }
     let ts = match input.timestamp {
         Ok(ts) => Some(ts.unwrap_or(now)),
@@ -115,34 +136,170 @@ fn validate(
     })
 }
 
-/// Validates every sample, then stores all of them in one transaction, or none; counts the
-/// batch's samples for its source in `/metrics`, accepted or refused.
+/// Validates every sample and the metadata, then stores all of them in one transaction,
+/// or none; counts the batch's samples for its source in `/metrics`, accepted or refused.
+/// A batch may hold metadata only.
 pub async fn ingest(
     db: &Database,
     metrics: &Metrics,
-    source_id: &str,
+    source: &source::Model,
     inputs: Vec<NewSample>,
+    metadata: Vec<MetricMetadata>,
 ) -> Result<usize, AppError> {
     let items = inputs.len();
-    super::counted(metrics, source_id, IngestKind::Samples, items, store(db, source_id, inputs)).await
+    let stored = async {
+        let metadata = metadata_rows(metadata)?;
+        let (rows, outcomes) = validated(db, &source.id, inputs, &metadata).await?;
+        if let Some(problems) = all_problems(&outcomes) {
+            return Err(AppError::Validation(problems));
+        }
+        store(db, &source.id, rows, &metadata).await?;
+        // Every sample was accepted, a later one at the same series and time in place of
+        // an earlier.
+        Ok(outcomes.len())
+    };
+    super::counted(metrics, &source.id, IngestKind::Samples, items, stored).await
 }
 
-async fn store(db: &Database, source_id: &str, inputs: Vec<NewSample>) -> Result<usize, AppError> {
-    super::check_batch(inputs.len(), MAX_BATCH, "metrics", ("sample", "samples"))?;
-    let _turn = db.ingest_turn().await;
-    let now = now_micros();
-    let mut problems = Vec::new();
-    let samples: Vec<SampleRow> = inputs
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, input)| validate(i, input, source_id, now, &mut problems))
-        .collect();
-    if !problems.is_empty() {
-        problems.truncate(50);
-        return Err(AppError::Validation(problems));
+/// Validates each sample on its own and stores the valid ones (and the metadata) in one
+/// transaction, for the protocols whose answer is per item (OTLP's partial success).
+/// Returns one outcome per sample, in order; fails whole only for what fails the request
+/// (an empty or oversized batch, invalid metadata, the database, the source gone).
+pub async fn ingest_each(
+    db: &Database,
+    metrics: &Metrics,
+    source: &source::Model,
+    inputs: Vec<NewSample>,
+    metadata: Vec<MetricMetadata>,
+) -> Result<Vec<Result<(), String>>, AppError> {
+    let items = inputs.len();
+    let outcomes = async {
+        let metadata = metadata_rows(metadata)?;
+        let (rows, outcomes) = validated(db, &source.id, inputs, &metadata).await?;
+        let outcomes: Vec<Result<(), String>> =
+            outcomes.into_iter().map(|o| o.map_err(|problems| super::reasons(&problems))).collect();
+        if !rows.is_empty() || !metadata.is_empty() {
+            store(db, &source.id, rows, &metadata).await?;
+        }
+        Ok(outcomes)
     }
-    let stored =
-        storage::samples::insert(db, source_id, &samples).await.map_err(|err| super::source_gone_or(err, source_id))?;
+    .await;
+    match &outcomes {
+        Ok(outcomes) => {
+            let accepted = outcomes.iter().filter(|o| o.is_ok()).count();
+            metrics.observe_ingest(&source.id, IngestKind::Samples, accepted, true);
+            metrics.observe_ingest(&source.id, IngestKind::Samples, items - accepted, false);
+        }
+        Err(_) => metrics.observe_ingest(&source.id, IngestKind::Samples, items, false),
+    }
+    outcomes
+}
+
+/// Every refused sample's problems (the first 50), if any was refused.
+fn all_problems(outcomes: &[Result<(), Vec<FieldError>>]) -> Option<Vec<FieldError>> {
+    let mut problems: Vec<FieldError> = outcomes.iter().filter_map(|o| o.as_ref().err()).flatten().cloned().collect();
+    problems.truncate(50);
+    (!problems.is_empty()).then_some(problems)
+}
+
+/// The metadata as stored, or the first problem of it.
+fn metadata_rows(metadata: Vec<MetricMetadata>) -> Result<Vec<MetadataRow>, AppError> {
+    let mut rows = Vec::with_capacity(metadata.len());
+    for (index, m) in metadata.into_iter().enumerate() {
+        let field = |name: &str| format!("metadata[{index}].{name}");
+        let problem = if m.name.len() > 255 || !valid_name(&m.name, true) {
+            Some(FieldError::new(field("name"), "must match [a-zA-Z_:][a-zA-Z0-9_:]* (at most 255 characters)"))
+        } else if m.help.chars().count() > MAX_HELP_CHARS || m.help.contains('\0') {
+            Some(FieldError::new(field("help"), format!("must be at most {MAX_HELP_CHARS} characters, without NUL")))
+        } else if m.unit.chars().count() > MAX_UNIT_CHARS || m.unit.contains('\0') {
+            Some(FieldError::new(field("unit"), format!("must be at most {MAX_UNIT_CHARS} characters, without NUL")))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(AppError::Validation(vec![problem]));
+        }
+        let metric_type = METRIC_TYPES.iter().copied().find(|known| *known == m.metric_type).unwrap_or("unknown");
+        rows.push(MetadataRow { name: m.name, metric_type, help: m.help, unit: m.unit });
+    }
+    Ok(rows)
+}
+
+/// The family a series name may belong to (`x` of `x_total`, `x_bucket`, `x_sum`, `x_count`).
+fn families_of(name: &str) -> impl Iterator<Item = &str> {
+    std::iter::once(name)
+        .chain(["_total", "_bucket", "_sum", "_count"].into_iter().filter_map(|s| name.strip_suffix(s)))
+}
+
+/// Each sample validated (with the type its family was declared with, when it names
+/// none), and the valid ones with the last of each series and time only: a later sample
+/// at the same time replaces an earlier one.
+async fn validated(
+    db: &Database,
+    source_id: &str,
+    inputs: Vec<NewSample>,
+    metadata: &[MetadataRow],
+) -> Result<(Vec<SampleRow>, Vec<Result<(), Vec<FieldError>>>), AppError> {
+    if inputs.len() + metadata.len() == 0 || !inputs.is_empty() {
+        super::check_batch(inputs.len(), MAX_BATCH, "metrics", ("sample", "samples"))?;
+    }
+    let mut declared: HashMap<String, String> =
+        metadata.iter().map(|m| (m.name.clone(), m.metric_type.to_owned())).collect();
+    let unknown: BTreeSet<String> = inputs
+        .iter()
+        .filter(|s| s.metric_type.is_none())
+        .flat_map(|s| families_of(&s.name))
+        .filter(|family| !declared.contains_key(*family))
+        .map(str::to_owned)
+        .collect();
+    if !unknown.is_empty() {
+        declared.extend(storage::samples::declared_types(db.conn(), source_id, unknown.into_iter().collect()).await?);
+    }
+    let now = now_micros();
+    let mut outcomes = Vec::with_capacity(inputs.len());
+    let mut rows: Vec<SampleRow> = Vec::with_capacity(inputs.len());
+    let mut position: HashMap<(String, i64), usize> = HashMap::new();
+    for (index, input) in inputs.into_iter().enumerate() {
+        let family_type = families_of(&input.name).find_map(|family| declared.get(family)).map(String::as_str);
+        let mut problems = Vec::new();
+        match validate(index, input, source_id, family_type, now, &mut problems) {
+            Some(row) => {
+                outcomes.push(Ok(()));
+                match position.get(&(row.key.clone(), row.ts)) {
+                    Some(&at) => rows[at] = row,
+                    None => {
+                        position.insert((row.key.clone(), row.ts), rows.len());
+                        rows.push(row);
+                    }
+                }
+            }
+            None => outcomes.push(Err(problems)),
+        }
+    }
+    Ok((rows, outcomes))
+}
+
+async fn store_metadata(db: &Database, source_id: &str, metadata: &[MetadataRow]) -> Result<(), AppError> {
+    storage::samples::upsert_metadata(db, source_id, metadata, now_micros())
+        .await
+        .map_err(|err| super::source_gone_or(err, source_id))
+}
+
+async fn store(
+    db: &Database,
+    source_id: &str,
+    rows: Vec<SampleRow>,
+    metadata: &[MetadataRow],
+) -> Result<usize, AppError> {
+    let _turn = db.ingest_turn().await;
+    let stored = if rows.is_empty() {
+        0
+    } else {
+        storage::samples::insert(db, source_id, &rows).await.map_err(|err| super::source_gone_or(err, source_id))?
+    };
+    if !metadata.is_empty() {
+        store_metadata(db, source_id, metadata).await?;
+    }
     Ok(stored)
 }
 
@@ -157,7 +314,8 @@ pub struct SeriesView {
     pub labels: Value,
     #[serde(rename = "type")]
     pub metric_type: String,
-    pub last_value: f64,
+    /// `null` when the last value is not a finite number (NaN, a stale marker, ±Inf).
+    pub last_value: Option<f64>,
     pub last_timestamp: String,
 }
 
@@ -169,7 +327,7 @@ impl From<series::Model> for SeriesView {
             name: s.name,
             labels: serde_json::from_str(&s.labels).unwrap_or(Value::Null),
             metric_type: s.metric_type,
-            last_value: s.last_value,
+            last_value: Some(storage::samples::loaded_value(s.last_value, s.last_bits)).filter(|v| v.is_finite()),
             last_timestamp: micros_to_rfc3339(s.last_timestamp),
         }
     }

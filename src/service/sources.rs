@@ -6,6 +6,9 @@ use serde_json::Value;
 
 use super::{conflict_or, ingest_keys::cache::IngestKeyCache};
 use crate::storage::{self, entity::source, sources::SourceChange};
+
+/// A source as the services hand it to transports.
+pub use crate::storage::entity::source::Model as Source;
 use crate::{
     config::Cidr,
     error::{AppError, FieldError},
@@ -172,6 +175,19 @@ pub async fn find(db: &impl ConnectionTrait, id: &str) -> Result<source::Model, 
     storage::sources::find(db, &crate::ids::found(id, "Source")?)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("Source not found: {id}")))
+}
+
+/// The source a client names by its id or by its name.
+pub async fn find_by_id_or_name(db: &impl ConnectionTrait, id_or_name: &str) -> Result<source::Model, AppError> {
+    let id_or_name = id_or_name.trim();
+    if let Ok(id) = crate::ids::found(id_or_name, "Source")
+        && let Some(source) = storage::sources::find(db, &id).await?
+    {
+        return Ok(source);
+    }
+    storage::sources::find_by_name(db, id_or_name)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("Source not found: {id_or_name}")))
 }
 
 pub struct SourceFilter {

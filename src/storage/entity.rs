@@ -67,6 +67,8 @@ pub mod log {
         pub hostname: Option<String>,
         pub application: Option<String>,
         pub attributes: Option<String>,
+        /// The line's stream labels: a JSON object of strings.
+        pub labels: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -91,6 +93,8 @@ pub mod series {
         pub metric_type: String,
         pub last_value: f64,
         pub last_timestamp: i64,
+        /// The bits of a last value that is not a finite number (`last_value` is then 0).
+        pub last_bits: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -110,6 +114,31 @@ pub mod sample {
         pub series_id: i64,
         pub ts: i64,
         pub value: f64,
+        /// The bits of a value that is not a finite number (`value` is then 0).
+        pub bits: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod metadata {
+    use sea_orm::entity::prelude::*;
+
+    /// What a sender declared about a metric family (remote_write's metadata).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "metric_metadata")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub source_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub name: String,
+        pub metric_type: String,
+        pub help: String,
+        pub unit: String,
+        pub updated_at: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -23,13 +23,20 @@ pub struct LogRow {
     pub application: Option<String>,
     /// A JSON object, as text.
     pub attributes: Option<String>,
+    /// A JSON object of strings, as text.
+    pub labels: String,
 }
 
 impl LogRow {
     /// The row's size in an INSERT: its text, plus the source id, times and level.
     fn text_bytes(&self) -> usize {
         let optional = |text: &Option<String>| text.as_ref().map_or(0, String::len);
-        self.message.len() + optional(&self.hostname) + optional(&self.application) + optional(&self.attributes) + 80
+        self.message.len()
+            + optional(&self.hostname)
+            + optional(&self.application)
+            + optional(&self.attributes)
+            + self.labels.len()
+            + 80
     }
 }
 
@@ -78,20 +85,21 @@ fn row_model(source_id: &str, received_at: i64, row: LogRow) -> log::ActiveModel
         hostname: Set(row.hostname),
         application: Set(row.application),
         attributes: Set(row.attributes),
+        labels: Set(Some(row.labels)),
         ..Default::default()
     }
 }
 
-/// PostgreSQL: the whole batch in one statement of eight parameters, a column of the
+/// PostgreSQL: the whole batch in one statement of nine parameters, a column of the
 /// batch in each array. One prepared statement serves every batch size (a multi-row
-/// `VALUES` is a new statement, prepared anew, for each size), PostgreSQL reads eight
-/// arrays instead of binding 8,000 parameters for each 1,000 rows, and one statement is atomic without
+/// `VALUES` is a new statement, prepared anew, for each size), PostgreSQL reads nine
+/// arrays instead of binding 9,000 parameters for each 1,000 rows, and one statement is atomic without
 /// a transaction around it.
 const PG_INSERT_LOGS: &str = "INSERT INTO logs \
-    (source_id, ts, received_at, level, message, hostname, application, attributes) \
-    SELECT $1, t.ts, $2, t.level, t.message, t.hostname, t.application, t.attributes \
-    FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) \
-    AS t(ts, level, message, hostname, application, attributes)";
+    (source_id, ts, received_at, level, message, hostname, application, attributes, labels) \
+    SELECT $1, t.ts, $2, t.level, t.message, t.hostname, t.application, t.attributes, t.labels \
+    FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[]) \
+    AS t(ts, level, message, hostname, application, attributes, labels)";
 
 async fn insert_unnest(
     pool: &sqlx::PgPool,
@@ -105,6 +113,7 @@ async fn insert_unnest(
     let mut hostname = Vec::with_capacity(rows.len());
     let mut application = Vec::with_capacity(rows.len());
     let mut attributes = Vec::with_capacity(rows.len());
+    let mut labels = Vec::with_capacity(rows.len());
     for row in rows {
         ts.push(row.ts);
         level.push(row.level);
@@ -112,6 +121,7 @@ async fn insert_unnest(
         hostname.push(row.hostname);
         application.push(row.application);
         attributes.push(row.attributes);
+        labels.push(row.labels);
     }
     sqlx::query(PG_INSERT_LOGS)
         .bind(source_id)
@@ -122,6 +132,7 @@ async fn insert_unnest(
         .bind(hostname)
         .bind(application)
         .bind(attributes)
+        .bind(labels)
         .execute(pool)
         .await?;
     Ok(())

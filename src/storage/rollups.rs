@@ -31,7 +31,7 @@
 //! samples than its minutes, which ingest also checks) has its slots dropped and never
 //! added to again, and queries over it ([`read_fine`] answers `false`) read the samples.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures_util::{Stream, TryStreamExt};
 use sea_orm::{
@@ -460,6 +460,66 @@ fn tuples(backend: DbBackend, rows: usize, width: usize) -> String {
         sql.push(')');
     }
     sql
+}
+
+/// The samples a rollup sums up: those whose value is a number (`bits` marks the others,
+/// and -0.0, whose bits are `i64::MIN`).
+pub const NUMBERS_ONLY: &str = "(bits IS NULL OR bits = -9223372036854775808)";
+
+/// The rollup row `(series, hour)` a sample at `ts` falls in.
+pub fn row_of(series_id: i64, ts: i64) -> (i64, i64) {
+    (series_id, floor(ts, HOUR))
+}
+
+/// Rebuilds the rollup rows `keys` from the samples stored in their hours, after a batch
+/// replaced samples there (a sum, minimum or maximum cannot give a value back). The
+/// caller holds the series rows, as for [`add`].
+pub async fn rebuild(txn: &DatabaseTransaction, keys: &BTreeSet<(i64, i64)>) -> Result<(), DbErr> {
+    let mut samples = Vec::new();
+    for &(series_id, hour) in keys {
+        let delete = Query::delete()
+            .from_table("metric_rollups")
+            .and_where(Expr::col("series_id").eq(series_id))
+            .and_where(Expr::col("hour").eq(hour))
+            .to_owned();
+        txn.execute(&delete).await?;
+        let select = Query::select()
+            .columns(["ts", "value"])
+            .from("metric_samples")
+            .and_where(Expr::col("series_id").eq(series_id))
+            .and_where(Expr::col("ts").gte(hour))
+            .and_where(Expr::col("ts").lt(hour + HOUR))
+            .and_where(Expr::cust(NUMBERS_ONLY))
+            .to_owned();
+        for row in txn.query_all(&select).await? {
+            samples.push((series_id, row.try_get_by_index(0)?, row.try_get_by_index(1)?));
+        }
+    }
+    add(txn, of_batch(samples.into_iter())).await
+}
+
+/// PostgreSQL ingest: [`rebuild`] over the transaction's connection.
+pub async fn rebuild_pg(txn: &mut sqlx::PgConnection, keys: &BTreeSet<(i64, i64)>) -> Result<(), sqlx::Error> {
+    let mut samples = Vec::new();
+    for &(series_id, hour) in keys {
+        sqlx::query("DELETE FROM metric_rollups WHERE series_id = $1 AND hour = $2")
+            .bind(series_id)
+            .bind(hour)
+            .execute(&mut *txn)
+            .await?;
+        // The condition of NUMBERS_ONLY.
+        let rows: Vec<(i64, f64)> = sqlx::query_as(
+            "SELECT ts, value FROM metric_samples WHERE series_id = $1 AND ts >= $2 AND ts < $3 \
+             AND (bits IS NULL OR bits = -9223372036854775808)",
+        )
+        .bind(series_id)
+        .bind(hour)
+        .bind(hour + HOUR)
+        .fetch_all(&mut *txn)
+        .await?;
+        samples.extend(rows.into_iter().map(|(ts, value)| (series_id, ts, value)));
+    }
+    add_pg(txn, of_batch(samples.into_iter())).await
 }
 
 /// PostgreSQL ingest: [`add`] in two statements over arrays. The caller holds the batch's series

@@ -2,22 +2,41 @@
 //! last value) and their samples (`metric_samples`); the rollups kept beside them are
 //! `rollups`'.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set,
     sea_query::{Expr, ExprTrait, OnConflict, Query},
     sqlx,
 };
 
 use super::{
     Backend, Database,
-    entity::{sample, series, source},
+    entity::{metadata, sample, series, source},
     rollups::{self, Part, Partial},
 };
 
 const INSERT_CHUNK: usize = 2_000;
+/// `(series_id, ts)` pairs in one DELETE of the rows a batch overwrites.
+const DELETE_CHUNK: usize = 500;
+
+/// The bits of -0.0, the one finite value stored with its bits (not every backend keeps
+/// its sign); reads that aggregate count it as a number.
+const NEGATIVE_ZERO_BITS: i64 = i64::MIN;
+
+/// A value as stored: a number as itself; -0.0, NaN (with its payload, such as
+/// Prometheus' stale marker) and ±Inf as 0 with their bits beside it, which every backend
+/// keeps exactly (SQLite binds NaN as NULL, MariaDB refuses it and ±Inf).
+pub fn stored_value(value: f64) -> (f64, Option<i64>) {
+    let bits = value.to_bits() as i64;
+    if value.is_finite() && bits != NEGATIVE_ZERO_BITS { (value, None) } else { (0.0, Some(bits)) }
+}
+
+/// The value a stored `(value, bits)` pair stands for.
+pub fn loaded_value(value: f64, bits: Option<i64>) -> f64 {
+    bits.map_or(value, |bits| f64::from_bits(bits as u64))
+}
 
 /// A valid sample, as it will be stored, with what its series is made of.
 pub struct SampleRow {
@@ -32,7 +51,10 @@ pub struct SampleRow {
 }
 
 /// Stores the samples of a source's batch in one transaction, or none: the series it
-/// introduces, the samples, the series' last values and the rollups.
+/// introduces, the samples (replacing any stored at the same series and time: the last
+/// write wins), the series' last values and the rollups. The batch holds at most one
+/// sample per series and time. Only finite values go into the rollups; a replaced value
+/// stays counted in them (they are sums, minima and maxima of what arrived).
 pub async fn insert(db: &Database, source_id: &str, samples: &[SampleRow]) -> Result<usize, DbErr> {
     // Create the series this batch introduces; concurrent batches may race to do so.
     // A BTreeMap: series rows are locked in key order, so concurrent batches that touch
@@ -98,7 +120,7 @@ async fn store(
                 s.name.clone().into(),
                 s.labels.clone().into(),
                 s.metric_type.into(),
-                s.value.into(),
+                stored_value(s.value).0.into(),
                 i64::MIN.into(),
             ])
             .on_conflict(
@@ -118,12 +140,40 @@ async fn store(
     // Each sample's series id, looked up once for the rollups and the rows.
     let resolved: Vec<(i64, i64, f64)> =
         samples.iter().filter_map(|s| Some((*ids.get(&s.key)?, s.ts, s.value))).collect();
-    let rollups = rollups::of_batch(resolved.iter().copied());
-    let mut rows = resolved.into_iter().map(|(series_id, ts, value)| sample::ActiveModel {
-        series_id: Set(series_id),
-        ts: Set(ts),
-        value: Set(value),
-        ..Default::default()
+    // The samples this batch replaces (the last write wins), and the rollup rows that
+    // counted them, rebuilt below from the samples.
+    let mut replaced = BTreeSet::new();
+    for chunk in resolved.chunks(DELETE_CHUNK) {
+        let mut same_time = Condition::any();
+        for (series_id, ts, _) in chunk {
+            same_time = same_time.add(sample::Column::SeriesId.eq(*series_id).and(sample::Column::Ts.eq(*ts)));
+        }
+        let found: Vec<(i64, i64)> = sample::Entity::find()
+            .select_only()
+            .column(sample::Column::SeriesId)
+            .column(sample::Column::Ts)
+            .filter(same_time.clone())
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        if !found.is_empty() {
+            replaced.extend(found.into_iter().map(|(series_id, ts)| rollups::row_of(series_id, ts)));
+            sample::Entity::delete_many().filter(same_time).exec(&txn).await?;
+        }
+    }
+    let rollups =
+        rollups::of_batch(resolved.iter().copied().filter(|(series_id, ts, value)| {
+            value.is_finite() && !replaced.contains(&rollups::row_of(*series_id, *ts))
+        }));
+    let mut rows = resolved.into_iter().map(|(series_id, ts, value)| {
+        let (value, bits) = stored_value(value);
+        sample::ActiveModel {
+            series_id: Set(series_id),
+            ts: Set(ts),
+            value: Set(value),
+            bits: Set(bits),
+            ..Default::default()
+        }
     });
     let mut stored = 0;
     loop {
@@ -136,8 +186,10 @@ async fn store(
     }
     for s in latest.values() {
         let Some(id) = ids.get(&s.key) else { continue };
+        let (value, bits) = stored_value(s.value);
         series::Entity::update_many()
-            .col_expr(series::Column::LastValue, Expr::value(s.value))
+            .col_expr(series::Column::LastValue, Expr::value(value))
+            .col_expr(series::Column::LastBits, Expr::value(bits))
             .col_expr(series::Column::LastTimestamp, Expr::value(s.ts))
             .filter(series::Column::Id.eq(*id))
             .filter(series::Column::LastTimestamp.lte(s.ts))
@@ -146,6 +198,7 @@ async fn store(
     }
     // A batch only touches a series' rollups while it holds that series.
     rollups::add(&txn, rollups).await?;
+    rollups::rebuild(&txn, &replaced).await?;
     txn.commit().await?;
     Ok(stored)
 }
@@ -174,7 +227,7 @@ async fn store_unnest(
     .bind(latest.values().map(|s| s.name.as_str()).collect::<Vec<_>>())
     .bind(latest.values().map(|s| s.labels.as_str()).collect::<Vec<_>>())
     .bind(latest.values().map(|s| s.metric_type).collect::<Vec<_>>())
-    .bind(latest.values().map(|s| s.value).collect::<Vec<_>>())
+    .bind(latest.values().map(|s| stored_value(s.value).0).collect::<Vec<_>>())
     .bind(i64::MIN)
     .execute(&mut *txn)
     .await?;
@@ -189,42 +242,69 @@ async fn store_unnest(
     .await?
     .into_iter()
     .collect();
-    let (mut series_ids, mut ts, mut values) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut series_ids, mut ts, mut values, mut bits) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for s in samples {
         if let Some(id) = ids.get(&s.key) {
+            let (value, value_bits) = stored_value(s.value);
             series_ids.push(*id);
             ts.push(s.ts);
-            values.push(s.value);
+            values.push(value);
+            bits.push(value_bits);
         }
     }
     let stored = series_ids.len();
-    let rollups =
-        rollups::of_batch(series_ids.iter().zip(&ts).zip(&values).map(|((id, ts), value)| (*id, *ts, *value)));
+    // The samples this batch replaces (the last write wins), and the rollup rows that
+    // counted them, rebuilt below from the samples.
+    let replaced: BTreeSet<(i64, i64)> = sqlx::query_as::<_, (i64, i64)>(
+        "DELETE FROM metric_samples AS m USING UNNEST($1::int8[], $2::int8[]) AS u(series_id, ts) \
+         WHERE m.series_id = u.series_id AND m.ts = u.ts RETURNING m.series_id, m.ts",
+    )
+    .bind(&series_ids)
+    .bind(&ts)
+    .fetch_all(&mut *txn)
+    .await?
+    .into_iter()
+    .map(|(series_id, ts)| rollups::row_of(series_id, ts))
+    .collect();
+    let rollups = rollups::of_batch(
+        series_ids
+            .iter()
+            .zip(&ts)
+            .zip(samples.iter().filter(|s| ids.contains_key(&s.key)))
+            .filter(|((id, ts), s)| s.value.is_finite() && !replaced.contains(&rollups::row_of(**id, **ts)))
+            .map(|((id, ts), s)| (*id, *ts, s.value)),
+    );
     sqlx::query(
-        "INSERT INTO metric_samples (series_id, ts, value) SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::float8[])",
+        "INSERT INTO metric_samples (series_id, ts, value, bits) \
+         SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::float8[], $4::int8[])",
     )
     .bind(series_ids)
     .bind(ts)
     .bind(values)
+    .bind(bits)
     .execute(&mut *txn)
     .await?;
     // The series rows are locked: no other batch touches their rollups meanwhile.
     rollups::add_pg(&mut txn, rollups).await?;
-    let (mut last_ids, mut last_values, mut last_ts) = (Vec::new(), Vec::new(), Vec::new());
+    rollups::rebuild_pg(&mut txn, &replaced).await?;
+    let (mut last_ids, mut last_values, mut last_bits, mut last_ts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for s in latest.values() {
         if let Some(id) = ids.get(&s.key) {
+            let (value, bits) = stored_value(s.value);
             last_ids.push(*id);
-            last_values.push(s.value);
+            last_values.push(value);
+            last_bits.push(bits);
             last_ts.push(s.ts);
         }
     }
     sqlx::query(
-        "UPDATE metric_series AS s SET last_value = u.last_value, last_timestamp = u.ts \
-         FROM UNNEST($1::int8[], $2::float8[], $3::int8[]) AS u(id, last_value, ts) \
+        "UPDATE metric_series AS s SET last_value = u.last_value, last_bits = u.last_bits, last_timestamp = u.ts \
+         FROM UNNEST($1::int8[], $2::float8[], $3::int8[], $4::int8[]) AS u(id, last_value, last_bits, ts) \
          WHERE s.id = u.id AND s.last_timestamp <= u.ts",
     )
     .bind(last_ids)
     .bind(last_values)
+    .bind(last_bits)
     .bind(last_ts)
     .execute(&mut *txn)
     .await?;
@@ -288,6 +368,7 @@ pub async fn read_buckets(
         .and_where(Expr::col(sample::Column::SeriesId).is_in(ids.iter().copied()))
         .and_where(Expr::col(sample::Column::Ts).gte(*range.start()))
         .and_where(Expr::col(sample::Column::Ts).lte(*range.end()))
+        .and_where(Expr::cust(rollups::NUMBERS_ONLY))
         .add_group_by([Expr::col(sample::Column::SeriesId), Expr::cust("bucket")])
         .to_owned();
     for row in db.query_all(&statement).await? {
@@ -295,4 +376,135 @@ pub async fn read_buckets(
         each(row.try_get_by_index(0)?, row.try_get_by_index(1)?, partial);
     }
     Ok(())
+}
+
+/// A metric family's declared type, help and unit, as stored.
+pub struct MetadataRow {
+    pub name: String,
+    pub metric_type: &'static str,
+    pub help: String,
+    pub unit: String,
+}
+
+/// The series names a family's samples are stored under: the family's own, and those of
+/// its counter, histogram and summary parts.
+fn family_series_names(family: &str) -> [String; 5] {
+    ["", "_total", "_bucket", "_sum", "_count"].map(|suffix| format!("{family}{suffix}"))
+}
+
+/// Records what a source declared about metric families (the last declaration wins), and
+/// gives the source's series of each family that type, in one transaction.
+pub async fn upsert_metadata(db: &Database, source_id: &str, rows: &[MetadataRow], now: i64) -> Result<(), DbErr> {
+    super::retry_deadlocks(|| async {
+        let txn = super::begin_write(db.conn()).await?;
+        for row in rows {
+            let insert = Query::insert()
+                .into_table(metadata::Entity)
+                .columns([
+                    metadata::Column::SourceId,
+                    metadata::Column::Name,
+                    metadata::Column::MetricType,
+                    metadata::Column::Help,
+                    metadata::Column::Unit,
+                    metadata::Column::UpdatedAt,
+                ])
+                .values_panic([
+                    source_id.into(),
+                    row.name.clone().into(),
+                    row.metric_type.into(),
+                    row.help.clone().into(),
+                    row.unit.clone().into(),
+                    now.into(),
+                ])
+                .on_conflict(
+                    OnConflict::columns([metadata::Column::SourceId, metadata::Column::Name])
+                        .update_columns([
+                            metadata::Column::MetricType,
+                            metadata::Column::Help,
+                            metadata::Column::Unit,
+                            metadata::Column::UpdatedAt,
+                        ])
+                        .to_owned(),
+                )
+                .to_owned();
+            txn.execute(&insert).await?;
+            series::Entity::update_many()
+                .col_expr(series::Column::MetricType, Expr::value(row.metric_type))
+                .filter(series::Column::SourceId.eq(source_id))
+                .filter(series::Column::Name.is_in(family_series_names(&row.name)))
+                .filter(series::Column::MetricType.ne(row.metric_type))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await
+    })
+    .await
+}
+
+/// The declared type of each of `families` that `source_id` declared one for.
+pub async fn declared_types(
+    db: &impl ConnectionTrait,
+    source_id: &str,
+    families: Vec<String>,
+) -> Result<HashMap<String, String>, DbErr> {
+    if families.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(String, String)> = metadata::Entity::find()
+        .select_only()
+        .column(metadata::Column::Name)
+        .column(metadata::Column::MetricType)
+        .filter(metadata::Column::SourceId.eq(source_id))
+        .filter(metadata::Column::Name.is_in(families))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The metadata a source declared for `name`, if any.
+pub async fn metadata_of(
+    db: &impl ConnectionTrait,
+    source_id: &str,
+    name: &str,
+) -> Result<Option<metadata::Model>, DbErr> {
+    metadata::Entity::find_by_id((source_id.to_owned(), name.to_owned())).one(db).await
+}
+
+/// The samples of a series at the times `range`, oldest first, each value as it arrived
+/// (NaN payloads and infinities included).
+pub async fn points(
+    db: &impl ConnectionTrait,
+    series_id: i64,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<Vec<(i64, f64)>, DbErr> {
+    let rows: Vec<(i64, f64, Option<i64>)> = sample::Entity::find()
+        .select_only()
+        .column(sample::Column::Ts)
+        .column(sample::Column::Value)
+        .column(sample::Column::Bits)
+        .filter(sample::Column::SeriesId.eq(series_id))
+        .filter(sample::Column::Ts.between(*range.start(), *range.end()))
+        .order_by_asc(sample::Column::Ts)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|(ts, value, bits)| (ts, loaded_value(value, bits))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_value_is_stored_so_its_bits_come_back() {
+        let stale = f64::from_bits(0x7ff0_0000_0000_0002);
+        for value in [1.5, 0.0, -0.0, f64::NAN, stale, f64::INFINITY, f64::NEG_INFINITY, f64::MIN_POSITIVE] {
+            let (stored, bits) = stored_value(value);
+            assert!(stored.is_finite(), "{value} is stored as a number");
+            assert_eq!(loaded_value(stored, bits).to_bits(), value.to_bits(), "{value}");
+        }
+        assert_eq!(stored_value(-0.0), (0.0, Some(NEGATIVE_ZERO_BITS)));
+        assert_eq!(stored_value(2.0), (2.0, None));
+    }
 }

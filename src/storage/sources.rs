@@ -11,6 +11,11 @@ pub async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Option<source::
     source::Entity::find_by_id(id.to_owned()).one(db).await
 }
 
+/// The source named `name` (names are unique).
+pub async fn find_by_name(db: &impl ConnectionTrait, name: &str) -> Result<Option<source::Model>, DbErr> {
+    source::Entity::find().filter(source::Column::Name.eq(name)).one(db).await
+}
+
 pub async fn insert(db: &impl ConnectionTrait, row: source::Model) -> Result<source::Model, DbErr> {
     source::ActiveModel {
         id: Set(row.id),

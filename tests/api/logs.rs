@@ -22,7 +22,9 @@ cases! {
         a_full_log_batch_is_stored_whole_and_one_more_entry_is_refused,
         log_queries_filter_by_source_level_time_and_text,
         log_pages_visit_every_entry_exactly_once,
-        the_log_cursor_is_stable_while_logs_arrive;
+        the_log_cursor_is_stable_while_logs_arrive,
+        labels_are_set_by_the_server_over_those_a_client_sends,
+        labels_beyond_their_bounds_refuse_the_entry;
 }
 
 fn message_of(entry: &Value) -> String {
@@ -460,5 +462,52 @@ async fn a_log_batch_just_under_the_body_limit_is_stored(db: TestDb) {
     let request = call(&server, Method::POST, "/api/v1/logs", &mia).header("content-type", "application/json");
     assert_eq!(send(request.body(body)).await, (202, json!({ "accepted": 1000 })));
     assert_eq!(count_rows(&db, "logs").await, 1000);
+    server.stop().await.unwrap();
+}
+
+async fn labels_are_set_by_the_server_over_those_a_client_sends(db: TestDb) {
+    let server = TestServer::start(db.config()).await;
+    let (_, mia) = user(&server, "mia", Role::Maintainer).await;
+    let source_id = new_source(&server, &mia, "edge-proxies").await;
+    ingest_logs(
+        &server,
+        &mia,
+        &source_id,
+        json!([
+            {"message": "up", "level": "WARN", "hostname": "web-1",
+             "labels": {"team": "infra", "level": "bogus", "source": "forged", "application": "forged"}},
+            {"message": "plain"}
+        ]),
+    )
+    .await;
+    let logs = get_logs(&server, &mia, &[]).await["logs"].as_array().unwrap().clone();
+    let labels_of = |message: &str| logs.iter().find(|l| l["message"] == message).unwrap()["labels"].clone();
+    assert_eq!(
+        labels_of("up"),
+        json!({"source": "edge-proxies", "level": "warning", "hostname": "web-1", "team": "infra"}),
+        "the server's own labels win, a missing application drops the forged one"
+    );
+    assert_eq!(labels_of("plain"), json!({"source": "edge-proxies", "level": "info"}));
+    server.stop().await.unwrap();
+}
+
+async fn labels_beyond_their_bounds_refuse_the_entry(db: TestDb) {
+    let server = TestServer::start(db.config()).await;
+    let (_, mia) = user(&server, "mia", Role::Maintainer).await;
+    let source_id = new_source(&server, &mia, "app").await;
+    let many: serde_json::Map<String, Value> = (0..17).map(|i| (format!("l{i}"), json!("v"))).collect();
+    let sixteen: serde_json::Map<String, Value> = (0..16).map(|i| (format!("l{i}"), json!("v"))).collect();
+    for (labels, why) in [
+        (Value::Object(many), "17 labels besides the server's four"),
+        (json!({"a-b": "x"}), "a name outside [a-zA-Z_][a-zA-Z0-9_]*"),
+        (json!({"k": "x".repeat(1025)}), "a value over 1,024 characters"),
+    ] {
+        let request = logs_request(&server, &mia, &source_id, json!([{"message": "m", "labels": labels}]));
+        assert_eq!(refused(request, 400).await, fields(&["logs[0].labels"]), "{why}");
+    }
+    ingest_logs(&server, &mia, &source_id, json!([{"message": "m", "labels": sixteen}])).await;
+    let logs = get_logs(&server, &mia, &[]).await["logs"].clone();
+    assert_eq!(logs.as_array().unwrap().len(), 1, "only the entry within bounds is stored: {logs}");
+    assert_eq!(logs[0]["labels"].as_object().unwrap().len(), 18);
     server.stop().await.unwrap();
 }

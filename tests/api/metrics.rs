@@ -26,7 +26,8 @@ cases! {
         concurrent_batches_creating_series_all_succeed,
         labels_at_their_limits_are_stored_whole,
         metric_names_are_case_sensitive,
-        invalid_range_queries_are_refused;
+        invalid_range_queries_are_refused,
+        a_later_sample_at_the_same_time_replaces_the_earlier;
 }
 
 /// What a range query must answer for one series' samples `(unix seconds, value)`:
@@ -351,6 +352,13 @@ fn rollup_batches() -> Vec<Vec<(f64, f64)>> {
     ]
 }
 
+/// Samples `(time, value)` as a series holds them once sent in this order: a later
+/// sample at the time of an earlier one replaces it.
+fn last_written(samples: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    let by_time: BTreeMap<u64, (f64, f64)> = samples.into_iter().map(|(ts, v)| (ts.to_bits(), (ts, v))).collect();
+    by_time.into_values().collect()
+}
+
 /// A server where mia, a maintainer, has sent the rollup batches to a new source.
 async fn server_with_rollup_batches(db: &TestDb) -> (TestServer, TestUser, String) {
     let server = TestServer::start(db.config()).await;
@@ -364,7 +372,7 @@ async fn server_with_rollup_batches(db: &TestDb) -> (TestServer, TestUser, Strin
 /// answer as the samples did, from the rollups alone.
 async fn assert_slots_answer_without_the_samples(db: &TestDb, server: &TestServer, token: &str) {
     run_sql(db, &["DELETE FROM metric_samples"]).await;
-    let all: Vec<(f64, f64)> = rollup_batches().concat();
+    let all = last_written(rollup_batches().concat());
     for (start, end, step) in SLOT_QUERIES {
         assert_range_queries(server, token, &all, start, end, step).await;
     }
@@ -394,7 +402,7 @@ const SLOT_QUERIES: [(i64, i64, i64); 5] = [
 /// or without a partial last minute or slot, and over ones that can read neither; each
 /// answer is checked against the samples.
 async fn assert_rollup_queries(server: &TestServer, token: &str) {
-    let all: Vec<(f64, f64)> = rollup_batches().concat();
+    let all = last_written(rollup_batches().concat());
     let queries = [
         (T0, T0 + 299, 60),
         (T0, T0 + 150, 60),
@@ -500,8 +508,7 @@ async fn slots_an_older_replica_left_behind_are_not_used(db: TestDb) {
         ingest_metrics(&server, &mia, &id, Value::Array(batch.collect())).await;
         assert_eq!(count_rows(&db, "metric_rollups WHERE fine IS NULL").await, 1);
 
-        let mut all: Vec<(f64, f64)> = rollup_batches().concat();
-        all.extend(late);
+        let all = last_written([rollup_batches().concat(), late.to_vec()].concat());
         for (start, end, step) in SLOT_QUERIES {
             assert_range_queries(&server, &mia, &all, start, end, step).await;
         }
@@ -634,12 +641,12 @@ async fn a_metrics_batch_with_one_bad_sample_stores_nothing(db: TestDb) {
         (json!([good, { "name": "9lives", "value": 1 }]), &["metrics[1].name"]),
         (json!([good, { "name": "has-dash", "value": 1 }]), &["metrics[1].name"]),
         (json!([{ "value": 1 }, good]), &["metrics[0].name"]),
-        (json!([good, { "name": "ok", "value": 1, "type": "summary" }]), &["metrics[1].type"]),
+        (json!([good, { "name": "ok", "value": 1, "type": "rate" }]), &["metrics[1].type"]),
         (json!([good, { "name": "ok", "value": 1, "labels": { "__name__": "x" } }]), &["metrics[1].labels"]),
         (json!([good, { "name": "ok", "value": 1, "labels": { "bad-label": "x" } }]), &["metrics[1].labels"]),
         (json!([good, { "name": "ok", "value": 1, "timestamp": "yesterday" }]), &["metrics[1].timestamp"]),
         (
-            json!([good, { "name": "9", "type": "summary" }, good]),
+            json!([good, { "name": "9", "type": "rate" }, good]),
             &["metrics[1].name", "metrics[1].type", "metrics[1].value"],
         ),
         (json!([]), &["metrics"]),
@@ -667,5 +674,32 @@ async fn a_metrics_batch_with_one_bad_sample_stores_nothing(db: TestDb) {
     let result = range_query(&server, &mia, query).await;
     assert_eq!(result.len(), 1);
     assert_points(&points(&result[0]), &[(T0 as f64, 1.0)], "good_metric count");
+    server.stop().await.unwrap();
+}
+
+/// The stored samples of the one series named `name`, oldest first.
+async fn stored_points(db: &TestDb, name: &str) -> Vec<(i64, f64)> {
+    let conn = db.connect().await;
+    let series = killkrill::storage::samples::series_named(&conn, name).await.unwrap();
+    assert_eq!(series.len(), 1, "one series {name}");
+    killkrill::storage::samples::points(&conn, series[0].id, i64::MIN..=i64::MAX).await.unwrap()
+}
+
+async fn a_later_sample_at_the_same_time_replaces_the_earlier(db: TestDb) {
+    let server = TestServer::start(db.config()).await;
+    let (_, mia) = user(&server, "mia", Role::Maintainer).await;
+    let node = new_source(&server, &mia, "node").await;
+    let labels = json!({ "host": "a" });
+    let point = |value: f64, ts: i64| sample("queue_depth", "gauge", labels.clone(), value, json!(ts));
+    ingest_metrics(&server, &mia, &node, json!([point(1.0, T0), point(2.0, T0 + 10), point(3.0, T0)])).await;
+    ingest_metrics(&server, &mia, &node, json!([point(4.0, T0 + 10), point(5.0, T0 - 10)])).await;
+    let micros = |s: i64| s * 1_000_000;
+    assert_eq!(
+        stored_points(&db, "queue_depth").await,
+        vec![(micros(T0 - 10), 5.0), (micros(T0), 3.0), (micros(T0 + 10), 4.0)],
+        "one sample per time, the last written; an older one accepted"
+    );
+    let listing = list_series(&server, &mia, "?name=queue_depth").await;
+    assert_eq!(listing["metrics"][0]["last_value"], 4.0, "{listing}");
     server.stop().await.unwrap();
 }

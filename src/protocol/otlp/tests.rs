@@ -168,7 +168,7 @@ fn bodies_other_than_strings_are_json_text_and_unknown_severity_text_is_kept() {
     assert_eq!(log.level, Ok(None));
     assert_eq!(log.attributes.unwrap()["severity_text"], "LOUD");
     let bytes = LogRecord { body: Some(AnyValue { value: Some(V::BytesValue(b"hi".to_vec())) }), ..Default::default() };
-    assert_eq!(one_log(vec![], bytes).message, r#""aGk=""#);
+    assert_eq!(one_log(vec![], bytes).message, "aGk=");
     let event = LogRecord { event_name: "user.login".into(), ..Default::default() };
     assert_eq!(one_log(vec![], event).message, "user.login");
 }
@@ -265,8 +265,7 @@ fn sums_become_counters_with_total_or_gauges_and_resource_gives_job_and_instance
     );
     assert_eq!(out.samples[0].timestamp, Ok(Some(1_767_225_600_000_000)));
     assert_eq!((out.points, out.refused.len()), (4, 0));
-    let families: Vec<(&str, &str)> =
-        out.metadata.iter().map(|m| (m.name.as_str(), m.metric_type.as_str())).collect();
+    let families: Vec<(&str, &str)> = out.metadata.iter().map(|m| (m.name.as_str(), m.metric_type.as_str())).collect();
     assert_eq!(
         families,
         [
@@ -426,7 +425,10 @@ fn names_and_labels_are_sanitised_and_colliding_labels_joined() {
     assert_eq!(label_name("0day"), "key_0day");
     assert_eq!(label_name("__secret"), "key__secret");
     assert_eq!(label_name("_ok"), "_ok");
-    let labels = point_labels(&[kv("a.b", s("1")), kv("a_b", s("2")), kv("n", Some(AnyValue { value: Some(V::IntValue(4)) }))], &Labels::new());
+    let labels = point_labels(
+        &[kv("a.b", s("1")), kv("a_b", s("2")), kv("n", Some(AnyValue { value: Some(V::IntValue(4)) }))],
+        &Labels::new(),
+    );
     assert_eq!(labels.get("a_b").map(String::as_str), Some("1;2"));
     assert_eq!(labels.get("n").map(String::as_str), Some("4"));
 }
@@ -481,6 +483,15 @@ fn otlp_json_decodes_with_its_own_rules() {
       {"name":"h","histogram":{"aggregationTemporality":2,"dataPoints":[{"count":"3","sum":2,"bucketCounts":["1",2],"explicitBounds":[1]}]}}]}]}]}"#;
     let request: ExportMetricsServiceRequest = serde_json::from_str(body).unwrap();
     let out = super::metrics(request);
-    assert_eq!(shown(&out), ["c_total{} 5 counter", "h_bucket{le=1} 1 histogram", "h_bucket{le=+Inf} 3 histogram", "h_sum{} 2 histogram", "h_count{} 3 histogram"]);
+    assert_eq!(
+        shown(&out),
+        [
+            "c_total{} 5 counter",
+            "h_bucket{le=1} 1 histogram",
+            "h_bucket{le=+Inf} 3 histogram",
+            "h_sum{} 2 histogram",
+            "h_count{} 3 histogram"
+        ]
+    );
     assert_eq!(out.samples[0].timestamp, Ok(Some(1000)));
 }

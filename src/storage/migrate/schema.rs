@@ -22,6 +22,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     Migration { version: 6, name: "mariadb_exact_utf8", up: mariadb_exact_utf8, data: None },
     Migration { version: 7, name: "login_throttle", up: login_throttle, data: None },
     Migration { version: 8, name: "metric_rollup_slots", up: metric_rollup_slots, data: Some(backfill_rollup_slots) },
+    Migration { version: 9, name: "protocol_ingest", up: protocol_ingest, data: None },
 ];
 
 #[derive(DeriveIden)]
@@ -329,6 +330,7 @@ enum Logs {
     Hostname,
     Application,
     Attributes,
+    Labels,
 }
 
 #[derive(DeriveIden)]
@@ -342,6 +344,7 @@ enum MetricSeries {
     MetricType,
     LastValue,
     LastTimestamp,
+    LastBits,
 }
 
 #[derive(DeriveIden)]
@@ -351,6 +354,18 @@ enum MetricSamples {
     SeriesId,
     Ts,
     Value,
+    Bits,
+}
+
+#[derive(DeriveIden)]
+enum MetricMetadata {
+    Table,
+    SourceId,
+    Name,
+    MetricType,
+    Help,
+    Unit,
+    UpdatedAt,
 }
 
 /// Long text: MariaDB's TEXT stops at 65,535 bytes, below what the API accepts.
@@ -665,4 +680,45 @@ fn metric_rollup_slots(backend: DbBackend) -> Vec<Statement> {
 
 fn backfill_rollup_slots(txn: &DatabaseTransaction) -> Pin<Box<dyn Future<Output = Result<(), DbErr>> + Send + '_>> {
     Box::pin(crate::storage::rollups::backfill(txn, true))
+}
+
+/// What the standard protocols bring beyond the JSON API:
+/// - `logs.labels`: a log line's stream labels, a JSON object of strings (MEDIUMTEXT on
+///   MariaDB: 20 labels of 1,024 characters can outgrow TEXT);
+/// - `metric_samples.bits` and `metric_series.last_bits`: the bits of a value that is not
+///   a finite number (NaN, Prometheus' stale marker, ±Inf), which SQLite would turn into
+///   NULL and MariaDB refuses; `value` then holds 0 and the reads skip the row;
+/// - `metric_metadata`: the type, help and unit a sender declared for a metric family.
+fn protocol_ingest(backend: DbBackend) -> Vec<Statement> {
+    let mut labels = long_text(Logs::Labels, backend);
+    labels.null();
+    build_all(
+        backend,
+        &[
+            Table::alter().table(Logs::Table).add_column(labels).to_owned(),
+            Table::alter()
+                .table(MetricSamples::Table)
+                .add_column(ColumnDef::new(MetricSamples::Bits).big_integer().null())
+                .to_owned(),
+            Table::alter()
+                .table(MetricSeries::Table)
+                .add_column(ColumnDef::new(MetricSeries::LastBits).big_integer().null())
+                .to_owned(),
+        ],
+    )
+    .into_iter()
+    .chain([backend.build(&exact_collation(
+        Table::create()
+            .table(MetricMetadata::Table)
+            .col(ColumnDef::new(MetricMetadata::SourceId).string_len(36).not_null())
+            .col(ColumnDef::new(MetricMetadata::Name).string_len(255).not_null())
+            .col(ColumnDef::new(MetricMetadata::MetricType).string_len(16).not_null())
+            .col(ColumnDef::new(MetricMetadata::Help).text().not_null())
+            .col(ColumnDef::new(MetricMetadata::Unit).string_len(64).not_null())
+            .col(micros(MetricMetadata::UpdatedAt))
+            .primary_key(Index::create().col(MetricMetadata::SourceId).col(MetricMetadata::Name))
+            .foreign_key(&mut cascade_to_sources(MetricMetadata::Table, MetricMetadata::SourceId)),
+        backend,
+    ))])
+    .collect()
 }

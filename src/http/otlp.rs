@@ -161,7 +161,7 @@ fn decode<T: Message + Default + DeserializeOwned>(
     match encoding {
         Encoding::Protobuf => T::decode(&*body)
             .map_err(|err| Refusal::new(StatusCode::BAD_REQUEST, format!("Malformed protobuf body: {err}"))),
-        Encoding::Json => serde_json::from_slice(&body)
+        Encoding::Json => otlp::from_json(&body)
             .map_err(|err| Refusal::new(StatusCode::BAD_REQUEST, format!("Malformed OTLP JSON body: {err}"))),
     }
 }

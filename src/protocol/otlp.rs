@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 
 use base64::{Engine, engine::general_purpose::STANDARD};
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Number, Value};
 
 pub use opentelemetry_proto::tonic::collector::{
@@ -506,6 +507,29 @@ pub fn go_float(x: f64) -> String {
         return format!("{sign}{digits}e{exp_sign}{:02}", exponent.unsigned_abs());
     }
     format!("{x}")
+}
+
+/// An OTLP JSON body decoded. Protobuf's JSON writers (the Collector's among them) leave
+/// out empty repeated fields, so an empty array or key-value list arrives as
+/// `{"arrayValue": {}}`, which the generated types would refuse for its missing `values`.
+pub fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
+    fn fill(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                for key in ["arrayValue", "kvlistValue"] {
+                    if let Some(Value::Object(list)) = map.get_mut(key) {
+                        list.entry("values").or_insert_with(|| Value::Array(Vec::new()));
+                    }
+                }
+                map.values_mut().for_each(fill);
+            }
+            Value::Array(items) => items.iter_mut().for_each(fill),
+            _ => {}
+        }
+    }
+    let mut value: Value = serde_json::from_slice(body)?;
+    fill(&mut value);
+    serde_json::from_value(value)
 }
 
 /// Stores the records of a logs export in `source` (each one that is valid) and answers

@@ -495,3 +495,13 @@ fn otlp_json_decodes_with_its_own_rules() {
     );
     assert_eq!(out.samples[0].timestamp, Ok(Some(1000)));
 }
+
+#[test]
+fn empty_arrays_and_lists_written_without_their_values_decode() {
+    // Protobuf JSON writers omit empty repeated fields: `{"arrayValue": {}}` is an empty array.
+    let body = br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"x"},
+      "attributes":[{"key":"a","value":{"arrayValue":{}}},{"key":"b","value":{"kvlistValue":{}}},{"key":"c","value":{}}]}]}]}]}"#;
+    let request: ExportLogsServiceRequest = from_json(body).unwrap();
+    let log = logs(request).remove(0);
+    assert_eq!(log.attributes, Some(json!({"a": [], "b": {}, "c": null})));
+}

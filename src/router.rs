@@ -23,9 +23,9 @@ use crate::{
     http::{
         audit, auth,
         context::X_CORRELATION_ID,
-        health,
+        health, loki,
         openapi::{self, ApiDoc, OpenApiJson},
-        sources, status, telemetry,
+        otlp, remote_write, sources, status, telemetry,
         timeout::RequestTimeoutLayer,
         users,
     },
@@ -44,7 +44,10 @@ pub fn router(state: AppState) -> Router {
     let mut doc = serde_json::to_value(&doc).unwrap_or_default();
     openapi::complete(&mut doc, state.config.api_key_max_days);
     let doc = OpenApiJson(Arc::new(serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".to_owned())));
-    with_layers(routes.layer(Extension(doc)).merge(crate::http::otlp::router()), state)
+    // The agents' protocols answer in their own forms and are described in docs/API.md,
+    // not in the OpenAPI document of the JSON API.
+    let routes = routes.layer(Extension(doc)).merge(remote_write::router()).merge(loki::router()).merge(otlp::router());
+    with_layers(routes, state)
 }
 
 /// The API's routes and their OpenAPI description, built by the same calls.

@@ -18,6 +18,7 @@ use crate::{
     error::{AppError, NUL_IN_TEXT},
     http::context::{AuditSlot, CorrelationId, X_CORRELATION_ID, correlation_id},
     http::error::{ErrorBody, ErrorInfo, default_message},
+    http::plain_text::ProtocolBody,
     metrics::UNMATCHED_ENDPOINT,
     service::audit::{self, AuditEntry, AuditMeta, AuditStatus, Plane},
     state::AppState,
@@ -26,14 +27,17 @@ use crate::{
 /// The routes (of `router.rs`) of the data plane: ingest, and the metric query sent as
 /// POST; every other route changes the control plane. The audit policy
 /// (`audit::audits_refusal`) reads it.
-const DATA_PLANE: [&str; 7] = [
+const DATA_PLANE: [&str; 10] = [
     "/api/v1/logs",
     "/api/v1/metrics",
     "/api/v1/metrics/query",
-    "/v1/logs",
-    "/otlp/v1/logs",
-    "/v1/metrics",
-    "/otlp/v1/metrics",
+    crate::http::remote_write::WRITE_PATH,
+    crate::http::remote_write::PUSH_PATH,
+    crate::http::loki::PUSH_PATH,
+    crate::http::otlp::PATHS[0],
+    crate::http::otlp::PATHS[1],
+    crate::http::otlp::PATHS[2],
+    crate::http::otlp::PATHS[3],
 ];
 
 /// The plane of a matched route template.
@@ -177,15 +181,20 @@ fn audit_status(status: u16) -> AuditStatus {
 }
 
 /// Gives an error response our JSON body, keeping its status and headers (`Allow`,
-/// `WWW-Authenticate`, `Retry-After`). A body written on purpose by a handler is left
-/// alone: JSON (e.g. `/healthz` answering 503) or protobuf (OTLP's `google.rpc.Status`).
+/// `WWW-Authenticate`, `Retry-After`). A JSON body written on purpose by a handler
+/// (e.g. `/healthz` answering 503), and a protocol's own error form, are left alone.
 fn render_error(response: Response<Body>, id: &str, method: &str, path: &str) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     let info = parts.extensions.remove::<ErrorInfo>();
-    let own_body = parts.headers.get(header::CONTENT_TYPE).is_some_and(|v| {
-        v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"application/x-protobuf")
-    });
-    if info.is_none() && own_body {
+    if parts.extensions.get::<ProtocolBody>().is_some() {
+        if let Some(cause) = info.and_then(|info| info.internal_cause) {
+            tracing::error!(event = "internal_error", correlation_id = id, error = %cause);
+        }
+        return Response::from_parts(parts, body);
+    }
+    let is_json =
+        parts.headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if info.is_none() && is_json {
         return Response::from_parts(parts, body);
     }
     let status = parts.status;

@@ -18,7 +18,11 @@ use serde_json::{Value, json};
 
 use crate::{
     error::AppError,
-    http::{error::status_of, ingest_auth::ProtocolSource},
+    http::{
+        error::{ErrorInfo, status_of},
+        ingest_auth::ProtocolSource,
+        plain_text::ProtocolBody,
+    },
     protocol::{
         codec::{self, CodecError},
         otlp::{self, ExportLogsServiceResponse, ExportMetricsServiceResponse},
@@ -26,13 +30,16 @@ use crate::{
     state::AppState,
 };
 
+/// The routes: logs and metrics, at the root and under `/otlp`.
+pub const PATHS: [&str; 4] = ["/v1/logs", "/otlp/v1/logs", "/v1/metrics", "/otlp/v1/metrics"];
+
 /// The OTLP routes; `router.rs` merges them into the API.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/logs", post(logs))
-        .route("/otlp/v1/logs", post(logs))
-        .route("/v1/metrics", post(metrics))
-        .route("/otlp/v1/metrics", post(metrics))
+        .route(PATHS[0], post(logs))
+        .route(PATHS[1], post(logs))
+        .route(PATHS[2], post(metrics))
+        .route(PATHS[3], post(metrics))
 }
 
 const PROTOBUF: &str = "application/x-protobuf";
@@ -73,11 +80,13 @@ struct Refusal {
     status: StatusCode,
     message: String,
     retry_after: Option<u64>,
+    /// Logged by the request middleware with the correlation id, never sent.
+    internal_cause: Option<String>,
 }
 
 impl Refusal {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Refusal { status, message: message.into(), retry_after: None }
+        Refusal { status, message: message.into(), retry_after: None, internal_cause: None }
     }
 
     fn render(self, encoding: Encoding) -> Response {
@@ -95,6 +104,11 @@ impl Refusal {
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        response.extensions_mut().insert(ProtocolBody);
+        if self.internal_cause.is_some() {
+            let info = ErrorInfo { message: String::new(), details: Vec::new(), internal_cause: self.internal_cause };
+            response.extensions_mut().insert(info);
+        }
         response
     }
 }
@@ -106,18 +120,19 @@ impl From<AppError> for Refusal {
             AppError::TooManyRequests { retry_after_seconds } => Some(*retry_after_seconds),
             _ => None,
         };
+        let mut internal_cause = None;
         let message = match err {
             AppError::Validation(details) => {
                 let fields: Vec<String> = details.iter().map(|d| format!("{}: {}", d.field, d.message)).collect();
                 format!("The request is invalid: {}", fields.join("; "))
             }
             AppError::Internal(cause) => {
-                tracing::error!(event = "internal_error", error = %cause);
+                internal_cause = Some(cause);
                 "An internal error occurred".to_owned()
             }
             other => other.to_string(),
         };
-        Refusal { status, message, retry_after }
+        Refusal { status, message, retry_after, internal_cause }
     }
 }
 

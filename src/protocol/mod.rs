@@ -4,4 +4,6 @@
 //! protocol's own form.
 
 pub mod codec;
+pub mod loki;
 pub mod otlp;
+pub mod remote_write;

@@ -10,6 +10,8 @@
 //! | `sources` | `/api/v1/sources`, `/api/v1/sources/{id}`, `/api/v1/sources/{id}/keys[/{key_id}]` |
 //! | `logs` | `/api/v1/logs` |
 //! | `metrics` | `/api/v1/metrics`, `/api/v1/metrics/query` |
+//! | `remote_write` | `/prometheus/api/v1/write`, `/api/v1/push` (Prometheus remote_write, a real Prometheus end to end) |
+//! | `loki` | `/loki/api/v1/push` |
 //! | `status_config` | `/api/v1/status`, `/api/v1/admin/config` |
 //! | `health` | `/healthz`, `/livez`, `/readyz`, `/metrics` |
 //! | `openapi` | `/api/v1/openapi.json` |
@@ -35,9 +37,11 @@ mod grpc;
 mod health;
 mod license;
 mod logs;
+mod loki;
 mod metrics;
 mod openapi;
 mod otlp;
+mod remote_write;
 mod request_pipeline;
 mod sources;
 mod status_config;
@@ -55,9 +59,11 @@ fn main() -> std::process::ExitCode {
         health::cases(),
         license::cases(),
         logs::cases(),
+        loki::cases(),
         metrics::cases(),
         openapi::cases(),
         otlp::cases(),
+        remote_write::cases(),
         request_pipeline::cases(),
         sources::cases(),
         status_config::cases(),

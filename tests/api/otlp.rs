@@ -345,6 +345,11 @@ async fn otlp_bad_bodies_are_refused_with_a_status_and_store_nothing(db: TestDb)
     assert!(bomb.len() < 64 * 1024);
     let request = protobuf(&server, "/v1/logs", &key, bomb).header("Content-Encoding", "gzip");
     refused_status(request, 413, tonic::Code::ResourceExhausted).await;
+    let request = protobuf(&server, "/v1/logs", &key, vec![0u8; 17 * 1024 * 1024]);
+    refused_status(request, 413, tonic::Code::ResourceExhausted).await;
+    let request = protobuf(&server, "/v1/logs", &key, Vec::new()).header("Content-Encoding", "br");
+    let message = refused_status(request, 415, tonic::Code::InvalidArgument).await;
+    assert!(message.contains("Content-Encoding"), "{message}");
 
     let response = call(&server, Method::POST, "/v1/logs", &key)
         .header("Content-Type", "text/plain")

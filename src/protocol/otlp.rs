@@ -532,6 +532,30 @@ pub fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Erro
     serde_json::from_value(value)
 }
 
+/// Where each record of an export is, as its sender wrote it
+/// (`resource_logs[0].scope_logs[1].log_records[2]`), in the order of [`logs`].
+pub fn record_paths(request: &ExportLogsServiceRequest) -> Vec<String> {
+    let mut paths = Vec::new();
+    for (r, resource_logs) in request.resource_logs.iter().enumerate() {
+        for (s, scope_logs) in resource_logs.scope_logs.iter().enumerate() {
+            paths.extend(
+                (0..scope_logs.log_records.len())
+                    .map(|i| format!("resource_logs[{r}].scope_logs[{s}].log_records[{i}]")),
+            );
+        }
+    }
+    paths
+}
+
+/// The service's reason for an item (`logs[3].message: is required`, its index in the
+/// service's batch) with the item named as the sender knows it.
+fn renamed(reason: &str, service_prefix: &str, name: &str, separator: &str) -> String {
+    match reason.strip_prefix(service_prefix) {
+        Some(rest) => format!("{name}{separator}{rest}"),
+        None => format!("{name}: {reason}"),
+    }
+}
+
 /// Stores the records of a logs export in `source` (each one that is valid) and answers
 /// how many were refused and why; both transports call it. An `Err` is for what fails
 /// the whole request (the database, the source gone).
@@ -540,6 +564,7 @@ pub async fn export_logs(
     source: &Source,
     request: ExportLogsServiceRequest,
 ) -> Result<ExportLogsServiceResponse, AppError> {
+    let paths = record_paths(&request);
     let mut entries = logs(request).into_iter().peekable();
     let mut outcomes = Vec::new();
     // The service takes batches of at most MAX_BATCH; an export has no such bound.
@@ -547,10 +572,18 @@ pub async fn export_logs(
         let batch: Vec<NewLog> = entries.by_ref().take(service::logs::MAX_BATCH).collect();
         outcomes.extend(service::logs::ingest_each(&state.db, &state.metrics, source, batch).await?);
     }
-    let refused: Vec<&str> = outcomes.iter().filter_map(|o| o.as_ref().err().map(String::as_str)).collect();
+    let refused: Vec<String> = outcomes
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, outcome)| {
+            let reason = outcome.err()?;
+            let path = paths.get(i).map_or("a log record", String::as_str);
+            Some(renamed(&reason, &format!("logs[{}].", i % service::logs::MAX_BATCH), path, "."))
+        })
+        .collect();
     let partial_success = (!refused.is_empty()).then(|| ExportLogsPartialSuccess {
         rejected_log_records: refused.len() as i64,
-        error_message: summary(refused.iter().copied()),
+        error_message: summary(refused.iter().map(String::as_str)),
     });
     Ok(ExportLogsServiceResponse { partial_success })
 }
@@ -565,6 +598,7 @@ pub async fn export_metrics(
     if !mapped.refused.is_empty() {
         state.metrics.observe_ingest(&source.id, IngestKind::Samples, mapped.refused.len(), false);
     }
+    let names: Vec<String> = mapped.samples.iter().map(|sample| format!("`{}`", sample.name)).collect();
     let mut samples = std::mem::take(&mut mapped.samples).into_iter().peekable();
     let mut metadata = std::mem::take(&mut mapped.metadata);
     let mut outcomes = Vec::new();
@@ -573,6 +607,16 @@ pub async fn export_metrics(
         let metadata = std::mem::take(&mut metadata);
         outcomes.extend(service::samples::ingest_each(&state.db, &state.metrics, source, batch, metadata).await?);
     }
+    let outcomes: Vec<Result<(), String>> = outcomes
+        .into_iter()
+        .enumerate()
+        .map(|(i, outcome)| {
+            let name = names.get(i).map_or("a sample", String::as_str);
+            outcome.map_err(|reason| {
+                renamed(&reason, &format!("metrics[{}].", i % service::samples::MAX_BATCH), name, " ")
+            })
+        })
+        .collect();
     let (rejected, error_message) = mapped.rejected(&outcomes);
     let partial_success =
         (rejected > 0).then_some(ExportMetricsPartialSuccess { rejected_data_points: rejected as i64, error_message });

@@ -505,3 +505,23 @@ fn empty_arrays_and_lists_written_without_their_values_decode() {
     let log = logs(request).remove(0);
     assert_eq!(log.attributes, Some(json!({"a": [], "b": {}, "c": null})));
 }
+
+#[test]
+fn refusals_name_the_record_or_series_as_the_sender_wrote_it() {
+    let scope = |n: usize| ScopeLogs { log_records: vec![LogRecord::default(); n], ..Default::default() };
+    let request = ExportLogsServiceRequest {
+        resource_logs: vec![
+            ResourceLogs { scope_logs: vec![scope(1)], ..Default::default() },
+            ResourceLogs { scope_logs: vec![scope(0), scope(2)], ..Default::default() },
+        ],
+    };
+    let paths = record_paths(&request);
+    assert_eq!(paths.len(), logs(request).len());
+    assert_eq!(paths[2], "resource_logs[1].scope_logs[1].log_records[1]");
+    assert_eq!(
+        renamed("logs[2].message: is required", "logs[2].", &paths[2], "."),
+        format!("{}.message: is required", paths[2])
+    );
+    assert_eq!(renamed("metrics[0].labels: too many", "metrics[0].", "`up`", " "), "`up` labels: too many");
+    assert_eq!(renamed("odd", "metrics[0].", "`up`", " "), "`up`: odd");
+}

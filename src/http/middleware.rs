@@ -29,13 +29,17 @@ use crate::{
 /// POST; so are all routes under `/elastic` (`elastic::serves`: `_bulk` and the calls
 /// agents make before it). Every other route changes the control plane. The audit policy
 /// (`audit::audits_refusal`) reads it.
-const DATA_PLANE: [&str; 6] = [
+const DATA_PLANE: [&str; 10] = [
     "/api/v1/logs",
     "/api/v1/metrics",
     "/api/v1/metrics/query",
     crate::http::remote_write::WRITE_PATH,
     crate::http::remote_write::PUSH_PATH,
     crate::http::loki::PUSH_PATH,
+    crate::http::otlp::PATHS[0],
+    crate::http::otlp::PATHS[1],
+    crate::http::otlp::PATHS[2],
+    crate::http::otlp::PATHS[3],
 ];
 
 /// The plane of a matched route template.

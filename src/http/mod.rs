@@ -11,6 +11,7 @@ pub mod ingest_auth;
 pub mod loki;
 pub mod middleware;
 pub mod openapi;
+pub mod otlp;
 pub mod pagination;
 pub mod plain_text;
 pub mod principal;

@@ -6,4 +6,5 @@
 pub mod codec;
 pub mod elastic;
 pub mod loki;
+pub mod otlp;
 pub mod remote_write;

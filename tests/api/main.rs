@@ -16,6 +16,7 @@
 //! | `status_config` | `/api/v1/status`, `/api/v1/admin/config` |
 //! | `health` | `/healthz`, `/livez`, `/readyz`, `/metrics` |
 //! | `openapi` | `/api/v1/openapi.json` |
+//! | `otlp` | `/v1/logs`, `/v1/metrics` (and under `/otlp`), gRPC `LogsService/Export`, `MetricsService/Export`; the Python SDK end to end |
 //! | `request_pipeline` | what every route passes through: correlation ids, error bodies, limits, timeouts, CORS, shutdown |
 //! | `grpc` | the gRPC services |
 //! | `tls` | HTTPS, client certificates, forwarded headers |
@@ -41,6 +42,7 @@ mod logs;
 mod loki;
 mod metrics;
 mod openapi;
+mod otlp;
 mod remote_write;
 mod request_pipeline;
 mod sources;
@@ -63,6 +65,7 @@ fn main() -> std::process::ExitCode {
         loki::cases(),
         metrics::cases(),
         openapi::cases(),
+        otlp::cases(),
         remote_write::cases(),
         request_pipeline::cases(),
         sources::cases(),

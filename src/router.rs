@@ -23,9 +23,9 @@ use crate::{
     http::{
         audit, auth,
         context::X_CORRELATION_ID,
-        health, loki,
+        elastic, health, loki,
         openapi::{self, ApiDoc, OpenApiJson},
-        remote_write, sources, status, telemetry,
+        otlp, remote_write, sources, status, telemetry,
         timeout::RequestTimeoutLayer,
         users,
     },
@@ -46,7 +46,12 @@ pub fn router(state: AppState) -> Router {
     let doc = OpenApiJson(Arc::new(serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".to_owned())));
     // The agents' protocols answer in their own forms and are described in docs/API.md,
     // not in the OpenAPI document of the JSON API.
-    let routes = routes.layer(Extension(doc)).merge(remote_write::router()).merge(loki::router());
+    let routes = routes
+        .layer(Extension(doc))
+        .merge(remote_write::router())
+        .merge(loki::router())
+        .merge(otlp::router())
+        .merge(elastic::router());
     with_layers(routes, state)
 }
 

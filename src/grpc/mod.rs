@@ -10,6 +10,7 @@ pub mod convert;
 mod logs;
 mod metrics;
 mod observe;
+mod otlp;
 mod sources;
 mod status;
 
@@ -74,6 +75,8 @@ pub fn router(state: AppState) -> (axum::Router, tokio::task::JoinHandle<()>) {
         .add_service(limited!(LogServiceServer, logs::LogApi(state.clone())))
         .add_service(limited!(MetricServiceServer, metrics::MetricApi(state.clone())))
         .add_service(limited!(StatusServiceServer, status::StatusApi(state.clone())));
+    let (otlp_logs, otlp_metrics) = otlp::servers(&state);
+    routes = routes.add_service(otlp_logs).add_service(otlp_metrics);
     // v1, and v1alpha for the clients that still ask only that (older grpcurl, Python's
     // grpcio-reflection).
     match (reflection().build_v1(), reflection().build_v1alpha()) {
@@ -104,7 +107,7 @@ fn spawn_health_reporter(
             }
             last = Some(serving);
             let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
-            for name in std::iter::once("").chain(SERVICE_NAMES) {
+            for name in std::iter::once("").chain(SERVICE_NAMES).chain(otlp::SERVICE_NAMES) {
                 reporter.set_service_status(name, status).await;
             }
         }
@@ -155,7 +158,6 @@ impl Call {
 
     /// The source an agent's call ingests into (see `http::ingest_auth`): its credential
     /// in any of the forms agents send, and for a user's the `x-source` it names.
-    #[expect(dead_code, reason = "called by the protocol services")]
     pub async fn protocol_source(&self, state: &AppState) -> Result<Source, AppError> {
         let credential = AgentCredential::read(self.api_key.as_deref(), self.authorization.as_deref());
         let db = state.db.conn();

@@ -37,13 +37,15 @@ use crate::{
 };
 
 /// Calls that change state: their plane, and the resource type their audit rows name.
-const STATE_CHANGING: [(&str, Plane, &str); 6] = [
+const STATE_CHANGING: [(&str, Plane, &str); 8] = [
     ("/killkrill.v1.SourceService/CreateSource", Plane::Control, "sources"),
     ("/killkrill.v1.SourceService/UpdateSource", Plane::Control, "sources"),
     ("/killkrill.v1.SourceService/DeleteSource", Plane::Control, "sources"),
     ("/killkrill.v1.AuthService/RefreshToken", Plane::Control, "auth"),
     ("/killkrill.v1.LogService/IngestLogs", Plane::Data, "logs"),
     ("/killkrill.v1.MetricService/IngestMetrics", Plane::Data, "metrics"),
+    (super::otlp::METHODS[0], Plane::Data, "logs"),
+    (super::otlp::METHODS[1], Plane::Data, "metrics"),
 ];
 
 /// The paths of every method served (`/package.Service/Method`), from the descriptor sets
@@ -55,7 +57,8 @@ static SERVED: LazyLock<HashSet<String>> = LazyLock::new(|| {
         tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
         tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
     ];
-    let mut served = HashSet::new();
+    // OTLP's services come without a descriptor set.
+    let mut served: HashSet<String> = super::otlp::METHODS.iter().map(|m| (*m).to_owned()).collect();
     for set in sets {
         let Ok(set) = prost_types::FileDescriptorSet::decode(set) else { continue };
         for file in set.file {

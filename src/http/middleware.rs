@@ -17,6 +17,7 @@ use axum::{
 use crate::{
     error::{AppError, NUL_IN_TEXT},
     http::context::{AuditSlot, CorrelationId, X_CORRELATION_ID, correlation_id},
+    http::elastic,
     http::error::{ErrorBody, ErrorInfo, default_message},
     http::plain_text::ProtocolBody,
     metrics::UNMATCHED_ENDPOINT,
@@ -25,20 +26,25 @@ use crate::{
 };
 
 /// The routes (of `router.rs`) of the data plane: ingest, and the metric query sent as
-/// POST; every other route changes the control plane. The audit policy
+/// POST; so are all routes under `/elastic` (`elastic::serves`: `_bulk` and the calls
+/// agents make before it). Every other route changes the control plane. The audit policy
 /// (`audit::audits_refusal`) reads it.
-const DATA_PLANE: [&str; 6] = [
+const DATA_PLANE: [&str; 10] = [
     "/api/v1/logs",
     "/api/v1/metrics",
     "/api/v1/metrics/query",
     crate::http::remote_write::WRITE_PATH,
     crate::http::remote_write::PUSH_PATH,
     crate::http::loki::PUSH_PATH,
+    crate::http::otlp::PATHS[0],
+    crate::http::otlp::PATHS[1],
+    crate::http::otlp::PATHS[2],
+    crate::http::otlp::PATHS[3],
 ];
 
 /// The plane of a matched route template.
 pub fn plane(template: &str) -> Plane {
-    if DATA_PLANE.contains(&template) { Plane::Data } else { Plane::Control }
+    if DATA_PLANE.contains(&template) || elastic::serves(template) { Plane::Data } else { Plane::Control }
 }
 
 /// The outermost layer of every route (and of the fallback).
@@ -177,8 +183,9 @@ fn audit_status(status: u16) -> AuditStatus {
 }
 
 /// Gives an error response our JSON body, keeping its status and headers (`Allow`,
-/// `WWW-Authenticate`, `Retry-After`). A JSON body written on purpose by a handler
-/// (e.g. `/healthz` answering 503), and a protocol's own error form, are left alone.
+/// `WWW-Authenticate`, `Retry-After`), or under `/elastic` Elasticsearch's error body. A
+/// JSON body written on purpose by a handler (e.g. `/healthz` answering 503), and a
+/// protocol's own error form, are left alone.
 fn render_error(response: Response<Body>, id: &str, method: &str, path: &str) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     let info = parts.extensions.remove::<ErrorInfo>();
@@ -203,6 +210,11 @@ fn render_error(response: Response<Body>, id: &str, method: &str, path: &str) ->
         }
         None => (default_message(status, method, path), Vec::new()),
     };
+    // A protocol's routes answer errors in the protocol's own form, whichever layer
+    // refused the request.
+    if elastic::serves(path) {
+        return elastic::render_error(parts, &message);
+    }
     let body = ErrorBody {
         error: status.canonical_reason().unwrap_or("Error"),
         message: &message,

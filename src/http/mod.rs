@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod auth;
 pub mod context;
+pub mod elastic;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -10,6 +11,7 @@ pub mod ingest_auth;
 pub mod loki;
 pub mod middleware;
 pub mod openapi;
+pub mod otlp;
 pub mod pagination;
 pub mod plain_text;
 pub mod principal;

@@ -4,5 +4,7 @@
 //! protocol's own form.
 
 pub mod codec;
+pub mod elastic;
 pub mod loki;
+pub mod otlp;
 pub mod remote_write;

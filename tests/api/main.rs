@@ -12,9 +12,11 @@
 //! | `metrics` | `/api/v1/metrics`, `/api/v1/metrics/query` |
 //! | `remote_write` | `/prometheus/api/v1/write`, `/api/v1/push` (Prometheus remote_write, a real Prometheus end to end) |
 //! | `loki` | `/loki/api/v1/push` |
+//! | `elastic` | `/elastic/...`: Elasticsearch `_bulk` and the calls agents make before it |
 //! | `status_config` | `/api/v1/status`, `/api/v1/admin/config` |
 //! | `health` | `/healthz`, `/livez`, `/readyz`, `/metrics` |
 //! | `openapi` | `/api/v1/openapi.json` |
+//! | `otlp` | `/v1/logs`, `/v1/metrics` (and under `/otlp`), gRPC `LogsService/Export`, `MetricsService/Export`; the Python SDK end to end |
 //! | `request_pipeline` | what every route passes through: correlation ids, error bodies, limits, timeouts, CORS, shutdown |
 //! | `grpc` | the gRPC services |
 //! | `tls` | HTTPS, client certificates, forwarded headers |
@@ -32,6 +34,7 @@ mod audit;
 mod auth;
 mod binary;
 mod database;
+mod elastic;
 mod grpc;
 mod health;
 mod license;
@@ -39,6 +42,7 @@ mod logs;
 mod loki;
 mod metrics;
 mod openapi;
+mod otlp;
 mod remote_write;
 mod request_pipeline;
 mod sources;
@@ -53,6 +57,7 @@ fn main() -> std::process::ExitCode {
         auth::cases(),
         binary::cases(),
         database::cases(),
+        elastic::cases(),
         grpc::cases(),
         health::cases(),
         license::cases(),
@@ -60,6 +65,7 @@ fn main() -> std::process::ExitCode {
         loki::cases(),
         metrics::cases(),
         openapi::cases(),
+        otlp::cases(),
         remote_write::cases(),
         request_pipeline::cases(),
         sources::cases(),

@@ -14,7 +14,10 @@
 //! calls, calls/s, lines/s, p50/p99 latency in ms, errors (with the first error's status),
 //! and `partial`: answers that carry a body (an empty `ExportLogsServiceResponse` encodes
 //! to nothing; a `partial_success` does not). Calls that end inside the measured window
-//! count. Exits with 1 if it cannot connect or no call succeeded.
+//! count; `warmup_calls` are those that succeeded before. Worker `w` of `n` starts at file
+//! `w * files / n` and goes on in order, so no file is sent twice unless a worker runs
+//! into the next one's files (`repeated`). Exits with 1 if it cannot connect or no call
+//! succeeded.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -124,6 +127,8 @@ impl Decoder for Raw {
 #[derive(Default)]
 struct Tally {
     ok: u64,
+    warmup_ok: u64,
+    repeated: bool,
     partial: u64,
     errors: u64,
     first_error: Option<String>,
@@ -161,7 +166,7 @@ async fn worker(
     channel: Channel,
     key: Arc<str>,
     bodies: Arc<Vec<Bytes>>,
-    first: usize,
+    (first, share): (usize, usize),
     window: (Instant, Instant),
 ) -> Tally {
     let (measure_from, deadline) = window;
@@ -172,6 +177,7 @@ async fn worker(
     while Instant::now() < deadline {
         let mut request = tonic::Request::new(bodies[i % bodies.len()].clone());
         i += 1;
+        tally.repeated |= i - first > share;
         request.metadata_mut().insert("x-api-key", key.parse().expect("the key is not valid metadata"));
         let started = Instant::now();
         let result = match client.ready().await {
@@ -179,7 +185,11 @@ async fn worker(
             Err(e) => Err(Status::unavailable(format!("channel not ready: {e}"))),
         };
         let ended = Instant::now();
-        if ended < measure_from || ended > deadline {
+        if ended < measure_from {
+            tally.warmup_ok += u64::from(result.is_ok());
+            continue;
+        }
+        if ended > deadline {
             continue;
         }
         match result {
@@ -234,13 +244,16 @@ async fn main() -> ExitCode {
         .enumerate()
         .map(|(w, channel)| {
             let first = w * bodies.len() / args.concurrency;
-            tokio::spawn(worker(channel, key.clone(), bodies.clone(), first, (measure_from, deadline)))
+            let share = (w + 1) * bodies.len() / args.concurrency - first;
+            tokio::spawn(worker(channel, key.clone(), bodies.clone(), (first, share), (measure_from, deadline)))
         })
         .collect();
     let mut total = Tally::default();
     for task in tasks {
         let tally = task.await.expect("a worker panicked");
         total.ok += tally.ok;
+        total.warmup_ok += tally.warmup_ok;
+        total.repeated |= tally.repeated;
         total.partial += tally.partial;
         total.errors += tally.errors;
         total.first_error = total.first_error.or(tally.first_error);
@@ -262,6 +275,8 @@ async fn main() -> ExitCode {
             "errors": total.errors,
             "first_error": total.first_error,
             "partial": total.partial,
+            "warmup_calls": total.warmup_ok,
+            "repeated": total.repeated,
         })
     );
     if total.ok == 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }

@@ -5,16 +5,19 @@
 --   wrk -tN -cN -s post.lua URL -- PROTOCOL DIR KEY SOURCE_ID N [START]
 --
 -- KEY is sent as X-API-Key ("-": none); SOURCE_ID replaces the JSON bodies' placeholder;
--- N is the number of threads (wrk's -t). The log protocols (json, otlp, loki, bulk): each
--- thread cycles through all the batches, starting at a batch of its own. remote_write (rw): thread k sends the files of
--- shard k-1 in order and alone (run with as many threads as connections), so each series'
--- timestamps arrive increasing, as a Prometheus queue shard sends them; START is the file
--- to begin with (after a warm-up, the "next_file" it printed). Past the last file a shard
--- starts again at its first (then a receiver refuses the old samples; "wrapped" says so).
+-- N is the number of threads (wrk's -t, equal to -c). Thread k sends its own files in
+-- order: for the log protocols (json, otlp, loki, bulk) batches k-1, k-1+N, k-1+2N...,
+-- so that no batch goes twice and the stored timestamps keep moving on as a live
+-- producer's do (a batch stored again would put its rows back in the middle of the time
+-- indexes); for remote_write (rw) the files of shard k-1, alone, so each series'
+-- timestamps arrive increasing, as a Prometheus queue shard sends them. START is the
+-- place in those lists to begin at (after a warm-up, the "next_file" it printed). Past
+-- its last file a thread starts again at its first, and "wrapped" says so (a receiver
+-- then refuses old samples, and log rows land among the stored ones).
 --
 -- Prints at the end:
 --   statuses: expected=N other=M last_other=S refused_items=R
---   next_file=F wrapped=W        (rw only)
+--   next_file=F wrapped=W
 -- "refused_items": answers with the expected status that still refuse part of the batch
 -- (a _bulk answer with "errors":true, an OTLP answer with a partial_success).
 
@@ -60,29 +63,24 @@ function init(args)
     for k, v in pairs(p.headers) do headers[k] = v end
     if key ~= "" and key ~= "-" then headers["X-API-Key"] = key end
     bodies = {}
-    local i = 0
-    if protocol == "rw" then
-        i = tonumber(args[6]) or 0
-        while true do
-            local body = read_file(dir .. "/" .. string.format(p.pattern, index - 1, #bodies))
-            if not body then break end
-            bodies[#bodies + 1] = body
+    while true do
+        local name
+        if protocol == "rw" then
+            name = string.format(p.pattern, index - 1, #bodies)
+        else
+            name = string.format(p.pattern, index - 1 + #bodies * nthreads)
         end
-    else
-        while true do
-            local body = read_file(dir .. "/" .. string.format(p.pattern, #bodies))
-            if not body then break end
-            if protocol == "json" then
-                local a, b = body:find("@SOURCE_ID@", 1, true)
-                if a then body = body:sub(1, a - 1) .. source_id .. body:sub(b + 1) end
-            end
-            bodies[#bodies + 1] = body
+        local body = read_file(dir .. "/" .. name)
+        if not body then break end
+        if protocol == "json" then
+            local a, b = body:find("@SOURCE_ID@", 1, true)
+            if a then body = body:sub(1, a - 1) .. source_id .. body:sub(b + 1) end
         end
-        -- Threads start apart, so that they do not send the same batch at the same time.
-        i = math.floor((index - 1) * #bodies / nthreads) % #bodies
+        bodies[#bodies + 1] = body
     end
     assert(#bodies > 0, "no payload files for " .. protocol .. " in " .. dir)
-    if protocol == "rw" and i >= #bodies then
+    local i = tonumber(args[6]) or 0
+    if i >= #bodies then
         i = i % #bodies
         wrapped = 1
     end
@@ -94,7 +92,7 @@ function request()
     next_file = next_file + 1
     if next_file >= #bodies then
         next_file = 0
-        if protocol == "rw" then wrapped = 1 end
+        wrapped = 1
     end
     return wrk.format("POST", path, headers, bodies[i + 1])
 end
@@ -125,7 +123,5 @@ function done(summary, latency, requests)
         if n > nf then nf = n end
     end
     io.write(string.format("statuses: expected=%d other=%d last_other=%d refused_items=%d\n", o, b, l, r))
-    if threads[1]:get("protocol") == "rw" then
-        io.write(string.format("next_file=%d wrapped=%d\n", nf, w))
-    end
+    io.write(string.format("next_file=%d wrapped=%d\n", nf, w))
 end

@@ -6,15 +6,16 @@
 #
 # 1. Logs: the same BATCHES batches of LINES lines (examples/protocol_payloads.rs writes
 #    each batch in each protocol's encoding) sent for DURATION s (after a WARMUP s warm-up)
-#    at CONNECTIONS connections through each of PROTOCOLS:
+#    at CONNECTIONS connections through each of PROTOCOLS, each batch once (their
+#    timestamps increasing from batch to batch, as a live producer's):
 #      json       POST /api/v1/logs, the JSON API (the reference)
 #      otlp       POST /v1/logs, OTLP/HTTP protobuf
 #      otlp-grpc  opentelemetry.proto.collector.logs.v1.LogsService/Export, unary calls
 #                 (examples/otlp_grpc_load.rs; CONNECTIONS calls in flight, a connection each)
 #      loki       POST /loki/api/v1/push, protobuf + snappy
 #      bulk       POST /elastic/_bulk, NDJSON (create + ECS document)
-#    wrk (-tN -cN, benches/protocols/post.lua) sends the HTTP ones, cycling through the
-#    batches. Reported: batches/s, lines/s and their ratio to the JSON API's, p50/p99 per
+#    wrk (-tN -cN, benches/protocols/post.lua) sends the HTTP ones, each connection its
+#    share of the batches in order. Reported: batches/s, lines/s and their ratio to the JSON API's, p50/p99 per
 #    batch, non-2xx answers, answers that refuse part of the batch, the server's CPU per
 #    line, its peak RSS during the measured run, the rows stored against the lines accepted.
 # 2. remote_write 1.0: RW_SHARDS shards of RW_SERIES series x RW_SAMPLES samples a request
@@ -34,9 +35,12 @@
 #                        database kk_bench_<random> a run, dropped after it)
 #   PROTOCOLS="json otlp otlp-grpc loki bulk"   REMOTE_WRITE=1 (0: skip part 2)
 #   DURATION=10 WARMUP=2 CONNECTIONS=4 WORKERS=4
-#   BATCHES=20 LINES=1000
+#   BATCHES=$(( (WARMUP + DURATION) * 120 ))  LINES=1000   (more batches than any protocol
+#                        sends in that time here; past them batches go again, which the
+#                        report flags: their rows then land among the stored ones, which
+#                        costs the databases more than appending does)
 #   RW_SERIES=500 RW_SAMPLES=4 RW_SHARDS=$CONNECTIONS (one connection a shard)
-#   RW_FILES=$(( (WARMUP + DURATION) * 200 ))   requests a shard (more than either receiver
+#   RW_FILES=$(( (WARMUP + DURATION) * 300 ))   requests a shard (more than either receiver
 #                        sends a connection in that time here; past them a shard starts
 #                        over, which the report flags: a receiver refuses old samples)
 #   QUIET_WAIT=120       before each run, wait at most this long for the CPUs to be idle
@@ -59,12 +63,12 @@ DURATION="${DURATION:-10}"
 WARMUP="${WARMUP:-2}"
 CONNECTIONS="${CONNECTIONS:-4}"
 WORKERS="${WORKERS:-4}"
-BATCHES="${BATCHES:-20}"
+BATCHES="${BATCHES:-$(((WARMUP + DURATION) * 120))}"
 LINES="${LINES:-1000}"
 RW_SERIES="${RW_SERIES:-500}"
 RW_SAMPLES="${RW_SAMPLES:-4}"
 RW_SHARDS="${RW_SHARDS:-$CONNECTIONS}"
-RW_FILES="${RW_FILES:-$(((WARMUP + DURATION) * 200))}"
+RW_FILES="${RW_FILES:-$(((WARMUP + DURATION) * 300))}"
 QUIET_WAIT="${QUIET_WAIT:-120}"
 PROMETHEUS="${PROMETHEUS:-prometheus}"
 PG_HOST="${PG_HOST:-127.0.0.1}"
@@ -87,7 +91,7 @@ done
 ((DURATION >= 1 && DURATION <= 600 && WARMUP <= 60)) || die "DURATION 1..600, WARMUP 0..60"
 ((CONNECTIONS >= 1 && CONNECTIONS <= 64)) || die "CONNECTIONS must be 1..64"
 ((RW_SHARDS == CONNECTIONS)) || die "RW_SHARDS must equal CONNECTIONS (each connection sends one shard)"
-((LINES >= 1 && LINES <= 10000 && BATCHES >= 1 && BATCHES <= 200)) || die "LINES 1..10000, BATCHES 1..200"
+((LINES >= 1 && LINES <= 10000 && BATCHES >= CONNECTIONS && BATCHES <= 10000)) || die "LINES 1..10000, BATCHES CONNECTIONS..10000"
 ((RW_SERIES * RW_SAMPLES <= 10000 && RW_FILES >= 1)) || die "RW_SERIES x RW_SAMPLES must be <= 10000"
 
 # --- tools ---------------------------------------------------------------------------
@@ -176,7 +180,7 @@ to_ms() { # a wrk duration (12.34us, 1.2ms, 1.00s, 2m) in milliseconds
         printf "%.1f", n
     }'
 }
-calls_in() { local n=""; [[ ! -f "$1" ]] || n="$(json_num calls <"$1")"; echo "${n:-0}"; }  # FILE: the client's calls
+calls_in() { local n=""; [[ ! -f "$1" ]] || n="$(json_num "$2" <"$1")"; echo "${n:-0}"; }  # FILE NAME: a count of the client's
 # The first number / string value of "NAME" in the JSON on stdin, or nothing.
 json_num() { { grep -o "\"$1\":[-0-9.e]*" || true; } | head -n1 | sed 's/^[^:]*://'; }
 json_str() { { grep -o "\"$1\":\"[^\"]*\"" || true; } | head -n1 | sed 's/^"[^"]*":"//; s/"$//'; }
@@ -336,7 +340,7 @@ wrk_load() {
     wait_quiet
     if ((WARMUP > 0)); then
         wrk -t"$CONNECTIONS" -c"$CONNECTIONS" -d"${WARMUP}s" --timeout 30s -s "$LUA" "$url" -- "${args[@]}" 0 >"$warm"
-        # remote_write goes on from where the warm-up stopped, so timestamps keep increasing.
+        # The measured run goes on from where the warm-up stopped: no file is sent twice.
         start="$(awk -F'[= ]' '/^next_file=/ { print $2 }' "$warm")"
     fi
     reset_hwm "$pid"
@@ -363,27 +367,32 @@ wrk_load() {
     RPS[$key]="$(awk -v n="$ok" -v r="${REFUSED[$key]}" -v ms="$runtime" 'BEGIN { printf "%.1f", (ms > 0 ? (n - r) * 1000 / ms : 0) }')"
     P50[$key]="$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")"
     P99[$key]="$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")"
-    grep -q '^next_file=.* wrapped=1' "$out" && NOTE[$key]="${NOTE[$key]:+${NOTE[$key]}; }**ran past the last file** (raise RW_FILES)"
+    if grep -q '^next_file=.* wrapped=1' "$out" "$warm" 2>/dev/null; then
+        NOTE[$key]="${NOTE[$key]:+${NOTE[$key]}; }**files sent again** (raise $([[ "$protocol" == rw ]] && echo RW_FILES || echo BATCHES))"
+    fi
     grep -q 'Socket errors' "$out" && NOTE[$key]="${NOTE[$key]:+${NOTE[$key]}; }$(awk '/Socket errors/ { sub(/^ +/, ""); print }' "$out")"
     finish_load "$key" "$pid" "$ok"
 }
 
-# grpc_load KEY PID: the OTLP/gRPC client, a warm-up run then the measured one.
+# grpc_load KEY PID: the OTLP/gRPC client, one run (so no batch goes twice) whose first
+# WARMUP seconds it does not count; the server's RSS and CPU are measured after them.
 grpc_load() {
-    local key="$1" pid="$2" out="$RAW/${1//:/-}.json" args
-    args=(--addr "$GRPC_ADDR" --key "$KEY" --dir "$WORK/payloads" --concurrency "$CONNECTIONS" --lines "$LINES" --warmup 0)
+    local key="$1" pid="$2" out="$RAW/${1//:/-}.json" client
     wait_quiet
-    if ((WARMUP > 0)); then
-        "$GRPC_LOAD_BIN" "${args[@]}" --seconds "$WARMUP" >"$RAW/${1//:/-}.warmup.json" || true
-    fi
+    echo "== $key: otlp_grpc_load --concurrency $CONNECTIONS --warmup $WARMUP --seconds $DURATION ($GRPC_ADDR)" >&2
+    children_ticks
+    local before="$LOAD_T"
+    "$GRPC_LOAD_BIN" --addr "$GRPC_ADDR" --key "$KEY" --dir "$WORK/payloads" --concurrency "$CONNECTIONS" \
+        --lines "$LINES" --warmup "$WARMUP" --seconds "$DURATION" >"$out" &
+    client=$!
+    PIDS+=("$client")
+    sleep "$WARMUP"
     reset_hwm "$pid"
     rm -f "$WORK/rss"
     sample_rss "$pid" "$WORK/rss"
-    echo "== $key: otlp_grpc_load --concurrency $CONNECTIONS --seconds $DURATION ($GRPC_ADDR)" >&2
-    children_ticks
-    local before="$LOAD_T"
     window_start "$pid"
-    "$GRPC_LOAD_BIN" "${args[@]}" --seconds "$DURATION" >"$out" || true
+    wait "$client" || true
+    forget "$client"
     children_ticks
     LOAD_TICKS=$((LOAD_T - before))
     window_end "$pid"
@@ -401,6 +410,7 @@ grpc_load() {
     RPS[$key]="$(awk -v n="$ok" -v r="${REFUSED[$key]}" -v d="$DURATION" 'BEGIN { printf "%.1f", (n - r) / d }')"
     P50[$key]="$(awk -v v="$(json_num p50_ms <"$out")" 'BEGIN { printf "%.1f", v }')"
     P99[$key]="$(awk -v v="$(json_num p99_ms <"$out")" 'BEGIN { printf "%.1f", v }')"
+    ! grep -q '"repeated":true' "$out" || NOTE[$key]="${NOTE[$key]:+${NOTE[$key]}; }**files sent again** (raise BATCHES)"
     finish_load "$key" "$pid" "$ok"
 }
 
@@ -439,7 +449,7 @@ for BACKEND in $BACKENDS; do
             fresh_server "$protocol" grpc
             new_source "bench-$protocol" "${SOURCE_TYPE[$protocol]}"
             grpc_load "$key" "$SERVER_PID"
-            sent=$(( $(calls_in "$RAW/${key//:/-}.json") + $(calls_in "$RAW/${key//:/-}.warmup.json") ))
+            sent=$(( $(calls_in "$RAW/${key//:/-}.json" calls) + $(calls_in "$RAW/${key//:/-}.json" warmup_calls) ))
         else
             fresh_server "$protocol"
             new_source "bench-$protocol" "${SOURCE_TYPE[$protocol]}"
@@ -499,7 +509,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
     echo "- command: \`BACKENDS=\"$BACKENDS\" PROTOCOLS=\"$PROTOCOLS\" DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS WORKERS=$WORKERS BATCHES=$BATCHES LINES=$LINES RW_SERIES=$RW_SERIES RW_SAMPLES=$RW_SAMPLES RW_FILES=$RW_FILES bash benches/protocols/run.sh\`"
     echo "- commit: $COMMIT; $(wrk -v 2>&1 | head -n1 | awk '{ print $1, $2 }'); $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), shared by the load generator, the server and the database"
     echo "- payloads: $(cat "$RAW/payloads.json")"
-    echo "- each run: a fresh server and database, ${WARMUP}s warm-up, ${DURATION}s measured, $CONNECTIONS connections (wrk -t$CONNECTIONS -c$CONNECTIONS; gRPC: $CONNECTIONS calls in flight, a connection each)"
+    echo "- each run: a fresh server and database, ${WARMUP}s warm-up, ${DURATION}s measured, $CONNECTIONS connections (wrk -t$CONNECTIONS -c$CONNECTIONS; gRPC: $CONNECTIONS calls in flight, a connection each), each batch (remote_write request) sent once"
     echo "- batches/s count the answers with the protocol's success status that refuse nothing; latencies per request; server CPU per line (sample) over the measured run; peak RSS: VmHWM reset after the warm-up, and the largest VmRSS sampled every 0.2 s; stored: rows in the database after the run / lines (samples) the answers accepted, warm-up included; other CPU %: all CPUs' use by anything but the server, the database and the load generator"
     echo "- raw outputs: \`benches/results/protocols-$STAMP/\`"
     for b in $BACKENDS; do

@@ -24,6 +24,7 @@ cases! {
         expired_lines_and_samples_are_swept_under_global_and_source_settings,
         data_already_expired_at_ingest_is_accepted_and_dropped,
         retention_days_is_validated_shown_set_and_reset,
+        grpc_sources_carry_retention_days_and_ingest_answers_dropped,
         one_replica_sweeps_at_a_time_and_a_dead_holder_frees_the_lock;
 }
 
@@ -269,6 +270,59 @@ async fn retention_days_is_validated_shown_set_and_reset(db: TestDb) {
         .map(|s| (s["name"].as_str().unwrap(), &s["retention_days"]))
         .collect();
     assert_eq!(names, [("plain", &Value::Null), ("seven", &json!(30))]);
+    server.stop().await.unwrap();
+}
+
+fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+/// Over gRPC as over REST: `Source.retention_days`, set at creation, reset with
+/// `reset_retention_days`, validated; `IngestLogs` and `IngestMetrics` answer `dropped`.
+async fn grpc_sources_carry_retention_days_and_ingest_answers_dropped(db: TestDb) {
+    use killkrill::grpc::proto::{
+        CreateSourceRequest, IngestLogsRequest, IngestMetricsRequest, LogEntry, Sample, UpdateSourceRequest,
+        log_service_client::LogServiceClient, metric_service_client::MetricServiceClient,
+        source_service_client::SourceServiceClient,
+    };
+    let server = TestServer::start(config(&db)).await;
+    let (_, mia) = user(&server, "mia", Role::Maintainer).await;
+    let channel = server.grpc().await;
+    let mut sources = SourceServiceClient::new(channel.clone());
+    let create = CreateSourceRequest {
+        name: "grpc".into(),
+        r#type: "http".into(),
+        retention_days: Some(10),
+        ..Default::default()
+    };
+    let source = sources.create_source(bearer(create, &mia)).await.unwrap().into_inner();
+    assert_eq!(source.retention_days, Some(10));
+    let rest = send(call(&server, Method::GET, &format!("/api/v1/sources/{}", source.id), &mia)).await.1;
+    assert_eq!(rest["retention_days"], 10);
+
+    let at = |age: i64| (now() - age * DAY) as f64;
+    let lines = [20, 1].map(|age| LogEntry { timestamp: at(age), message: format!("{age}d"), ..Default::default() });
+    let batch = IngestLogsRequest { source_id: source.id.clone(), logs: lines.to_vec() };
+    let mut logs = LogServiceClient::new(channel.clone());
+    let answer = logs.ingest_logs(bearer(futures_util::stream::iter(vec![batch]), &mia)).await.unwrap().into_inner();
+    assert_eq!((answer.accepted, answer.dropped, answer.batches), (1, 1, 1));
+    let samples = [20, 1].map(|age| Sample { name: "up".into(), value: 1.0, timestamp: at(age), ..Default::default() });
+    let batch = IngestMetricsRequest { source_id: source.id.clone(), metrics: samples.to_vec() };
+    let answer = MetricServiceClient::new(channel.clone()).ingest_metrics(bearer(batch, &mia)).await.unwrap();
+    assert_eq!((answer.get_ref().accepted, answer.get_ref().dropped), (1, 1));
+
+    let too_long = UpdateSourceRequest { id: source.id.clone(), retention_days: Some(36_501), ..Default::default() };
+    let refused = sources.update_source(bearer(too_long, &mia)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("retention_days"), "{}", refused.message());
+    let forever = UpdateSourceRequest { id: source.id.clone(), retention_days: Some(0), ..Default::default() };
+    assert_eq!(sources.update_source(bearer(forever, &mia)).await.unwrap().into_inner().retention_days, Some(0));
+    let untouched = UpdateSourceRequest { id: source.id.clone(), description: Some("d".into()), ..Default::default() };
+    assert_eq!(sources.update_source(bearer(untouched, &mia)).await.unwrap().into_inner().retention_days, Some(0));
+    let reset = UpdateSourceRequest { id: source.id.clone(), reset_retention_days: true, ..Default::default() };
+    assert_eq!(sources.update_source(bearer(reset, &mia)).await.unwrap().into_inner().retention_days, None);
     server.stop().await.unwrap();
 }
 

@@ -27,6 +27,8 @@ use crate::{
 pub const CHUNK: u64 = 10_000;
 const ROLLUP_CHUNK: u64 = CHUNK / 10;
 const DAY_MICROS: i64 = 86_400_000_000;
+/// The longest pause between two chunks.
+const MAX_PAUSE: Duration = Duration::from_secs(1);
 
 /// The oldest time kept under a retention of `days` at `now` (microseconds): anything
 /// before it has expired. `None` for 0 days (forever).
@@ -141,8 +143,10 @@ async fn remove_expired(db: &Database, global: Retention) -> Result<Swept, DbErr
 }
 
 /// Runs `delete` (one chunk of at most `chunk` rows) until a chunk comes back short;
-/// returns the rows removed. On SQLite each chunk waits for a turn among the ingest
-/// batches (`Database::ingest_turn`), so producers are served in between, in order.
+/// returns the rows removed. After a full chunk it pauses as long as the chunk took, so
+/// that a backlog is worked off at no more than half the pace the database could take
+/// and ingest keeps most of it. On SQLite each chunk also waits for a turn among the
+/// ingest batches (`Database::ingest_turn`), so producers are served in between, in order.
 async fn in_chunks<'a, F, Fut>(db: &'a Database, chunk: u64, mut delete: F) -> Result<u64, DbErr>
 where
     F: FnMut(&'a Database) -> Fut,
@@ -150,6 +154,7 @@ where
 {
     let mut removed = 0;
     loop {
+        let started = Instant::now();
         let turn = db.ingest_turn().await;
         let deleted = delete(db).await?;
         drop(turn);
@@ -157,7 +162,7 @@ where
         if deleted < chunk {
             return Ok(removed);
         }
-        tokio::task::yield_now().await;
+        tokio::time::sleep(started.elapsed().min(MAX_PAUSE)).await;
     }
 }
 

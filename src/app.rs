@@ -18,6 +18,7 @@ use crate::{
     service::audit,
     service::identity::Identity,
     service::license::{self, License},
+    service::retention,
     service::settings,
     state::{AppState, Components},
     storage::{Database, StartError},
@@ -60,6 +61,7 @@ pub async fn build(config: Config, log_level: LogLevelHandle) -> Result<App, Sta
         spawn_pruner(identity.clone()),
         settings::spawn_poller(db.conn().clone(), log_level.clone()),
         spawn_license_checks(license.clone(), db.clone(), metrics.clone()),
+        retention::spawn_sweeper(db.clone(), metrics.clone(), config.retention, config.retention_interval),
     ];
     if let Some(tls) = &tls {
         background.push(tls.spawn_reload_on_sighup());

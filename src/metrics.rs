@@ -7,7 +7,7 @@ use prometheus_client::{
     metrics::{
         counter::{ConstCounter, Counter},
         family::Family,
-        gauge::ConstGauge,
+        gauge::{ConstGauge, Gauge},
         histogram::Histogram,
     },
     registry::{Registry, Unit},
@@ -59,12 +59,17 @@ pub enum IngestKind {
 }
 
 impl IngestKind {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             IngestKind::Logs => "logs",
             IngestKind::Samples => "samples",
         }
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -89,6 +94,9 @@ pub struct Metrics {
     grpc_calls: Family<GrpcLabels, Counter>,
     grpc_durations: Option<HistogramFamily<GrpcMethodLabels>>,
     ingest_items: Family<IngestLabels, Counter>,
+    retention_removed: Family<KindLabels, Counter>,
+    retention_last_run: Gauge,
+    retention_errors: Counter,
     requests_total: std::sync::atomic::AtomicU64,
 }
 
@@ -133,6 +141,24 @@ impl Metrics {
             "Log lines and metric samples received per source, accepted (stored) or refused (their batch was)",
             ingest_items.clone(),
         );
+        let retention_removed = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "killkrill_retention_removed_rows",
+            "Log lines (kind=logs) and metric samples (kind=samples) the retention sweep removed",
+            retention_removed.clone(),
+        );
+        for kind in [IngestKind::Logs, IngestKind::Samples] {
+            let _ = retention_removed.get_or_create(&KindLabels { kind: kind.as_str() });
+        }
+        let retention_last_run = Gauge::default();
+        registry.register_with_unit(
+            "killkrill_retention_last_run_timestamp",
+            "When this replica last completed a retention sweep, in Unix seconds (0: not yet)",
+            Unit::Seconds,
+            retention_last_run.clone(),
+        );
+        let retention_errors = Counter::default();
+        registry.register("killkrill_retention_errors", "Retention sweeps that failed", retention_errors.clone());
         let license_checks = Family::<CheckLabels, Counter>::default();
         registry.register("killkrill_license_checks", "Calls to the license server, by result", license_checks.clone());
         registry.register_collector(Box::new(ProcessCollector));
@@ -145,6 +171,9 @@ impl Metrics {
             grpc_calls,
             grpc_durations,
             ingest_items,
+            retention_removed,
+            retention_last_run,
+            retention_errors,
             requests_total: Default::default(),
         }
     }
@@ -158,6 +187,27 @@ impl Metrics {
             outcome: if accepted { "accepted" } else { "refused" },
         };
         self.ingest_items.get_or_create(&labels).inc_by(items as u64);
+    }
+
+    /// Counts the items of a batch that were accepted but not stored, being older than
+    /// their source's retention.
+    pub fn observe_dropped(&self, source_id: &str, kind: IngestKind, items: usize) {
+        if items > 0 {
+            let labels = IngestLabels { source_id: source_id.to_owned(), kind: kind.as_str(), outcome: "dropped" };
+            self.ingest_items.get_or_create(&labels).inc_by(items as u64);
+        }
+    }
+
+    /// Records a completed retention sweep: the rows it removed and when it ended.
+    pub fn observe_sweep(&self, logs: u64, samples: u64, ended_unix_seconds: i64) {
+        self.retention_removed.get_or_create(&KindLabels { kind: IngestKind::Logs.as_str() }).inc_by(logs);
+        self.retention_removed.get_or_create(&KindLabels { kind: IngestKind::Samples.as_str() }).inc_by(samples);
+        self.retention_last_run.set(ended_unix_seconds);
+    }
+
+    /// Counts a retention sweep that failed.
+    pub fn observe_sweep_error(&self) {
+        self.retention_errors.inc();
     }
 
     /// Counts a call to the license server.

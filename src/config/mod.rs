@@ -258,6 +258,18 @@ pub struct Cli {
     /// Comma-separated CIDRs of proxies whose X-Client-Cert / X-Forwarded-For are believed.
     #[arg(long, env = "TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: String,
+
+    /// Days log lines are kept (0 keeps them forever), unless their source says otherwise.
+    #[arg(long, env = "LOG_RETENTION_DAYS", default_value_t = 30)]
+    pub log_retention_days: u32,
+
+    /// Days metric samples are kept (0 keeps them forever), unless their source says otherwise.
+    #[arg(long, env = "METRIC_RETENTION_DAYS", default_value_t = 90)]
+    pub metric_retention_days: u32,
+
+    /// Seconds between two retention sweeps (the first runs at start-up).
+    #[arg(long, env = "RETENTION_INTERVAL_SECONDS", default_value_t = 300)]
+    pub retention_interval_seconds: u64,
 }
 
 /// A start-up configuration error: names the variable and what is wrong.
@@ -287,6 +299,18 @@ pub enum RunMode {
 pub enum CorsOrigins {
     Any,
     List(Vec<String>),
+}
+
+/// The most days `LOG_RETENTION_DAYS`, `METRIC_RETENTION_DAYS` and a source's
+/// `retention_days` may say: a century (0 keeps data forever).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
+/// How long data is kept where its source sets nothing: days of log lines and of metric
+/// samples, 0 for forever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    pub log_days: u32,
+    pub metric_days: u32,
 }
 
 /// The validated configuration the whole program runs on.
@@ -321,6 +345,9 @@ pub struct Config {
     pub tls_key_file: Option<String>,
     pub tls_client_ca_file: Option<String>,
     pub trusted_proxies: Vec<Cidr>,
+    pub retention: Retention,
+    /// Time between two retention sweeps, at least a second.
+    pub retention_interval: Duration,
 }
 
 impl Config {
@@ -369,6 +396,19 @@ impl Config {
         if cli.request_timeout_seconds == 0 {
             return Err(ConfigError::new("REQUEST_TIMEOUT_SECONDS", "must be at least 1"));
         }
+        if cli.retention_interval_seconds == 0 {
+            return Err(ConfigError::new("RETENTION_INTERVAL_SECONDS", "must be at least 1"));
+        }
+        for (variable, days) in
+            [("LOG_RETENTION_DAYS", cli.log_retention_days), ("METRIC_RETENTION_DAYS", cli.metric_retention_days)]
+        {
+            if days > MAX_RETENTION_DAYS {
+                return Err(ConfigError::new(
+                    variable,
+                    format!("is {days}; at most {MAX_RETENTION_DAYS} (0 keeps data forever)"),
+                ));
+            }
+        }
         let workers =
             if cli.workers == 0 { std::thread::available_parallelism().map_or(1, usize::from) } else { cli.workers };
         Ok(Self {
@@ -410,6 +450,8 @@ impl Config {
                 .iter()
                 .map(|cidr| cidr.parse().map_err(|problem: String| ConfigError::new("TRUSTED_PROXIES", problem)))
                 .collect::<Result<_, _>>()?,
+            retention: Retention { log_days: cli.log_retention_days, metric_days: cli.metric_retention_days },
+            retention_interval: Duration::from_secs(cli.retention_interval_seconds),
         })
     }
 
@@ -594,6 +636,21 @@ mod tests {
         assert!(Cli::try_parse_from(["killkrill", "--no-grpc", "--grpc-only"]).is_err());
         assert!(parse(&["--workers=0"]).unwrap().workers >= 1);
         assert_eq!(parse(&["--workers=3"]).unwrap().workers, 3);
+    }
+
+    #[test]
+    fn retention_defaults_and_bounds() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.retention, Retention { log_days: 30, metric_days: 90 });
+        assert_eq!(config.retention_interval, Duration::from_secs(300));
+        let set = parse(&["--log-retention-days=0", "--metric-retention-days=7", "--retention-interval-seconds=1"]);
+        let set = set.unwrap();
+        assert_eq!(set.retention, Retention { log_days: 0, metric_days: 7 });
+        assert_eq!(set.retention_interval, Duration::from_secs(1));
+        assert_eq!(parse(&["--retention-interval-seconds=0"]).unwrap_err().variable, "RETENTION_INTERVAL_SECONDS");
+        assert_eq!(parse(&["--log-retention-days=36501"]).unwrap_err().variable, "LOG_RETENTION_DAYS");
+        assert_eq!(parse(&["--metric-retention-days=99999"]).unwrap_err().variable, "METRIC_RETENTION_DAYS");
+        assert!(Cli::try_parse_from(["killkrill", "--log-retention-days=-1"]).is_err());
     }
 
     #[test]

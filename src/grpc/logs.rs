@@ -88,7 +88,7 @@ impl LogService for LogApi {
         let mut stream = request.into_inner();
         let db = self.0.db.conn();
         let mut ingestor = ingestor(&call, &self.0).await.map_err(|err| call.status(err))?;
-        let (mut accepted, mut batches) = (0u64, 0u64);
+        let (mut accepted, mut batches, mut dropped) = (0u64, 0u64, 0u64);
         // The source of the previous batch and when the right to ingest into it was
         // checked: a stream usually feeds one source, so that is checked again only once
         // the rights may have changed (a key deleted, a source disabled, a user demoted),
@@ -113,20 +113,22 @@ impl LogService for LogApi {
                     }
                 };
                 let entries = batch.logs.into_iter().map(new_log).collect();
-                let count = logs::ingest(&self.0.db, &self.0.metrics, &source, entries).await?;
+                let count =
+                    logs::ingest(&self.0.db, &self.0.metrics, self.0.config.retention, &source, entries).await?;
                 current = Some((source, checked));
                 Ok::<_, AppError>(count)
             }
             .await;
             match stored {
                 Ok(count) => {
-                    accepted += count as u64;
+                    accepted += count.accepted as u64;
+                    dropped += count.dropped as u64;
                     batches += 1;
                 }
                 Err(err) => return Err(after_batches(call.status(err), batches, accepted)),
             }
         }
-        Ok(Response::new(IngestLogsResponse { accepted, batches }))
+        Ok(Response::new(IngestLogsResponse { accepted, batches, dropped }))
     }
 
     async fn query_logs(&self, request: Request<QueryLogsRequest>) -> Result<Response<QueryLogsResponse>, Status> {

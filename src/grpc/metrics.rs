@@ -65,8 +65,9 @@ impl MetricService for MetricApi {
             let ingestor = ingestor(&call, &self.0).await?;
             let source = ingestor.authorize(self.0.db.conn(), &batch.source_id, call.client_ip()).await?;
             let inputs = batch.metrics.into_iter().map(new_sample).collect();
-            let accepted = samples::ingest(&self.0.db, &self.0.metrics, &source, inputs, Vec::new()).await?;
-            Ok(IngestMetricsResponse { accepted: accepted as u64 })
+            let retention = self.0.config.retention;
+            let ingested = samples::ingest(&self.0.db, &self.0.metrics, retention, &source, inputs, Vec::new()).await?;
+            Ok(IngestMetricsResponse { accepted: ingested.accepted as u64, dropped: ingested.dropped as u64 })
         })
         .await
     }

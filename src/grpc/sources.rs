@@ -31,6 +31,7 @@ fn source_of(view: SourceView) -> Source {
         created_at: view.created_at,
         updated_at: view.updated_at,
         created_by: view.created_by,
+        retention_days: view.retention_days,
     }
 }
 
@@ -80,6 +81,7 @@ impl SourceService for SourceApi {
                 enabled: body.enabled,
                 config: body.config.map(struct_to_json),
                 allowed_cidrs: Some(body.allowed_cidrs),
+                retention_days: body.retention_days.map(serde_json::Value::from),
             };
             let meta = call.ctx.audit_meta(Some(&principal.user_id));
             let view = sources::create(self.0.db.conn(), input, &principal.user_id, &meta).await?;
@@ -102,6 +104,11 @@ impl SourceService for SourceApi {
                 enabled: body.enabled,
                 config: body.config.map(struct_to_json),
                 allowed_cidrs: body.set_allowed_cidrs.then_some(body.allowed_cidrs),
+                retention_days: if body.reset_retention_days {
+                    Some(serde_json::Value::Null)
+                } else {
+                    body.retention_days.map(serde_json::Value::from)
+                },
             };
             let meta = call.ctx.audit_meta(Some(&principal.user_id));
             let view = sources::update(self.0.db.conn(), &body.id, input, &meta).await?;

@@ -538,11 +538,14 @@ async fn store(
     if entries.is_empty() {
         return Ok(answered);
     }
-    let mut stored = logs::ingest_each(&state.db, &state.metrics, source, entries).await?.into_iter();
+    // A document older than the source's retention is answered as created (Elasticsearch
+    // has no word for "accepted, not kept"), and dropped by the service.
+    let mut stored =
+        logs::ingest_each(&state.db, &state.metrics, state.config.retention, source, entries).await?.into_iter();
     let mut seq_no = 0;
     for outcome in answered.iter_mut().map(|a| &mut a.outcome).filter(|outcome| outcome.is_ok()) {
         *outcome = match stored.next() {
-            Some(Ok(())) => {
+            Some(Ok(_)) => {
                 seq_no += 1;
                 Ok(seq_no - 1)
             }

@@ -63,7 +63,8 @@ async fn push(
             return Ok(());
         }
         let push = read.insert(push);
-        logs::ingest(&state.db, &state.metrics, &source, std::mem::take(&mut push.logs)).await?;
+        let lines = std::mem::take(&mut push.logs);
+        logs::ingest(&state.db, &state.metrics, state.config.retention, &source, lines).await?;
         Ok::<(), HttpError>(())
     }
     .await;

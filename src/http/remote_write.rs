@@ -59,7 +59,7 @@ async fn write(
         let batch = batch.insert(read);
         let samples = std::mem::take(&mut batch.samples);
         let metadata = std::mem::take(&mut batch.metadata);
-        samples::ingest(&state.db, &state.metrics, &source, samples, metadata).await?;
+        samples::ingest(&state.db, &state.metrics, state.config.retention, &source, samples, metadata).await?;
         Ok::<(), HttpError>(())
     }
     .await;

@@ -97,10 +97,12 @@ pub struct LogPage {
     next_cursor: Option<String>,
 }
 
-/// How many entries a batch stored (all of them: a batch is stored whole or not at all).
+/// What became of a batch (stored whole or not at all): `accepted` entries were stored,
+/// `dropped` valid ones were not, being older than their source's retention.
 #[derive(ToSchema)]
 pub struct Accepted {
     accepted: u64,
+    dropped: u64,
 }
 
 /// `{"message": ...}`.

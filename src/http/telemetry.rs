@@ -167,9 +167,10 @@ pub async fn ingest_logs(
 ) -> Result<Response, HttpError> {
     let (source_id, entries) = parse_logs(&headers, query, &body)?;
     let source = ingestor.authorize(state.db.conn(), &source_id, ctx.client_ip).await?;
-    let accepted =
-        logs::ingest(&state.db, &state.metrics, &source, entries.into_iter().map(NewLog::from).collect()).await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": accepted }))).into_response())
+    let entries = entries.into_iter().map(NewLog::from).collect();
+    let ingested = logs::ingest(&state.db, &state.metrics, state.config.retention, &source, entries).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": ingested.accepted, "dropped": ingested.dropped })))
+        .into_response())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -249,8 +250,10 @@ pub async fn ingest_metrics(
 ) -> Result<Response, HttpError> {
     let source = ingestor.authorize(state.db.conn(), &batch.source_id, ctx.client_ip).await?;
     let inputs = batch.metrics.into_iter().map(NewSample::from).collect();
-    let accepted = samples::ingest(&state.db, &state.metrics, &source, inputs, Vec::new()).await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": accepted }))).into_response())
+    let ingested =
+        samples::ingest(&state.db, &state.metrics, state.config.retention, &source, inputs, Vec::new()).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": ingested.accepted, "dropped": ingested.dropped })))
+        .into_response())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -43,11 +43,15 @@ use crate::{
     service::{
         self,
         logs::{Level, NewLog},
+        retention::Kept,
         samples::{MetricMetadata, NewSample, STALE_NAN_BITS},
         sources::Source,
     },
     state::AppState,
 };
+
+/// Why a valid record or data point was not stored, in `partial_success`.
+const DROPPED: &str = "older than the source's retention: dropped, not stored";
 
 /// Resource attributes kept as stream labels of a log entry, and the label each becomes.
 /// (`service.name` is one too, and also the entry's application.)
@@ -570,15 +574,20 @@ pub async fn export_logs(
     // The service takes batches of at most MAX_BATCH; an export has no such bound.
     while entries.peek().is_some() {
         let batch: Vec<NewLog> = entries.by_ref().take(service::logs::MAX_BATCH).collect();
-        outcomes.extend(service::logs::ingest_each(&state.db, &state.metrics, source, batch).await?);
+        let retention = state.config.retention;
+        outcomes.extend(service::logs::ingest_each(&state.db, &state.metrics, retention, source, batch).await?);
     }
+    // A record older than the source's retention is not stored: partial success says so.
     let refused: Vec<String> = outcomes
         .into_iter()
         .enumerate()
         .filter_map(|(i, outcome)| {
-            let reason = outcome.err()?;
             let path = paths.get(i).map_or("a log record", String::as_str);
-            Some(renamed(&reason, &format!("logs[{}].", i % service::logs::MAX_BATCH), path, "."))
+            match outcome {
+                Ok(Kept::Stored) => None,
+                Ok(Kept::Dropped) => Some(format!("{path}: {DROPPED}")),
+                Err(reason) => Some(renamed(&reason, &format!("logs[{}].", i % service::logs::MAX_BATCH), path, ".")),
+            }
         })
         .collect();
     let partial_success = (!refused.is_empty()).then(|| ExportLogsPartialSuccess {
@@ -605,16 +614,22 @@ pub async fn export_metrics(
     while samples.peek().is_some() {
         let batch: Vec<NewSample> = samples.by_ref().take(service::samples::MAX_BATCH).collect();
         let metadata = std::mem::take(&mut metadata);
-        outcomes.extend(service::samples::ingest_each(&state.db, &state.metrics, source, batch, metadata).await?);
+        let retention = state.config.retention;
+        let each = service::samples::ingest_each(&state.db, &state.metrics, retention, source, batch, metadata);
+        outcomes.extend(each.await?);
     }
     let outcomes: Vec<Result<(), String>> = outcomes
         .into_iter()
         .enumerate()
         .map(|(i, outcome)| {
             let name = names.get(i).map_or("a sample", String::as_str);
-            outcome.map_err(|reason| {
-                renamed(&reason, &format!("metrics[{}].", i % service::samples::MAX_BATCH), name, " ")
-            })
+            match outcome {
+                Ok(Kept::Stored) => Ok(()),
+                Ok(Kept::Dropped) => Err(format!("{name}: {DROPPED}")),
+                Err(reason) => {
+                    Err(renamed(&reason, &format!("metrics[{}].", i % service::samples::MAX_BATCH), name, " "))
+                }
+            }
         })
         .collect();
     let (rejected, error_message) = mapped.rejected(&outcomes);

@@ -12,7 +12,9 @@ use sea_orm::DatabaseConnection;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::retention::{self, Ingested, Kept};
 use crate::{
+    config::Retention,
     error::{AppError, FieldError},
     metrics::{IngestKind, Metrics},
     storage::{
@@ -246,18 +248,26 @@ fn validate(
 }
 
 /// Validates every entry, then stores all of them in one transaction, or none; counts the
-/// batch's lines for its source in `/metrics`, accepted or refused.
+/// batch's lines for its source in `/metrics`, accepted or refused. Valid lines already
+/// older than the source's retention (`retention` where the source sets none) are
+/// accepted but not stored, and counted as dropped.
 pub async fn ingest(
     db: &Database,
     metrics: &Metrics,
+    retention: Retention,
     source: &source::Model,
     entries: Vec<NewLog>,
-) -> Result<usize, AppError> {
+) -> Result<Ingested, AppError> {
     let items = entries.len();
-    super::counted(metrics, &source.id, IngestKind::Logs, items, store(db, source, entries)).await
+    super::counted(metrics, &source.id, IngestKind::Logs, items, store(db, retention, source, entries)).await
 }
 
-async fn store(db: &Database, source: &source::Model, entries: Vec<NewLog>) -> Result<usize, AppError> {
+async fn store(
+    db: &Database,
+    retention: Retention,
+    source: &source::Model,
+    entries: Vec<NewLog>,
+) -> Result<Ingested, AppError> {
     super::check_batch(entries.len(), MAX_BATCH, "logs", ("entry", "log entries"))?;
     let _turn = db.ingest_turn().await;
     let received_at = now_micros();
@@ -272,53 +282,57 @@ async fn store(db: &Database, source: &source::Model, entries: Vec<NewLog>) -> R
         problems.truncate(50);
         return Err(AppError::Validation(problems));
     }
-    let count = rows.len();
-    storage::logs::insert(db, &source.id, received_at, rows)
-        .await
-        .map_err(|err| super::source_gone_or(err, &source.id))?;
-    Ok(count)
+    let valid = rows.len();
+    if let Some(oldest) = retention::ingest_cutoff(source, retention, IngestKind::Logs) {
+        rows.retain(|row| row.ts >= oldest);
+    }
+    let ingested = Ingested { accepted: rows.len(), dropped: valid - rows.len() };
+    if !rows.is_empty() {
+        storage::logs::insert(db, &source.id, received_at, rows)
+            .await
+            .map_err(|err| super::source_gone_or(err, &source.id))?;
+    }
+    Ok(ingested)
 }
 
 /// Validates each entry on its own and stores the valid ones in one transaction (the
 /// protocols whose answer is per item: OTLP's partial success, Elasticsearch's `_bulk`).
-/// Returns one outcome per entry, in order, a refused entry's with its reasons; fails
-/// whole only for what fails the request (an empty or oversized batch, the database, the
-/// source gone). Counts accepted and refused lines for the source in `/metrics`.
+/// Returns one outcome per entry, in order: stored, dropped (valid, but older than the
+/// source's retention), or refused with its reasons; fails whole only for what fails the
+/// request (an empty or oversized batch, the database, the source gone). Counts the
+/// lines for the source in `/metrics`.
 pub async fn ingest_each(
     db: &Database,
     metrics: &Metrics,
+    retention: Retention,
     source: &source::Model,
     entries: Vec<NewLog>,
-) -> Result<Vec<Result<(), String>>, AppError> {
+) -> Result<Vec<Result<Kept, String>>, AppError> {
     let items = entries.len();
-    let outcomes = store_each(db, source, entries).await;
-    match &outcomes {
-        Ok(outcomes) => {
-            let accepted = outcomes.iter().filter(|o| o.is_ok()).count();
-            metrics.observe_ingest(&source.id, IngestKind::Logs, accepted, true);
-            metrics.observe_ingest(&source.id, IngestKind::Logs, items - accepted, false);
-        }
-        Err(_) => metrics.observe_ingest(&source.id, IngestKind::Logs, items, false),
-    }
+    let outcomes = store_each(db, retention, source, entries).await;
+    super::counted_each(metrics, &source.id, IngestKind::Logs, items, &outcomes);
     outcomes
 }
 
 async fn store_each(
     db: &Database,
+    retention: Retention,
     source: &source::Model,
     entries: Vec<NewLog>,
-) -> Result<Vec<Result<(), String>>, AppError> {
+) -> Result<Vec<Result<Kept, String>>, AppError> {
     super::check_batch(entries.len(), MAX_BATCH, "logs", ("entry", "log entries"))?;
     let _turn = db.ingest_turn().await;
     let received_at = now_micros();
+    let oldest = retention::ingest_cutoff(source, retention, IngestKind::Logs);
     let mut outcomes = Vec::with_capacity(entries.len());
     let mut rows = Vec::with_capacity(entries.len());
     for (index, entry) in entries.into_iter().enumerate() {
         let mut problems = Vec::new();
         match validate(index, entry, source, received_at, &mut problems) {
+            Some(row) if oldest.is_some_and(|oldest| row.ts < oldest) => outcomes.push(Ok(Kept::Dropped)),
             Some(row) => {
                 rows.push(row);
-                outcomes.push(Ok(()));
+                outcomes.push(Ok(Kept::Stored));
             }
             None => outcomes.push(Err(super::reasons(&problems))),
         }

@@ -7,6 +7,7 @@ pub mod ingest_keys;
 pub mod ingestor;
 pub mod license;
 pub mod logs;
+pub mod retention;
 pub mod samples;
 pub mod settings;
 pub mod sources;
@@ -15,6 +16,7 @@ pub mod status;
 use sea_orm::{DbErr, SqlErr};
 use serde_json::Value;
 
+use self::retention::{Ingested, Kept};
 use crate::{
     error::{AppError, FieldError},
     metrics::{IngestKind, Metrics},
@@ -82,17 +84,45 @@ fn reasons(problems: &[FieldError]) -> String {
 }
 
 /// Awaits an ingest batch's storing and counts its `items` for `source_id` in `/metrics`:
-/// accepted if it was stored, refused if not (a batch is stored whole or not at all).
+/// accepted if it was stored, dropped if it was older than its retention, refused if the
+/// batch was refused (a batch is stored whole or not at all).
 async fn counted(
     metrics: &Metrics,
     source_id: &str,
     kind: IngestKind,
     items: usize,
-    stored: impl Future<Output = Result<usize, AppError>>,
-) -> Result<usize, AppError> {
+    stored: impl Future<Output = Result<Ingested, AppError>>,
+) -> Result<Ingested, AppError> {
     let stored = stored.await;
-    metrics.observe_ingest(source_id, kind, items, stored.is_ok());
+    match &stored {
+        Ok(ingested) => {
+            metrics.observe_ingest(source_id, kind, ingested.accepted, true);
+            metrics.observe_dropped(source_id, kind, ingested.dropped);
+        }
+        Err(_) => metrics.observe_ingest(source_id, kind, items, false),
+    }
     stored
+}
+
+/// Counts the items of a batch answered item by item: stored, dropped (older than their
+/// retention) and refused; all refused when the whole batch failed.
+fn counted_each<T>(
+    metrics: &Metrics,
+    source_id: &str,
+    kind: IngestKind,
+    items: usize,
+    outcomes: &Result<Vec<Result<Kept, T>>, AppError>,
+) {
+    match outcomes {
+        Ok(outcomes) => {
+            let stored = outcomes.iter().filter(|o| matches!(o, Ok(Kept::Stored))).count();
+            let dropped = outcomes.iter().filter(|o| matches!(o, Ok(Kept::Dropped))).count();
+            metrics.observe_ingest(source_id, kind, stored, true);
+            metrics.observe_dropped(source_id, kind, dropped);
+            metrics.observe_ingest(source_id, kind, items - stored - dropped, false);
+        }
+        Err(_) => metrics.observe_ingest(source_id, kind, items, false),
+    }
 }
 
 #[cfg(test)]

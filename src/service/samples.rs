@@ -8,7 +8,9 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::retention::{self, Ingested, Kept};
 use crate::{
+    config::Retention,
     error::{AppError, FieldError},
     metrics::{IngestKind, Metrics},
     storage::entity::{series, source},
@@ -138,65 +140,76 @@ fn validate(
 
 /// Validates every sample and the metadata, then stores all of them in one transaction,
 /// or none; counts the batch's samples for its source in `/metrics`, accepted or refused.
-/// A batch may hold metadata only.
+/// A batch may hold metadata only. Valid samples already older than the source's
+/// retention (`retention` where the source sets none) are accepted but not stored, and
+/// counted as dropped.
 pub async fn ingest(
     db: &Database,
     metrics: &Metrics,
+    retention: Retention,
     source: &source::Model,
     inputs: Vec<NewSample>,
     metadata: Vec<MetricMetadata>,
-) -> Result<usize, AppError> {
+) -> Result<Ingested, AppError> {
     let items = inputs.len();
     let stored = async {
         let metadata = metadata_rows(metadata)?;
-        let (rows, outcomes) = validated(db, &source.id, inputs, &metadata).await?;
+        let (mut rows, outcomes) = validated(db, &source.id, inputs, &metadata).await?;
         if let Some(problems) = all_problems(&outcomes) {
             return Err(AppError::Validation(problems));
         }
+        let oldest = retention::ingest_cutoff(source, retention, IngestKind::Samples);
+        let expired = |ts: i64| oldest.is_some_and(|oldest| ts < oldest);
+        let dropped = outcomes.iter().filter(|o| o.as_ref().is_ok_and(|ts| expired(*ts))).count();
+        rows.retain(|row| !expired(row.ts));
         store(db, &source.id, rows, &metadata).await?;
-        // Every sample was accepted, a later one at the same series and time in place of
-        // an earlier.
-        Ok(outcomes.len())
+        // Every other sample was stored, a later one at the same series and time in
+        // place of an earlier.
+        Ok(Ingested { accepted: outcomes.len() - dropped, dropped })
     };
     super::counted(metrics, &source.id, IngestKind::Samples, items, stored).await
 }
 
 /// Validates each sample on its own and stores the valid ones (and the metadata) in one
 /// transaction, for the protocols whose answer is per item (OTLP's partial success).
-/// Returns one outcome per sample, in order; fails whole only for what fails the request
-/// (an empty or oversized batch, invalid metadata, the database, the source gone).
+/// Returns one outcome per sample, in order: stored, dropped (valid, but older than the
+/// source's retention) or refused with its reasons; fails whole only for what fails the
+/// request (an empty or oversized batch, invalid metadata, the database, the source gone).
 pub async fn ingest_each(
     db: &Database,
     metrics: &Metrics,
+    retention: Retention,
     source: &source::Model,
     inputs: Vec<NewSample>,
     metadata: Vec<MetricMetadata>,
-) -> Result<Vec<Result<(), String>>, AppError> {
+) -> Result<Vec<Result<Kept, String>>, AppError> {
     let items = inputs.len();
     let outcomes = async {
         let metadata = metadata_rows(metadata)?;
-        let (rows, outcomes) = validated(db, &source.id, inputs, &metadata).await?;
-        let outcomes: Vec<Result<(), String>> =
-            outcomes.into_iter().map(|o| o.map_err(|problems| super::reasons(&problems))).collect();
+        let (mut rows, outcomes) = validated(db, &source.id, inputs, &metadata).await?;
+        let oldest = retention::ingest_cutoff(source, retention, IngestKind::Samples);
+        let expired = |ts: i64| oldest.is_some_and(|oldest| ts < oldest);
+        let outcomes: Vec<Result<Kept, String>> = outcomes
+            .into_iter()
+            .map(|o| match o {
+                Ok(ts) if expired(ts) => Ok(Kept::Dropped),
+                Ok(_) => Ok(Kept::Stored),
+                Err(problems) => Err(super::reasons(&problems)),
+            })
+            .collect();
+        rows.retain(|row| !expired(row.ts));
         if !rows.is_empty() || !metadata.is_empty() {
             store(db, &source.id, rows, &metadata).await?;
         }
         Ok(outcomes)
     }
     .await;
-    match &outcomes {
-        Ok(outcomes) => {
-            let accepted = outcomes.iter().filter(|o| o.is_ok()).count();
-            metrics.observe_ingest(&source.id, IngestKind::Samples, accepted, true);
-            metrics.observe_ingest(&source.id, IngestKind::Samples, items - accepted, false);
-        }
-        Err(_) => metrics.observe_ingest(&source.id, IngestKind::Samples, items, false),
-    }
+    super::counted_each(metrics, &source.id, IngestKind::Samples, items, &outcomes);
     outcomes
 }
 
 /// Every refused sample's problems (the first 50), if any was refused.
-fn all_problems(outcomes: &[Result<(), Vec<FieldError>>]) -> Option<Vec<FieldError>> {
+fn all_problems(outcomes: &[Result<i64, Vec<FieldError>>]) -> Option<Vec<FieldError>> {
     let mut problems: Vec<FieldError> = outcomes.iter().filter_map(|o| o.as_ref().err()).flatten().cloned().collect();
     problems.truncate(50);
     (!problems.is_empty()).then_some(problems)
@@ -232,14 +245,14 @@ fn families_of(name: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Each sample validated (with the type its family was declared with, when it names
-/// none), and the valid ones with the last of each series and time only: a later sample
-/// at the same time replaces an earlier one.
+/// none): its time, or its problems; and the valid ones with the last of each series and
+/// time only: a later sample at the same time replaces an earlier one.
 async fn validated(
     db: &Database,
     source_id: &str,
     inputs: Vec<NewSample>,
     metadata: &[MetadataRow],
-) -> Result<(Vec<SampleRow>, Vec<Result<(), Vec<FieldError>>>), AppError> {
+) -> Result<(Vec<SampleRow>, Vec<Result<i64, Vec<FieldError>>>), AppError> {
     if inputs.len() + metadata.len() == 0 || !inputs.is_empty() {
         super::check_batch(inputs.len(), MAX_BATCH, "metrics", ("sample", "samples"))?;
     }
@@ -264,7 +277,7 @@ async fn validated(
         let mut problems = Vec::new();
         match validate(index, input, source_id, family_type, now, &mut problems) {
             Some(row) => {
-                outcomes.push(Ok(()));
+                outcomes.push(Ok(row.ts));
                 match position.get(&(row.key.clone(), row.ts)) {
                     Some(&at) => rows[at] = row,
                     None => {

@@ -10,7 +10,7 @@ use crate::storage::{self, entity::source, sources::SourceChange};
 /// A source as the services hand it to transports.
 pub use crate::storage::entity::source::Model as Source;
 use crate::{
-    config::Cidr,
+    config::{Cidr, MAX_RETENTION_DAYS},
     error::{AppError, FieldError},
     service::audit::{self, AuditEntry, AuditMeta, AuditStatus},
     time::{micros_to_rfc3339, now_micros},
@@ -35,6 +35,10 @@ pub struct SourceView {
     pub created_at: String,
     pub updated_at: String,
     pub created_by: Option<String>,
+    /// Days its logs and samples are kept: `null` for the global settings
+    /// (`LOG_RETENTION_DAYS`, `METRIC_RETENTION_DAYS`), 0 for forever.
+    #[schema(required = true, minimum = 0, maximum = 36500)]
+    pub retention_days: Option<u32>,
 }
 
 impl From<source::Model> for SourceView {
@@ -50,6 +54,7 @@ impl From<source::Model> for SourceView {
             created_at: micros_to_rfc3339(s.created_at),
             updated_at: micros_to_rfc3339(s.updated_at),
             created_by: s.created_by,
+            retention_days: s.retention_days.and_then(|d| u32::try_from(d).ok()),
         }
     }
 }
@@ -86,6 +91,35 @@ pub struct SourceInput {
     pub config: Option<Value>,
     #[schema(max_items = 256)]
     pub allowed_cidrs: Option<Vec<String>>,
+    /// Days the source's logs and samples are kept: a whole number, 0 for forever, or
+    /// `null` for the global settings. Missing: `null` on a create, unchanged on an update.
+    // Kept as sent (any JSON), so that `validate` names the field whatever it holds.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, minimum = 0, maximum = 36500)]
+    pub retention_days: Option<Value>,
+}
+
+/// A field that is present, `null` included (`Some(Value::Null)`); `#[serde(default)]`
+/// makes a missing one `None`.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
+}
+
+/// A source's `retention_days` as sent: `null` is `None` (the global settings), else a
+/// whole number of days from 0 (forever) to [`MAX_RETENTION_DAYS`].
+fn retention_days(value: &Value) -> Result<Option<i32>, String> {
+    let problem = || format!("must be null or a whole number of days from 0 (keep forever) to {MAX_RETENTION_DAYS}");
+    match value {
+        Value::Null => Ok(None),
+        Value::Number(n) => {
+            let days = n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64));
+            match days {
+                Some(days) if days <= u64::from(MAX_RETENTION_DAYS) => Ok(Some(days as i32)),
+                _ => Err(problem()),
+            }
+        }
+        _ => Err(problem()),
+    }
 }
 
 impl SourceInput {
@@ -133,7 +167,15 @@ impl SourceInput {
                 problems.push(FieldError::new("allowed_cidrs", message));
             }
         }
+        if let Err(problem) = self.retention_days.as_ref().map(retention_days).transpose() {
+            problems.push(FieldError::new("retention_days", problem));
+        }
         if problems.is_empty() { Ok(()) } else { Err(AppError::Validation(problems)) }
+    }
+
+    /// The validated `retention_days`: `None` when missing, `Some(None)` for `null`.
+    fn retention(&self) -> Option<Option<i32>> {
+        self.retention_days.as_ref().and_then(|value| retention_days(value).ok())
     }
 }
 
@@ -150,6 +192,7 @@ pub async fn create(
 ) -> Result<SourceView, AppError> {
     input.validate(true)?;
     let now = now_micros();
+    let retention_days = input.retention().flatten();
     let row = source::Model {
         id: uuid::Uuid::new_v4().to_string(),
         name: input.name.unwrap_or_default(),
@@ -161,6 +204,7 @@ pub async fn create(
         created_at: now,
         updated_at: now,
         created_by: Some(created_by.to_owned()),
+        retention_days,
     };
     let txn = storage::begin_write(db).await?;
     let created = storage::sources::insert(&txn, row).await.map_err(|e| conflict_or(e, "A source with this name"))?;
@@ -222,6 +266,7 @@ pub async fn update(
     let id = &crate::ids::found(id, "Source")?;
     let txn = storage::begin_write(db).await?;
     let current = find(&txn, id).await?;
+    let retention_days = input.retention();
     let change = SourceChange {
         name: input.name,
         source_type: input.source_type,
@@ -229,6 +274,7 @@ pub async fn update(
         enabled: input.enabled,
         config: input.config.map(|c| c.to_string()),
         allowed_cidrs: input.allowed_cidrs.map(|cidrs| normalized_cidrs(&cidrs)),
+        retention_days,
         updated_at: now_micros(),
     };
     let updated =

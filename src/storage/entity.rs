@@ -20,6 +20,8 @@ pub mod source {
         pub created_at: i64,
         pub updated_at: i64,
         pub created_by: Option<String>,
+        /// Days its logs and samples are kept: `None` for the global settings, 0 forever.
+        pub retention_days: Option<i32>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

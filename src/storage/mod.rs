@@ -2,7 +2,8 @@
 //! MariaDB/MySQL, picked at run time from `DATABASE_URL`, with a background health check
 //! the probes read; the migrations; every entity (`entity`); and a module per aggregate
 //! (`users`, `sessions`, `api_keys`, `throttle`, `audit`, `settings`, `sources`,
-//! `ingest_keys`, `logs`, `samples` with `rollups`). Services call them, inside the
+//! `ingest_keys`, `logs`, `samples` with `rollups`), and what the retention sweep deletes
+//! (`retention`). Services call them, inside the
 //! transactions they open with [`begin_write`].
 
 pub mod api_keys;
@@ -13,6 +14,7 @@ pub mod ingest_keys;
 pub mod logs;
 pub mod migrate;
 pub mod paging;
+pub mod retention;
 pub mod rollups;
 pub mod samples;
 pub mod sessions;

@@ -28,6 +28,7 @@ pub async fn insert(db: &impl ConnectionTrait, row: source::Model) -> Result<sou
         created_at: Set(row.created_at),
         updated_at: Set(row.updated_at),
         created_by: Set(row.created_by),
+        retention_days: Set(row.retention_days),
     }
     .insert(db)
     .await
@@ -44,6 +45,8 @@ pub struct SourceChange {
     pub config: Option<String>,
     /// A JSON array of CIDR strings, as text.
     pub allowed_cidrs: Option<String>,
+    /// `Some(None)`: back to the global settings.
+    pub retention_days: Option<Option<i32>>,
     pub updated_at: i64,
 }
 
@@ -71,6 +74,9 @@ pub async fn update(
     }
     if let Some(cidrs) = change.allowed_cidrs {
         row.allowed_cidrs = Set(cidrs);
+    }
+    if let Some(days) = change.retention_days {
+        row.retention_days = Set(days);
     }
     row.updated_at = Set(change.updated_at);
     row.update(db).await
@@ -106,4 +112,16 @@ pub async fn delete(db: &impl ConnectionTrait, id: &str) -> Result<(), DbErr> {
 /// How many sources there are (for the license keepalive's usage figures).
 pub async fn count(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
     source::Entity::find().count(conn).await
+}
+
+/// Every source's id and `retention_days`, for the retention sweep.
+pub async fn retention_settings(conn: &impl ConnectionTrait) -> Result<Vec<(String, Option<i32>)>, DbErr> {
+    source::Entity::find()
+        .select_only()
+        .column(source::Column::Id)
+        .column(source::Column::RetentionDays)
+        .order_by_asc(source::Column::Id)
+        .into_tuple()
+        .all(conn)
+        .await
 }

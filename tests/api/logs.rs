@@ -129,7 +129,7 @@ async fn logs_ingest_as_json_batches_and_ndjson(db: TestDb) {
         json!({ "message": "nd three", "level": "Info", "timestamp": T0 + 12 }),
     );
     let (status, body) = send(ndjson_request(&server, &mia, &id, &ndjson)).await;
-    assert_eq!((status, body), (202, json!({ "accepted": 3 })));
+    assert_eq!((status, body), (202, json!({ "accepted": 3, "dropped": 0 })));
     let nd = get_logs(
         &server,
         &mia,
@@ -460,7 +460,7 @@ async fn a_log_batch_just_under_the_body_limit_is_stored(db: TestDb) {
     let body = json!({ "source_id": id, "logs": logs }).to_string();
     assert!(body.len() < 16 * 1024 * 1024 && body.len() > 16 * 1024 * 1024 - 4096, "{}", body.len());
     let request = call(&server, Method::POST, "/api/v1/logs", &mia).header("content-type", "application/json");
-    assert_eq!(send(request.body(body)).await, (202, json!({ "accepted": 1000 })));
+    assert_eq!(send(request.body(body)).await, (202, json!({ "accepted": 1000, "dropped": 0 })));
     assert_eq!(count_rows(&db, "logs").await, 1000);
     server.stop().await.unwrap();
 }

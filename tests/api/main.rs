@@ -16,6 +16,7 @@
 //! | `status_config` | `/api/v1/status`, `/api/v1/admin/config` |
 //! | `health` | `/healthz`, `/livez`, `/readyz`, `/metrics` |
 //! | `openapi` | `/api/v1/openapi.json` |
+//! | `retention` | `retention_days` of `/api/v1/sources`, the retention sweep and its lock, expired ingest dropped |
 //! | `otlp` | `/v1/logs`, `/v1/metrics` (and under `/otlp`), gRPC `LogsService/Export`, `MetricsService/Export`; the Python SDK end to end |
 //! | `request_pipeline` | what every route passes through: correlation ids, error bodies, limits, timeouts, CORS, shutdown |
 //! | `grpc` | the gRPC services |
@@ -45,6 +46,7 @@ mod openapi;
 mod otlp;
 mod remote_write;
 mod request_pipeline;
+mod retention;
 mod sources;
 mod status_config;
 mod tls;
@@ -68,6 +70,7 @@ fn main() -> std::process::ExitCode {
         otlp::cases(),
         remote_write::cases(),
         request_pipeline::cases(),
+        retention::cases(),
         sources::cases(),
         status_config::cases(),
         tls::cases(),

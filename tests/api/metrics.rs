@@ -158,8 +158,8 @@ async fn concurrent_batches_into_the_same_series_all_succeed(db: TestDb) {
         let first = send(metrics_request(&server, &mia, &id, batch(round, 0)));
         let second = send(metrics_request(&server, &mia, &id, batch(round, 1)));
         let (first, second) = tokio::join!(first, second);
-        assert_eq!(first, (202, json!({ "accepted": 30 })), "round {round}, first collector");
-        assert_eq!(second, (202, json!({ "accepted": 30 })), "round {round}, second collector");
+        assert_eq!(first, (202, json!({ "accepted": 30, "dropped": 0 })), "round {round}, first collector");
+        assert_eq!(second, (202, json!({ "accepted": 30, "dropped": 0 })), "round {round}, second collector");
     }
     let listing = list_series(&server, &mia, "?limit=1000").await;
     assert_eq!(listing["total"], 30);
@@ -193,7 +193,7 @@ async fn concurrent_batches_creating_series_all_succeed(db: TestDb) {
             send(metrics_request(&server, &mia, source, json!([sample("pair_new", "gauge", labels, 1.0, json!(T0))])))
         });
         for (n, answer) in futures_util::future::join_all(requests).await.into_iter().enumerate() {
-            assert_eq!(answer, (202, json!({ "accepted": 1 })), "round {round}, request {n}");
+            assert_eq!(answer, (202, json!({ "accepted": 1, "dropped": 0 })), "round {round}, request {n}");
         }
     }
     assert_eq!(list_series(&server, &mia, "?name=pair_new").await["total"], 160);

@@ -628,7 +628,7 @@ async fn an_ingest_key_only_ingests_for_its_own_source(db: TestDb) {
     let logs = json!([{ "message": "first from the key" }, { "message": "second from the key", "timestamp": T0 }]);
     ingest_logs(&server, &key, &mine, logs).await;
     let (status, body) = send(ndjson_request(&server, &key, &mine, "{\"message\": \"ndjson from the key\"}\n")).await;
-    assert_eq!((status, body), (202, json!({ "accepted": 1 })));
+    assert_eq!((status, body), (202, json!({ "accepted": 1, "dropped": 0 })));
     let stored = messages(&server, &mia, &[("source_id", mine.as_str())]).await;
     let stored: BTreeSet<String> = stored.into_iter().collect();
     assert_eq!(stored, fields(&["first from the key", "second from the key", "ndjson from the key"]));

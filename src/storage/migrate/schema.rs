@@ -23,6 +23,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     Migration { version: 7, name: "login_throttle", up: login_throttle, data: None },
     Migration { version: 8, name: "metric_rollup_slots", up: metric_rollup_slots, data: Some(backfill_rollup_slots) },
     Migration { version: 9, name: "protocol_ingest", up: protocol_ingest, data: None },
+    Migration { version: 10, name: "source_retention", up: source_retention, data: None },
 ];
 
 #[derive(DeriveIden)]
@@ -303,6 +304,7 @@ enum Sources {
     CreatedAt,
     UpdatedAt,
     CreatedBy,
+    RetentionDays,
 }
 
 #[derive(DeriveIden)]
@@ -721,4 +723,17 @@ fn protocol_ingest(backend: DbBackend) -> Vec<Statement> {
         backend,
     ))])
     .collect()
+}
+
+/// `sources.retention_days`: how many days the source's log lines and samples are kept,
+/// over `LOG_RETENTION_DAYS` and `METRIC_RETENTION_DAYS`; `NULL` for those, 0 for
+/// forever. Adding a nullable column rewrites no row on any of the three databases.
+fn source_retention(backend: DbBackend) -> Vec<Statement> {
+    build_all(
+        backend,
+        &[Table::alter()
+            .table(Sources::Table)
+            .add_column(ColumnDef::new(Sources::RetentionDays).integer().null())
+            .to_owned()],
+    )
 }

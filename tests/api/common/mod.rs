@@ -132,8 +132,13 @@ impl TestDb {
         TestDb { kind, url: with_database(&admin, &name), name, admin_url: Some(admin), _dir: None }
     }
 
+    /// The testing defaults on this database, with data kept forever: most cases store
+    /// lines and samples at fixed times of early 2026 (`rest::T0`), which the default
+    /// retention would drop. The `retention` cases set their own.
     pub fn config(&self) -> Config {
-        Config::for_database(&self.url).unwrap()
+        let mut config = Config::for_database(&self.url).unwrap();
+        config.retention = killkrill::config::Retention { log_days: 0, metric_days: 0 };
+        config
     }
 
     /// A direct connection, for looking at (or tampering with) what the service stored.

@@ -125,18 +125,18 @@ pub fn metrics_request(server: &TestServer, cred: &str, source_id: &str, metrics
     call(server, Method::POST, "/api/v1/metrics", cred).json(&json!({ "source_id": source_id, "metrics": metrics }))
 }
 
-/// Ingests `logs` and asserts all of them were accepted.
+/// Ingests `logs` and asserts all of them were accepted (stored, none dropped).
 pub async fn ingest_logs(server: &TestServer, cred: &str, source_id: &str, logs: Value) {
     let n = logs.as_array().unwrap().len();
     let (status, body) = send(logs_request(server, cred, source_id, logs)).await;
-    assert_eq!((status, body), (202, json!({ "accepted": n })));
+    assert_eq!((status, body), (202, json!({ "accepted": n, "dropped": 0 })));
 }
 
-/// Ingests `metrics` and asserts all of them were accepted.
+/// Ingests `metrics` and asserts all of them were accepted (stored, none dropped).
 pub async fn ingest_metrics(server: &TestServer, cred: &str, source_id: &str, metrics: Value) {
     let n = metrics.as_array().unwrap().len();
     let (status, body) = send(metrics_request(server, cred, source_id, metrics)).await;
-    assert_eq!((status, body), (202, json!({ "accepted": n })));
+    assert_eq!((status, body), (202, json!({ "accepted": n, "dropped": 0 })));
 }
 
 /// `GET /api/v1/logs` with `params` (asserting 200).

@@ -183,7 +183,8 @@ pub struct Cli {
     #[arg(long, env = "DB_MAX_OVERFLOW", default_value_t = 10)]
     pub db_max_overflow: u32,
 
-    /// How long start-up keeps retrying an unreachable database, in seconds.
+    /// Seconds each retry of an unreachable database is logged; then once a minute (the
+    /// server never gives up; commands such as create-user do, after this long).
     #[arg(long, env = "DB_CONNECT_RETRY_SECONDS", default_value_t = 30)]
     pub db_connect_retry_seconds: u64,
 

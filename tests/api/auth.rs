@@ -129,6 +129,8 @@ async fn forged_expired_and_misused_tokens_are_refused(db: TestDb) {
         forged.push(("other algorithm", format!("{header}.{payload}.")));
     }
     forged.push(("expired", sign(&Claims { exp: now - 1, iat: now - 100, ..claims.clone() })));
+    forged.push(("not valid before a minute from now", sign(&Claims { nbf: Some(now + 120), ..claims.clone() })));
+    forged.push(("issued two minutes from now", sign(&Claims { iat: now + 120, ..claims.clone() })));
     forged.push(("refresh used as access", sign(&Claims { token_type: TokenType::Refresh, ..claims.clone() })));
     forged.push(("stale token version", sign(&Claims { ver: claims.ver + 1, ..claims.clone() })));
     forged.push(("unknown user", sign(&Claims { sub: uuid::Uuid::new_v4().to_string(), ..claims.clone() })));
@@ -143,6 +145,11 @@ async fn forged_expired_and_misused_tokens_are_refused(db: TestDb) {
         let response = server.authed(Method::GET, "/api/v1/auth/verify", &token).send().await.unwrap();
         assert_eq!(response.status(), 401, "{case} was accepted");
         assert_eq!(response.headers()["www-authenticate"], "Bearer", "{case}");
+    }
+    // `nbf` in the past, or within the clock-skew leeway, is honoured and passes.
+    for nbf in [now - 10, now + 30] {
+        let token = sign(&Claims { nbf: Some(nbf), jti: uuid::Uuid::new_v4().to_string(), ..claims.clone() });
+        assert_eq!(status(server.authed(Method::GET, "/api/v1/auth/verify", &token)).await, 200, "nbf {nbf}");
     }
     // Roles in a token are not trusted: a viewer's token claiming admin stays a viewer.
     let viewer = server.create_user("vic", &[Role::Viewer]).await;

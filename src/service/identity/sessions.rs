@@ -71,6 +71,7 @@ impl Identity {
             jti: uuid::Uuid::new_v4().to_string(),
             iat: now,
             exp: now + ttl,
+            nbf: None,
             token_type,
             ver: user.token_version,
             sid: sid.to_owned(),

@@ -407,10 +407,7 @@ impl Config {
             tls_cert_file: non_empty(cli.tls_cert_file),
             tls_key_file: non_empty(cli.tls_key_file),
             tls_client_ca_file: non_empty(cli.tls_client_ca_file),
-            trusted_proxies: split_list(&cli.trusted_proxies)
-                .iter()
-                .map(|cidr| cidr.parse().map_err(|problem: String| ConfigError::new("TRUSTED_PROXIES", problem)))
-                .collect::<Result<_, _>>()?,
+            trusted_proxies: parse_trusted_proxies(&cli.trusted_proxies)?,
         })
     }
 
@@ -512,6 +509,22 @@ fn parse_cors_origins(raw: &str) -> Result<CorsOrigins, ConfigError> {
     Ok(CorsOrigins::List(origins))
 }
 
+/// `TRUSTED_PROXIES`: empty, or a comma-separated list of networks, each written as its
+/// network address (a list with an empty entry, or `10.1.2.3/8`, is more likely a typo
+/// than what was meant: it is refused, not read as something else).
+fn parse_trusted_proxies(raw: &str) -> Result<Vec<Cidr>, ConfigError> {
+    let problem = |problem: String| ConfigError::new("TRUSTED_PROXIES", problem);
+    if raw.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    raw.split(',')
+        .map(|entry| match entry.trim() {
+            "" => Err(problem(format!("`{raw}` has an empty entry; list CIDRs separated by commas"))),
+            cidr => Cidr::parse_network(cidr).map_err(problem),
+        })
+        .collect()
+}
+
 fn split_list(raw: &str) -> Vec<String> {
     raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
@@ -585,6 +598,18 @@ mod tests {
         assert_eq!(parse_cors_origins("*,https://a.example").unwrap_err().variable, "CORS_ORIGINS");
         assert!(parse_cors_origins("https://a.example/path").is_err());
         assert!(parse_cors_origins("not a url").is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_refuse_empty_entries_and_host_bits() {
+        assert!(parse(&["--trusted-proxies="]).unwrap().trusted_proxies.is_empty());
+        assert!(parse(&["--trusted-proxies=  "]).unwrap().trusted_proxies.is_empty());
+        let two = parse(&["--trusted-proxies=10.0.0.0/8, 192.168.1.7"]).unwrap();
+        assert_eq!(two.trusted_proxies.len(), 2);
+        for bad in [", ,", "10.0.0.0/8,", ",10.0.0.0/8", "10.0.0.0/8,,192.168.0.0/16", "10.1.2.3/8", "nope"] {
+            let err = parse(&[&format!("--trusted-proxies={bad}")]).unwrap_err();
+            assert_eq!(err.variable, "TRUSTED_PROXIES", "{bad}");
+        }
     }
 
     #[test]

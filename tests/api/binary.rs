@@ -222,7 +222,14 @@ fn bad_value_from_the_environment_names_the_variable() {
     assert!(one_line(&stderr).contains("FLASK_ENV"), "{stderr}");
     // Sizes that would reserve memory for billions of threads or pool slots, and a
     // negative flag value, are refused by name rather than aborting the process.
-    for (variable, value) in [("WORKERS", "99999999999"), ("WORKERS", "5000"), ("DB_POOL_SIZE", "4294967295")] {
+    // A TRUSTED_PROXIES with an empty entry or host bits set is a typo, not a list.
+    for (variable, value) in [
+        ("WORKERS", "99999999999"),
+        ("WORKERS", "5000"),
+        ("DB_POOL_SIZE", "4294967295"),
+        ("TRUSTED_PROXIES", ", ,"),
+        ("TRUSTED_PROXIES", "10.1.2.3/8"),
+    ] {
         let (code, _, stderr) = run(killkrill(dir.path()).env(variable, value));
         assert_eq!(code, 2, "{variable}={value}: {stderr}");
         assert!(one_line(&stderr).contains(variable), "{stderr}");

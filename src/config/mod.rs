@@ -88,7 +88,9 @@ const MAX_WORKERS: usize = 1_024;
 /// Reads the first `.env` found in the working directory or above it into the
 /// environment, without overriding what the environment already sets. A line that does
 /// not parse stops start-up, naming its number (not its text, which may hold a secret),
-/// and nothing of the file is applied: skipping it would drop settings unseen.
+/// and nothing of the file is applied: skipping it would drop settings unseen. The file
+/// is read and parsed once; call this before any other thread starts (it sets the
+/// process's environment).
 pub fn load_dotenv() -> Result<(), ConfigError> {
     let Ok(mut dir) = std::env::current_dir() else { return Ok(()) };
     let path = loop {
@@ -102,11 +104,12 @@ pub fn load_dotenv() -> Result<(), ConfigError> {
     };
     let shown = path.display();
     let unreadable = |err: &dyn std::fmt::Display| ConfigError::new(".env", format!("{shown}: {err}"));
-    for item in dotenvy::from_path_iter(&path).map_err(|err| unreadable(&err))? {
+    let text = std::fs::read_to_string(&path).map_err(|err| unreadable(&err))?;
+    let mut settings = Vec::new();
+    for item in dotenvy::from_read_iter(text.as_bytes()) {
         match item {
-            Ok(_) => {}
+            Ok(setting) => settings.push(setting),
             Err(dotenvy::Error::LineParse(line, _)) => {
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
                 let first = line.lines().next().unwrap_or_default().trim();
                 let number = text.lines().position(|l| l.trim() == first).map_or(0, |n| n + 1);
                 return Err(ConfigError::new(
@@ -117,7 +120,14 @@ pub fn load_dotenv() -> Result<(), ConfigError> {
             Err(err) => return Err(unreadable(&err)),
         }
     }
-    dotenvy::from_path(&path).map_err(|err| unreadable(&err))
+    for (name, value) in settings {
+        if std::env::var_os(&name).is_none() {
+            // SAFETY: `main` calls this first, before the runtime or any other thread
+            // exists, so nothing reads the environment concurrently.
+            unsafe { std::env::set_var(name, value) };
+        }
+    }
+    Ok(())
 }
 
 /// The command line. Each flag also reads its environment variable; flags win.

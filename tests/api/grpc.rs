@@ -508,7 +508,9 @@ async fn roles_and_ingest_keys_hold_over_grpc() {
         .unwrap_err();
     assert_eq!(foreign.code(), Code::PermissionDenied);
     let read = logs.query_logs(with_key(QueryLogsRequest::default(), key)).await.unwrap_err();
-    assert_eq!(read.code(), Code::Unauthenticated, "an ingest key never reads");
+    assert_eq!(read.code(), Code::PermissionDenied, "an ingest key never reads: known, but not allowed");
+    let unknown = logs.query_logs(with_key(QueryLogsRequest::default(), "kki_not-a-key")).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::Unauthenticated, "an unknown ingest key is no credential");
     let viewer_ingest = logs
         .ingest_logs(bearer(stream_of(vec![batch(&mine.id, vec![entry(0.0, "", "x")])]), &viewer_token))
         .await

@@ -657,9 +657,12 @@ async fn an_ingest_key_only_ingests_for_its_own_source(db: TestDb) {
         call(&server, Method::DELETE, &format!("/api/v1/sources/{mine}"), &key),
         call(&server, Method::POST, &format!("/api/v1/sources/{mine}/keys"), &key).json(&json!({ "name": "k" })),
     ];
+    // 403, not 401: the key is known and valid, it is just not allowed there.
     for request in forbidden {
-        refused(request, 401).await;
+        refused(request, 403).await;
     }
+    // An unknown ingest key is no credential at all.
+    refused(call(&server, Method::GET, "/api/v1/logs", "kki_not-a-real-key"), 401).await;
     assert_eq!(get_source(&server, &mia, &mine).await["enabled"], true);
     assert_eq!(list_sources(&server, &mia, "").await["total"], 2);
 

@@ -120,6 +120,7 @@ pub async fn run(config: Config, log_level: telemetry::LogLevelHandle) -> anyhow
             grpc_gate.open(app.grpc_router());
         }
         tracing::info!(event = "service_ready");
+        bootstrap::warn_if_default_password_exposed(app.state()).await;
         shutdown.await;
         let _ = stop.send(true);
         Ok(Some(app))

@@ -152,9 +152,10 @@ pub struct Cli {
     #[arg(long, env = "FLASK_DEBUG", value_parser = BoolishValueParser::new(), action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true")]
     pub debug: bool,
 
-    /// Address the HTTP server binds to.
-    #[arg(long, env = "FLASK_HOST", default_value = "0.0.0.0")]
-    pub host: IpAddr,
+    /// Address the HTTP and gRPC servers bind to [default: 127.0.0.1 in development, where
+    /// the well-known default admin exists; 0.0.0.0 otherwise].
+    #[arg(long, env = "FLASK_HOST")]
+    pub host: Option<IpAddr>,
 
     /// Port of the HTTP server (0 picks a free one).
     #[arg(long, env = "FLASK_PORT", default_value_t = 5000)]
@@ -385,7 +386,10 @@ impl Config {
         Ok(Self {
             environment,
             debug: cli.debug,
-            host: cli.host,
+            host: cli.host.unwrap_or(match environment {
+                Environment::Development => IpAddr::from([127, 0, 0, 1]),
+                Environment::Testing | Environment::Production => IpAddr::from([0, 0, 0, 0]),
+            }),
             port: cli.port,
             workers,
             run_mode,
@@ -620,6 +624,16 @@ mod tests {
             let err = parse(&[&format!("--trusted-proxies={bad}")]).unwrap_err();
             assert_eq!(err.variable, "TRUSTED_PROXIES", "{bad}");
         }
+    }
+
+    #[test]
+    fn development_listens_on_loopback_unless_told_otherwise() {
+        assert_eq!(parse(&[]).unwrap().host, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(parse(&["--host=0.0.0.0"]).unwrap().host, IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(parse(&["--env=testing"]).unwrap().host, IpAddr::from([0, 0, 0, 0]));
+        let production =
+            ["--env=production", "--database-url=sqlite:///x.db", "--jwt-secret=0123456789abcdef0123456789abcdef"];
+        assert_eq!(parse(&production).unwrap().host, IpAddr::from([0, 0, 0, 0]));
     }
 
     #[test]

@@ -88,11 +88,19 @@ impl Running {
     }
 
     fn spawn(command: &mut Command) -> Running {
+        // Tests listen on loopback unless they say where.
+        if !command.get_envs().any(|(key, _)| key == "FLASK_HOST") {
+            command.arg("--host=127.0.0.1");
+        }
+        Self::spawn_as_is(command)
+    }
+
+    fn spawn_as_is(command: &mut Command) -> Running {
         // Parallel tests must not all claim 50051.
         if !command.get_envs().any(|(key, _)| key == "GRPC_PORT") {
             command.env("GRPC_PORT", "0");
         }
-        let mut child = command.arg("--host=127.0.0.1").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -483,6 +491,7 @@ cases! {
         development_runs_on_a_sqlite_file_with_no_setup,
         verbosity_flag_overrides_log_level,
         development_creates_the_default_admin_with_a_warning,
+        development_listens_on_loopback_unless_told_and_warns_while_the_default_password_is_exposed,
         production_never_creates_a_default_password_and_create_user_makes_the_first_admin,
         the_image_environment_starts_and_the_healthcheck_command_probes_livez,
         tls_files_that_do_not_work_are_startup_errors_naming_the_variable,
@@ -587,6 +596,32 @@ fn development_creates_the_default_admin_with_a_warning() {
     assert_eq!(warning["level"], "WARN");
     assert_eq!(login_status(running.port, "admin", "admin123"), 200);
     assert_eq!(login_status(running.port, "admin@localhost.local", "admin123"), 200);
+    running.signal(libc::SIGTERM);
+    assert_eq!(running.wait_exit(Duration::from_secs(10)), 0);
+}
+
+/// Development creates `admin` / `admin123`, so it listens on loopback unless told
+/// otherwise; told otherwise, every start warns while that password is in use.
+fn development_listens_on_loopback_unless_told_and_warns_while_the_default_password_is_exposed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = Running::spawn_as_is(killkrill(dir.path()).arg("--port=0"));
+    let started = running.wait_for("server_started", Duration::from_secs(10));
+    assert!(started["address"].as_str().unwrap().starts_with("127.0.0.1:"), "{started}");
+    let grpc = running.wait_for("grpc_server_started", Duration::from_secs(10));
+    assert!(grpc["address"].as_str().unwrap().starts_with("127.0.0.1:"), "{grpc}");
+    running.wait_for("service_ready", Duration::from_secs(30));
+    running.signal(libc::SIGTERM);
+    assert_eq!(running.wait_exit(Duration::from_secs(10)), 0);
+    running.wait_for("server_stopped", Duration::from_secs(5));
+    assert!(running.seen.iter().all(|l| l["event"] != "default_password_exposed"), "{:#?}", running.seen);
+
+    let mut running = Running::spawn(killkrill(dir.path()).env("FLASK_HOST", "0.0.0.0").arg("--port=0"));
+    let started = running.wait_for("server_started", Duration::from_secs(10));
+    assert!(started["address"].as_str().unwrap().starts_with("0.0.0.0:"), "{started}");
+    let warning = running.wait_for("default_password_exposed", Duration::from_secs(30));
+    assert_eq!(warning["level"], "WARN");
+    assert_eq!(warning["username"], "admin");
+    assert!(!warning.to_string().contains("admin123"), "{warning}");
     running.signal(libc::SIGTERM);
     assert_eq!(running.wait_exit(Duration::from_secs(10)), 0);
 }

@@ -183,7 +183,12 @@ impl App {
 
 /// What a listener of `port` needs besides its router.
 pub(crate) fn transport(config: &Config, tls: Option<Arc<Tls>>, port: tls::Port) -> Transport {
-    Transport { port, tls, trusted_proxies: Arc::from(config.trusted_proxies.as_slice()) }
+    Transport {
+        port,
+        tls,
+        trusted_proxies: Arc::from(config.trusted_proxies.as_slice()),
+        header_read_timeout: crate::server::HEADER_READ_TIMEOUT,
+    }
 }
 
 /// A listener, the router it serves and its transport.

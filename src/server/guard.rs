@@ -104,8 +104,10 @@ pub(super) struct Guarded<I> {
     prefix: Vec<u8>,
     h2: bool,
     /// The wait for a request head under way: how many requests were finished when it
-    /// began, its deadline, and whether any byte of the head has arrived.
-    waiting: Option<(u64, Pin<Box<Sleep>>, bool)>,
+    /// began, and whether any byte of the head has arrived.
+    waiting: Option<(u64, bool)>,
+    /// The wait's deadline (one timer per connection, reset for each wait).
+    deadline: Option<Pin<Box<Sleep>>>,
     /// An answer of ours being written, how much of it is written, and what to report
     /// once it is: hyper's write it replaces (its length), or the end of the connection.
     answer: Option<(Vec<u8>, usize, Then)>,
@@ -129,6 +131,7 @@ impl<I> Guarded<I> {
             prefix: Vec::with_capacity(4),
             h2: false,
             waiting: None,
+            deadline: None,
             answer: None,
             timed_out: false,
         }
@@ -171,10 +174,14 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<I> {
         // the router has finished answering.
         let idle = this.requests.idle();
         match (idle, &this.waiting) {
-            (Some(finished), Some((began, ..))) if *began == finished => {}
+            (Some(finished), Some((since, _))) if *since == finished => {}
             (Some(finished), _) => {
-                let deadline = Box::pin(tokio::time::sleep(this.timeout));
-                this.waiting = Some((finished, deadline, false));
+                let at = tokio::time::Instant::now() + this.timeout;
+                match &mut this.deadline {
+                    Some(deadline) => deadline.as_mut().reset(at),
+                    None => this.deadline = Some(Box::pin(tokio::time::sleep_until(at))),
+                }
+                this.waiting = Some((finished, false));
             }
             (None, _) => this.waiting = None,
         }
@@ -189,14 +196,16 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<I> {
                         this.prefix.extend_from_slice(&arrived[..take]);
                         this.h2 = this.prefix.len() == 4 && this.prefix == H2_PREFACE_START;
                     }
-                    if let Some((_, _, began)) = &mut this.waiting {
+                    if let Some((_, began)) = &mut this.waiting {
                         *began = true;
                     }
                 }
                 Poll::Ready(Ok(()))
             }
             Poll::Pending => {
-                let Some((_, deadline, began)) = &mut this.waiting else { return Poll::Pending };
+                let (Some((_, began)), Some(deadline)) = (&mut this.waiting, &mut this.deadline) else {
+                    return Poll::Pending;
+                };
                 if deadline.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }

@@ -46,7 +46,11 @@ pub async fn build(config: Config, log_level: LogLevelHandle) -> Result<App, Sta
     crate::install_crypto_provider();
     let tls = Tls::from_config(&config)?;
     let db = crate::storage::migrate::open(&config).await?;
-    assemble(config, log_level, tls, db).await
+    let mut app = assemble(config, log_level, tls, db).await?;
+    if let Some(tls) = &app.tls {
+        app.background.push(tls.spawn_reload_on_sighup());
+    }
+    Ok(app)
 }
 
 /// The longest pause between two start-up attempts that failed after the database answered
@@ -55,7 +59,8 @@ const MAX_STARTUP_RETRY_DELAY: Duration = Duration::from_secs(30);
 
 /// [`build`] for a server already listening: waits for the database as long as it takes,
 /// and runs the start-up again (with back-off) when a step after connecting fails. Fails
-/// only for what waiting cannot fix.
+/// only for what waiting cannot fix. The caller reloads `tls` on SIGHUP (from before the
+/// database answers).
 pub(crate) async fn build_when_reachable(
     config: Config,
     log_level: LogLevelHandle,
@@ -100,16 +105,13 @@ async fn assemble(
     if config.environment == Environment::Development {
         bootstrap::default_admin(&identity).await.map_err(StartError::DefaultAdmin)?;
     }
-    let mut background = vec![
+    let background = vec![
         db.spawn_health_monitor(HEALTH_CHECK_INTERVAL),
         audit::spawn_sealer(db.conn().clone(), AUDIT_SEAL_INTERVAL),
         spawn_pruner(identity.clone()),
         settings::spawn_poller(db.conn().clone(), log_level.clone()),
         spawn_license_checks(license.clone(), db.clone(), metrics.clone()),
     ];
-    if let Some(tls) = &tls {
-        background.push(tls.spawn_reload_on_sighup());
-    }
     let state = AppState::new(Components {
         config: Arc::new(config),
         db,

@@ -53,6 +53,9 @@ pub async fn run(config: Config, log_level: telemetry::LogLevelHandle) -> anyhow
     install_crypto_provider();
     let tls = tls::Tls::from_config(&config)?;
     storage::check_settings(&config)?;
+    // SIGHUP reloads the TLS files from the start: its default action would end the
+    // process while it waits for the database.
+    let reload = tls.as_ref().map(|tls| tls.spawn_reload_on_sighup());
     let (http_gate, grpc_gate) = (
         gate::Gate::new(http::health::starting_router(config.environment)),
         gate::Gate::new(grpc::starting_router().await),
@@ -126,6 +129,9 @@ pub async fn run(config: Config, log_level: telemetry::LogLevelHandle) -> anyhow
         Ok(Some(app))
     };
     let (control, served) = futures_util::future::join(control, serving).await;
+    if let Some(reload) = reload {
+        reload.abort();
+    }
     let app = control?;
     if let Some(app) = app {
         app.shutdown().await;

@@ -280,6 +280,28 @@ fn a_malformed_database_url_exits_at_once_naming_the_variable() {
     }
 }
 
+/// SIGHUP (a certificate renewal) while the service waits for its database reloads the
+/// TLS files, as it does once ready; its default action would end the process.
+fn a_sighup_while_waiting_for_the_database_reloads_tls_and_the_process_lives_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut running = Running::listening(
+        killkrill(dir.path())
+            .env("TLS_CERT_FILE", "cert.pem")
+            .env("TLS_KEY_FILE", "key.pem")
+            .env("DATABASE_URL", format!("postgresql://kk@127.0.0.1:{closed}/kk")),
+    );
+    running.wait_for("database_connect_retry", Duration::from_secs(10));
+    running.signal(libc::SIGHUP);
+    running.wait_for("tls_reloaded", Duration::from_secs(5));
+    assert_eq!(running.child_status(), None, "SIGHUP ended the process");
+    running.signal(libc::SIGTERM);
+    assert_eq!(running.wait_exit(Duration::from_secs(10)), 0);
+}
+
 /// What the ports answer before the database has answered: the probes, a route's 503 with
 /// the error body, and gRPC's health NOT_SERVING and calls UNAVAILABLE.
 async fn answers_while_starting(running: &Running) {
@@ -486,6 +508,7 @@ cases! {
         unsupported_database_scheme_names_the_variable_and_hides_the_password,
         production_refuses_a_short_jwt_secret_without_printing_it,
         a_malformed_database_url_exits_at_once_naming_the_variable,
+        a_sighup_while_waiting_for_the_database_reloads_tls_and_the_process_lives_on,
         a_sqlite_file_in_a_missing_directory_is_named_at_once,
         dotenv_is_read_and_flags_override_it,
         development_runs_on_a_sqlite_file_with_no_setup,

@@ -41,11 +41,62 @@ const AUDIT_SEAL_INTERVAL: Duration = Duration::from_secs(1);
 /// How often expired revocations and refresh tokens are deleted.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 
-/// Connects the database (retrying), runs migrations and assembles the state.
+/// Connects the database (retrying for `DB_CONNECT_RETRY_SECONDS`), runs migrations and
+/// assembles the state.
 pub async fn build(config: Config, log_level: LogLevelHandle) -> Result<App, StartError> {
     crate::install_crypto_provider();
     let tls = Tls::from_config(&config)?;
     let db = crate::storage::migrate::open(&config).await?;
+    let mut app = assemble(config, log_level, tls, db).await?;
+    if let Some(tls) = &app.tls {
+        app.background.push(tls.spawn_reload_on_sighup());
+    }
+    Ok(app)
+}
+
+/// The longest pause between two start-up attempts that failed after the database answered
+/// (a migration or the first user failing, e.g. when the database went away meanwhile).
+const MAX_STARTUP_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+/// [`build`] for a server already listening: waits for the database as long as it takes,
+/// and runs the start-up again (with back-off) when a step after connecting fails. Fails
+/// only for what waiting cannot fix. The caller reloads `tls` on SIGHUP (from before the
+/// database answers).
+pub(crate) async fn build_when_reachable(
+    config: Config,
+    log_level: LogLevelHandle,
+    tls: Option<Arc<Tls>>,
+) -> Result<App, StartError> {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        let db = Database::open_when_reachable(&config).await?;
+        let prepared = match crate::storage::migrate::prepare(&db, &config).await {
+            Ok(()) => assemble(config.clone(), log_level.clone(), tls.clone(), db.clone()).await,
+            Err(err) => Err(err),
+        };
+        match prepared {
+            Ok(app) => return Ok(app),
+            Err(err @ (StartError::Tls(_) | StartError::Setting(_))) => {
+                db.close().await;
+                return Err(err);
+            }
+            Err(err) => {
+                db.close().await;
+                tracing::error!(event = "startup_retry", error = %err, retry_in_ms = delay.as_millis() as u64);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_STARTUP_RETRY_DELAY);
+            }
+        }
+    }
+}
+
+/// The state around an open, migrated database, and the background tasks that use it.
+async fn assemble(
+    config: Config,
+    log_level: LogLevelHandle,
+    tls: Option<Arc<Tls>>,
+    db: Database,
+) -> Result<App, StartError> {
     let metrics = Arc::new(Metrics::new(db.clone(), config.enable_detailed_metrics));
     let identity = Arc::new(Identity::new(db.conn().clone(), &config));
     let license = Arc::new(
@@ -55,7 +106,7 @@ pub async fn build(config: Config, log_level: LogLevelHandle) -> Result<App, Sta
     if config.environment == Environment::Development {
         bootstrap::default_admin(&identity).await.map_err(StartError::DefaultAdmin)?;
     }
-    let mut background = vec![
+    let background = vec![
         db.spawn_health_monitor(HEALTH_CHECK_INTERVAL),
         audit::spawn_sealer(db.conn().clone(), AUDIT_SEAL_INTERVAL),
         spawn_pruner(identity.clone()),
@@ -63,9 +114,6 @@ pub async fn build(config: Config, log_level: LogLevelHandle) -> Result<App, Sta
         spawn_license_checks(license.clone(), db.clone(), metrics.clone()),
         retention::spawn_sweeper(db.clone(), metrics.clone(), config.retention, config.retention_interval),
     ];
-    if let Some(tls) = &tls {
-        background.push(tls.spawn_reload_on_sighup());
-    }
     let state = AppState::new(Components {
         config: Arc::new(config),
         db,
@@ -101,11 +149,15 @@ impl App {
     }
 
     fn transport(&self, port: tls::Port) -> Transport {
-        Transport {
-            port,
-            tls: self.tls.clone(),
-            trusted_proxies: Arc::from(self.state.config.trusted_proxies.as_slice()),
-        }
+        transport(&self.state.config, self.tls.clone(), port)
+    }
+
+    /// The gRPC services; the task that keeps their health in step joins the background
+    /// tasks.
+    pub(crate) fn grpc_router(&mut self) -> Router {
+        let (router, health_task) = crate::grpc::router(self.state.clone());
+        self.background.push(health_task);
+        router
     }
 
     /// Serves HTTP on `listener` until `shutdown` resolves, drains, then closes the pool.
@@ -117,43 +169,11 @@ impl App {
     /// stop accepting and drain together (each for at most the shutdown grace), and the
     /// pool is closed.
     pub async fn serve_all(mut self, listeners: Listeners, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
-        let grace = self.state.config.shutdown_grace;
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        };
-        let http = listeners.http.map(|listener| {
-            crate::server::serve(
-                listener,
-                self.router(),
-                self.transport(tls::Port::Http),
-                until_stopped(stopped.clone()),
-                grace,
-            )
-        });
-        let grpc = listeners.grpc.map(|listener| {
-            let (router, health_task) = crate::grpc::router(self.state.clone());
-            self.background.push(health_task);
-            crate::server::serve(
-                listener,
-                router,
-                self.transport(tls::Port::Grpc),
-                until_stopped(stopped.clone()),
-                grace,
-            )
-        });
-        let signal = async move {
-            shutdown.await;
-            let _ = stop.send(true);
-        };
-        let serving = async move {
-            let http = async move { if let Some(http) = http { http.await } else { Ok(()) } };
-            let grpc = async move { if let Some(grpc) = grpc { grpc.await } else { Ok(()) } };
-            futures_util::future::join(http, grpc).await
-        };
-        let ((), (http, grpc)) = futures_util::future::join(signal, serving).await;
+        let http = listeners.http.map(|listener| (listener, self.router(), self.transport(tls::Port::Http)));
+        let grpc = listeners.grpc.map(|listener| (listener, self.grpc_router(), self.transport(tls::Port::Grpc)));
+        let served = serve_ports(http, grpc, shutdown, self.state.config.shutdown_grace).await;
         self.shutdown().await;
-        http.and(grpc)
+        served
     }
 
     /// Stops background work and closes the database pool.
@@ -163,6 +183,51 @@ impl App {
         }
         self.state.db.close().await;
     }
+}
+
+/// What a listener of `port` needs besides its router.
+pub(crate) fn transport(config: &Config, tls: Option<Arc<Tls>>, port: tls::Port) -> Transport {
+    Transport {
+        port,
+        tls,
+        trusted_proxies: Arc::from(config.trusted_proxies.as_slice()),
+        header_read_timeout: crate::server::HEADER_READ_TIMEOUT,
+    }
+}
+
+/// A listener, the router it serves and its transport.
+pub(crate) type Port = (TcpListener, Router, Transport);
+
+/// Serves the ports given until `shutdown` resolves; then both stop accepting and drain
+/// together, each for at most `grace`.
+pub(crate) async fn serve_ports(
+    http: Option<Port>,
+    grpc: Option<Port>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let serve = |port: Option<Port>| {
+        let stopped = until_stopped(stopped.clone());
+        async move {
+            match port {
+                Some((listener, router, transport)) => {
+                    crate::server::serve(listener, router, transport, stopped, grace).await
+                }
+                None => Ok(()),
+            }
+        }
+    };
+    let signal = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    let ((), (http, grpc)) =
+        futures_util::future::join(signal, futures_util::future::join(serve(http), serve(grpc))).await;
+    http.and(grpc)
 }
 
 fn spawn_pruner(identity: Arc<Identity>) -> tokio::task::JoinHandle<()> {

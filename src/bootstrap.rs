@@ -5,8 +5,9 @@
 use sea_orm::DbErr;
 
 use crate::{
-    auth::Role,
+    auth::{Role, password::Verification},
     service::identity::Identity,
+    state::AppState,
     storage::users::{self, NewUser},
 };
 
@@ -38,6 +39,29 @@ pub async fn default_admin(identity: &Identity) -> Result<(), DbErr> {
         );
     }
     Ok(())
+}
+
+/// Warns at start-up while a user `admin` still has the published default password and the
+/// ports listen on an address other than loopback, where others can reach it.
+pub async fn warn_if_default_password_exposed(state: &AppState) {
+    let host = state.config.host;
+    if host.is_loopback() {
+        return;
+    }
+    let admin = match users::find_by_login(&state.identity.db, DEV_ADMIN_USERNAME).await {
+        Ok(Some(admin)) if admin.active => admin,
+        _ => return,
+    };
+    let verified = state.identity.passwords.verify(DEV_ADMIN_PASSWORD, &admin.password_hash).await;
+    if matches!(verified, Ok(Verification::Valid { .. })) {
+        tracing::warn!(
+            event = "default_password_exposed",
+            username = DEV_ADMIN_USERNAME,
+            address = %host,
+            detail = "the published default password is in use on an address others can reach: change it, \
+                      or listen on loopback (FLASK_HOST=127.0.0.1)",
+        );
+    }
 }
 
 fn dev_admin(password_hash: String) -> NewUser {

@@ -35,8 +35,15 @@ use crate::{
     tls::{self, ClientCa, ClientCert, Tls},
 };
 
-/// How long a client may take to send its request headers.
+mod guard;
+
+/// How long a client may take to send its request headers (an idle keep-alive connection
+/// as long to begin the next request). A head begun and not finished by then is answered
+/// 408; a connection that sent nothing is closed.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much later hyper's own header-read limit strikes, a backstop behind the one `guard`
+/// enforces with an answer (where hyper would close without one).
+const HYPER_HEADER_READ_MARGIN: Duration = Duration::from_secs(5);
 /// How long a client may take to finish the TLS handshake.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -50,11 +57,13 @@ pub struct Transport {
     pub port: tls::Port,
     pub tls: Option<Arc<Tls>>,
     pub trusted_proxies: Arc<[Cidr]>,
+    /// [`HEADER_READ_TIMEOUT`], unless a test wants it shorter.
+    pub header_read_timeout: Duration,
 }
 
 impl Transport {
     pub fn plain(port: tls::Port) -> Self {
-        Self { port, tls: None, trusted_proxies: Arc::from([]) }
+        Self { port, tls: None, trusted_proxies: Arc::from([]), header_read_timeout: HEADER_READ_TIMEOUT }
     }
 }
 
@@ -83,7 +92,11 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(transport.header_read_timeout + HYPER_HEADER_READ_MARGIN)
+        .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
@@ -115,12 +128,12 @@ pub async fn serve(
         let server_config = loaded.as_ref().and_then(|loaded| loaded.server_config(transport.port));
         let peer = Peer { client_ca: loaded.and_then(|loaded| loaded.client_ca.clone()), ..peer };
         match server_config {
-            None => serve_connection(&builder, watcher, TokioIo::new(stream), router.clone(), peer),
+            None => serve_connection(&builder, watcher, stream, router.clone(), peer, transport.header_read_timeout),
             Some(server_config) => {
-                let (builder, router) = (builder.clone(), router.clone());
+                let (builder, router, timeout) = (builder.clone(), router.clone(), transport.header_read_timeout);
                 tokio::spawn(async move {
                     if let Some((stream, peer)) = handshake(stream, peer, server_config).await {
-                        serve_connection(&builder, watcher, TokioIo::new(stream), router, peer);
+                        serve_connection(&builder, watcher, stream, router, peer, timeout);
                     }
                 });
             }
@@ -165,11 +178,19 @@ async fn handshake(
     Some((stream, peer))
 }
 
-fn serve_connection<I>(builder: &Builder<TokioExecutor>, watcher: Watcher, io: TokioIo<I>, router: Router, peer: Peer)
-where
+fn serve_connection<I>(
+    builder: &Builder<TokioExecutor>,
+    watcher: Watcher,
+    io: I,
+    router: Router,
+    peer: Peer,
+    header_read_timeout: Duration,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = TowerToHyperService::new(with_peer(router, peer));
+    let requests = Arc::new(guard::Requests::default());
+    let io = TokioIo::new(guard::Guarded::new(io, requests.clone(), peer.addr, header_read_timeout));
+    let service = TowerToHyperService::new(with_peer(router, peer, requests));
     let connection = watcher.watch(builder.serve_connection(io, service).into_owned());
     tokio::spawn(async move {
         if let Err(err) = connection.await {
@@ -178,9 +199,12 @@ where
     });
 }
 
+/// The router, given what is known of the connection, and counting the requests it
+/// answers for `guard`.
 fn with_peer(
     router: Router,
     peer: Peer,
+    requests: Arc<guard::Requests>,
 ) -> impl tower::Service<
     Request<Incoming>,
     Response = axum::response::Response,
@@ -189,7 +213,13 @@ fn with_peer(
 > + Clone
 + Send
 + 'static {
-    router.map_request(move |request: Request<Incoming>| {
+    let finished = requests.clone();
+    ServiceExt::<Request<Body>>::map_response(router, move |response: axum::response::Response| {
+        let finished = guard::Finished(finished.clone());
+        response.map(|body| Body::new(guard::TrackedBody { body, _finished: finished }))
+    })
+    .map_request(move |request: Request<Incoming>| {
+        requests.start();
         let mut request = request.map(Body::new);
         let (client, cert) = believe(request.headers_mut(), &peer);
         let extensions = request.extensions_mut();

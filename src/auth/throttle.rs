@@ -59,6 +59,16 @@ impl Limiter {
         Some(u64::try_from(block / SECOND).unwrap_or(1))
     }
 
+    /// Takes back one failure counted at `now` in the current window (the attempt
+    /// succeeded); false when there is none to take back.
+    pub fn take_back(&self, record: &mut Record, now: i64) -> bool {
+        if record.failures == 0 || now.saturating_sub(record.window_start) >= self.window {
+            return false;
+        }
+        record.failures -= 1;
+        true
+    }
+
     /// Until when `record` is worth keeping: while it counts failures, is blocked, or may
     /// still lengthen the next block (for `MAX_BLOCK` after a block ends).
     pub fn keep_until(&self, record: &Record) -> i64 {
@@ -92,6 +102,20 @@ mod tests {
             limiter.fail(&mut a, later);
         }
         assert_eq!(Limiter::blocked_for(&a, later), Some(900), "capped");
+    }
+
+    #[test]
+    fn a_success_takes_back_one_failure_of_the_window() {
+        let limiter = Limiter::new(3, 60);
+        let t0 = 1_700_000_000 * SECOND;
+        let mut a = Record::default();
+        assert!(!limiter.take_back(&mut a, t0), "nothing to take back");
+        limiter.fail(&mut a, t0);
+        limiter.fail(&mut a, t0);
+        assert!(limiter.take_back(&mut a, t0));
+        assert_eq!(a.failures, 1);
+        assert_eq!(limiter.fail(&mut a, t0), None, "two failures, not three");
+        assert!(!limiter.take_back(&mut a, t0 + 61 * SECOND), "the window is over");
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub struct Claims {
     pub jti: String,
     pub iat: i64,
     pub exp: i64,
+    /// Not before: tokens this service signs carry none; one that does is refused until
+    /// then (with [`MAX_CLOCK_SKEW_SECONDS`] of leeway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
     #[serde(rename = "type")]
     pub token_type: TokenType,
     /// The user's token version when issued; a password change or deactivation bumps it.
@@ -54,6 +58,8 @@ pub enum TokenError {
     Signature,
     #[error("token expired")]
     Expired,
+    #[error("token not valid yet")]
+    NotYetValid,
     #[error("wrong token type")]
     WrongType,
 }
@@ -67,8 +73,10 @@ struct Header {
 /// service signs: a token with exactly this header needs no JSON decoding of it.
 const HEADER_B64: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
 
-/// How far in the future `iat` may be (clock skew between replicas).
-const MAX_CLOCK_SKEW_SECONDS: i64 = 60;
+/// How far in the future `iat` and `nbf` may be (clock skew between replicas, or between
+/// this service and another signer of the same secret). `exp` gets no leeway: a token is
+/// never used after its expiry on this replica's clock.
+pub const MAX_CLOCK_SKEW_SECONDS: i64 = 60;
 
 /// Signs with `JWT_SECRET`; verifies with it or, during a rotation, `JWT_SECRET_PREVIOUS`.
 /// Holds the keyed HMAC states (computed once; cloned per token), not the secrets.
@@ -96,7 +104,8 @@ impl TokenSigner {
         Ok(format!("{signing_input}.{signature}"))
     }
 
-    /// Checks structure, algorithm, signature, expiry and type; returns the claims.
+    /// Checks structure, algorithm, signature, the times (`exp`, `nbf`, `iat`) and type;
+    /// returns the claims.
     pub fn verify(&self, token: &str, expected: TokenType, now: i64) -> Result<Claims, TokenError> {
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
@@ -119,8 +128,11 @@ impl TokenSigner {
         if claims.exp <= now {
             return Err(TokenError::Expired);
         }
+        if claims.nbf.is_some_and(|nbf| nbf > now + MAX_CLOCK_SKEW_SECONDS) {
+            return Err(TokenError::NotYetValid);
+        }
         if claims.iat > now + MAX_CLOCK_SKEW_SECONDS {
-            return Err(TokenError::Malformed);
+            return Err(TokenError::NotYetValid);
         }
         if claims.token_type != expected {
             return Err(TokenError::WrongType);
@@ -165,6 +177,7 @@ mod tests {
             jti: "j1".into(),
             iat: 1_000,
             exp,
+            nbf: None,
             token_type,
             ver: 0,
             sid: "s1".into(),
@@ -187,6 +200,26 @@ mod tests {
         tampered.insert(tampered.find('.').unwrap() + 5, 'x');
         assert!(signer.verify(&tampered, TokenType::Access, 1_500).is_err());
         assert_eq!(signer.verify("a.b", TokenType::Access, 1_500), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn a_token_not_valid_yet_is_refused_beyond_the_clock_skew() {
+        let signer = signer("k1");
+        let not_before = |nbf| Claims { nbf: Some(nbf), ..claims(TokenType::Access, 10_000) };
+        let token = signer.sign(&not_before(5_000)).unwrap();
+        assert_eq!(signer.verify(&token, TokenType::Access, 4_000), Err(TokenError::NotYetValid));
+        assert_eq!(signer.verify(&token, TokenType::Access, 4_939), Err(TokenError::NotYetValid));
+        assert!(signer.verify(&token, TokenType::Access, 4_940).is_ok(), "60 s of leeway");
+        assert!(signer.verify(&token, TokenType::Access, 6_000).is_ok());
+        // Issued in the future: refused beyond the same leeway.
+        let issued = |iat| Claims { iat, ..claims(TokenType::Access, 10_000) };
+        let token = signer.sign(&issued(5_000)).unwrap();
+        assert_eq!(signer.verify(&token, TokenType::Access, 4_939), Err(TokenError::NotYetValid));
+        assert!(signer.verify(&token, TokenType::Access, 4_940).is_ok());
+        // Tokens this service signs carry no nbf.
+        let plain = signer.sign(&claims(TokenType::Access, 2_000)).unwrap();
+        let payload = plain.split('.').nth(1).unwrap();
+        assert!(!String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap().contains("nbf"));
     }
 
     #[test]

@@ -10,6 +10,31 @@ pub struct Cidr {
 }
 
 impl Cidr {
+    /// Parses a block that must be written as its network: `10.0.0.0/8`, not `10.1.2.3/8`,
+    /// whose host bits say that something else was meant (one host? another block?).
+    pub fn parse_network(s: &str) -> Result<Self, String> {
+        let cidr: Cidr = s.parse()?;
+        let network = cidr.network();
+        if network != cidr.network {
+            return Err(format!("`{}` has host bits set; the block is {network}/{}", s.trim(), cidr.prefix));
+        }
+        Ok(cidr)
+    }
+
+    /// The address with the host bits cleared.
+    fn network(&self) -> IpAddr {
+        match self.network {
+            IpAddr::V4(net) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                IpAddr::V4((u32::from(net) & mask).into())
+            }
+            IpAddr::V6(net) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                IpAddr::V6((u128::from(net) & mask).into())
+            }
+        }
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match (self.network, ip) {
             (IpAddr::V4(_), IpAddr::V6(v6)) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
@@ -74,5 +99,16 @@ mod tests {
         for bad in ["10.0.0.0/33", "nope", "10.0.0.0/x", "::/129"] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_network_must_have_no_host_bits() {
+        for good in ["10.0.0.0/8", "10.1.2.3", "10.1.2.3/32", "0.0.0.0/0", "2001:db8::/32", "::1"] {
+            assert!(Cidr::parse_network(good).is_ok(), "{good}");
+        }
+        let err = Cidr::parse_network("10.1.2.3/8").unwrap_err();
+        assert!(err.contains("host bits") && err.contains("10.0.0.0/8"), "{err}");
+        assert!(Cidr::parse_network("2001:db8::1/32").unwrap_err().contains("2001:db8::/32"));
+        assert!(Cidr::parse_network("nope").is_err());
     }
 }

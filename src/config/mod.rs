@@ -88,7 +88,9 @@ const MAX_WORKERS: usize = 1_024;
 /// Reads the first `.env` found in the working directory or above it into the
 /// environment, without overriding what the environment already sets. A line that does
 /// not parse stops start-up, naming its number (not its text, which may hold a secret),
-/// and nothing of the file is applied: skipping it would drop settings unseen.
+/// and nothing of the file is applied: skipping it would drop settings unseen. The file
+/// is read and parsed once; call this before any other thread starts (it sets the
+/// process's environment).
 pub fn load_dotenv() -> Result<(), ConfigError> {
     let Ok(mut dir) = std::env::current_dir() else { return Ok(()) };
     let path = loop {
@@ -102,11 +104,12 @@ pub fn load_dotenv() -> Result<(), ConfigError> {
     };
     let shown = path.display();
     let unreadable = |err: &dyn std::fmt::Display| ConfigError::new(".env", format!("{shown}: {err}"));
-    for item in dotenvy::from_path_iter(&path).map_err(|err| unreadable(&err))? {
+    let text = std::fs::read_to_string(&path).map_err(|err| unreadable(&err))?;
+    let mut settings = Vec::new();
+    for item in dotenvy::from_read_iter(text.as_bytes()) {
         match item {
-            Ok(_) => {}
+            Ok(setting) => settings.push(setting),
             Err(dotenvy::Error::LineParse(line, _)) => {
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
                 let first = line.lines().next().unwrap_or_default().trim();
                 let number = text.lines().position(|l| l.trim() == first).map_or(0, |n| n + 1);
                 return Err(ConfigError::new(
@@ -117,7 +120,14 @@ pub fn load_dotenv() -> Result<(), ConfigError> {
             Err(err) => return Err(unreadable(&err)),
         }
     }
-    dotenvy::from_path(&path).map_err(|err| unreadable(&err))
+    for (name, value) in settings {
+        if std::env::var_os(&name).is_none() {
+            // SAFETY: `main` calls this first, before the runtime or any other thread
+            // exists, so nothing reads the environment concurrently.
+            unsafe { std::env::set_var(name, value) };
+        }
+    }
+    Ok(())
 }
 
 /// The command line. Each flag also reads its environment variable; flags win.
@@ -142,9 +152,10 @@ pub struct Cli {
     #[arg(long, env = "FLASK_DEBUG", value_parser = BoolishValueParser::new(), action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true")]
     pub debug: bool,
 
-    /// Address the HTTP server binds to.
-    #[arg(long, env = "FLASK_HOST", default_value = "0.0.0.0")]
-    pub host: IpAddr,
+    /// Address the HTTP and gRPC servers bind to [default: 127.0.0.1 in development, where
+    /// the well-known default admin exists; 0.0.0.0 otherwise].
+    #[arg(long, env = "FLASK_HOST")]
+    pub host: Option<IpAddr>,
 
     /// Port of the HTTP server (0 picks a free one).
     #[arg(long, env = "FLASK_PORT", default_value_t = 5000)]
@@ -183,7 +194,8 @@ pub struct Cli {
     #[arg(long, env = "DB_MAX_OVERFLOW", default_value_t = 10)]
     pub db_max_overflow: u32,
 
-    /// How long start-up keeps retrying an unreachable database, in seconds.
+    /// Seconds each retry of an unreachable database is logged; then once a minute (the
+    /// server never gives up; commands such as create-user do, after this long).
     #[arg(long, env = "DB_CONNECT_RETRY_SECONDS", default_value_t = 30)]
     pub db_connect_retry_seconds: u64,
 
@@ -414,7 +426,10 @@ impl Config {
         Ok(Self {
             environment,
             debug: cli.debug,
-            host: cli.host,
+            host: cli.host.unwrap_or(match environment {
+                Environment::Development => IpAddr::from([127, 0, 0, 1]),
+                Environment::Testing | Environment::Production => IpAddr::from([0, 0, 0, 0]),
+            }),
             port: cli.port,
             workers,
             run_mode,
@@ -446,10 +461,7 @@ impl Config {
             tls_cert_file: non_empty(cli.tls_cert_file),
             tls_key_file: non_empty(cli.tls_key_file),
             tls_client_ca_file: non_empty(cli.tls_client_ca_file),
-            trusted_proxies: split_list(&cli.trusted_proxies)
-                .iter()
-                .map(|cidr| cidr.parse().map_err(|problem: String| ConfigError::new("TRUSTED_PROXIES", problem)))
-                .collect::<Result<_, _>>()?,
+            trusted_proxies: parse_trusted_proxies(&cli.trusted_proxies)?,
             retention: Retention { log_days: cli.log_retention_days, metric_days: cli.metric_retention_days },
             retention_interval: Duration::from_secs(cli.retention_interval_seconds),
         })
@@ -553,6 +565,22 @@ fn parse_cors_origins(raw: &str) -> Result<CorsOrigins, ConfigError> {
     Ok(CorsOrigins::List(origins))
 }
 
+/// `TRUSTED_PROXIES`: empty, or a comma-separated list of networks, each written as its
+/// network address (a list with an empty entry, or `10.1.2.3/8`, is more likely a typo
+/// than what was meant: it is refused, not read as something else).
+fn parse_trusted_proxies(raw: &str) -> Result<Vec<Cidr>, ConfigError> {
+    let problem = |problem: String| ConfigError::new("TRUSTED_PROXIES", problem);
+    if raw.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    raw.split(',')
+        .map(|entry| match entry.trim() {
+            "" => Err(problem(format!("`{raw}` has an empty entry; list CIDRs separated by commas"))),
+            cidr => Cidr::parse_network(cidr).map_err(problem),
+        })
+        .collect()
+}
+
 fn split_list(raw: &str) -> Vec<String> {
     raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
@@ -626,6 +654,28 @@ mod tests {
         assert_eq!(parse_cors_origins("*,https://a.example").unwrap_err().variable, "CORS_ORIGINS");
         assert!(parse_cors_origins("https://a.example/path").is_err());
         assert!(parse_cors_origins("not a url").is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_refuse_empty_entries_and_host_bits() {
+        assert!(parse(&["--trusted-proxies="]).unwrap().trusted_proxies.is_empty());
+        assert!(parse(&["--trusted-proxies=  "]).unwrap().trusted_proxies.is_empty());
+        let two = parse(&["--trusted-proxies=10.0.0.0/8, 192.168.1.7"]).unwrap();
+        assert_eq!(two.trusted_proxies.len(), 2);
+        for bad in [", ,", "10.0.0.0/8,", ",10.0.0.0/8", "10.0.0.0/8,,192.168.0.0/16", "10.1.2.3/8", "nope"] {
+            let err = parse(&[&format!("--trusted-proxies={bad}")]).unwrap_err();
+            assert_eq!(err.variable, "TRUSTED_PROXIES", "{bad}");
+        }
+    }
+
+    #[test]
+    fn development_listens_on_loopback_unless_told_otherwise() {
+        assert_eq!(parse(&[]).unwrap().host, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(parse(&["--host=0.0.0.0"]).unwrap().host, IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(parse(&["--env=testing"]).unwrap().host, IpAddr::from([0, 0, 0, 0]));
+        let production =
+            ["--env=production", "--database-url=sqlite:///x.db", "--jwt-secret=0123456789abcdef0123456789abcdef"];
+        assert_eq!(parse(&production).unwrap().host, IpAddr::from([0, 0, 0, 0]));
     }
 
     #[test]

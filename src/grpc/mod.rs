@@ -89,6 +89,22 @@ pub fn router(state: AppState) -> (axum::Router, tokio::task::JoinHandle<()>) {
     (router, health_task)
 }
 
+/// What the gRPC port answers until the database has answered at start-up:
+/// `grpc.health.v1.Health` NOT_SERVING (for "" and each service), every other call
+/// UNAVAILABLE.
+pub async fn starting_router() -> axum::Router {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    for name in std::iter::once("").chain(SERVICE_NAMES).chain(otlp::SERVICE_NAMES) {
+        reporter.set_service_status(name, tonic_health::ServingStatus::NotServing).await;
+    }
+    Routes::new(health).prepare().into_axum_router().fallback(starting)
+}
+
+async fn starting() -> axum::response::Response {
+    let (parts, ()) = Status::unavailable(crate::http::health::STARTING).into_http::<()>().into_parts();
+    axum::response::Response::from_parts(parts, axum::body::Body::empty())
+}
+
 /// Keeps `grpc.health.v1.Health` in step with the database's health (checked every
 /// second by the health monitor): SERVING while it answers, NOT_SERVING while it does not.
 fn spawn_health_reporter(

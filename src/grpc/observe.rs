@@ -12,7 +12,7 @@ use std::{
     pin::Pin,
     sync::{Arc, LazyLock},
     task::{Context, Poll},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -82,7 +82,18 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     let client_ip =
         request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string());
 
-    let response = next.run(request).await;
+    let limit = deadline(request.headers(), state.config.request_timeout);
+    let response = match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let status = tonic::Status::deadline_exceeded(format!(
+                "The call took longer than {} ms and was cancelled",
+                limit.as_millis()
+            ));
+            let (parts, ()) = status.into_http::<()>().into_parts();
+            Response::from_parts(parts, Body::empty())
+        }
+    };
 
     let (mut parts, body) = response.into_parts();
     if let Ok(value) = HeaderValue::from_str(&id) {
@@ -100,6 +111,34 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     }
     let finish = Finish { state, method, served, correlation_id: id, client_ip, audit, started, code };
     Response::from_parts(parts, Body::new(ObservedBody { inner: body, finish: Some(finish) }))
+}
+
+/// How long a call may take: `REQUEST_TIMEOUT_SECONDS`, or the client's `grpc-timeout` if
+/// shorter. The whole call is bounded, a client stream's messages included: every method
+/// answers one message, which comes only once the work is done.
+fn deadline(headers: &HeaderMap, request_timeout: Duration) -> Duration {
+    headers
+        .get("grpc-timeout")
+        .and_then(|value| grpc_timeout(value.as_bytes()))
+        .map_or(request_timeout, |asked| asked.min(request_timeout))
+}
+
+/// A `grpc-timeout` value: at most 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
+fn grpc_timeout(value: &[u8]) -> Option<Duration> {
+    let (&unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let amount: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(amount * 3600),
+        b'M' => Duration::from_secs(amount * 60),
+        b'S' => Duration::from_secs(amount),
+        b'm' => Duration::from_millis(amount),
+        b'u' => Duration::from_micros(amount),
+        b'n' => Duration::from_nanos(amount),
+        _ => return None,
+    })
 }
 
 fn code_of(headers: &HeaderMap) -> Option<Code> {
@@ -265,5 +304,27 @@ pub fn code_name(code: Code) -> &'static str {
         Code::Unavailable => "UNAVAILABLE",
         Code::DataLoss => "DATA_LOSS",
         Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_values_parse_and_bound_the_deadline() {
+        assert_eq!(grpc_timeout(b"5S"), Some(Duration::from_secs(5)));
+        assert_eq!(grpc_timeout(b"250m"), Some(Duration::from_millis(250)));
+        assert_eq!(grpc_timeout(b"1H"), Some(Duration::from_secs(3600)));
+        for bad in [&b""[..], b"S", b"5", b"123456789S", b"5x", b"-5S"] {
+            assert_eq!(grpc_timeout(bad), None, "{bad:?}");
+        }
+        let limit = Duration::from_secs(60);
+        let mut headers = HeaderMap::new();
+        assert_eq!(deadline(&headers, limit), limit);
+        headers.insert("grpc-timeout", HeaderValue::from_static("2S"));
+        assert_eq!(deadline(&headers, limit), Duration::from_secs(2));
+        headers.insert("grpc-timeout", HeaderValue::from_static("2H"));
+        assert_eq!(deadline(&headers, limit), limit, "the server's limit is the most");
     }
 }

@@ -130,6 +130,37 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     response
 }
 
+/// The outermost layer while the service starts (`health::starting_router`), before there
+/// is a state: the correlation id, the error body, the security header and the log line.
+pub async fn observe_starting(request: Request, next: Next) -> Response<Body> {
+    let started = Instant::now();
+    let id = correlation_id(&request);
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let client_ip = ClientIp(request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip()));
+    let mut response = next.run(request).await;
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        response = render_error(response, &id, method.as_str(), &path);
+    }
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        headers.insert(X_CORRELATION_ID, value);
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    tracing::info!(
+        event = "request_completed",
+        correlation_id = &*id,
+        method = method.as_str(),
+        path,
+        status_code = status.as_u16(),
+        duration_seconds = started.elapsed().as_secs_f64(),
+        client_ip = %client_ip,
+        starting = true,
+    );
+    response
+}
+
 /// The `method` label of the request metrics: the standard methods by name, any other
 /// (clients may send any token) as `other`, so the label's values stay a fixed set.
 fn method_label(method: &Method) -> &'static str {

@@ -285,10 +285,11 @@ pub async fn update(
 }
 
 /// Deletes the source; its ingest keys, logs and metrics go with it (ON DELETE CASCADE),
-/// and its keys cached in `keys` are dropped, so they are refused at once.
-/// Ingest running meanwhile can deadlock the cascade on PostgreSQL (a batch holds its
-/// series rows and waits for the source's, the cascade the other way round): the
-/// deletion is then run again.
+/// and its keys cached in `keys` are dropped, so they are refused at once. Ingest running
+/// meanwhile cannot deadlock the cascade: the deletion takes the source's row first, and
+/// every ingest transaction takes it shared before any row the cascade deletes
+/// (`storage::sources::lock_shared`; a log batch is one statement whose only lock on
+/// existing rows is its foreign key's on the source).
 pub async fn delete(
     db: &DatabaseConnection,
     keys: &IngestKeyCache,
@@ -296,17 +297,15 @@ pub async fn delete(
     meta: &AuditMeta,
 ) -> Result<(), AppError> {
     let id = &crate::ids::found(id, "Source")?;
-    let deleted = storage::retry_deadlocks(|| async {
-        let txn = storage::begin_write(db).await?;
-        if storage::sources::find(&txn, id).await?.is_none() {
-            return Ok(false);
-        }
+    let txn = storage::begin_write(db).await?;
+    let deleted = if storage::sources::find(&txn, id).await?.is_none() {
+        false
+    } else {
         storage::sources::delete(&txn, id).await?;
         audit::record(&txn, meta, AuditEntry::new("DELETE_SOURCE", "source", Some(id), AuditStatus::Success)).await?;
         txn.commit().await?;
-        Ok(true)
-    })
-    .await?;
+        true
+    };
     if !deleted {
         return Err(AppError::NotFound(format!("Source not found: {id}")));
     }

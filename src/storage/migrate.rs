@@ -50,10 +50,21 @@ enum SchemaMigrations {
     AppliedAt,
 }
 
-/// Opens the database (retrying while it is unreachable) and applies the migrations it
-/// has not seen.
+/// Opens the database (retrying while it is unreachable, for `DB_CONNECT_RETRY_SECONDS`)
+/// and applies the migrations it has not seen.
 pub async fn open(config: &Config) -> Result<Database, StartError> {
     let db = Database::open(config).await?;
+    match prepare(&db, config).await {
+        Ok(()) => Ok(db),
+        Err(err) => {
+            db.close().await;
+            Err(err)
+        }
+    }
+}
+
+/// Applies the migrations `db` has not seen, and says so in the log.
+pub async fn prepare(db: &Database, config: &Config) -> Result<(), StartError> {
     let applied = run(db.conn()).await.map_err(StartError::Migration)?;
     let url = &config.database_url;
     tracing::info!(
@@ -63,7 +74,7 @@ pub async fn open(config: &Config) -> Result<Database, StartError> {
         max_connections = db.pool_stats().max,
         migrations_applied = applied,
     );
-    Ok(db)
+    Ok(())
 }
 
 /// Applies the migrations this database has not seen; returns how many it applied.

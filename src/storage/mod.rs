@@ -93,22 +93,24 @@ pub struct PoolStats {
 }
 
 impl Database {
-    /// Connects, retrying with backoff for `DB_CONNECT_RETRY_SECONDS`. The schema is brought
-    /// up to date by [`crate::storage::migrate::open`], which calls this.
+    /// Connects, retrying with backoff for `DB_CONNECT_RETRY_SECONDS`, then giving up (the
+    /// commands, such as `create-user`). The schema is brought up to date by
+    /// [`crate::storage::migrate::open`], which calls this.
     pub async fn open(config: &Config) -> Result<Self, StartError> {
+        Self::open_with(config, Patience::Window(config.db_connect_retry)).await
+    }
+
+    /// Connects, retrying for as long as the database does not answer (the server, whose
+    /// listeners answer 503 meanwhile). Fails only for what waiting cannot fix.
+    pub async fn open_when_reachable(config: &Config) -> Result<Self, StartError> {
+        Self::open_with(config, Patience::Forever { loudly_for: config.db_connect_retry }).await
+    }
+
+    async fn open_with(config: &Config, patience: Patience) -> Result<Self, StartError> {
+        check_settings(config)?;
         let url = &config.database_url;
         let max_connections = if url.is_in_memory() { 1 } else { config.max_db_connections() };
-        // A SQLite file in a directory that does not exist will not appear by waiting;
-        // usually it is a relative path meant to be absolute (three slashes, not four).
-        let missing_dir = url.sqlite_file().map(std::path::Path::new).and_then(std::path::Path::parent);
-        if let Some(dir) = missing_dir.filter(|dir| !dir.as_os_str().is_empty() && !dir.is_dir()) {
-            return Err(StartError::Setting(format!(
-                "DATABASE_URL: the SQLite file's directory {} does not exist (sqlite:///name.db is relative \
-                 to the working directory, sqlite:////path/name.db absolute)",
-                dir.display()
-            )));
-        }
-        wait_until_reachable(url, config.db_connect_retry).await?;
+        wait_until_reachable(url, patience).await?;
         let conn = sea_orm::Database::connect(connect_options(url, max_connections))
             .await
             .map_err(|err| StartError::Unreachable { waited: config.db_connect_retry, cause: err.to_string() })?;
@@ -277,38 +279,92 @@ async fn begin_write_at(
     .await
 }
 
-/// Probes the database with one short-lived connection until it answers or `window`
-/// has passed. The probe's own short timeouts keep each attempt well inside the window
-/// without shortening the timeouts of the real pool.
-async fn wait_until_reachable(url: &DbUrl, window: Duration) -> Result<(), StartError> {
+/// What about `DATABASE_URL` no amount of waiting fixes: a SQLite file in a directory that
+/// does not exist will not appear by waiting (usually it is a relative path meant to be
+/// absolute: three slashes, not four). Checked before anything listens.
+pub fn check_settings(config: &Config) -> Result<(), StartError> {
+    let url = &config.database_url;
+    let missing_dir = url.sqlite_file().map(std::path::Path::new).and_then(std::path::Path::parent);
+    if let Some(dir) = missing_dir.filter(|dir| !dir.as_os_str().is_empty() && !dir.is_dir()) {
+        return Err(StartError::Setting(format!(
+            "DATABASE_URL: the SQLite file's directory {} does not exist (sqlite:///name.db is relative \
+             to the working directory, sqlite:////path/name.db absolute)",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// How long to keep trying an unreachable database.
+#[derive(Clone, Copy, Debug)]
+enum Patience {
+    /// Give up once this has passed.
+    Window(Duration),
+    /// Never give up; log each attempt for `loudly_for`, then one line a minute.
+    Forever { loudly_for: Duration },
+}
+
+/// How often attempts are logged once the database has been unreachable for longer than
+/// `DB_CONNECT_RETRY_SECONDS` (the server keeps trying every [`MAX_RETRY_DELAY`]).
+const QUIET_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Probes the database with one short-lived connection until it answers (or, with a
+/// [`Patience::Window`], until the window has passed). The probe's own short timeouts keep
+/// each attempt short without shortening the timeouts of the real pool. Attempts back off
+/// from 250 ms to [`MAX_RETRY_DELAY`].
+async fn wait_until_reachable(url: &DbUrl, patience: Patience) -> Result<(), StartError> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(250);
+    let mut attempts: u64 = 0;
+    let mut last_logged: Option<Instant> = None;
     loop {
-        let remaining = window.saturating_sub(started.elapsed());
-        let attempt = remaining.clamp(Duration::from_millis(250), MAX_ATTEMPT);
+        attempts += 1;
+        let attempt = match patience {
+            Patience::Window(window) => window.saturating_sub(started.elapsed()),
+            Patience::Forever { .. } => MAX_ATTEMPT,
+        }
+        .clamp(Duration::from_millis(250), MAX_ATTEMPT);
         let mut probe = connect_options(url, 1);
         probe.connect_timeout(attempt).acquire_timeout(attempt);
-        match sea_orm::Database::connect(probe).await {
+        let err = match sea_orm::Database::connect(probe).await {
             Ok(conn) => {
                 let _ = conn.close().await;
+                if attempts > 1 {
+                    tracing::info!(event = "database_reachable", database = %url, attempts);
+                }
                 return Ok(());
             }
-            Err(err) => {
-                let err = plain_cause(url, err).await;
-                let waited = started.elapsed();
-                if waited + delay > window {
-                    return Err(StartError::Unreachable { waited, cause: err });
-                }
-                tracing::warn!(
-                    event = "database_connect_retry",
-                    database = %url,
-                    error = %err,
-                    retry_in_ms = delay.as_millis() as u64,
-                );
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(MAX_RETRY_DELAY);
+            Err(err) => plain_cause(url, err).await,
+        };
+        let waited = started.elapsed();
+        match patience {
+            Patience::Window(window) if waited + delay > window => {
+                return Err(StartError::Unreachable { waited, cause: err });
             }
+            Patience::Forever { loudly_for } if waited > loudly_for => {
+                if last_logged.is_none_or(|at| at.elapsed() >= QUIET_LOG_INTERVAL) {
+                    last_logged = Some(Instant::now());
+                    tracing::error!(
+                        event = "database_unreachable",
+                        database = %url,
+                        error = %err,
+                        attempts,
+                        waited_seconds = waited.as_secs(),
+                        retry_in_ms = delay.as_millis() as u64,
+                        detail = "still retrying; logged once a minute from now on",
+                    );
+                }
+            }
+            _ => tracing::warn!(
+                event = "database_connect_retry",
+                database = %url,
+                error = %err,
+                attempts,
+                retry_in_ms = delay.as_millis() as u64,
+            ),
         }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(MAX_RETRY_DELAY);
     }
 }
 

@@ -13,7 +13,7 @@ use sea_orm::{
 
 use super::{
     Backend, Database,
-    entity::{metadata, sample, series, source},
+    entity::{metadata, sample, series},
     rollups::{self, Part, Partial},
 };
 
@@ -89,19 +89,11 @@ async fn store(
     // MariaDB (SQLite's writer holds the whole file). They keep every other batch off
     // these series' rollups, so those are read without locking gaps (see `rollups::add`).
     let txn = super::begin_write_gapless(conn).await?;
-    if conn.get_database_backend() == DbBackend::MySql {
-        // The source first, shared: a deletion of it (which locks it, then cascades to
-        // the series) waits for the batch, or the batch for the deletion, instead of each
-        // holding series rows the other wants. A source already gone fails the series'
-        // foreign key below.
-        source::Entity::find_by_id(source_id.to_owned())
-            .select_only()
-            .column(source::Column::Id)
-            .lock_shared()
-            .into_tuple::<String>()
-            .one(&txn)
-            .await?;
-    }
+    // The source first, shared: a deletion of it (which locks it, then cascades to the
+    // series) waits for the batch, or the batch for the deletion, instead of each holding
+    // series rows the other wants. A source already gone fails the series' foreign key
+    // below.
+    super::sources::lock_shared(&txn, source_id).await?;
     for s in latest.values() {
         let insert = Query::insert()
             .into_table(series::Entity)
@@ -212,6 +204,8 @@ async fn store_unnest(
     samples: &[SampleRow],
 ) -> Result<usize, sqlx::Error> {
     let mut txn = pool.begin().await?;
+    // The source first, shared, as in `store` (see `sources::lock_shared`).
+    sqlx::query(super::sources::PG_LOCK_SHARED).bind(source_id).execute(&mut *txn).await?;
     let keys: Vec<&str> = latest.keys().copied().collect();
     // Keys in sorted order, so concurrent batches meet the unique index in the same order.
     sqlx::query(
@@ -397,6 +391,11 @@ fn family_series_names(family: &str) -> [String; 5] {
 pub async fn upsert_metadata(db: &Database, source_id: &str, rows: &[MetadataRow], now: i64) -> Result<(), DbErr> {
     super::retry_deadlocks(|| async {
         let txn = super::begin_write(db.conn()).await?;
+        // The source first, shared: an existing declaration's row is updated (and locked)
+        // without a foreign-key check, so without this a deletion cascading to the
+        // declarations could wait for one this batch holds while the batch waits for
+        // another the deletion has already taken.
+        super::sources::lock_shared(&txn, source_id).await?;
         for row in rows {
             let insert = Query::insert()
                 .into_table(metadata::Entity)

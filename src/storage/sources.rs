@@ -1,8 +1,8 @@
 //! The `sources` table.
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, sea_query::LockType,
 };
 
 use super::entity::source;
@@ -102,6 +102,34 @@ pub async fn list(
     let rows = query.order_by_asc(source::Column::Name).limit(limit).offset(offset).all(db).await?;
     Ok((rows, total))
 }
+
+/// Takes the source's row shared until the end of `txn`, before an ingest transaction
+/// touches any row a deletion of the source cascades to. Deleting the source takes its row
+/// exclusively first, so the two are ordered: the deletion waits for the batch, or the
+/// batch for the deletion (and then finds the source gone), and neither ever holds a row
+/// the other wants. PostgreSQL takes `FOR KEY SHARE`, which a change of the source's other
+/// columns (`PUT`) does not wait for; MariaDB `LOCK IN SHARE MODE`; SQLite's writer holds
+/// the whole file anyway. A missing source locks nothing (the batch then fails on its
+/// foreign key).
+pub async fn lock_shared(txn: &DatabaseTransaction, id: &str) -> Result<(), DbErr> {
+    let lock = match txn.get_database_backend() {
+        DbBackend::Postgres => LockType::KeyShare,
+        DbBackend::MySql => LockType::Share,
+        _ => return Ok(()),
+    };
+    source::Entity::find_by_id(id.to_owned())
+        .select_only()
+        .column(source::Column::Id)
+        .lock(lock)
+        .into_tuple::<String>()
+        .one(txn)
+        .await?;
+    Ok(())
+}
+
+/// The statement of [`lock_shared`] on PostgreSQL, for transactions run on the driver's
+/// pool directly.
+pub const PG_LOCK_SHARED: &str = "SELECT id FROM sources WHERE id = $1 FOR KEY SHARE";
 
 /// Deletes the source; its ingest keys, logs and metrics go with it (ON DELETE CASCADE).
 pub async fn delete(db: &impl ConnectionTrait, id: &str) -> Result<(), DbErr> {

@@ -9,7 +9,33 @@ use serde_json::{Value, json};
 use crate::common::{TestDb, TestServer, rest::*};
 
 cases! {
-    on_all_databases: api_key_lifecycle;
+    on_all_databases: api_key_lifecycle, a_bad_api_key_is_refused_even_beside_a_valid_bearer_token;
+}
+
+/// The first credential present decides (API key, then bearer token, then certificate):
+/// a wrong key is refused with 401 although the bearer token beside it is valid, so a
+/// client with a revoked or mistyped key learns so at once instead of acting silently as
+/// whoever the other credential names.
+async fn a_bad_api_key_is_refused_even_beside_a_valid_bearer_token(db: TestDb) {
+    let server = TestServer::start(db.config()).await;
+    let ann = server.create_user("ann", &[Role::Maintainer]).await;
+    let token = server.token(&ann).await;
+    let verify = |key: Option<&str>| {
+        let request = server.authed(Method::GET, "/api/v1/auth/verify", &token);
+        match key {
+            Some(key) => request.header("X-API-Key", key),
+            None => request,
+        }
+    };
+    assert_eq!(verify(None).send().await.unwrap().status(), 200);
+    for key in ["kk_not-a-key", "garbage", ""] {
+        refused(verify(Some(key)), 401).await;
+    }
+    let response = verify(Some("kk_not-a-key")).send().await.unwrap();
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["message"], "Invalid API key");
+    server.stop().await.unwrap();
 }
 
 async fn api_key_lifecycle(db: TestDb) {

@@ -2,6 +2,8 @@
 //! tokens and their forgeries, refresh rotation, throttling, and Flask-Security-Too hashes.
 //! Each case runs on SQLite, PostgreSQL and MariaDB, through the real server on a real socket.
 
+use std::collections::HashMap;
+
 use killkrill::auth::{
     Role,
     token::{Claims, TokenSigner, TokenType},
@@ -22,6 +24,7 @@ cases! {
         logout_revokes_the_token_and_its_session,
         password_change_invalidates_earlier_tokens,
         repeated_failed_logins_are_throttled,
+        a_burst_from_one_address_gets_no_more_password_checks_than_its_limit,
         flask_security_hashes_log_in_and_are_rehashed;
     tokio: a_remembered_token_is_still_refused_once_expired;
 }
@@ -129,6 +132,8 @@ async fn forged_expired_and_misused_tokens_are_refused(db: TestDb) {
         forged.push(("other algorithm", format!("{header}.{payload}.")));
     }
     forged.push(("expired", sign(&Claims { exp: now - 1, iat: now - 100, ..claims.clone() })));
+    forged.push(("not valid before a minute from now", sign(&Claims { nbf: Some(now + 120), ..claims.clone() })));
+    forged.push(("issued two minutes from now", sign(&Claims { iat: now + 120, ..claims.clone() })));
     forged.push(("refresh used as access", sign(&Claims { token_type: TokenType::Refresh, ..claims.clone() })));
     forged.push(("stale token version", sign(&Claims { ver: claims.ver + 1, ..claims.clone() })));
     forged.push(("unknown user", sign(&Claims { sub: uuid::Uuid::new_v4().to_string(), ..claims.clone() })));
@@ -143,6 +148,11 @@ async fn forged_expired_and_misused_tokens_are_refused(db: TestDb) {
         let response = server.authed(Method::GET, "/api/v1/auth/verify", &token).send().await.unwrap();
         assert_eq!(response.status(), 401, "{case} was accepted");
         assert_eq!(response.headers()["www-authenticate"], "Bearer", "{case}");
+    }
+    // `nbf` in the past, or within the clock-skew leeway, is honoured and passes.
+    for nbf in [now - 10, now + 30] {
+        let token = sign(&Claims { nbf: Some(nbf), jti: uuid::Uuid::new_v4().to_string(), ..claims.clone() });
+        assert_eq!(status(server.authed(Method::GET, "/api/v1/auth/verify", &token)).await, 200, "nbf {nbf}");
     }
     // Roles in a token are not trusted: a viewer's token claiming admin stays a viewer.
     let viewer = server.create_user("vic", &[Role::Viewer]).await;
@@ -159,8 +169,11 @@ async fn a_remembered_token_is_still_refused_once_expired() {
     let db = TestDb::create(Kind::Sqlite).await;
     let server = TestServer::start(db.config()).await;
     let ann = server.create_user("ann", &[Role::Viewer]).await;
+    // The clock is read after the login, which may take seconds while other cases hash
+    // passwords: the token must still have its two seconds when first used.
+    let token = server.token(&ann).await;
     let now = chrono::Utc::now().timestamp();
-    let claims = signer(&server).verify(&server.token(&ann).await, TokenType::Access, now).unwrap();
+    let claims = signer(&server).verify(&token, TokenType::Access, now).unwrap();
     let short = signer(&server).sign(&Claims { iat: now, exp: now + 2, ..claims }).unwrap();
     for _ in 0..2 {
         assert_eq!(status(server.authed(Method::GET, "/api/v1/auth/verify", &short)).await, 200);
@@ -318,6 +331,35 @@ async fn repeated_failed_logins_are_throttled(db: TestDb) {
     assert!(answered_401 <= 9, "{answered_401} of 30 concurrent guesses were checked and answered 401");
     assert_eq!(replica.login_response("cyd", &cy.password).await.status(), 429);
     replica.stop().await.unwrap();
+    server.stop().await.unwrap();
+}
+
+/// The client address is counted before the password is checked, like the account: a
+/// burst of guesses at many accounts from one address (so no account's own limit stops
+/// them) gets at most the address's 60 password checks (argon2, the work an attacker
+/// wants to cause); the others are refused (429) without one.
+async fn a_burst_from_one_address_gets_no_more_password_checks_than_its_limit(db: TestDb) {
+    let server = TestServer::start(db.config()).await;
+    let admin = server.create_user("root", &[Role::Admin]).await;
+    let admin_token = server.token(&admin).await;
+    const BURST: usize = 75;
+    let to = &server;
+    let attempts = (0..BURST).map(|i| async move { to.login_response(&format!("nobody-{i}"), "wrong-password").await });
+    let mut statuses = HashMap::new();
+    for response in futures_util::future::join_all(attempts).await {
+        *statuses.entry(response.status().as_u16()).or_insert(0) += 1;
+    }
+    assert_eq!(statuses.keys().filter(|s| ![401, 429].contains(*s)).count(), 0, "{statuses:?}");
+    // Every attempt is audited: `failure` once its password was checked, `denied` when
+    // refused before.
+    let audit = server.get_json("/api/v1/audit?action=LOGIN&limit=1000", &admin_token).await;
+    let rows = audit["audit"].as_array().unwrap();
+    let checked = rows.iter().filter(|row| row["status"] == "failure").count();
+    let refused = rows.iter().filter(|row| row["status"] == "denied").count();
+    assert_eq!(checked + refused, BURST, "{statuses:?}");
+    assert!(checked <= 60, "{checked} of {BURST} concurrent guesses from one address had their password checked");
+    // The address is blocked now, for every account, with the right password too.
+    assert_eq!(server.login_response("root", &admin.password).await.status(), 429);
     server.stop().await.unwrap();
 }
 

@@ -10,6 +10,7 @@ use std::{
 };
 
 use crate::common::{Kind, TestDb};
+use sea_orm::ConnectionTrait;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_killkrill");
@@ -51,11 +52,25 @@ struct Running {
 }
 
 impl Running {
+    /// Starts on a free port and waits until the service is ready (the database answered).
     fn start(command: &mut Command) -> Running {
+        let mut running = Self::listening(command);
+        running.wait_for("service_ready", Duration::from_secs(30));
+        running
+    }
+
+    /// Starts on a free port and waits until it listens, which it does before the database
+    /// has answered.
+    fn listening(command: &mut Command) -> Running {
         let mut running = Self::spawn(command.arg("--port=0"));
-        let started = running.wait_for("server_started", Duration::from_secs(30));
+        let started = running.wait_for("server_started", Duration::from_secs(10));
         running.port = started["port"].as_u64().unwrap() as u16;
         running
+    }
+
+    /// The `server_started` line.
+    fn started(&self) -> &Value {
+        self.seen.iter().find(|line| line["event"] == "server_started").expect("server_started was logged")
     }
 
     /// Starts on a fixed port and waits until it accepts connections (for log levels
@@ -65,19 +80,27 @@ impl Running {
         let mut running = Self::spawn(command.arg(format!("--port={port}")));
         running.port = port;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "server did not listen on {port}");
+        while reqwest::try_get(&running.url("/readyz")) != Some(200) {
+            assert!(Instant::now() < deadline, "server was not ready on {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
         running
     }
 
     fn spawn(command: &mut Command) -> Running {
+        // Tests listen on loopback unless they say where.
+        if !command.get_envs().any(|(key, _)| key == "FLASK_HOST") {
+            command.arg("--host=127.0.0.1");
+        }
+        Self::spawn_as_is(command)
+    }
+
+    fn spawn_as_is(command: &mut Command) -> Running {
         // Parallel tests must not all claim 50051.
         if !command.get_envs().any(|(key, _)| key == "GRPC_PORT") {
             command.env("GRPC_PORT", "0");
         }
-        let mut child = command.arg("--host=127.0.0.1").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -115,6 +138,11 @@ impl Running {
     fn signal(&self, signal: i32) {
         // SAFETY: sends a signal to our own child process.
         assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
+    /// The exit status, if it has exited.
+    fn child_status(&mut self) -> Option<i32> {
+        self.child.try_wait().unwrap().map(|status| status.code().unwrap_or(-1))
     }
 
     fn wait_exit(&mut self, within: Duration) -> i32 {
@@ -202,7 +230,14 @@ fn bad_value_from_the_environment_names_the_variable() {
     assert!(one_line(&stderr).contains("FLASK_ENV"), "{stderr}");
     // Sizes that would reserve memory for billions of threads or pool slots, and a
     // negative flag value, are refused by name rather than aborting the process.
-    for (variable, value) in [("WORKERS", "99999999999"), ("WORKERS", "5000"), ("DB_POOL_SIZE", "4294967295")] {
+    // A TRUSTED_PROXIES with an empty entry or host bits set is a typo, not a list.
+    for (variable, value) in [
+        ("WORKERS", "99999999999"),
+        ("WORKERS", "5000"),
+        ("DB_POOL_SIZE", "4294967295"),
+        ("TRUSTED_PROXIES", ", ,"),
+        ("TRUSTED_PROXIES", "10.1.2.3/8"),
+    ] {
         let (code, _, stderr) = run(killkrill(dir.path()).env(variable, value));
         assert_eq!(code, 2, "{variable}={value}: {stderr}");
         assert!(one_line(&stderr).contains(variable), "{stderr}");
@@ -233,21 +268,176 @@ fn production_refuses_a_short_jwt_secret_without_printing_it() {
     assert!(!stderr.contains("zq9zq9"));
 }
 
-fn unreachable_database_exits_nonzero_after_bounded_retries() {
+fn a_malformed_database_url_exits_at_once_naming_the_variable() {
     let dir = tempfile::tempdir().unwrap();
-    let started = Instant::now();
-    let (code, stdout, stderr) = run(killkrill(dir.path())
-        .env("DATABASE_URL", "postgresql://kk:hunter2@127.0.0.1:1/kk?sslmode=disable&password=qpw9")
-        .env("DB_CONNECT_RETRY_SECONDS", "3"));
-    assert_ne!(code, 0);
-    assert!(started.elapsed() < Duration::from_secs(15));
-    assert!(stderr.contains("DATABASE_URL") && stderr.contains("unreachable"), "{stderr}");
-    // The cause, not the pool's "timed out": nothing listens on port 1.
-    assert!(stderr.contains("127.0.0.1:1: Connection refused"), "{stderr}");
-    assert!(stdout.contains("database_connect_retry"), "retries are logged: {stdout}");
-    for secret in ["hunter2", "qpw9"] {
-        assert!(!stderr.contains(secret) && !stdout.contains(secret), "{secret} printed");
+    for url in ["postgresql://kk:pw9x@127.0.0.1:notaport/kk", "not a url at all", "mysql://"] {
+        let started = Instant::now();
+        let (code, stdout, stderr) = run(killkrill(dir.path()).env("DATABASE_URL", url));
+        assert_eq!(code, 2, "{url}: {stderr}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{url}: it waited");
+        assert!(one_line(&stderr).contains("DATABASE_URL"), "{url}: {stderr}");
+        assert!(!stderr.contains("pw9x") && !stdout.contains("pw9x"));
     }
+}
+
+/// SIGHUP (a certificate renewal) while the service waits for its database reloads the
+/// TLS files, as it does once ready; its default action would end the process.
+fn a_sighup_while_waiting_for_the_database_reloads_tls_and_the_process_lives_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut running = Running::listening(
+        killkrill(dir.path())
+            .env("TLS_CERT_FILE", "cert.pem")
+            .env("TLS_KEY_FILE", "key.pem")
+            .env("DATABASE_URL", format!("postgresql://kk@127.0.0.1:{closed}/kk")),
+    );
+    running.wait_for("database_connect_retry", Duration::from_secs(10));
+    running.signal(libc::SIGHUP);
+    running.wait_for("tls_reloaded", Duration::from_secs(5));
+    assert_eq!(running.child_status(), None, "SIGHUP ended the process");
+    running.signal(libc::SIGTERM);
+    assert_eq!(running.wait_exit(Duration::from_secs(10)), 0);
+}
+
+/// What the ports answer before the database has answered: the probes, a route's 503 with
+/// the error body, and gRPC's health NOT_SERVING and calls UNAVAILABLE.
+async fn answers_while_starting(running: &Running) {
+    killkrill::install_crypto_provider();
+    let client = ::reqwest::Client::new();
+    let get = |path: &str| client.get(running.url(path)).send();
+    assert_eq!(get("/livez").await.unwrap().status(), 200);
+    for probe in ["/readyz", "/healthz"] {
+        let response = get(probe).await.unwrap();
+        assert_eq!(response.status(), 503, "{probe}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["checks"]["database"], "unavailable", "{probe}: {body}");
+    }
+    let response =
+        client.get(running.url("/api/v1/sources")).header("X-Correlation-ID", "corr-start").send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "5");
+    assert_eq!(response.headers()["x-correlation-id"], "corr-start");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "Service Unavailable");
+    assert_eq!(body["status_code"], 503);
+    assert_eq!(body["correlation_id"], "corr-start");
+    assert!(body["message"].as_str().unwrap().contains("database"), "{body}");
+    let grpc_port =
+        running.seen.iter().find(|l| l["event"] == "grpc_server_started").unwrap()["port"].as_u64().unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc_port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    for service in ["", "killkrill.v1.LogService"] {
+        let answer = health.check(tonic_health::pb::HealthCheckRequest { service: service.into() }).await.unwrap();
+        assert_eq!(
+            answer.into_inner().status,
+            tonic_health::pb::health_check_response::ServingStatus::NotServing as i32
+        );
+    }
+    let mut status = killkrill::grpc::proto::status_service_client::StatusServiceClient::new(channel);
+    let refused = status.get_status(killkrill::grpc::proto::GetStatusRequest::default()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+}
+
+/// Once ready: the real routers answer on the same ports, without a restart.
+async fn answers_once_ready(running: &Running) {
+    killkrill::install_crypto_provider();
+    let client = ::reqwest::Client::new();
+    for probe in ["/readyz", "/healthz", "/livez"] {
+        assert_eq!(client.get(running.url(probe)).send().await.unwrap().status(), 200, "{probe}");
+    }
+    assert_eq!(client.get(running.url("/api/v1/sources")).send().await.unwrap().status(), 401);
+    let grpc_port =
+        running.seen.iter().find(|l| l["event"] == "grpc_server_started").unwrap()["port"].as_u64().unwrap();
+    assert!(grpc_serving(grpc_port as u16).await);
+}
+
+/// Waits in a blocking thread for a log line.
+async fn wait_for_line(running: Running, event: &'static str, within: Duration) -> (Running, Value) {
+    tokio::task::spawn_blocking(move || {
+        let mut running = running;
+        let line = running.wait_for(event, within);
+        (running, line)
+    })
+    .await
+    .unwrap()
+}
+
+/// Started while nothing listens on the database's port: the ports answer at once; when a
+/// server appears there (a proxy to the real PostgreSQL), the service turns ready.
+async fn starts_while_the_database_port_is_closed_and_turns_ready_when_it_opens() {
+    let db = TestDb::create(Kind::Postgres).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut url = url::Url::parse(&db.url).unwrap();
+    let upstream: std::net::SocketAddr =
+        format!("{}:{}", url.host_str().unwrap(), url.port_or_known_default().unwrap()).parse().unwrap();
+    url.set_host(Some("127.0.0.1")).unwrap();
+    url.set_port(Some(port)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = killkrill(dir.path());
+    command.env("DATABASE_URL", url.as_str()).env("DB_CONNECT_RETRY_SECONDS", "5");
+    let started = Instant::now();
+    let running = tokio::task::spawn_blocking(move || {
+        let mut running = Running::listening(&mut command);
+        running.wait_for("grpc_server_started", Duration::from_secs(5));
+        running
+    })
+    .await
+    .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "listening took {:?}", started.elapsed());
+    answers_while_starting(&running).await;
+    let (running, retry) = wait_for_line(running, "database_connect_retry", Duration::from_secs(10)).await;
+    assert!(retry["error"].as_str().unwrap().contains("Connection refused"), "{retry}");
+    // Past DB_CONNECT_RETRY_SECONDS the attempts go on, logged once a minute.
+    let (mut running, _) = wait_for_line(running, "database_unreachable", Duration::from_secs(20)).await;
+    assert_eq!(running.child_status(), None, "the service must not exit while the database is down");
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let _proxy = crate::database::Proxy::serve(listener, upstream);
+    let opened = Instant::now();
+    let (mut running, _) = wait_for_line(running, "service_ready", Duration::from_secs(20)).await;
+    // The back-off is capped at 5 s between attempts.
+    assert!(opened.elapsed() < Duration::from_secs(10), "ready {:?} after the database", opened.elapsed());
+    answers_once_ready(&running).await;
+    running.signal(libc::SIGTERM);
+    assert_eq!(tokio::task::spawn_blocking(move || running.wait_exit(Duration::from_secs(15))).await.unwrap(), 0);
+}
+
+/// Started on a PostgreSQL server that has no such database yet: ready once it is created,
+/// migrations run then.
+async fn starts_before_its_database_exists_and_migrates_once_it_is_created() {
+    let server = TestDb::create(Kind::Postgres).await;
+    let name = format!("kk_{}", uuid::Uuid::new_v4().simple());
+    let url = crate::common::with_database(&server.url, &name);
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = killkrill(dir.path());
+    command.env("DATABASE_URL", &url);
+    let running = tokio::task::spawn_blocking(move || {
+        let mut running = Running::listening(&mut command);
+        running.wait_for("grpc_server_started", Duration::from_secs(5));
+        running
+    })
+    .await
+    .unwrap();
+    answers_while_starting(&running).await;
+    let (running, retry) = wait_for_line(running, "database_connect_retry", Duration::from_secs(10)).await;
+    assert!(retry["error"].as_str().unwrap().contains(&name), "{retry}");
+
+    let admin = server.connect().await;
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let (mut running, ready) = wait_for_line(running, "database_ready", Duration::from_secs(20)).await;
+    assert!(ready["migrations_applied"].as_u64().unwrap() > 0, "{ready}");
+    running.wait_for("service_ready", Duration::from_secs(10));
+    answers_once_ready(&running).await;
+    running.signal(libc::SIGTERM);
+    assert_eq!(tokio::task::spawn_blocking(move || running.wait_exit(Duration::from_secs(15))).await.unwrap(), 0);
+    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
 }
 
 fn a_sqlite_file_in_a_missing_directory_is_named_at_once() {
@@ -268,7 +458,7 @@ fn dotenv_is_read_and_flags_override_it() {
     assert!(one_line(&stderr).contains("JWT_SECRET"), "{stderr}");
 
     let mut running = Running::start(killkrill(dir.path()).arg("--env=development"));
-    assert_eq!(running.seen.last().unwrap()["environment"], "development");
+    assert_eq!(running.started()["environment"], "development");
     assert!(dir.path().join("from-dotenv.db").exists(), "DATABASE_URL from .env was not used");
     running.signal(libc::SIGTERM);
     assert_eq!(running.wait_exit(Duration::from_secs(10)), 0);
@@ -308,18 +498,23 @@ fn verbosity_flag_overrides_log_level() {
 cases! {
     on_all_databases: serves_logs_each_request_and_stops_cleanly_on_sigterm;
     tokio_multi_thread: run_modes_serve_http_grpc_or_both_and_stop_together;
+    tokio_multi_thread[Postgres]:
+        starts_while_the_database_port_is_closed_and_turns_ready_when_it_opens,
+        starts_before_its_database_exists_and_migrates_once_it_is_created;
     test:
         help_documents_every_flag_and_variable,
         unknown_flag_exits_nonzero_with_one_line,
         bad_value_from_the_environment_names_the_variable,
         unsupported_database_scheme_names_the_variable_and_hides_the_password,
         production_refuses_a_short_jwt_secret_without_printing_it,
-        unreachable_database_exits_nonzero_after_bounded_retries,
+        a_malformed_database_url_exits_at_once_naming_the_variable,
+        a_sighup_while_waiting_for_the_database_reloads_tls_and_the_process_lives_on,
         a_sqlite_file_in_a_missing_directory_is_named_at_once,
         dotenv_is_read_and_flags_override_it,
         development_runs_on_a_sqlite_file_with_no_setup,
         verbosity_flag_overrides_log_level,
         development_creates_the_default_admin_with_a_warning,
+        development_listens_on_loopback_unless_told_and_warns_while_the_default_password_is_exposed,
         production_never_creates_a_default_password_and_create_user_makes_the_first_admin,
         the_image_environment_starts_and_the_healthcheck_command_probes_livez,
         tls_files_that_do_not_work_are_startup_errors_naming_the_variable,
@@ -333,14 +528,14 @@ async fn serves_logs_each_request_and_stops_cleanly_on_sigterm(db: TestDb) {
     tokio::task::spawn_blocking(move || {
         let mut running = Running::start(killkrill(dir.path()).env("DATABASE_URL", &url).env("WORKERS", "3"));
         assert_eq!(
-            running.seen.last().unwrap()["database"],
+            running.started()["database"],
             match kind {
                 Kind::Sqlite => "sqlite",
                 Kind::Postgres => "postgresql",
                 Kind::MySql => "mysql",
             }
         );
-        assert_eq!(running.seen.last().unwrap()["workers"], 3, "WORKERS sets the runtime's threads");
+        assert_eq!(running.started()["workers"], 3, "WORKERS sets the runtime's threads");
         let client = reqwest::blocking_client();
         let response = client(&running.url("/healthz"), "corr-7");
         assert_eq!(response, 200);
@@ -367,6 +562,17 @@ mod reqwest {
 
     pub fn blocking_get(url: &str) -> u16 {
         request(url, None)
+    }
+
+    /// The status, or `None` when nothing answers.
+    pub fn try_get(url: &str) -> Option<u16> {
+        let rest = url.strip_prefix("http://").unwrap();
+        let (host, path) = rest.split_once('/').unwrap();
+        let mut stream = std::net::TcpStream::connect(host).ok()?;
+        write!(stream, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        response.split_whitespace().nth(1)?.parse().ok()
     }
 
     pub fn blocking_client() -> impl Fn(&str, &str) -> u16 {
@@ -413,6 +619,32 @@ fn development_creates_the_default_admin_with_a_warning() {
     assert_eq!(warning["level"], "WARN");
     assert_eq!(login_status(running.port, "admin", "admin123"), 200);
     assert_eq!(login_status(running.port, "admin@localhost.local", "admin123"), 200);
+    running.signal(libc::SIGTERM);
+    assert_eq!(running.wait_exit(Duration::from_secs(10)), 0);
+}
+
+/// Development creates `admin` / `admin123`, so it listens on loopback unless told
+/// otherwise; told otherwise, every start warns while that password is in use.
+fn development_listens_on_loopback_unless_told_and_warns_while_the_default_password_is_exposed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = Running::spawn_as_is(killkrill(dir.path()).arg("--port=0"));
+    let started = running.wait_for("server_started", Duration::from_secs(10));
+    assert!(started["address"].as_str().unwrap().starts_with("127.0.0.1:"), "{started}");
+    let grpc = running.wait_for("grpc_server_started", Duration::from_secs(10));
+    assert!(grpc["address"].as_str().unwrap().starts_with("127.0.0.1:"), "{grpc}");
+    running.wait_for("service_ready", Duration::from_secs(30));
+    running.signal(libc::SIGTERM);
+    assert_eq!(running.wait_exit(Duration::from_secs(10)), 0);
+    running.wait_for("server_stopped", Duration::from_secs(5));
+    assert!(running.seen.iter().all(|l| l["event"] != "default_password_exposed"), "{:#?}", running.seen);
+
+    let mut running = Running::spawn(killkrill(dir.path()).env("FLASK_HOST", "0.0.0.0").arg("--port=0"));
+    let started = running.wait_for("server_started", Duration::from_secs(10));
+    assert!(started["address"].as_str().unwrap().starts_with("0.0.0.0:"), "{started}");
+    let warning = running.wait_for("default_password_exposed", Duration::from_secs(30));
+    assert_eq!(warning["level"], "WARN");
+    assert_eq!(warning["username"], "admin");
+    assert!(!warning.to_string().contains("admin123"), "{warning}");
     running.signal(libc::SIGTERM);
     assert_eq!(running.wait_exit(Duration::from_secs(10)), 0);
 }
@@ -547,6 +779,7 @@ async fn run_modes_serve_http_grpc_or_both_and_stop_together() {
             if mode.is_none() {
                 running.wait_for("grpc_server_started", Duration::from_secs(5));
             }
+            running.wait_for("service_ready", Duration::from_secs(30));
             running
         })
         .await
@@ -626,7 +859,7 @@ fn the_healthcheck_command_speaks_tls_when_the_port_does() {
     let mut server = killkrill(dir.path());
     tls_env(&mut server);
     let running = Running::start(&mut server);
-    assert_eq!(running.seen.last().unwrap()["tls"], true);
+    assert_eq!(running.started()["tls"], true);
     let mut probe = killkrill(dir.path());
     tls_env(&mut probe);
     let output = probe.env("FLASK_PORT", running.port.to_string()).args(["healthcheck"]).output().unwrap();

@@ -138,14 +138,18 @@ async fn a_write_transaction_that_reads_first_survives_a_concurrent_writer() {
 
 /// A TCP proxy in front of the database server that can cut every connection and refuse
 /// new ones, standing in for a network or database outage.
-struct Proxy {
+pub(crate) struct Proxy {
     addr: SocketAddr,
     cut: watch::Sender<bool>,
 }
 
 impl Proxy {
     async fn start(upstream: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), upstream)
+    }
+
+    /// Forwards every connection `listener` accepts to `upstream`.
+    pub(crate) fn serve(listener: TcpListener, upstream: SocketAddr) -> Proxy {
         let addr = listener.local_addr().unwrap();
         let (cut, _) = watch::channel(false);
         let cut_rx = cut.subscribe();

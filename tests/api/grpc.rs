@@ -378,9 +378,42 @@ cases! {
         roles_and_ingest_keys_hold_over_grpc,
         calls_are_correlated_logged_counted_and_healthy;
     tokio:
+        request_timeout_bounds_a_grpc_call,
         stored_documents_stay_readable_over_grpc,
         an_open_stream_loses_the_rights_taken_away,
         unreadable_requests_and_unknown_methods_are_the_callers_errors;
+}
+
+/// `REQUEST_TIMEOUT_SECONDS` bounds a gRPC call as it bounds an HTTP request: a client
+/// stream that sends a batch and then nothing is cut off with DEADLINE_EXCEEDED.
+async fn request_timeout_bounds_a_grpc_call() {
+    let db = TestDb::create(crate::common::Kind::Sqlite).await;
+    // The login (a password hash) may itself take longer than the short limit: it is made
+    // on a replica with the default one.
+    let setup = TestServer::start(db.config()).await;
+    let admin = setup.create_user("root", &[Role::Admin]).await;
+    let token = setup.token(&admin).await;
+    let mut config = db.config();
+    config.request_timeout = std::time::Duration::from_millis(700);
+    let server = TestServer::start(config).await;
+    let channel = server.grpc().await;
+    let source = create_source(&channel, &token, "slow").await;
+    let first = IngestLogsRequest { source_id: source.id.clone(), logs: vec![entry(0.0, "", "then nothing")] };
+    let stalled = futures_util::StreamExt::chain(stream_of(vec![first]), futures_util::stream::pending());
+    let started = std::time::Instant::now();
+    let mut client = LogServiceClient::new(channel.clone());
+    let call = client.ingest_logs(bearer(stalled, &token));
+    let refused =
+        tokio::time::timeout(std::time::Duration::from_secs(10), call).await.expect("the call was not cut off");
+    let status = refused.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    // A call within the limit is unaffected.
+    let whole = IngestLogsRequest { source_id: source.id, logs: vec![entry(0.0, "", "quick")] };
+    let accepted = LogServiceClient::new(channel).ingest_logs(bearer(stream_of(vec![whole]), &token)).await.unwrap();
+    assert_eq!(accepted.into_inner().accepted, 1);
+    server.stop().await.unwrap();
+    setup.stop().await.unwrap();
 }
 
 async fn sqlite_server() -> (TestDb, TestServer) {
@@ -479,7 +512,9 @@ async fn roles_and_ingest_keys_hold_over_grpc() {
         .unwrap_err();
     assert_eq!(foreign.code(), Code::PermissionDenied);
     let read = logs.query_logs(with_key(QueryLogsRequest::default(), key)).await.unwrap_err();
-    assert_eq!(read.code(), Code::Unauthenticated, "an ingest key never reads");
+    assert_eq!(read.code(), Code::PermissionDenied, "an ingest key never reads: known, but not allowed");
+    let unknown = logs.query_logs(with_key(QueryLogsRequest::default(), "kki_not-a-key")).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::Unauthenticated, "an unknown ingest key is no credential");
     let viewer_ingest = logs
         .ingest_logs(bearer(stream_of(vec![batch(&mine.id, vec![entry(0.0, "", "x")])]), &viewer_token))
         .await

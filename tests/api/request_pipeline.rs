@@ -37,6 +37,8 @@ cases! {
         shutdown_lets_in_flight_requests_finish_then_stops_accepting,
         shutdown_drain_is_bounded_by_the_grace_period,
         a_body_that_stops_arriving_is_408,
+        requests_hyper_cannot_parse_get_the_error_body,
+        request_headers_that_stop_arriving_are_408_and_a_silent_connection_is_closed,
         a_declared_body_over_the_limit_is_413_before_it_is_sent,
         text_holding_a_nul_is_400_in_a_body_a_path_or_a_query;
 }
@@ -60,6 +62,10 @@ struct Page {
 }
 
 async fn start(tweak: impl FnOnce(&mut Config)) -> Probe {
+    start_with(tweak, killkrill::server::Transport::plain(killkrill::tls::Port::Http)).await
+}
+
+async fn start_with(tweak: impl FnOnce(&mut Config), transport: killkrill::server::Transport) -> Probe {
     let db = TestDb::create(Kind::Sqlite).await;
     let mut config = db.config();
     tweak(&mut config);
@@ -83,7 +89,7 @@ async fn start(tweak: impl FnOnce(&mut Config)) -> Probe {
     let task = tokio::spawn(killkrill::server::serve(
         listener,
         router,
-        killkrill::server::Transport::plain(killkrill::tls::Port::Http),
+        transport,
         async {
             let _ = stopped.await;
         },
@@ -383,5 +389,67 @@ async fn text_holding_a_nul_is_400_in_a_body_a_path_or_a_query() {
     error_body(odd.send().await.unwrap(), 400).await;
     for path in ["/page?limit=1&x=%00", "/nope/%00"] {
         error_body(probe.client.get(probe.url(path)).send().await.unwrap(), 400).await;
+    }
+}
+
+/// What hyper refuses before any route sees the request (too many or too large headers,
+/// characters a header cannot hold, a request line that is none) is answered with the
+/// error body too, and the connection closed.
+async fn requests_hyper_cannot_parse_get_the_error_body() {
+    let probe = start(|_| {}).await;
+    let many_headers: String = (0..150).map(|i| format!("X-Header-{i}: v\r\n")).collect();
+    let cases: [(String, u16); 3] = [
+        (format!("GET /echo HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n"), 431),
+        ("GET /echo HTTP/1.1\r\nHost: x\r\nBad Header: v\r\n\r\n".to_owned(), 400),
+        ("NOT AN HTTP REQUEST\r\n\r\n".to_owned(), 400),
+    ];
+    for (request, expected) in cases {
+        let (status, head, body) = raw(&probe, request.as_bytes(), Duration::from_secs(5)).await;
+        assert_eq!(status, expected, "{head}");
+        assert_eq!(body["status_code"], expected, "{body}");
+        assert_eq!(body["error"], reqwest::StatusCode::from_u16(expected).unwrap().canonical_reason().unwrap());
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+        let id = body["correlation_id"].as_str().unwrap();
+        assert!(head.contains(&format!("x-correlation-id: {id}")), "{head}");
+        assert!(head.contains("content-type: application/json") && head.contains("connection: close"), "{head}");
+    }
+    // A good request on the same server is untouched.
+    assert_eq!(probe.client.get(probe.url("/page?limit=3")).send().await.unwrap().status(), 200);
+}
+
+/// A request head that begins and then stops arriving is answered 408 once the header-read
+/// timeout has passed (hyper alone would close without a word); a connection that sends
+/// nothing at all is closed without an answer; keep-alive requests sent in time are served.
+async fn request_headers_that_stop_arriving_are_408_and_a_silent_connection_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let transport = killkrill::server::Transport {
+        header_read_timeout: Duration::from_millis(800),
+        ..killkrill::server::Transport::plain(killkrill::tls::Port::Http)
+    };
+    let probe = start_with(|_| {}, transport).await;
+    let started = std::time::Instant::now();
+    let (status, head, body) =
+        raw(&probe, b"GET /page?limit=1 HTTP/1.1\r\nHost: x\r\nX-Slow: ", Duration::from_secs(5)).await;
+    assert_eq!(status, 408, "{head}");
+    assert_eq!(body["message"], "The request headers did not arrive in time", "{body}");
+    assert!(head.contains("x-correlation-id:") && head.contains("connection: close"), "{head}");
+    assert!(started.elapsed() >= Duration::from_millis(700), "{:?}", started.elapsed());
+
+    let address = probe.base.trim_start_matches("http://").to_owned();
+    let mut silent = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut received)).await;
+    assert!(read.is_ok(), "a silent connection was never closed");
+    assert!(received.is_empty(), "{:?}", String::from_utf8_lossy(&received));
+
+    // Two requests on one connection, each in time, the second after a pause shorter than
+    // the timeout: both served.
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    for _ in 0..2 {
+        stream.write_all(b"GET /page?limit=2 HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut buffer = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await.unwrap().unwrap();
+        assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"));
+        tokio::time::sleep(Duration::from_millis(400)).await;
     }
 }

@@ -22,14 +22,14 @@ pub use self::view::UserView;
 use crate::{
     auth::{
         AuthMethod, Principal,
-        keys::{self, API_KEY_PREFIX},
+        keys::{self, API_KEY_PREFIX, INGEST_KEY_PREFIX},
         password::Passwords,
         roles::{self, Role},
         token::{Claims, TokenSigner, TokenType},
     },
     config::Config,
     error::AppError,
-    storage::{api_keys as key_rows, sessions as session_rows, users},
+    storage::{api_keys as key_rows, ingest_keys as ingest_rows, sessions as session_rows, users},
     time::{now_micros, now_seconds},
     tls::ClientCert,
 };
@@ -85,6 +85,9 @@ pub enum AuthError {
     InvalidToken,
     #[error("Invalid API key")]
     InvalidApiKey,
+    /// A valid source ingest key where a user's credentials are needed.
+    #[error("An ingest key can only ingest into its source; it cannot read or manage anything")]
+    IngestKeyOnly,
     #[error("The client certificate does not identify an active user")]
     UnknownCertificate,
     #[error(transparent)]
@@ -96,6 +99,7 @@ impl From<AuthError> for AppError {
     fn from(err: AuthError) -> Self {
         match err {
             AuthError::Db(db) => AppError::from(db),
+            AuthError::IngestKeyOnly => AppError::Forbidden(err.to_string()),
             other => AppError::Unauthorized(other.to_string()),
         }
     }
@@ -177,10 +181,19 @@ impl Identity {
 
     /// Authenticates a request's credentials: an API key, else a bearer token, else a
     /// verified client certificate. The first one present decides; a bad one is refused
-    /// even when another would pass.
+    /// even when another would pass (a client sending a wrong key is told so, instead of
+    /// being served as whoever its other credential names). A valid source ingest key is
+    /// known but names no user: it is refused as not allowed (403), not as unknown.
     pub async fn authenticate(&self, credentials: Credentials<'_>) -> Result<Principal, AuthError> {
         if let Some(key) = credentials.api_key {
-            return self.authenticate_api_key(key.trim()).await;
+            let key = key.trim();
+            if key.starts_with(INGEST_KEY_PREFIX) && key.len() <= 128 {
+                return match ingest_rows::find_by_digest(&self.db, &keys::digest(key)).await? {
+                    Some(_) => Err(AuthError::IngestKeyOnly),
+                    None => Err(AuthError::InvalidApiKey),
+                };
+            }
+            return self.authenticate_api_key(key).await;
         }
         if let Some(value) = credentials.authorization {
             let token = value

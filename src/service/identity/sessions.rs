@@ -71,6 +71,7 @@ impl Identity {
             jti: uuid::Uuid::new_v4().to_string(),
             iat: now,
             exp: now + ttl,
+            nbf: None,
             token_type,
             ver: user.token_version,
             sid: sid.to_owned(),
@@ -111,8 +112,9 @@ impl Identity {
             Some(user) => format!("user:{}", user.id),
             None => format!("login:{account}"),
         };
-        // The attempt counts against the account before the password is checked, so a
-        // burst of concurrent guesses cannot all pass the limit; a success takes it back.
+        // The attempt counts against the client address and the account before the
+        // password is checked, so a burst of concurrent guesses cannot all pass the limits;
+        // a success takes it back.
         let started_block = match throttle::attempt(&self.db, &throttled, client, now).await? {
             throttle::Counted::Blocked(retry_after_seconds) => {
                 self.audit_login(meta, found.map(|u| u.id), &account, AuditStatus::Denied).await?;
@@ -132,8 +134,7 @@ impl Identity {
             (found, _) => {
                 let user_id = found.map(|u| u.id);
                 self.audit_login(meta, user_id, &account, AuditStatus::Failure).await?;
-                let client_blocked = throttle::failed(&self.db, client, now).await?;
-                if let Some(retry_after_seconds) = Ord::max(started_block, client_blocked) {
+                if let Some(retry_after_seconds) = started_block {
                     return Err(AppError::TooManyRequests { retry_after_seconds });
                 }
                 return Err(AppError::Unauthorized(INVALID_CREDENTIALS.to_owned()));
@@ -143,7 +144,7 @@ impl Identity {
             if needs_rehash { Some(self.passwords.hash(password).await.map_err(AppError::internal)?) } else { None };
         let txn = crate::storage::begin_write(&self.db).await?;
         let user = users::record_login(&txn, &user, now_micros(), meta.client_ip.clone(), new_hash).await?;
-        throttle::reset(&txn, &throttled).await?;
+        throttle::succeeded(&txn, &throttled, client, now).await?;
         let roles = users::roles_of(&txn, &user.id).await?;
         let response = self.issue(&txn, &user, &roles, &uuid::Uuid::new_v4().to_string()).await?;
         let meta = AuditMeta { user_id: Some(user.id.clone()), ..meta.clone() };

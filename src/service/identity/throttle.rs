@@ -5,13 +5,10 @@
 
 use std::net::IpAddr;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr};
 
 use crate::{
-    auth::{
-        keys,
-        throttle::{Limiter, Record},
-    },
+    auth::{keys, throttle::Limiter},
     storage::throttle as rows,
 };
 /// Failed logins per account: 10 in 15 minutes.
@@ -38,35 +35,48 @@ pub enum Counted {
     Counted(Option<u64>),
 }
 
-/// Before a password is checked: `Blocked` while the account or the client is blocked;
-/// otherwise the attempt is counted against the account as a failure at once, so that a
-/// burst of concurrent attempts (on any replica) gets no more guesses than the limit. A
-/// success takes the count back with `reset`; a failure adds the client's with `failed`.
+/// Before a password is checked: `Blocked` while the client address or the account is
+/// blocked; otherwise the attempt is counted as a failure at once, against the client
+/// address first and then the account, so that a burst of concurrent attempts (on any
+/// replica, against one account or spread over many) gets no more password checks than
+/// the limits: the password check (argon2) is the expensive part an attacker wants to
+/// trigger. A success takes the counts back with [`succeeded`].
 pub async fn attempt(
     db: &DatabaseConnection,
     account: &str,
     client: Option<IpAddr>,
     now: i64,
 ) -> Result<Counted, DbErr> {
-    if let Some(client) = client
-        && let Some(blocked_until) = rows::blocked_until(db, &client_digest(client)).await?
-    {
-        let record = Record { blocked_until, ..Record::default() };
-        if let Some(seconds) = Limiter::blocked_for(&record, now) {
-            return Ok(Counted::Blocked(seconds));
+    let mut started = None;
+    if let Some(client) = client {
+        match count(db, &client_digest(client), CLIENTS, now).await? {
+            blocked @ Counted::Blocked(_) => return Ok(blocked),
+            Counted::Counted(client_started) => started = client_started,
         }
     }
-    count(db, &account_digest(account), ACCOUNTS, now).await
+    Ok(match count(db, &account_digest(account), ACCOUNTS, now).await? {
+        blocked @ Counted::Blocked(_) => blocked,
+        Counted::Counted(account_started) => Counted::Counted(started.max(account_started)),
+    })
 }
 
-/// After a failed password check: counts it against the client address (the account's
-/// count was taken by `attempt`); `Some(seconds)` if the client is now blocked.
-pub async fn failed(db: &DatabaseConnection, client: Option<IpAddr>, now: i64) -> Result<Option<u64>, DbErr> {
-    let Some(client) = client else { return Ok(None) };
-    Ok(match count(db, &client_digest(client), CLIENTS, now).await? {
-        Counted::Blocked(seconds) => Some(seconds),
-        Counted::Counted(started) => started,
-    })
+/// After a successful login: forgets the account's failures, and takes back the one
+/// failure [`attempt`] counted against the client address (only that one: a success must
+/// not wipe the failures of other attempts from the same address).
+pub async fn succeeded(
+    txn: &DatabaseTransaction,
+    account: &str,
+    client: Option<IpAddr>,
+    now: i64,
+) -> Result<(), DbErr> {
+    rows::delete(txn, &account_digest(account)).await?;
+    let Some(client) = client else { return Ok(()) };
+    let digest = client_digest(client);
+    let mut record = rows::lock(txn, &digest, now).await?;
+    if CLIENTS.take_back(&mut record, now) {
+        rows::store(txn, &digest, &record, CLIENTS.keep_until(&record)).await?;
+    }
+    Ok(())
 }
 
 /// One row's read-count-write, under the row's lock (the write lock on SQLite), so that
@@ -82,11 +92,6 @@ async fn count(db: &DatabaseConnection, digest: &str, limiter: Limiter, now: i64
     rows::store(&txn, digest, &record, limiter.keep_until(&record)).await?;
     txn.commit().await?;
     Ok(Counted::Counted(started))
-}
-
-/// Forgets the account's failures (after a successful login).
-pub async fn reset(db: &impl ConnectionTrait, account: &str) -> Result<(), DbErr> {
-    rows::delete(db, &account_digest(account)).await
 }
 
 /// Deletes rows that no longer count, block or lengthen a block.

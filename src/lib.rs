@@ -16,6 +16,7 @@ pub mod grpc;
 pub mod http;
 pub mod ids;
 pub mod metrics;
+pub mod promql;
 pub mod protocol;
 pub mod router;
 pub mod server;

@@ -21,6 +21,8 @@ fn warnings(truncated: bool) -> Vec<String> {
     if truncated { vec![TRUNCATED.to_owned()] } else { Vec::new() }
 }
 
+const EMPTY_MATCHERS: &str = "match[] must contain at least one non-empty matcher";
+
 /// The times of `start` and `end`, in milliseconds; `None` when neither bounds them.
 fn window(params: &Params) -> Result<promql::Window, PromError> {
     let start = params.time("start")?;
@@ -37,7 +39,12 @@ fn window(params: &Params) -> Result<promql::Window, PromError> {
 fn selectors(params: &Params) -> Result<Vec<Matchers>, String> {
     let mut selectors = Vec::new();
     for text in params.values("match[]") {
-        let selector = match promql_parser::parser::parse(text)? {
+        // The parser refuses a selector of empty matchers itself; Prometheus' API says it
+        // in its own words.
+        let parsed = promql_parser::parser::parse(text).map_err(|err| {
+            if err.contains("at least one non-empty matcher") { EMPTY_MATCHERS.to_owned() } else { err }
+        })?;
+        let selector = match parsed {
             Expr::VectorSelector(vs) if vs.offset.is_none() && vs.at.is_none() => promql::selector_matchers(&vs),
             _ => return Err(format!("parse error: {text:?} is not a series selector such as up{{job=\"api\"}}")),
         };
@@ -47,7 +54,7 @@ fn selectors(params: &Params) -> Result<Vec<Matchers>, String> {
             selector.or_matchers.iter().map(Vec::as_slice).collect()
         };
         if groups.iter().any(|group| group.iter().all(|m| m.is_match(""))) {
-            return Err("match[] must contain at least one non-empty matcher".to_owned());
+            return Err(EMPTY_MATCHERS.to_owned());
         }
         selectors.push(selector);
     }

@@ -7,6 +7,7 @@
 
 mod labels;
 pub mod params;
+mod query;
 pub mod render;
 
 use std::{net::SocketAddr, sync::Arc};
@@ -42,6 +43,8 @@ pub fn serves(path: &str) -> bool {
 pub fn router() -> Router<AppState> {
     let at = |path: &str| format!("{PREFIX}{path}");
     Router::new()
+        .route(&at("/query"), get(query::instant).post(query::instant))
+        .route(&at("/query_range"), get(query::range).post(query::range))
         .route(&at("/series"), get(labels::series).post(labels::series))
         .route(&at("/labels"), get(labels::label_names).post(labels::label_names))
         .route(&at("/label/{name}/values"), get(labels::label_values))

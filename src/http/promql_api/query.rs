@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use axum::{extract::State, response::Response};
-use promql_parser::parser::value::ValueType;
 
 use super::{
     ApiError, ErrorType, PromError, Reader,
@@ -24,8 +23,10 @@ const MAX_POINTS: i128 = 11_000;
 pub async fn instant(State(state): State<AppState>, _: Reader, params: Params) -> Result<Response, ApiError> {
     let time = params.time("time")?.unwrap_or_else(Instant::now);
     let limits = limits(&state, &params)?;
-    let expr = promql::parse(params.value("query").unwrap_or_default()).map_err(|err| invalid("query", &err.to_string()))?;
-    let value = run::run(state.db.conn(), expr, EvalRange::instant(time.millis()), limits).await.map_err(query_error)?;
+    let expr =
+        promql::parse(params.value("query").unwrap_or_default()).map_err(|err| invalid("query", &err.to_string()))?;
+    let value =
+        run::run(state.db.conn(), expr, EvalRange::instant(time.millis()), limits).await.map_err(query_error)?;
     Ok(answer(value))
 }
 
@@ -48,18 +49,8 @@ pub async fn range(State(state): State<AppState>, _: Reader, params: Params) -> 
         .into());
     }
     let limits = limits(&state, &params)?;
-    let expr = promql::parse(params.value("query").unwrap_or_default()).map_err(|err| PromError::bad_data(err.to_string()))?;
-    let kind = match expr.value_type() {
-        ValueType::Vector | ValueType::Scalar => None,
-        ValueType::Matrix => Some("range vector"),
-        ValueType::String => Some("string"),
-    };
-    if let Some(kind) = kind {
-        return Err(PromError::bad_data(format!(
-            "invalid expression type \"{kind}\" for range query, must be Scalar or instant Vector"
-        ))
-        .into());
-    }
+    let expr =
+        promql::parse(params.value("query").unwrap_or_default()).map_err(|err| PromError::bad_data(err.to_string()))?;
     // The engine counts in milliseconds (Prometheus truncates the step to them).
     let step_ms = i64::try_from(step / 1_000_000).unwrap_or(i64::MAX).max(1);
     let range = EvalRange { start_ms: start.millis(), end_ms: end.millis(), step_ms };

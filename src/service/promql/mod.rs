@@ -14,8 +14,11 @@ use promql_parser::{
 use sea_orm::DatabaseConnection;
 use serde::Serialize;
 
+pub mod query;
+
 use crate::{
     error::AppError,
+    promql::Fetch,
     storage::{
         self,
         samples::{NameFilter, SeriesRow},
@@ -30,6 +33,10 @@ pub const METRIC_NAME: &str = "__name__";
 
 /// Inclusive times in milliseconds, Prometheus' unit; `None`: all time.
 pub type Window = Option<RangeInclusive<i64>>;
+
+/// The milliseconds the store's microseconds can hold.
+const MIN_MS: i64 = i64::MIN / 1000 + 1;
+const MAX_MS: i64 = i64::MAX / 1000 - 1;
 
 /// The stored times (microseconds) of the milliseconds `window`: a sample at µs `t`
 /// belongs to ms `floor(t / 1000)`.
@@ -52,29 +59,20 @@ pub fn selector_matchers(selector: &VectorSelector) -> Matchers {
     matchers
 }
 
-/// True when `labels` passes every matcher of `selector` (or, for a selector written with
-/// `or`, every matcher of one of its groups); a missing label is the empty string.
-pub fn selector_matches(selector: &Matchers, labels: &Labels) -> bool {
-    let all =
-        |matchers: &[Matcher]| matchers.iter().all(|m| m.is_match(labels.get(&m.name).map_or("", String::as_str)));
-    if selector.or_matchers.is_empty() {
-        all(&selector.matchers)
-    } else {
-        selector.or_matchers.iter().any(|group| all(group))
-    }
-}
-
-/// What SQL can narrow a selector's series by: the metric name an equality pins, or the
+/// What SQL can narrow a fetch's series by: the metric name an equality pins, or the
 /// literal start of a `__name__` regex. Every matcher is still evaluated afterwards.
-pub fn name_filter(selector: &Matchers) -> NameFilter<'_> {
-    if !selector.or_matchers.is_empty() {
+pub fn name_filter(fetch: &Fetch) -> NameFilter<'_> {
+    if let Some(name) = fetch.metric_name() {
+        return NameFilter::Exact(name);
+    }
+    if !fetch.matchers.or_matchers.is_empty() {
         return NameFilter::Any;
     }
-    let on_name = || selector.matchers.iter().filter(|m| m.name == METRIC_NAME);
-    if let Some(equal) = on_name().find(|m| m.op == MatchOp::Equal) {
-        return NameFilter::Exact(&equal.value);
-    }
-    on_name()
+    fetch
+        .matchers
+        .matchers
+        .iter()
+        .filter(|m| m.name == METRIC_NAME)
         .find_map(|m| match &m.op {
             MatchOp::Re(_) => literal_prefix(&m.value).map(NameFilter::Prefix),
             _ => None,
@@ -115,22 +113,18 @@ fn labels_of(row: &SeriesRow) -> Option<Labels> {
     Some(labels)
 }
 
-/// The label sets (each with its stored series) that `selector` matches among the series
-/// with a sample at `since_ms` or later and, with `sample_in`, one in that window; in
+/// The label sets (each with its stored series) that `fetch` selects among the series
+/// with a sample at its start or later (and, with `sampled`, one in its window), in
 /// label order.
-pub async fn select_series(
-    db: &DatabaseConnection,
-    selector: &Matchers,
-    since_ms: Option<i64>,
-    sample_in: &Window,
-) -> Result<Vec<Selected>, AppError> {
-    let since = since_ms.map(|ms| ms.saturating_mul(1000));
-    let times = sample_in.as_ref().map(micros);
-    let rows = storage::samples::find_series(db, name_filter(selector), since, times).await?;
+pub async fn select_series(db: &DatabaseConnection, fetch: &Fetch, sampled: bool) -> Result<Vec<Selected>, AppError> {
+    let window = fetch.start_ms..=fetch.end_ms;
+    let since = *micros(&window).start();
+    let rows =
+        storage::samples::find_series(db, name_filter(fetch), Some(since), sampled.then(|| micros(&window))).await?;
     let mut by_labels: BTreeMap<Labels, Vec<i64>> = BTreeMap::new();
     for row in rows {
         match labels_of(&row) {
-            Some(labels) if selector_matches(selector, &labels) => by_labels.entry(labels).or_default().push(row.id),
+            Some(labels) if fetch.matches(&labels) => by_labels.entry(labels).or_default().push(row.id),
             Some(_) => {}
             None => tracing::warn!(event = "series_labels_unreadable", series_id = row.id),
         }
@@ -206,9 +200,10 @@ async fn matching(
             found.extend(labels_of(&row));
         }
     }
+    let (start_ms, end_ms) = window.as_ref().map_or((MIN_MS, MAX_MS), |w| (*w.start(), *w.end()));
     for selector in selectors {
-        let since = window.as_ref().map(|window| *window.start());
-        found.extend(select_series(db, selector, since, window).await?.into_iter().map(|s| s.labels));
+        let fetch = Fetch { matchers: selector.clone(), start_ms, end_ms };
+        found.extend(select_series(db, &fetch, window.is_some()).await?.into_iter().map(|s| s.labels));
     }
     Ok(found)
 }
@@ -313,22 +308,25 @@ mod tests {
         assert_eq!(literal_prefix("a?"), None);
     }
 
-    #[test]
-    fn name_filters_come_from_the_name_matchers() {
-        assert_eq!(name_filter(&selector(r#"up{job="a"}"#)), NameFilter::Exact("up"));
-        assert_eq!(name_filter(&selector(r#"{__name__=~"http_.+", job="a"}"#)), NameFilter::Prefix("http_"));
-        assert_eq!(name_filter(&selector(r#"{__name__!="x", job="a"}"#)), NameFilter::Any);
-        assert_eq!(name_filter(&selector(r#"{job="a"}"#)), NameFilter::Any);
+    fn fetch(text: &str) -> Fetch {
+        Fetch { matchers: selector(text), start_ms: 0, end_ms: 0 }
     }
 
     #[test]
-    fn selectors_match_like_prometheus() {
-        let up = labels(&[("__name__", "up"), ("job", "api"), ("env", "")]);
-        assert!(selector_matches(&selector(r#"up{job=~"a.*"}"#), &up));
-        assert!(!selector_matches(&selector(r#"up{job=~"a"}"#), &up), "regexes are anchored");
-        assert!(selector_matches(&selector(r#"up{missing=""}"#), &up), "a missing label is empty");
-        assert!(selector_matches(&selector(r#"up{missing!~".+"}"#), &up));
-        assert!(!selector_matches(&selector(r#"{job="api", __name__!="up"}"#), &up));
+    fn name_filters_come_from_the_name_matchers() {
+        assert_eq!(name_filter(&fetch(r#"up{job="a"}"#)), NameFilter::Exact("up"));
+        assert_eq!(name_filter(&fetch(r#"{__name__=~"http_.+", job="a"}"#)), NameFilter::Prefix("http_"));
+        assert_eq!(name_filter(&fetch(r#"{__name__!="x", job="a"}"#)), NameFilter::Any);
+        assert_eq!(name_filter(&fetch(r#"{job="a"}"#)), NameFilter::Any);
+    }
+
+    #[test]
+    fn parsed_selectors_hold_their_metric_name() {
+        let up = labels(&[("__name__", "up"), ("job", "api")]);
+        assert!(fetch(r#"up{job=~"a.*"}"#).matches(&up));
+        assert!(!fetch(r#"up{job=~"a"}"#).matches(&up), "regexes are anchored");
+        assert!(!fetch(r#"down{job="api"}"#).matches(&up));
+        assert!(fetch(r#"up{missing=""}"#).matches(&up), "a missing label is empty");
     }
 
     #[test]

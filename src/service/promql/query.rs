@@ -67,7 +67,11 @@ pub async fn run(
 
 /// The series of each fetch, in the fetches' order; a selector read twice over the same
 /// window (`x / x`) is read once. Fails past `max_samples` samples in all.
-async fn read_all(db: &DatabaseConnection, fetches: &[Fetch], max_samples: usize) -> Result<Vec<Vec<Series>>, QueryError> {
+async fn read_all(
+    db: &DatabaseConnection,
+    fetches: &[Fetch],
+    max_samples: usize,
+) -> Result<Vec<Vec<Series>>, QueryError> {
     let mut data: Vec<Vec<Series>> = Vec::with_capacity(fetches.len());
     let mut loaded = 0usize;
     for (at, fetch) in fetches.iter().enumerate() {
@@ -79,7 +83,7 @@ async fn read_all(db: &DatabaseConnection, fetches: &[Fetch], max_samples: usize
             data.push(copy);
             continue;
         }
-        let selected = select_series(db, &fetch.matchers, Some(fetch.start_ms), &None).await?;
+        let selected = select_series(db, fetch, false).await?;
         let budget = max_samples.saturating_sub(loaded);
         let points = match read_samples(db, &selected, fetch.start_ms..=fetch.end_ms, budget).await {
             Ok(points) => points,

@@ -25,7 +25,10 @@ cases! {
         buildinfo_and_exemplars_answer_as_prometheus_2,
         every_user_credential_form_reads_and_ingest_keys_are_refused,
         unknown_routes_and_methods_answer_in_prometheus_form,
-        grafana_metric_browser_and_variable_requests_are_answered;
+        grafana_metric_browser_and_variable_requests_are_answered,
+        grafana_health_check_and_queries_answer_in_prometheus_shape,
+        bad_queries_are_refused_as_prometheus_refuses_them,
+        queries_stop_at_the_samples_limit_and_the_timeout;
 }
 
 pub const API: &str = "/prometheus/api/v1";
@@ -417,4 +420,161 @@ async fn grafana_metric_browser_and_variable_requests_are_answered(db: TestDb) {
     let (status, body) = prom(&l.server, Method::POST, "/labels", &labels, &l.viewer).await;
     assert_eq!((status, body["data"].clone()), (200, json!(["__name__", "code", "instance", "job", "method"])));
     l.server.stop().await.unwrap();
+}
+
+async fn grafana_health_check_and_queries_answer_in_prometheus_shape(db: TestDb) {
+    let l = loaded(&db, START_MS).await;
+    // Grafana's health check: `1+1` at time 4, as a POST form (and GET, its fallback).
+    for method in [Method::POST, Method::GET] {
+        let (status, body) = prom(&l.server, method, "/query", &[("query", "1+1"), ("time", "4")], &l.viewer).await;
+        assert_eq!(
+            (status, body),
+            (200, json!({"status": "success", "data": {"resultType": "scalar", "result": [4, "2"]}}))
+        );
+    }
+    let (_, body) = prom(&l.server, Method::GET, "/query", &[("query", "\"hi\""), ("time", "1.5")], &l.viewer).await;
+    assert_eq!(body["data"], json!({"resultType": "string", "result": [1.5, "hi"]}));
+
+    // An instant vector, with the time as RFC 3339.
+    let params = [("query", "sum by (job) (up)"), ("time", "2026-01-01T00:25:00Z")];
+    let (status, body) = prom(&l.server, Method::POST, "/query", &params, &l.viewer).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["resultType"], "vector");
+    let mut result = body["data"]["result"].as_array().unwrap().clone();
+    result.sort_by_key(|s| s["metric"]["job"].as_str().unwrap().to_owned());
+    assert_eq!(
+        Value::Array(result),
+        json!([{"metric": {"job": "api"}, "value": [T0 + 1500, "2"]}, {"metric": {"job": "web"}, "value": [T0 + 1500, "1"]}])
+    );
+    // A range query: a matrix, every step, stale markers ending the series.
+    let params =
+        [("query", "queue_depth{instance=\"w1\"} >= 0"), ("start", &at(90)), ("end", &at(110)), ("step", "30s")];
+    let (status, body) = prom(&l.server, Method::GET, "/query_range", &params, &l.viewer).await;
+    assert_eq!((status, &body["data"]["resultType"]), (200, &json!("matrix")), "{body}");
+    let series = &body["data"]["result"][0];
+    assert_eq!(series["metric"], json!({"__name__": "queue_depth", "instance": "w1", "job": "worker"}));
+    let times: Vec<i64> = series["values"].as_array().unwrap().iter().map(|p| p[0].as_i64().unwrap()).collect();
+    assert_eq!(times, [at(90), at(92), at(94), at(96), at(98)].map(|t| t.parse::<i64>().unwrap()), "{body}");
+    // A scalar over a range is one series without labels; values as Prometheus writes them.
+    let params = [("query", "time() * 0 + 1e-7"), ("start", "0"), ("end", "60"), ("step", "1m")];
+    let (_, body) = prom(&l.server, Method::POST, "/query_range", &params, &l.viewer).await;
+    assert_eq!(body["data"]["result"], json!([{"metric": {}, "values": [[0, "1e-07"], [60, "1e-07"]]}]));
+    let (_, body) = prom(&l.server, Method::GET, "/query", &[("query", "-1/0"), ("time", "0.001")], &l.viewer).await;
+    assert_eq!(body["data"]["result"], json!([0.001, "-Inf"]));
+    l.server.stop().await.unwrap();
+}
+
+async fn bad_queries_are_refused_as_prometheus_refuses_them(db: TestDb) {
+    let l = loaded(&db, START_MS).await;
+    let range = |query: &'static str, start: &'static str, end: &'static str, step: &'static str| {
+        vec![("query", query), ("start", start), ("end", end), ("step", step)]
+    };
+    let cases: Vec<(&str, Vec<(&str, &str)>, u16, &str, &str)> = vec![
+        (
+            "/query_range",
+            range("up", "0", "11001", "1"),
+            400,
+            "bad_data",
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+        ),
+        (
+            "/query_range",
+            range("up", "0", "100", "0"),
+            400,
+            "bad_data",
+            "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ),
+        (
+            "/query_range",
+            range("up", "0", "100", "abc"),
+            400,
+            "bad_data",
+            "invalid parameter \"step\": cannot parse \"abc\" to a valid duration",
+        ),
+        (
+            "/query_range",
+            range("up", "x", "100", "1"),
+            400,
+            "bad_data",
+            "invalid parameter \"start\": cannot parse \"x\" to a valid timestamp",
+        ),
+        (
+            "/query_range",
+            range("up", "10", "1", "1"),
+            400,
+            "bad_data",
+            "invalid parameter \"end\": end timestamp must not be before start time",
+        ),
+        (
+            "/query_range",
+            range("up[5m]", "0", "10", "1"),
+            400,
+            "bad_data",
+            "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector",
+        ),
+        (
+            "/query",
+            vec![("query", "up"), ("time", "abc")],
+            400,
+            "bad_data",
+            "invalid parameter \"time\": Invalid time value for 'time': cannot parse \"abc\" to a valid timestamp",
+        ),
+        (
+            "/query",
+            vec![("query", "up"), ("timeout", "soon")],
+            400,
+            "bad_data",
+            "invalid parameter \"timeout\": cannot parse \"soon\" to a valid duration",
+        ),
+        ("/query", vec![("query", "sum(")], 400, "bad_data", ""),
+        ("/query", vec![], 400, "bad_data", ""),
+        ("/query", vec![("query", "up{job=~\"(\"}")], 400, "bad_data", ""),
+        ("/query", vec![("query", "nofunc(up)")], 400, "bad_data", ""),
+        ("/query_range", range("rate(up)", "0", "10", "1"), 400, "bad_data", ""),
+        ("/query", vec![("query", "histogram_count(up)")], 422, "execution", ""),
+        (
+            "/query",
+            vec![("query", "http_requests_total / on(instance) up"), ("time", "1767226800")],
+            422,
+            "execution",
+            "",
+        ),
+    ];
+    for (path, params, status, kind, message) in cases {
+        for method in [Method::GET, Method::POST] {
+            let answer = prom(&l.server, method.clone(), path, &params, &l.viewer).await;
+            assert_eq!(refusal(&answer), (status, kind), "{method} {path} {params:?}: {}", answer.1);
+            if !message.is_empty() {
+                assert_eq!(answer.1["error"], message, "{path} {params:?}");
+            }
+        }
+    }
+    l.server.stop().await.unwrap();
+}
+
+async fn queries_stop_at_the_samples_limit_and_the_timeout(db: TestDb) {
+    let mut config = db.config();
+    config.promql_max_samples = 1_000;
+    let server = TestServer::start(config).await;
+    let (_, maintainer) = user(&server, "mia", Role::Maintainer).await;
+    let source = new_source(&server, &maintainer, "node").await;
+    let (_, key) = server.create_ingest_key(&maintainer, &source).await;
+    write_all(&server, &key, &data::requests(START_MS, 10_000)).await;
+    let (_, viewer) = user(&server, "vic", Role::Viewer).await;
+    let viewer = Cred::Bearer(viewer);
+    let end = (START_MS / 1000 + 3000).to_string();
+    // The 1,510 samples of 8 series are over 1,000: refused whole, not answered in part.
+    let over = "count_over_time({__name__=~\"http_requests_total|up\"}[1h])";
+    let answer = prom(&server, Method::GET, "/query", &[("query", over), ("time", &end)], &viewer).await;
+    assert_eq!(refusal(&answer), (422, "execution"), "{}", answer.1);
+    assert_eq!(answer.1["error"], "query processing would load too many samples into memory in query execution");
+    let answer =
+        prom(&server, Method::GET, "/query", &[("query", "count_over_time(up[1h])"), ("time", &end)], &viewer).await;
+    assert_eq!(answer.0, 200, "600 samples pass: {}", answer.1);
+
+    let slow = [("query", "count_over_time({job=~\".+\"}[1h])"), ("time", end.as_str()), ("timeout", "0.000000001")];
+    let answer = prom(&server, Method::POST, "/query", &slow, &viewer).await;
+    assert_eq!(refusal(&answer), (503, "timeout"), "{}", answer.1);
+    assert_eq!(answer.1["error"], "query timed out in query execution");
+    server.stop().await.unwrap();
 }

@@ -54,7 +54,7 @@ pub async fn run(
 ) -> Result<Value, QueryError> {
     let deadline = tokio::time::Instant::now() + limits.timeout;
     let fetches = promql::fetches(&expr, &range, promql::DEFAULT_LOOKBACK_MS);
-    let data = match tokio::time::timeout_at(deadline, read_all(db, &fetches, limits.max_samples)).await {
+    let data = match tokio::time::timeout_at(deadline, read_all(db, &fetches, limits.max_samples, deadline)).await {
         Ok(data) => data?,
         Err(_) => return Err(QueryError::Engine(timed_out())),
     };
@@ -66,15 +66,20 @@ pub async fn run(
 }
 
 /// The series of each fetch, in the fetches' order; a selector read twice over the same
-/// window (`x / x`) is read once. Fails past `max_samples` samples in all.
+/// window (`x / x`) is read once. Fails past `max_samples` samples in all, and once
+/// `deadline` has passed (checked before each read, as well as while waiting on one).
 async fn read_all(
     db: &DatabaseConnection,
     fetches: &[Fetch],
     max_samples: usize,
+    deadline: tokio::time::Instant,
 ) -> Result<Vec<Vec<Series>>, QueryError> {
     let mut data: Vec<Vec<Series>> = Vec::with_capacity(fetches.len());
     let mut loaded = 0usize;
     for (at, fetch) in fetches.iter().enumerate() {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(QueryError::Engine(timed_out()));
+        }
         let same = fetches[..at].iter().position(|earlier| {
             earlier.matchers == fetch.matchers && earlier.start_ms == fetch.start_ms && earlier.end_ms == fetch.end_ms
         });

@@ -52,7 +52,7 @@ pub(super) const INVALID_CREDENTIALS: &str = "Invalid username or password";
 pub(super) enum PasswordCheck {
     /// The password is that of `user`, who is active; `throttled` names the account's
     /// throttle row, to reset.
-    Valid { user: user::Model, needs_rehash: bool, throttled: String },
+    Valid { user: Box<user::Model>, needs_rehash: bool, throttled: String },
     /// The account or client is blocked: nothing was checked.
     Blocked { user_id: Option<String>, retry_after_seconds: u64 },
     /// Unknown login, wrong password or inactive user; `Some` when that started a block.
@@ -115,7 +115,7 @@ impl Identity {
     ) -> Result<TokenResponse, AppError> {
         let account = login.trim().to_lowercase();
         let (user, needs_rehash, throttled) = match self.check_password(login, password, client).await? {
-            PasswordCheck::Valid { user, needs_rehash, throttled } => (user, needs_rehash, throttled),
+            PasswordCheck::Valid { user, needs_rehash, throttled } => (*user, needs_rehash, throttled),
             PasswordCheck::Blocked { user_id, retry_after_seconds } => {
                 self.audit_login(meta, user_id, &account, AuditStatus::Denied).await?;
                 return Err(AppError::TooManyRequests { retry_after_seconds });
@@ -175,7 +175,7 @@ impl Identity {
         };
         match (found, verified) {
             (Some(user), Verification::Valid { needs_rehash }) if user.active => {
-                Ok(PasswordCheck::Valid { user, needs_rehash, throttled })
+                Ok(PasswordCheck::Valid { user: Box::new(user), needs_rehash, throttled })
             }
             (found, _) => {
                 let client_blocked = throttle::failed(&self.db, client, now).await?;

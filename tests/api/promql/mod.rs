@@ -469,7 +469,9 @@ async fn bad_queries_are_refused_as_prometheus_refuses_them(db: TestDb) {
     let range = |query: &'static str, start: &'static str, end: &'static str, step: &'static str| {
         vec![("query", query), ("start", start), ("end", end), ("step", step)]
     };
-    let cases: Vec<(&str, Vec<(&str, &str)>, u16, &str, &str)> = vec![
+    // (path, parameters, status, errorType, error; "" for the parser's own words)
+    type Case = (&'static str, Vec<(&'static str, &'static str)>, u16, &'static str, &'static str);
+    let cases: Vec<Case> = vec![
         (
             "/query_range",
             range("up", "0", "11001", "1"),

@@ -46,7 +46,18 @@ pub struct SessionUser {
     pub permissions: Vec<&'static str>,
 }
 
-const INVALID_CREDENTIALS: &str = "Invalid username or password";
+pub(super) const INVALID_CREDENTIALS: &str = "Invalid username or password";
+
+/// What checking a login name and password found.
+pub(super) enum PasswordCheck {
+    /// The password is that of `user`, who is active; `throttled` names the account's
+    /// throttle row, to reset.
+    Valid { user: Box<user::Model>, needs_rehash: bool, throttled: String },
+    /// The account or client is blocked: nothing was checked.
+    Blocked { user_id: Option<String>, retry_after_seconds: u64 },
+    /// Unknown login, wrong password or inactive user; `Some` when that started a block.
+    Wrong { user_id: Option<String>, retry_after_seconds: Option<u64> },
+}
 
 fn micros(seconds: i64) -> i64 {
     seconds.saturating_mul(1_000_000)
@@ -104,6 +115,44 @@ impl Identity {
         client: Option<IpAddr>,
     ) -> Result<TokenResponse, AppError> {
         let account = login.trim().to_lowercase();
+        let (user, needs_rehash, throttled) = match self.check_password(login, password, client).await? {
+            PasswordCheck::Valid { user, needs_rehash, throttled } => (*user, needs_rehash, throttled),
+            PasswordCheck::Blocked { user_id, retry_after_seconds } => {
+                self.audit_login(meta, user_id, &account, AuditStatus::Denied).await?;
+                return Err(AppError::TooManyRequests { retry_after_seconds });
+            }
+            PasswordCheck::Wrong { user_id, retry_after_seconds } => {
+                self.audit_login(meta, user_id, &account, AuditStatus::Failure).await?;
+                return Err(match retry_after_seconds {
+                    Some(retry_after_seconds) => AppError::TooManyRequests { retry_after_seconds },
+                    None => AppError::Unauthorized(INVALID_CREDENTIALS.to_owned()),
+                });
+            }
+        };
+        let new_hash =
+            if needs_rehash { Some(self.passwords.hash(password).await.map_err(AppError::internal)?) } else { None };
+        let txn = crate::storage::begin_write(&self.db).await?;
+        let user = users::record_login(&txn, &user, now_micros(), meta.client_ip.clone(), new_hash).await?;
+        throttle::succeeded(&txn, &throttled, client, now_micros()).await?;
+        let roles = users::roles_of(&txn, &user.id).await?;
+        let response = self.issue(&txn, &user, &roles, &uuid::Uuid::new_v4().to_string()).await?;
+        let meta = AuditMeta { user_id: Some(user.id.clone()), ..meta.clone() };
+        audit::record(&txn, &meta, AuditEntry::new("LOGIN", "session", Some(&account), AuditStatus::Success)).await?;
+        txn.commit().await?;
+        Ok(response)
+    }
+
+    /// Checks a login name (username or email) and password under the login throttle:
+    /// the attempt counts against the client address and the account before the password
+    /// is checked, so a burst of concurrent guesses cannot all pass the limits; the caller
+    /// takes a success's counts back with `throttle::succeeded`.
+    pub(super) async fn check_password(
+        &self,
+        login: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<PasswordCheck, AppError> {
+        let account = login.trim().to_lowercase();
         let now = now_micros();
         let found = users::find_by_login(&self.db, login.trim()).await?;
         // Failures count per account, whichever name (username or email) they were tried
@@ -112,13 +161,9 @@ impl Identity {
             Some(user) => format!("user:{}", user.id),
             None => format!("login:{account}"),
         };
-        // The attempt counts against the client address and the account before the
-        // password is checked, so a burst of concurrent guesses cannot all pass the limits;
-        // a success takes it back.
         let started_block = match throttle::attempt(&self.db, &throttled, client, now).await? {
             throttle::Counted::Blocked(retry_after_seconds) => {
-                self.audit_login(meta, found.map(|u| u.id), &account, AuditStatus::Denied).await?;
-                return Err(AppError::TooManyRequests { retry_after_seconds });
+                return Ok(PasswordCheck::Blocked { user_id: found.map(|u| u.id), retry_after_seconds });
             }
             throttle::Counted::Counted(started) => started,
         };
@@ -129,28 +174,12 @@ impl Identity {
                 Verification::Invalid
             }
         };
-        let (user, needs_rehash) = match (found, verified) {
-            (Some(user), Verification::Valid { needs_rehash }) if user.active => (user, needs_rehash),
-            (found, _) => {
-                let user_id = found.map(|u| u.id);
-                self.audit_login(meta, user_id, &account, AuditStatus::Failure).await?;
-                if let Some(retry_after_seconds) = started_block {
-                    return Err(AppError::TooManyRequests { retry_after_seconds });
-                }
-                return Err(AppError::Unauthorized(INVALID_CREDENTIALS.to_owned()));
+        match (found, verified) {
+            (Some(user), Verification::Valid { needs_rehash }) if user.active => {
+                Ok(PasswordCheck::Valid { user: Box::new(user), needs_rehash, throttled })
             }
-        };
-        let new_hash =
-            if needs_rehash { Some(self.passwords.hash(password).await.map_err(AppError::internal)?) } else { None };
-        let txn = crate::storage::begin_write(&self.db).await?;
-        let user = users::record_login(&txn, &user, now_micros(), meta.client_ip.clone(), new_hash).await?;
-        throttle::succeeded(&txn, &throttled, client, now).await?;
-        let roles = users::roles_of(&txn, &user.id).await?;
-        let response = self.issue(&txn, &user, &roles, &uuid::Uuid::new_v4().to_string()).await?;
-        let meta = AuditMeta { user_id: Some(user.id.clone()), ..meta.clone() };
-        audit::record(&txn, &meta, AuditEntry::new("LOGIN", "session", Some(&account), AuditStatus::Success)).await?;
-        txn.commit().await?;
-        Ok(response)
+            (found, _) => Ok(PasswordCheck::Wrong { user_id: found.map(|u| u.id), retry_after_seconds: started_block }),
+        }
     }
 
     async fn audit_login(

@@ -498,3 +498,42 @@ fn constructs_outside_2_42_or_native_histograms_are_refused() {
     let msg = execution_error(instant("histogram_count(x)", 0, &minutes()));
     assert!(msg.contains("histogram_count"), "{msg}");
 }
+
+/// The benchmark shapes of issue 21, timed in whatever profile the tests are built with:
+/// `cargo test --lib promql::tests::benchmark_shapes -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing only"]
+fn benchmark_shapes() {
+    let step = 15_000;
+    let hour = 3_600_000;
+    let counters: Vec<Series> = (0..1000)
+        .map(|i| {
+            let job = format!("job{}", i % 10);
+            let instance = format!("i{i}");
+            let points = (0..=(hour + 300_000) / step).map(|k| (k * step, (k * (i + 1)) as f64)).collect();
+            Series { labels: labels(&[("__name__", "x"), ("job", &job), ("instance", &instance)]), points }
+        })
+        .collect();
+    let t = std::time::Instant::now();
+    let got = range("sum by (job) (rate(x[5m]))", 300_000, 300_000 + hour, step, &counters).unwrap();
+    println!("(a) sum by (job) (rate(x[5m])), 1,000 series, 1 h at 15 s: {:?}", t.elapsed());
+    assert!(matches!(got, Value::Matrix(m) if m.len() == 10));
+
+    let day = 24 * hour;
+    let les = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"];
+    let buckets: Vec<Series> = (0..10)
+        .flat_map(|i| {
+            les.iter().enumerate().map(move |(b, le)| {
+                let instance = format!("i{i}");
+                let points = (0..=(day + 300_000) / step).map(|k| (k * step, (k * (b as i64 + 1)) as f64)).collect();
+                Series { labels: labels(&[("__name__", "h_bucket"), ("instance", &instance), ("le", le)]), points }
+            })
+        })
+        .collect();
+    let t = std::time::Instant::now();
+    let got =
+        range("histogram_quantile(0.99, sum by (le) (rate(h_bucket[5m])))", 300_000, 300_000 + day, 60_000, &buckets)
+            .unwrap();
+    println!("(b) histogram_quantile over 120 bucket series, 24 h at 60 s: {:?}", t.elapsed());
+    assert!(matches!(got, Value::Matrix(m) if m.len() == 1));
+}

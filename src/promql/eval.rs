@@ -333,7 +333,7 @@ impl Evaluator {
         let offset = offset_ms(&sq.offset);
         let range = duration_ms(&sq.range);
         let step = match &sq.step {
-            Some(d) if !d.is_zero() => duration_ms(d),
+            Some(d) if !d.is_zero() => duration_ms(d).max(1),
             _ => DEFAULT_SUBQUERY_STEP_MS,
         };
         let (outer_start, outer_end) = match at_ms(&sq.at, &self.range) {

@@ -189,6 +189,8 @@ fn subqueries_evaluate_at_aligned_steps() {
     // At 10.5 minutes the aligned steps are 8, 9 and 10 minutes.
     assert_eq!(single(instant("min_over_time(x[2m30s:1m])", 630_000, &db)), 8.0);
     assert!(close(single(instant("rate(x[5m:1m])", 600_000, &db)), 1.0 / 60.0));
+    // Millisecond steps: 599,998, 599,999 and 600,000 ms.
+    assert_eq!(single(instant("count_over_time(x[2ms:1ms])", 600_000, &db)), 3.0);
     let Ok(Value::Matrix(m)) = instant("x[2m:1m]", 600_000, &db) else { panic!() };
     assert_eq!(m[0].points, vec![(480_000, 8.0), (540_000, 9.0), (600_000, 10.0)]);
 }

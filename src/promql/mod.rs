@@ -25,6 +25,8 @@ mod support;
 mod value;
 
 #[cfg(test)]
+mod robustness_tests;
+#[cfg(test)]
 mod tests;
 
 use std::time::Instant;
@@ -144,8 +146,13 @@ pub enum EngineError {
 }
 
 /// Parses `query`, refusing constructs Prometheus 2.42 does not have.
+///
+/// `promql-parser` panics on some inputs Prometheus refuses (a unitless duration too large
+/// for `Duration::from_secs_f64`, such as `x[1e30]`); such a panic becomes a parse error.
 pub fn parse(query: &str) -> Result<Expr, EngineError> {
-    let expr = promql_parser::parser::parse(query).map_err(EngineError::BadData)?;
+    let parsed = std::panic::catch_unwind(|| promql_parser::parser::parse(query))
+        .map_err(|_| EngineError::BadData("parse error: invalid duration or number in the expression".into()))?;
+    let expr = parsed.map_err(EngineError::BadData)?;
     support::check_supported_syntax(&expr)?;
     Ok(expr)
 }

@@ -94,17 +94,27 @@ impl Evaluator {
             _ => return Err(EngineError::Execution(format!("{name}: expected a range vector"))),
         };
         let keep_name = name == "last_over_time";
+        let steps = ctx.steps();
         let mut out: Vec<StepSeries> = Vec::with_capacity(series.len());
         for s in &series {
             self.budget.check_deadline()?;
             let mut points = Vec::new();
             let mut largest_window = 0usize;
-            for (i, ts) in ctx.times().enumerate() {
-                let range_end = at.unwrap_or(ts) - offset;
-                let range_start = range_end - range_ms;
+            let mut i = 0usize;
+            while i < steps {
+                let ts = ctx.time_at(i);
+                let range_end = at.unwrap_or(ts).saturating_sub(offset);
+                let range_start = range_end.saturating_sub(range_ms);
                 let (lo, hi) = window_bounds(&s.points, range_start, range_end);
                 if lo == hi {
-                    continue;
+                    // Skip to the first step whose window reaches the next sample.
+                    match (at, s.points.get(lo)) {
+                        (None, Some(next)) => {
+                            i = ctx.first_step_at_or_after(next.0.saturating_add(offset)).max(i + 1);
+                            continue;
+                        }
+                        _ => break,
+                    }
                 }
                 largest_window = largest_window.max(hi - lo);
                 let window = Window {
@@ -118,6 +128,7 @@ impl Evaluator {
                 if let Some(v) = f(&window) {
                     points.push((ts, v));
                 }
+                i += 1;
             }
             self.budget.check(largest_window + points.len())?;
             if !points.is_empty() {
@@ -128,8 +139,7 @@ impl Evaluator {
         }
         self.budget.current = self.budget.current.saturating_sub(held);
         if name == "absent_over_time" {
-            let all: Vec<i64> = ctx.times().collect();
-            return Ok(absent_over_time(&out, &all, args[matrix_arg], base, &mut self.budget));
+            return absent_over_time(&out, ctx, args[matrix_arg], base, &mut self.budget);
         }
         let mut seen = HashSet::with_capacity(out.len());
         if out.iter().any(|s| !seen.insert(s.labels.clone())) {
@@ -142,18 +152,27 @@ impl Evaluator {
 /// `absent_over_time`: 1 at the steps where no series had a sample.
 fn absent_over_time(
     present: &[StepSeries],
-    steps: &[i64],
+    ctx: &Ctx,
     arg: &Expr,
     base: usize,
     budget: &mut super::value::Budget,
-) -> Val {
+) -> Result<Val, EngineError> {
     let found: HashSet<i64> = present.iter().flat_map(|s| s.points.iter().map(|p| p.0)).collect();
-    let points: Vec<(i64, f64)> = steps.iter().filter(|t| !found.contains(t)).map(|&t| (t, 1.0)).collect();
-    budget.current = base + points.len();
-    if points.is_empty() {
-        return Val::Vector(Vec::new());
+    budget.current = base;
+    let mut points = Vec::new();
+    for t in ctx.times() {
+        if !found.contains(&t) {
+            if points.len() % 4096 == 0 {
+                budget.check_deadline()?;
+            }
+            budget.add(1)?;
+            points.push((t, 1.0));
+        }
     }
-    Val::Vector(vec![StepSeries { labels: Arc::new(absent_labels(arg)), points }])
+    if points.is_empty() {
+        return Ok(Val::Vector(Vec::new()));
+    }
+    Ok(Val::Vector(vec![StepSeries { labels: Arc::new(absent_labels(arg)), points }]))
 }
 
 /// The labels `absent()` reports: those pinned by exactly one equality matcher.
@@ -198,8 +217,8 @@ fn extrapolated_rate(w: &Window, is_counter: bool, is_rate: bool) -> Option<f64>
             prev = p.1;
         }
     }
-    let mut duration_to_start = (first.0 - w.range_start) as f64 / 1000.0;
-    let duration_to_end = (w.range_end - last.0) as f64 / 1000.0;
+    let mut duration_to_start = first.0.saturating_sub(w.range_start) as f64 / 1000.0;
+    let duration_to_end = w.range_end.saturating_sub(last.0) as f64 / 1000.0;
     let sampled_interval = (last.0 - first.0) as f64 / 1000.0;
     let average_between = sampled_interval / (points.len() - 1) as f64;
     if is_counter && result > 0.0 && first.1 >= 0.0 {
@@ -320,7 +339,7 @@ fn linear_regression(points: &[(i64, f64)], intercept_time: i64) -> (f64, f64) {
             const_y = false;
         }
         n += 1.0;
-        let x = (t - intercept_time) as f64 / 1e3;
+        let x = t.saturating_sub(intercept_time) as f64 / 1e3;
         (sum_x, c_x) = kahan_inc(x, sum_x, c_x);
         (sum_y, c_y) = kahan_inc(v, sum_y, c_y);
         (sum_xy, c_xy) = kahan_inc(x * v, sum_xy, c_xy);

@@ -2,7 +2,9 @@
 //! 3.x added (functions, aggregations, `or` inside selectors) is refused here as 2.42's
 //! parser refuses it, with a `bad_data` error.
 
-use promql_parser::parser::Expr;
+use std::time::Duration;
+
+use promql_parser::parser::{Expr, Offset, VectorSelector};
 
 use super::EngineError;
 
@@ -115,17 +117,46 @@ pub(crate) fn check_supported_syntax(expr: &Expr) -> Result<(), EngineError> {
         }
         Expr::Unary(u) => check_supported_syntax(&u.expr),
         Expr::Paren(p) => check_supported_syntax(&p.expr),
-        Expr::Subquery(sq) => check_supported_syntax(&sq.expr),
-        Expr::VectorSelector(vs) => check_selector(&vs.matchers),
-        Expr::MatrixSelector(ms) => check_selector(&ms.vs.matchers),
+        Expr::Subquery(sq) => {
+            check_duration(&sq.range)?;
+            if let Some(step) = &sq.step {
+                check_duration(step)?;
+            }
+            check_offset(&sq.offset)?;
+            check_supported_syntax(&sq.expr)
+        }
+        Expr::VectorSelector(vs) => check_selector(vs),
+        Expr::MatrixSelector(ms) => {
+            check_duration(&ms.range)?;
+            check_selector(&ms.vs)
+        }
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Ok(()),
         Expr::Extension(_) => Err(EngineError::BadData("unsupported expression".into())),
     }
 }
 
-fn check_selector(matchers: &promql_parser::label::Matchers) -> Result<(), EngineError> {
-    if !matchers.or_matchers.is_empty() {
+fn check_selector(vs: &VectorSelector) -> Result<(), EngineError> {
+    if !vs.matchers.or_matchers.is_empty() {
         return Err(EngineError::BadData("unexpected \"or\" in label matching".into()));
+    }
+    check_offset(&vs.offset)
+}
+
+fn check_offset(offset: &Option<Offset>) -> Result<(), EngineError> {
+    match offset {
+        Some(Offset::Pos(d) | Offset::Neg(d)) => check_duration(d),
+        None => Ok(()),
+    }
+}
+
+/// Prometheus keeps durations as Go `time.Duration` (int64 nanoseconds), so its parser
+/// refuses any longer than about 292 years; the time arithmetic relies on that bound.
+fn check_duration(d: &Duration) -> Result<(), EngineError> {
+    if d.as_nanos() > i64::MAX as u128 {
+        return Err(EngineError::BadData(format!(
+            "not a valid duration string: {:?} (duration out of range)",
+            promql_parser::util::display_duration(d)
+        )));
     }
     Ok(())
 }

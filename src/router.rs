@@ -25,7 +25,7 @@ use crate::{
         context::X_CORRELATION_ID,
         elastic, health, loki,
         openapi::{self, ApiDoc, OpenApiJson},
-        otlp, remote_write, sources, status, telemetry,
+        otlp, promql_api, remote_write, sources, status, telemetry,
         timeout::RequestTimeoutLayer,
         users,
     },
@@ -44,11 +44,12 @@ pub fn router(state: AppState) -> Router {
     let mut doc = serde_json::to_value(&doc).unwrap_or_default();
     openapi::complete(&mut doc, state.config.api_key_max_days);
     let doc = OpenApiJson(Arc::new(serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".to_owned())));
-    // The agents' protocols answer in their own forms and are described in docs/API.md,
-    // not in the OpenAPI document of the JSON API.
+    // The agents' protocols and Prometheus' query API answer in their own forms and are
+    // described in docs/API.md, not in the OpenAPI document of the JSON API.
     let routes = routes
         .layer(Extension(doc))
         .merge(remote_write::router())
+        .merge(promql_api::router())
         .merge(loki::router())
         .merge(otlp::router())
         .merge(elastic::router());

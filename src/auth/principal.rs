@@ -22,6 +22,8 @@ pub enum AuthMethod {
     Jwt,
     ApiKey,
     Mtls,
+    /// HTTP Basic with the user's password (the data-source forms of the Prometheus API).
+    Password,
 }
 
 impl AuthMethod {
@@ -30,6 +32,7 @@ impl AuthMethod {
             AuthMethod::Jwt => "jwt",
             AuthMethod::ApiKey => "api_key",
             AuthMethod::Mtls => "mtls",
+            AuthMethod::Password => "password",
         }
     }
 }

@@ -239,6 +239,15 @@ pub struct Cli {
     #[arg(long, env = "REQUEST_TIMEOUT_SECONDS", default_value_t = 60)]
     pub request_timeout_seconds: u64,
 
+    /// Longest a PromQL query of the Prometheus query API may run, in seconds (its
+    /// `timeout` parameter may only shorten it).
+    #[arg(long, env = "PROMQL_QUERY_TIMEOUT_SECONDS", default_value_t = 120)]
+    pub promql_query_timeout_seconds: u64,
+
+    /// Most samples one PromQL query may load or hold (Prometheus' `--query.max-samples`).
+    #[arg(long, env = "PROMQL_MAX_SAMPLES", default_value_t = 50_000_000)]
+    pub promql_max_samples: usize,
+
     /// How long shutdown waits for in-flight requests, in seconds.
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 25)]
     pub shutdown_grace_seconds: u64,
@@ -316,6 +325,8 @@ pub struct Config {
     pub cors_origins: CorsOrigins,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    pub promql_query_timeout: Duration,
+    pub promql_max_samples: usize,
     pub shutdown_grace: Duration,
     pub tls_cert_file: Option<String>,
     pub tls_key_file: Option<String>,
@@ -369,6 +380,12 @@ impl Config {
         if cli.request_timeout_seconds == 0 {
             return Err(ConfigError::new("REQUEST_TIMEOUT_SECONDS", "must be at least 1"));
         }
+        if cli.promql_query_timeout_seconds == 0 {
+            return Err(ConfigError::new("PROMQL_QUERY_TIMEOUT_SECONDS", "must be at least 1"));
+        }
+        if cli.promql_max_samples == 0 {
+            return Err(ConfigError::new("PROMQL_MAX_SAMPLES", "must be at least 1"));
+        }
         let workers =
             if cli.workers == 0 { std::thread::available_parallelism().map_or(1, usize::from) } else { cli.workers };
         Ok(Self {
@@ -402,6 +419,8 @@ impl Config {
             cors_origins: parse_cors_origins(&cli.cors_origins)?,
             max_body_bytes: cli.max_body_bytes,
             request_timeout: Duration::from_secs(cli.request_timeout_seconds),
+            promql_query_timeout: Duration::from_secs(cli.promql_query_timeout_seconds),
+            promql_max_samples: cli.promql_max_samples,
             shutdown_grace: Duration::from_secs(cli.shutdown_grace_seconds),
             tls_cert_file: non_empty(cli.tls_cert_file),
             tls_key_file: non_empty(cli.tls_key_file),

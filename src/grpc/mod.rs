@@ -161,8 +161,9 @@ impl Call {
     pub async fn protocol_source(&self, state: &AppState) -> Result<Source, AppError> {
         let credential = AgentCredential::read(self.api_key.as_deref(), self.authorization.as_deref());
         let db = state.db.conn();
+        let cert = self.cert.as_deref();
         let ingestor =
-            Ingestor::of_agent(&state.identity, &state.ingest_keys, db, credential, self.cert.as_deref()).await?;
+            Ingestor::of_agent(&state.identity, &state.ingest_keys, db, credential, cert, self.client_ip()).await?;
         if let Ingestor::User(principal) = &ingestor {
             self.ctx.audit.set_user(&principal.user_id);
         }

@@ -32,12 +32,12 @@ impl FromRequestParts<AppState> for ProtocolSource {
         let credential = agent_credential(&parts.headers);
         let cert = parts.extensions.get::<Arc<ClientCert>>().map(|cert| &**cert);
         let db = state.db.conn();
-        let ingestor = Ingestor::of_agent(&state.identity, &state.ingest_keys, db, credential, cert).await?;
+        let client_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
+        let ingestor = Ingestor::of_agent(&state.identity, &state.ingest_keys, db, credential, cert, client_ip).await?;
         if let (Ingestor::User(principal), Some(slot)) = (&ingestor, parts.extensions.get::<AuditSlot>()) {
             slot.set_user(&principal.user_id);
         }
         let named = named_source(parts);
-        let client_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
         Ok(ProtocolSource(ingestor.target(db, named.as_deref(), client_ip).await?))
     }
 }

@@ -17,9 +17,9 @@ use axum::{
 use crate::{
     error::{AppError, NUL_IN_TEXT},
     http::context::{AuditSlot, CorrelationId, X_CORRELATION_ID, correlation_id},
-    http::elastic,
     http::error::{ErrorBody, ErrorInfo, default_message},
     http::plain_text::ProtocolBody,
+    http::{elastic, promql_api},
     metrics::UNMATCHED_ENDPOINT,
     service::audit::{self, AuditEntry, AuditMeta, AuditStatus, Plane},
     state::AppState,
@@ -27,7 +27,8 @@ use crate::{
 
 /// The routes (of `router.rs`) of the data plane: ingest, and the metric query sent as
 /// POST; so are all routes under `/elastic` (`elastic::serves`: `_bulk` and the calls
-/// agents make before it). Every other route changes the control plane. The audit policy
+/// agents make before it) and Prometheus' query API (`promql_api::serves`, whose
+/// queries clients send as POST). Every other route changes the control plane. The audit policy
 /// (`audit::audits_refusal`) reads it.
 const DATA_PLANE: [&str; 10] = [
     "/api/v1/logs",
@@ -44,7 +45,11 @@ const DATA_PLANE: [&str; 10] = [
 
 /// The plane of a matched route template.
 pub fn plane(template: &str) -> Plane {
-    if DATA_PLANE.contains(&template) || elastic::serves(template) { Plane::Data } else { Plane::Control }
+    if DATA_PLANE.contains(&template) || elastic::serves(template) || promql_api::serves(template) {
+        Plane::Data
+    } else {
+        Plane::Control
+    }
 }
 
 /// The outermost layer of every route (and of the fallback).
@@ -183,7 +188,8 @@ fn audit_status(status: u16) -> AuditStatus {
 }
 
 /// Gives an error response our JSON body, keeping its status and headers (`Allow`,
-/// `WWW-Authenticate`, `Retry-After`), or under `/elastic` Elasticsearch's error body. A
+/// `WWW-Authenticate`, `Retry-After`), or under `/elastic` Elasticsearch's error body,
+/// under `/prometheus/api/v1` Prometheus'. A
 /// JSON body written on purpose by a handler (e.g. `/healthz` answering 503), and a
 /// protocol's own error form, are left alone.
 fn render_error(response: Response<Body>, id: &str, method: &str, path: &str) -> Response<Body> {
@@ -214,6 +220,10 @@ fn render_error(response: Response<Body>, id: &str, method: &str, path: &str) ->
     // refused the request.
     if elastic::serves(path) {
         return elastic::render_error(parts, &message);
+    }
+    if promql_api::serves(path) {
+        let kind = promql_api::ErrorType::of_status(status);
+        return promql_api::render::error_response(parts, kind, &message);
     }
     let body = ErrorBody {
         error: status.canonical_reason().unwrap_or("Error"),

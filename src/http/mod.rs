@@ -16,6 +16,7 @@ pub mod pagination;
 pub mod plain_text;
 pub mod principal;
 pub mod prometheus;
+pub mod promql_api;
 pub mod remote_write;
 pub mod schemas;
 pub mod sources;

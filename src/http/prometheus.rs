@@ -74,6 +74,43 @@ impl Serialize for PointValue {
     }
 }
 
+/// A sample value as the query API writes it (Prometheus' `jsonutil.MarshalValue`): as
+/// [`PointValue`], but with an exponent below 1e-6 and from 1e21 on, Go's way (`1e-07`,
+/// `1.5e+21`).
+pub fn sample_value(x: f64) -> String {
+    let magnitude = x.abs();
+    if x.is_finite() && magnitude != 0.0 && !(1e-6..1e21).contains(&magnitude) {
+        return go_exponent(x);
+    }
+    value_text(x)
+}
+
+/// A value in Go's `strconv.FormatFloat(x, 'f', -1, 64)` (a scalar result's form), with
+/// `NaN`, `+Inf`, `-Inf`.
+pub fn value_text(x: f64) -> String {
+    match whole(x) {
+        Some(n) => itoa::Buffer::new().format(n).to_owned(),
+        None if x.is_nan() => "NaN".to_owned(),
+        None if x.is_infinite() => (if x > 0.0 { "+Inf" } else { "-Inf" }).to_owned(),
+        None => match fast_decimal(x, &mut zmij::Buffer::new()) {
+            Some(printed) => printed.to_owned(),
+            None => x.to_string(),
+        },
+    }
+}
+
+/// Go's `FormatFloat(x, 'e', -1, 64)`: the shortest digits, the exponent signed and of
+/// two digits at least.
+fn go_exponent(x: f64) -> String {
+    let rust = format!("{x:e}");
+    let (mantissa, exponent) = rust.split_once('e').unwrap_or((&rust, "0"));
+    let (sign, digits) = match exponent.strip_prefix('-') {
+        Some(digits) => ('-', digits),
+        None => ('+', exponent),
+    };
+    format!("{mantissa}e{sign}{digits:0>2}")
+}
+
 /// A finite `x` as `Display` writes it (the shortest digits that read back as `x`, never
 /// an exponent, as Go's `strconv.FormatFloat(x, 'f', -1, 64)`), when `zmij`, several times
 /// faster, writes the same: a fraction it does not write with an exponent. `None` for the
@@ -128,6 +165,30 @@ mod tests {
                 ],
             }]}})
         );
+    }
+
+    #[test]
+    fn sample_values_print_as_prometheus_prints_them() {
+        let cases = [
+            (1.0, "1"),
+            (0.25, "0.25"),
+            (-0.0, "-0"),
+            (1e-6, "0.000001"),
+            (1e-7, "1e-07"),
+            (-1.5e-7, "-1.5e-07"),
+            (1e21, "1e+21"),
+            (1.25e300, "1.25e+300"),
+            (5e-324, "5e-324"),
+            (123456789012.5, "123456789012.5"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+        ];
+        for (x, printed) in cases {
+            assert_eq!(sample_value(x), printed, "{x:e}");
+        }
+        assert_eq!(value_text(1e21), "1000000000000000000000");
+        assert_eq!(value_text(1e-7), "0.0000001");
     }
 
     #[test]

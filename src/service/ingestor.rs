@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use sea_orm::DatabaseConnection;
 
 use super::{
-    identity::{Credentials, Identity},
+    identity::Identity,
     ingest_keys::{IngestKeyAuth, IngestKeyCache},
     sources,
 };
@@ -29,28 +29,20 @@ pub enum Ingestor {
 
 impl Ingestor {
     /// Who an agent's credential makes the ingesting party: a source's ingest key, or the
-    /// user of an API key, access token or (with no credential header) client certificate.
+    /// user of an API key, access token, password or (with no credential header) client
+    /// certificate.
     pub async fn of_agent(
         identity: &Identity,
         ingest_keys: &IngestKeyCache,
         db: &DatabaseConnection,
         credential: AgentCredential,
         client_cert: Option<&ClientCert>,
+        client_ip: Option<IpAddr>,
     ) -> Result<Self, AppError> {
-        let bearer;
-        let credentials = match &credential {
-            AgentCredential::IngestKey(key) => return Ok(Ingestor::Key(ingest_keys.authenticate(db, key).await?)),
-            AgentCredential::Malformed => {
-                return Err(AppError::Unauthorized("The credential is not in a form this endpoint reads".into()));
-            }
-            AgentCredential::ApiKey(key) => Credentials { api_key: Some(key), authorization: None, client_cert: None },
-            AgentCredential::Bearer(token) => {
-                bearer = format!("Bearer {token}");
-                Credentials { api_key: None, authorization: Some(&bearer), client_cert: None }
-            }
-            AgentCredential::Absent => Credentials { api_key: None, authorization: None, client_cert },
-        };
-        Ok(Ingestor::User(identity.authenticate(credentials).await?))
+        match &credential {
+            AgentCredential::IngestKey(key) => Ok(Ingestor::Key(ingest_keys.authenticate(db, key).await?)),
+            user => Ok(Ingestor::User(identity.authenticate_agent(user, client_cert, client_ip).await?)),
+        }
     }
 
     /// The source an agent's request ingests into: an ingest key's own (a source named

@@ -7,6 +7,7 @@ pub mod ingest_keys;
 pub mod ingestor;
 pub mod license;
 pub mod logs;
+pub mod promql;
 pub mod samples;
 pub mod settings;
 pub mod sources;

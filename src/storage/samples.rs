@@ -2,12 +2,15 @@
 //! last value) and their samples (`metric_samples`); the rollups kept beside them are
 //! `rollups`'.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    ops::ControlFlow,
+};
 
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, Set,
-    sea_query::{Expr, ExprTrait, OnConflict, Query},
+    sea_query::{Expr, ExprTrait, LikeExpr, OnConflict, Order, Query},
     sqlx,
 };
 
@@ -490,6 +493,122 @@ pub async fn points(
         .all(db)
         .await?;
     Ok(rows.into_iter().map(|(ts, value, bits)| (ts, loaded_value(value, bits))).collect())
+}
+
+/// How a series lookup narrows by name in SQL; what it lets through is filtered again
+/// by the caller (a prefix test may ignore case, as SQLite's `LIKE` does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameFilter<'a> {
+    Any,
+    Exact(&'a str),
+    /// Names starting with this (metric names hold only `[a-zA-Z0-9_:]`).
+    Prefix(&'a str),
+}
+
+/// A series as the query engine sees it: its row, name and labels (a JSON object).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeriesRow {
+    pub id: i64,
+    pub name: String,
+    pub labels: String,
+}
+
+/// The series of every source that pass `name`, have a sample at `since` or later, and,
+/// with `sample_in`, one at those times (microseconds, inclusive).
+pub async fn find_series(
+    db: &DatabaseConnection,
+    name: NameFilter<'_>,
+    since: Option<i64>,
+    sample_in: Option<std::ops::RangeInclusive<i64>>,
+) -> Result<Vec<SeriesRow>, DbErr> {
+    let mut query = Query::select()
+        .columns([series::Column::Id, series::Column::Name, series::Column::Labels])
+        .from(series::Entity)
+        .to_owned();
+    match name {
+        NameFilter::Any => {}
+        NameFilter::Exact(name) => {
+            query.and_where(Expr::col(series::Column::Name).eq(name));
+        }
+        NameFilter::Prefix(prefix) => {
+            let pattern = format!("{}%", prefix.replace('\\', "\\\\").replace('_', "\\_").replace('%', "\\%"));
+            query.and_where(Expr::col(series::Column::Name).like(LikeExpr::new(pattern).escape('\\')));
+        }
+    }
+    if let Some(since) = since {
+        // The last timestamp is the latest sample's: a series that ended before is left
+        // out without looking at its samples.
+        query.and_where(Expr::col(series::Column::LastTimestamp).gte(since));
+    }
+    if let Some(times) = sample_in {
+        query.and_where(Expr::exists(
+            Query::select()
+                .expr(Expr::val(1))
+                .from(sample::Entity)
+                .and_where(
+                    Expr::col((sample::Entity, sample::Column::SeriesId)).equals((series::Entity, series::Column::Id)),
+                )
+                .and_where(Expr::col((sample::Entity, sample::Column::Ts)).gte(*times.start()))
+                .and_where(Expr::col((sample::Entity, sample::Column::Ts)).lte(*times.end()))
+                .to_owned(),
+        ));
+    }
+    let mut rows = Vec::new();
+    for row in db.query_all(&query).await? {
+        rows.push(SeriesRow {
+            id: row.try_get_by_index(0)?,
+            name: row.try_get_by_index(1)?,
+            labels: row.try_get_by_index(2)?,
+        });
+    }
+    Ok(rows)
+}
+
+/// Series ids in one statement of [`read_points`]: well under every backend's limit of
+/// bound parameters.
+const POINTS_CHUNK: usize = 1_000;
+
+/// Calls `each(series_id, ts, value)` with the samples of the series `ids` at the times
+/// `range` (inclusive), a series' samples in time order, each value as it arrived (NaN
+/// payloads and infinities included). Rows are streamed, a statement per 1,000 series;
+/// `each` stops the reading by answering `Break`.
+pub async fn read_points(
+    db: &DatabaseConnection,
+    ids: &[i64],
+    range: std::ops::RangeInclusive<i64>,
+    mut each: impl FnMut(i64, i64, f64) -> ControlFlow<()>,
+) -> Result<(), DbErr> {
+    use futures_util::TryStreamExt;
+    use sea_orm::StreamTrait;
+    for chunk in ids.chunks(POINTS_CHUNK) {
+        let statement = Query::select()
+            .columns([sample::Column::SeriesId, sample::Column::Ts, sample::Column::Value, sample::Column::Bits])
+            .from(sample::Entity)
+            .and_where(Expr::col(sample::Column::SeriesId).is_in(chunk.iter().copied()))
+            .and_where(Expr::col(sample::Column::Ts).gte(*range.start()))
+            .and_where(Expr::col(sample::Column::Ts).lte(*range.end()))
+            .order_by(sample::Column::SeriesId, Order::Asc)
+            .order_by(sample::Column::Ts, Order::Asc)
+            .to_owned();
+        let mut rows = db.stream(&statement).await?;
+        while let Some(row) = rows.try_next().await? {
+            let value = loaded_value(row.try_get_by_index(2)?, row.try_get_by_index(3)?);
+            if each(row.try_get_by_index(0)?, row.try_get_by_index(1)?, value).is_break() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What every source declared about the metric family `name` (all families when
+/// `None`), by family name.
+pub async fn metadata_rows(db: &impl ConnectionTrait, name: Option<&str>) -> Result<Vec<metadata::Model>, DbErr> {
+    let mut query = metadata::Entity::find();
+    if let Some(name) = name {
+        query = query.filter(metadata::Column::Name.eq(name));
+    }
+    query.order_by_asc(metadata::Column::Name).all(db).await
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! | `sources` | `/api/v1/sources`, `/api/v1/sources/{id}`, `/api/v1/sources/{id}/keys[/{key_id}]` |
 //! | `logs` | `/api/v1/logs` |
 //! | `metrics` | `/api/v1/metrics`, `/api/v1/metrics/query` |
+//! | `promql` | `/prometheus/api/v1/query`, `/query_range`, `/series`, `/labels`, `/label/{name}/values`, `/metadata`, `/status/buildinfo`, `/query_exemplars` (Prometheus' query API; `promql::conformance`: a corpus against a real Prometheus 2.42, and promtool) |
 //! | `remote_write` | `/prometheus/api/v1/write`, `/api/v1/push` (Prometheus remote_write, a real Prometheus end to end) |
 //! | `loki` | `/loki/api/v1/push` |
 //! | `elastic` | `/elastic/...`: Elasticsearch `_bulk` and the calls agents make before it |
@@ -43,6 +44,7 @@ mod loki;
 mod metrics;
 mod openapi;
 mod otlp;
+mod promql;
 mod remote_write;
 mod request_pipeline;
 mod sources;
@@ -66,6 +68,8 @@ fn main() -> std::process::ExitCode {
         metrics::cases(),
         openapi::cases(),
         otlp::cases(),
+        promql::cases(),
+        promql::conformance::cases(),
         remote_write::cases(),
         request_pipeline::cases(),
         sources::cases(),

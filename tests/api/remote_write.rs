@@ -390,7 +390,7 @@ async fn remote_write_accepts_each_credential_form(db: TestDb) {
 }
 
 /// A child process killed (and reaped) when dropped, so a failing test leaves none behind.
-struct Killed(Child);
+pub struct Killed(pub Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -399,7 +399,7 @@ impl Drop for Killed {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 

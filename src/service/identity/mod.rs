@@ -3,6 +3,7 @@
 //! service functions; they only translate their transport.
 
 pub mod admin;
+mod agents;
 pub mod api_keys;
 mod cache;
 pub mod sessions;
@@ -118,6 +119,9 @@ pub struct Identity {
     key_touches: Mutex<HashMap<String, Instant>>,
     /// Client-certificate fingerprint → the user it names (`None`: nobody).
     certs: TtlCache<String, Option<String>>,
+    /// Digest of a login and password checked right → the user and its token version
+    /// then (a password change bumps the version, which retires the entry).
+    passwords_seen: TtlCache<String, (String, i32)>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -139,6 +143,7 @@ impl Identity {
             keys: TtlCache::new(CACHE_TTL),
             key_touches: Mutex::new(HashMap::new()),
             certs: TtlCache::new(CACHE_TTL),
+            passwords_seen: TtlCache::bounded(VERIFIED_TOKEN_TTL, VERIFIED_TOKEN_ENTRIES),
         }
     }
 

@@ -46,7 +46,18 @@ pub struct SessionUser {
     pub permissions: Vec<&'static str>,
 }
 
-const INVALID_CREDENTIALS: &str = "Invalid username or password";
+pub(super) const INVALID_CREDENTIALS: &str = "Invalid username or password";
+
+/// What checking a login name and password found.
+pub(super) enum PasswordCheck {
+    /// The password is that of `user`, who is active; `throttled` names the account's
+    /// throttle row, to reset.
+    Valid { user: Box<user::Model>, needs_rehash: bool, throttled: String },
+    /// The account or client is blocked: nothing was checked.
+    Blocked { user_id: Option<String>, retry_after_seconds: u64 },
+    /// Unknown login, wrong password or inactive user; `Some` when that started a block.
+    Wrong { user_id: Option<String>, retry_after_seconds: Option<u64> },
+}
 
 fn micros(seconds: i64) -> i64 {
     seconds.saturating_mul(1_000_000)
@@ -103,40 +114,18 @@ impl Identity {
         client: Option<IpAddr>,
     ) -> Result<TokenResponse, AppError> {
         let account = login.trim().to_lowercase();
-        let now = now_micros();
-        let found = users::find_by_login(&self.db, login.trim()).await?;
-        // Failures count per account, whichever name (username or email) they were tried
-        // with; per name only where no account has it.
-        let throttled = match &found {
-            Some(user) => format!("user:{}", user.id),
-            None => format!("login:{account}"),
-        };
-        // The attempt counts against the account before the password is checked, so a
-        // burst of concurrent guesses cannot all pass the limit; a success takes it back.
-        let started_block = match throttle::attempt(&self.db, &throttled, client, now).await? {
-            throttle::Counted::Blocked(retry_after_seconds) => {
-                self.audit_login(meta, found.map(|u| u.id), &account, AuditStatus::Denied).await?;
+        let (user, needs_rehash, throttled) = match self.check_password(login, password, client).await? {
+            PasswordCheck::Valid { user, needs_rehash, throttled } => (*user, needs_rehash, throttled),
+            PasswordCheck::Blocked { user_id, retry_after_seconds } => {
+                self.audit_login(meta, user_id, &account, AuditStatus::Denied).await?;
                 return Err(AppError::TooManyRequests { retry_after_seconds });
             }
-            throttle::Counted::Counted(started) => started,
-        };
-        let verified = match &found {
-            Some(user) => self.passwords.verify(password, &user.password_hash).await.map_err(AppError::internal)?,
-            None => {
-                self.passwords.verify_dummy(password).await;
-                Verification::Invalid
-            }
-        };
-        let (user, needs_rehash) = match (found, verified) {
-            (Some(user), Verification::Valid { needs_rehash }) if user.active => (user, needs_rehash),
-            (found, _) => {
-                let user_id = found.map(|u| u.id);
+            PasswordCheck::Wrong { user_id, retry_after_seconds } => {
                 self.audit_login(meta, user_id, &account, AuditStatus::Failure).await?;
-                let client_blocked = throttle::failed(&self.db, client, now).await?;
-                if let Some(retry_after_seconds) = Ord::max(started_block, client_blocked) {
-                    return Err(AppError::TooManyRequests { retry_after_seconds });
-                }
-                return Err(AppError::Unauthorized(INVALID_CREDENTIALS.to_owned()));
+                return Err(match retry_after_seconds {
+                    Some(retry_after_seconds) => AppError::TooManyRequests { retry_after_seconds },
+                    None => AppError::Unauthorized(INVALID_CREDENTIALS.to_owned()),
+                });
             }
         };
         let new_hash =
@@ -150,6 +139,50 @@ impl Identity {
         audit::record(&txn, &meta, AuditEntry::new("LOGIN", "session", Some(&account), AuditStatus::Success)).await?;
         txn.commit().await?;
         Ok(response)
+    }
+
+    /// Checks a login name (username or email) and password under the login throttle:
+    /// the attempt counts against the account before the password is checked, so a
+    /// burst of concurrent guesses cannot all pass the limit; a success takes it back
+    /// (the caller resets `throttled`), a failure also counts against the client address.
+    pub(super) async fn check_password(
+        &self,
+        login: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<PasswordCheck, AppError> {
+        let account = login.trim().to_lowercase();
+        let now = now_micros();
+        let found = users::find_by_login(&self.db, login.trim()).await?;
+        // Failures count per account, whichever name (username or email) they were tried
+        // with; per name only where no account has it.
+        let throttled = match &found {
+            Some(user) => format!("user:{}", user.id),
+            None => format!("login:{account}"),
+        };
+        let started_block = match throttle::attempt(&self.db, &throttled, client, now).await? {
+            throttle::Counted::Blocked(retry_after_seconds) => {
+                return Ok(PasswordCheck::Blocked { user_id: found.map(|u| u.id), retry_after_seconds });
+            }
+            throttle::Counted::Counted(started) => started,
+        };
+        let verified = match &found {
+            Some(user) => self.passwords.verify(password, &user.password_hash).await.map_err(AppError::internal)?,
+            None => {
+                self.passwords.verify_dummy(password).await;
+                Verification::Invalid
+            }
+        };
+        match (found, verified) {
+            (Some(user), Verification::Valid { needs_rehash }) if user.active => {
+                Ok(PasswordCheck::Valid { user: Box::new(user), needs_rehash, throttled })
+            }
+            (found, _) => {
+                let client_blocked = throttle::failed(&self.db, client, now).await?;
+                let retry_after_seconds = Ord::max(started_block, client_blocked);
+                Ok(PasswordCheck::Wrong { user_id: found.map(|u| u.id), retry_after_seconds })
+            }
+        }
     }
 
     async fn audit_login(

@@ -26,6 +26,8 @@ pub(crate) struct Window<'a> {
     pub range_ms: i64,
     /// The scalar argument at this step (`quantile_over_time`'s φ, `predict_linear`'s t).
     pub param: f64,
+    /// The second scalar argument (`holt_winters`' trend factor).
+    pub param2: f64,
 }
 
 pub(crate) fn window_fn(name: &str) -> Option<WindowFn> {
@@ -48,6 +50,7 @@ pub(crate) fn window_fn(name: &str) -> Option<WindowFn> {
         "present_over_time" | "absent_over_time" => |_| Some(1.0),
         "stddev_over_time" => |w| Some(variance(w.points).sqrt()),
         "stdvar_over_time" => |w| Some(variance(w.points)),
+        "holt_winters" => holt_winters,
         "quantile_over_time" => |w| {
             let mut values: Vec<f64> = w.points.iter().map(|p| p.1).collect();
             Some(super::aggregate::quantile(w.param, &mut values))
@@ -70,11 +73,11 @@ impl Evaluator {
             return Err(EngineError::Execution(format!("unsupported function: {name}")));
         };
         let base = self.budget.current;
-        let mut param = None;
+        let mut params: Vec<Vec<f64>> = Vec::new();
         for (i, arg) in args.iter().enumerate() {
             if i != matrix_arg {
                 match self.eval(arg, ctx)? {
-                    Val::Scalar(values) => param = Some(values),
+                    Val::Scalar(values) => params.push(values),
                     _ => return Err(EngineError::Execution(format!("{name}: expected a scalar argument"))),
                 }
             }
@@ -123,8 +126,12 @@ impl Evaluator {
                     range_start,
                     range_end,
                     range_ms,
-                    param: param.as_ref().and_then(|p| p.get(i).copied()).unwrap_or(f64::NAN),
+                    param: params.first().and_then(|p| p.get(i).copied()).unwrap_or(f64::NAN),
+                    param2: params.get(1).and_then(|p| p.get(i).copied()).unwrap_or(f64::NAN),
                 };
+                if name == "holt_winters" {
+                    check_holt_winters_factors(window.param, window.param2)?;
+                }
                 if let Some(v) = f(&window) {
                     points.push((ts, v));
                 }
@@ -371,4 +378,54 @@ fn predict_linear(w: &Window) -> Option<f64> {
     }
     let (slope, intercept) = linear_regression(w.points, w.ts);
     Some(slope * w.param + intercept)
+}
+
+/// `holt_winters`' factors must lie strictly between 0 and 1; Prometheus checks them each
+/// time the function runs on a window, so only when some series has samples.
+fn check_holt_winters_factors(sf: f64, tf: f64) -> Result<(), EngineError> {
+    if sf <= 0.0 || sf >= 1.0 {
+        return Err(EngineError::Execution(format!(
+            "invalid smoothing factor. Expected: 0 < sf < 1, got: {}",
+            go_percent_f(sf)
+        )));
+    }
+    if tf <= 0.0 || tf >= 1.0 {
+        return Err(EngineError::Execution(format!(
+            "invalid trend factor. Expected: 0 < tf < 1, got: {}",
+            go_percent_f(tf)
+        )));
+    }
+    Ok(())
+}
+
+/// Go's `%f`.
+fn go_percent_f(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+    } else {
+        format!("{v:.6}")
+    }
+}
+
+/// Prometheus 2.42's `holt_winters` (double exponential smoothing): the last smoothed
+/// value, with smoothing factor `param` and trend factor `param2`.
+fn holt_winters(w: &Window) -> Option<f64> {
+    let (sf, tf) = (w.param, w.param2);
+    let points = w.points;
+    if points.len() < 2 {
+        return None;
+    }
+    let (mut s0, mut s1) = (0.0f64, points[0].1);
+    let mut b = points[1].1 - points[0].1;
+    for (i, p) in points.iter().enumerate().skip(1) {
+        let x = sf * p.1;
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        (s0, s1) = (s1, x + y);
+    }
+    Some(s1)
 }

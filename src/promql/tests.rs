@@ -539,3 +539,24 @@ fn benchmark_shapes() {
     println!("(b) histogram_quantile over 120 bucket series, 24 h at 60 s: {:?}", t.elapsed());
     assert!(matches!(got, Value::Matrix(m) if m.len() == 1));
 }
+
+#[test]
+fn holt_winters_smooths_as_2_42_does() {
+    // 1, 2, 4 with sf = tf = 0.5: s = 1, b = 1; then s = 1 + 1 = 2; then b = 0.5 x (2 - 1)
+    // + 0.5 x 1 = 1 and s = 0.5 x 4 + 0.5 x (2 + 1) = 3.5.
+    let db = vec![series(&[("__name__", "g"), ("job", "a")], &[(0, 1.0), (60_000, 2.0), (120_000, 4.0)])];
+    let got = vector(instant("holt_winters(g[5m], 0.5, 0.5)", 120_000, &db));
+    assert_eq!(got, vec![(labels(&[("job", "a")]), 3.5)]);
+    assert_eq!(
+        execution_error(instant("holt_winters(g[5m], 1, 0.5)", 120_000, &db)),
+        "invalid smoothing factor. Expected: 0 < sf < 1, got: 1.000000"
+    );
+    assert_eq!(
+        execution_error(instant("holt_winters(g[5m], 0.5, 0)", 120_000, &db)),
+        "invalid trend factor. Expected: 0 < tf < 1, got: 0.000000"
+    );
+    // Without samples the factors are never checked.
+    assert!(vector(instant("holt_winters(nothing[5m], 2, 2)", 120_000, &db)).is_empty());
+    // 3.x's name is not 2.42's.
+    assert!(matches!(parse("double_exponential_smoothing(g[5m], 0.5, 0.5)"), Err(EngineError::BadData(_))));
+}

@@ -98,11 +98,16 @@ impl Evaluator {
         };
         let keep_name = name == "last_over_time";
         let steps = ctx.steps();
+        // With `@` every step sees the same window, so (as Prometheus evaluates such a
+        // step-invariant call once) the value is computed once per series and parameter
+        // values; `predict_linear` depends on the step's time and is not step-invariant.
+        let step_invariant = at.is_some() && name != "predict_linear";
         let mut out: Vec<StepSeries> = Vec::with_capacity(series.len());
         for s in &series {
             self.budget.check_deadline()?;
             let mut points = Vec::new();
             let mut largest_window = 0usize;
+            let mut memo: Option<((u64, u64), Option<f64>)> = None;
             let mut i = 0usize;
             while i < steps {
                 let ts = ctx.time_at(i);
@@ -132,7 +137,18 @@ impl Evaluator {
                 if name == "holt_winters" {
                     check_holt_winters_factors(window.param, window.param2)?;
                 }
-                if let Some(v) = f(&window) {
+                let key = (window.param.to_bits(), window.param2.to_bits());
+                let value = match memo {
+                    Some((k, v)) if k == key => v,
+                    _ => {
+                        let v = f(&window);
+                        if step_invariant {
+                            memo = Some((key, v));
+                        }
+                        v
+                    }
+                };
+                if let Some(v) = value {
                     points.push((ts, v));
                 }
                 i += 1;

@@ -538,6 +538,12 @@ fn benchmark_shapes() {
             .unwrap();
     println!("(b) histogram_quantile over 120 bucket series, 24 h at 60 s: {:?}", t.elapsed());
     assert!(matches!(got, Value::Matrix(m) if m.len() == 1));
+
+    // (c) A step-invariant `@` call over a long window: computed once per series.
+    let t = std::time::Instant::now();
+    let got = range("max_over_time(x[1h] @ 3900)", 300_000, 300_000 + hour, step, &counters).unwrap();
+    println!("(c) max_over_time(x[1h] @ 3900), 1,000 series, 1 h at 15 s: {:?}", t.elapsed());
+    assert!(matches!(got, Value::Matrix(m) if m.len() == 1000));
 }
 
 #[test]
@@ -559,4 +565,29 @@ fn holt_winters_smooths_as_2_42_does() {
     assert!(vector(instant("holt_winters(nothing[5m], 2, 2)", 120_000, &db)).is_empty());
     // 3.x's name is not 2.42's.
     assert!(matches!(parse("double_exponential_smoothing(g[5m], 0.5, 0.5)"), Err(EngineError::BadData(_))));
+}
+
+#[test]
+fn at_pinned_range_functions_give_one_value_at_every_step() {
+    let db = minutes();
+    let pinned = single(instant("sum_over_time(x[5m] @ 300)", 300_000, &db)); // 0 + 1 + ... + 5
+    assert_eq!(pinned, 1.0 + 2.0 + 3.0 + 4.0 + 5.0);
+    let Ok(Value::Matrix(m)) = range("sum_over_time(x[5m] @ 300)", 0, 600_000, 30_000, &db) else {
+        panic!("expected a matrix")
+    };
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].points.len(), 21);
+    assert!(m[0].points.iter().all(|p| p.1 == pinned));
+    // A parameter that changes with the step is used at each step.
+    let Ok(Value::Matrix(m)) = range("quantile_over_time(time() / 600, x[5m] @ 300)", 0, 600_000, 300_000, &db) else {
+        panic!("expected a matrix")
+    };
+    let values: Vec<f64> = m[0].points.iter().map(|p| p.1).collect();
+    assert_eq!(values, vec![0.0, 2.5, 5.0]);
+    // predict_linear extrapolates from each step's time, as in Prometheus (not step-invariant).
+    let Ok(Value::Matrix(m)) = range("predict_linear(x[5m] @ 300, 0)", 300_000, 360_000, 60_000, &db) else {
+        panic!("expected a matrix")
+    };
+    let values: Vec<f64> = m[0].points.iter().map(|p| p.1).collect();
+    assert!(close(values[0], 5.0) && close(values[1], 6.0), "{values:?}");
 }

@@ -151,6 +151,7 @@ pub enum EngineError {
 /// for `Duration::from_secs_f64`, such as `x[1e30]`); such a panic becomes a parse error.
 pub fn parse(query: &str) -> Result<Expr, EngineError> {
     register_2_42_functions();
+    support::check_duration_units(query)?;
     let parsed = std::panic::catch_unwind(|| promql_parser::parser::parse(query))
         .map_err(|_| EngineError::BadData("parse error: invalid duration or number in the expression".into()))?;
     let expr = parsed.map_err(EngineError::BadData)?;

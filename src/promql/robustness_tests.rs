@@ -285,3 +285,22 @@ fn clamp_propagates_nan_bounds_as_go_math_does() {
     assert!(first_value(instant("clamp_max(x, NaN)")).is_nan());
     assert_eq!(first_value(instant("clamp(x, 0, 5)")), 5.0);
 }
+
+#[test]
+fn durations_without_a_unit_are_refused_as_2_42_refuses_them() {
+    for q in ["x[5]", "rate(x[1.5])", "x[5:1m]", "x[5m:1]", "x[ 5 ]", "x offset 5", "x offset -1e300", "x OFFSET 1"] {
+        assert!(matches!(parse(q), Err(EngineError::BadData(_))), "{q}");
+    }
+    for q in [
+        "x[5m]",
+        "x[5m:]",
+        "x[5m:1m] offset -5m",
+        r#"x{offset="5"}"#,
+        r#"x{a="[5]", b='offset 5', c=`[1]`}"#,
+        "sum by (offset) (x)",
+        "x # offset 5 [1]",
+        "x offset 1h30m",
+    ] {
+        assert!(parse(q).is_ok(), "{q}");
+    }
+}

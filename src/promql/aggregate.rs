@@ -114,7 +114,8 @@ fn aggregate_step(
     let mut k = 0usize;
     if op == "topk" || op == "bottomk" {
         let f = param.scalar();
-        if !(f >= i64::MIN as f64 && f <= i64::MAX as f64) {
+        // Go's `convertibleToInt64`: 2^63 itself does not fit.
+        if !(f >= i64::MIN as f64 && f < i64::MAX as f64) {
             return Err(EngineError::Execution(format!("Scalar value {} overflows int64", go_float(f))));
         }
         let k_int = f as i64;

@@ -228,26 +228,33 @@ impl Evaluator {
     pub(crate) fn eval(&mut self, expr: &Expr, ctx: &Ctx) -> Result<Val, EngineError> {
         self.budget.check_deadline()?;
         match expr {
-            Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; ctx.steps()])),
+            Expr::NumberLiteral(n) => Ok(Val::Scalar(self.scalar_steps(ctx, |_| n.val)?)),
             Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),
             Expr::Paren(p) => self.eval(&p.expr, ctx),
             Expr::Unary(u) => self.eval_negation(&u.expr, ctx),
             Expr::VectorSelector(vs) => self.eval_vector_selector(vs, ctx, false),
             Expr::MatrixSelector(ms) => {
-                let end = at_ms(&ms.vs.at, &self.range).unwrap_or(ctx.start) - offset_ms(&ms.vs.offset);
+                let end = at_ms(&ms.vs.at, &self.range).unwrap_or(ctx.start).saturating_sub(offset_ms(&ms.vs.offset));
                 let series = self.raw_range_series(&ms.vs)?;
-                self.window_matrix(series, end - duration_ms(&ms.range), end)
+                self.window_matrix(series, end.saturating_sub(duration_ms(&ms.range)), end)
             }
             Expr::Subquery(sq) => {
                 let (series, _, _) = self.eval_subquery(sq, ctx)?;
-                let end = at_ms(&sq.at, &self.range).unwrap_or(ctx.start) - offset_ms(&sq.offset);
-                self.window_matrix(series, end - duration_ms(&sq.range), end)
+                let end = at_ms(&sq.at, &self.range).unwrap_or(ctx.start).saturating_sub(offset_ms(&sq.offset));
+                self.window_matrix(series, end.saturating_sub(duration_ms(&sq.range)), end)
             }
             Expr::Call(call) => self.eval_call(call, ctx),
             Expr::Aggregate(agg) => self.eval_aggregate(agg, ctx),
             Expr::Binary(b) => self.eval_binary(b, ctx),
             Expr::Extension(_) => Err(EngineError::Execution("unsupported expression: extension".into())),
         }
+    }
+
+    /// A scalar's value at every step, within the samples limit (a subquery's steps are
+    /// not bounded by the API's points-per-series check).
+    pub(crate) fn scalar_steps(&self, ctx: &Ctx, f: impl Fn(i64) -> f64) -> Result<Vec<f64>, EngineError> {
+        self.budget.check(ctx.steps())?;
+        Ok(ctx.times().map(f).collect())
     }
 
     fn slot(&self, vs: &VectorSelector) -> Result<usize, EngineError> {
@@ -269,25 +276,37 @@ impl Evaluator {
         let slot = self.slot(vs)?;
         let at = at_ms(&vs.at, &self.range);
         let offset = offset_ms(&vs.offset);
+        let steps = ctx.steps();
         let mut out = Vec::with_capacity(self.data[slot].len());
         for s in &self.data[slot] {
             self.budget.check_deadline()?;
             let mut points = Vec::new();
             let mut from = 0usize;
-            for ts in ctx.times() {
-                let reference = at.unwrap_or(ts) - offset;
+            let mut i = 0usize;
+            while i < steps {
+                let ts = ctx.time_at(i);
+                let reference = at.unwrap_or(ts).saturating_sub(offset);
                 let idx = from + s.points[from..].partition_point(|p| p.0 <= reference);
                 if at.is_none() {
                     from = idx;
                 }
-                let Some(&(t, v)) = idx.checked_sub(1).and_then(|i| s.points.get(i)) else {
-                    continue;
+                let found = idx.checked_sub(1).and_then(|i| s.points.get(i)).copied();
+                let Some((t, v)) =
+                    found.filter(|&(t, v)| t >= reference.saturating_sub(self.lookback_ms) && !is_stale(v))
+                else {
+                    // Nothing until the next sample comes into view: skip the steps in
+                    // between rather than visiting each (a 1 ms subquery step over years).
+                    match (at, s.points.get(idx)) {
+                        (None, Some(next)) => {
+                            i = ctx.first_step_at_or_after(next.0.saturating_add(offset)).max(i + 1);
+                            continue;
+                        }
+                        _ => break,
+                    }
                 };
-                if t < reference - self.lookback_ms || is_stale(v) {
-                    continue;
-                }
                 self.budget.add(1)?;
                 points.push((ts, if timestamps { t as f64 / 1000.0 } else { v }));
+                i += 1;
             }
             if !points.is_empty() {
                 out.push(StepSeries { labels: s.labels.clone(), points });
@@ -333,19 +352,19 @@ impl Evaluator {
         let offset = offset_ms(&sq.offset);
         let range = duration_ms(&sq.range);
         let step = match &sq.step {
-            Some(d) if !d.is_zero() => duration_ms(d),
+            Some(d) if !d.is_zero() => duration_ms(d).max(1),
             _ => DEFAULT_SUBQUERY_STEP_MS,
         };
         let (outer_start, outer_end) = match at_ms(&sq.at, &self.range) {
             Some(at) => (at, at),
             None => (ctx.start, ctx.end),
         };
-        let earliest = outer_start - offset - range;
+        let earliest = outer_start.saturating_sub(offset).saturating_sub(range);
         let mut start = step * (earliest / step);
         if start < earliest {
-            start += step;
+            start = start.saturating_add(step);
         }
-        let inner = Ctx { start, end: outer_end - offset, step };
+        let inner = Ctx { start, end: outer_end.saturating_sub(offset), step };
         let before = self.budget.current;
         let val = if inner.end < inner.start { Val::Vector(Vec::new()) } else { self.eval(&sq.expr, &inner)? };
         let series = match val {

@@ -31,8 +31,8 @@ impl Evaluator {
         }
         let base = self.budget.current;
         match name {
-            "time" => return Ok(Val::Scalar(ctx.times().map(|t| t as f64 / 1000.0).collect())),
-            "pi" => return Ok(Val::Scalar(vec![std::f64::consts::PI; ctx.steps()])),
+            "time" => return Ok(Val::Scalar(self.scalar_steps(ctx, |t| t as f64 / 1000.0)?)),
+            "pi" => return Ok(Val::Scalar(self.scalar_steps(ctx, |_| std::f64::consts::PI)?)),
             _ => {}
         }
         // `timestamp(selector)` reports the raw samples' times, not the step's.
@@ -83,11 +83,11 @@ impl Evaluator {
                     if hi < lo {
                         return Ok(Vec::new());
                     }
-                    Ok(a[0].vector().iter().map(|s| (names.dropped(s), lo.max(hi.min(s.v)))).collect())
+                    Ok(a[0].vector().iter().map(|s| (names.dropped(s), go_max(lo, go_min(hi, s.v)))).collect())
                 })?
             }
-            "clamp_min" => map_values(budget, ctx, base, &vals, |s, a| a[1].scalar().max(s.v))?,
-            "clamp_max" => map_values(budget, ctx, base, &vals, |s, a| a[1].scalar().min(s.v))?,
+            "clamp_min" => map_values(budget, ctx, base, &vals, |s, a| go_max(a[1].scalar(), s.v))?,
+            "clamp_max" => map_values(budget, ctx, base, &vals, |s, a| go_min(a[1].scalar(), s.v))?,
             "sort" | "sort_desc" => {
                 let descending = name == "sort_desc";
                 range_eval(budget, ctx, base, &vals, |_, _, a| {
@@ -116,6 +116,16 @@ impl Evaluator {
         };
         Ok(out)
     }
+}
+
+/// Go's `math.Max`: NaN if either is NaN (Rust's `f64::max` ignores a NaN).
+fn go_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
+}
+
+/// Go's `math.Min`: NaN if either is NaN.
+fn go_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
 }
 
 /// Caches each input series' labels without `__name__`, so steps share one label set.

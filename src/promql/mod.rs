@@ -25,6 +25,8 @@ mod support;
 mod value;
 
 #[cfg(test)]
+mod robustness_tests;
+#[cfg(test)]
 mod tests;
 
 use std::time::Instant;
@@ -144,10 +146,36 @@ pub enum EngineError {
 }
 
 /// Parses `query`, refusing constructs Prometheus 2.42 does not have.
+///
+/// `promql-parser` panics on some inputs Prometheus refuses (a unitless duration too large
+/// for `Duration::from_secs_f64`, such as `x[1e30]`); such a panic becomes a parse error.
 pub fn parse(query: &str) -> Result<Expr, EngineError> {
-    let expr = promql_parser::parser::parse(query).map_err(EngineError::BadData)?;
+    register_2_42_functions();
+    support::check_duration_units(query)?;
+    let parsed = std::panic::catch_unwind(|| promql_parser::parser::parse(query))
+        .map_err(|_| EngineError::BadData("parse error: invalid duration or number in the expression".into()))?;
+    let expr = parsed.map_err(EngineError::BadData)?;
     support::check_supported_syntax(&expr)?;
     Ok(expr)
+}
+
+/// Teaches `promql-parser` (which has Prometheus 3's function table) the 2.42 functions
+/// 3.x renamed: `holt_winters` (3.x's `double_exponential_smoothing`).
+fn register_2_42_functions() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use promql_parser::parser::Function;
+        use promql_parser::parser::value::ValueType;
+        let holt_winters = Function::new(
+            "holt_winters",
+            vec![ValueType::Matrix, ValueType::Scalar, ValueType::Scalar],
+            0,
+            ValueType::Vector,
+            false,
+        );
+        // Only a name clash with a built-in fails, and 3.x has no `holt_winters`.
+        let _ = promql_parser::parser::register_extra_functions(vec![holt_winters]);
+    });
 }
 
 /// The raw samples the evaluation of `expr` over `range` reads, one entry per selector in

@@ -15,7 +15,7 @@ pub(crate) fn offset_ms(offset: &Option<Offset>) -> i64 {
     match offset {
         None => 0,
         Some(Offset::Pos(d)) => duration_ms(d),
-        Some(Offset::Neg(d)) => -duration_ms(d),
+        Some(Offset::Neg(d)) => duration_ms(d).saturating_neg(),
     }
 }
 
@@ -35,7 +35,7 @@ pub(crate) fn at_ms(at: &Option<AtModifier>, range: &EvalRange) -> Option<i64> {
 fn system_time_ms(t: &SystemTime) -> i64 {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(d) => duration_ms(&d),
-        Err(before) => -duration_ms(&before.duration()),
+        Err(before) => duration_ms(&before.duration()).saturating_neg(),
     }
 }
 
@@ -77,8 +77,8 @@ fn walk<'a>(
             let inner = match at_ms(&sq.at, range) {
                 Some(at) => SubqueryPath { offset_ms: own_offset, range_ms: own_range, at_ms: Some(at) },
                 None => SubqueryPath {
-                    offset_ms: path.offset_ms + own_offset,
-                    range_ms: path.range_ms + own_range,
+                    offset_ms: path.offset_ms.saturating_add(own_offset),
+                    range_ms: path.range_ms.saturating_add(own_range),
                     at_ms: path.at_ms,
                 },
             };
@@ -110,12 +110,16 @@ pub(crate) fn fetches(expr: &Expr, range: &EvalRange, lookback_ms: i64) -> Vec<F
         if let Some(at) = at_ms(&vs.at, range) {
             (start, end) = (at, at);
         } else {
-            start -= path.offset_ms + path.range_ms;
-            end -= path.offset_ms;
+            start = start.saturating_sub(path.offset_ms.saturating_add(path.range_ms));
+            end = end.saturating_sub(path.offset_ms);
         }
-        start -= if range_ms == 0 { lookback_ms } else { range_ms };
+        start = start.saturating_sub(if range_ms == 0 { lookback_ms } else { range_ms });
         let own_offset = offset_ms(&vs.offset);
-        out.push(Fetch { matchers: full_matchers(vs), start_ms: start - own_offset, end_ms: end - own_offset });
+        out.push(Fetch {
+            matchers: full_matchers(vs),
+            start_ms: start.saturating_sub(own_offset),
+            end_ms: end.saturating_sub(own_offset),
+        });
     });
     out
 }

@@ -26,6 +26,8 @@ pub(crate) struct Window<'a> {
     pub range_ms: i64,
     /// The scalar argument at this step (`quantile_over_time`'s φ, `predict_linear`'s t).
     pub param: f64,
+    /// The second scalar argument (`holt_winters`' trend factor).
+    pub param2: f64,
 }
 
 pub(crate) fn window_fn(name: &str) -> Option<WindowFn> {
@@ -48,6 +50,7 @@ pub(crate) fn window_fn(name: &str) -> Option<WindowFn> {
         "present_over_time" | "absent_over_time" => |_| Some(1.0),
         "stddev_over_time" => |w| Some(variance(w.points).sqrt()),
         "stdvar_over_time" => |w| Some(variance(w.points)),
+        "holt_winters" => holt_winters,
         "quantile_over_time" => |w| {
             let mut values: Vec<f64> = w.points.iter().map(|p| p.1).collect();
             Some(super::aggregate::quantile(w.param, &mut values))
@@ -70,11 +73,11 @@ impl Evaluator {
             return Err(EngineError::Execution(format!("unsupported function: {name}")));
         };
         let base = self.budget.current;
-        let mut param = None;
+        let mut params: Vec<Vec<f64>> = Vec::new();
         for (i, arg) in args.iter().enumerate() {
             if i != matrix_arg {
                 match self.eval(arg, ctx)? {
-                    Val::Scalar(values) => param = Some(values),
+                    Val::Scalar(values) => params.push(values),
                     _ => return Err(EngineError::Execution(format!("{name}: expected a scalar argument"))),
                 }
             }
@@ -94,17 +97,32 @@ impl Evaluator {
             _ => return Err(EngineError::Execution(format!("{name}: expected a range vector"))),
         };
         let keep_name = name == "last_over_time";
+        let steps = ctx.steps();
+        // With `@` every step sees the same window, so (as Prometheus evaluates such a
+        // step-invariant call once) the value is computed once per series and parameter
+        // values; `predict_linear` depends on the step's time and is not step-invariant.
+        let step_invariant = at.is_some() && name != "predict_linear";
         let mut out: Vec<StepSeries> = Vec::with_capacity(series.len());
         for s in &series {
             self.budget.check_deadline()?;
             let mut points = Vec::new();
             let mut largest_window = 0usize;
-            for (i, ts) in ctx.times().enumerate() {
-                let range_end = at.unwrap_or(ts) - offset;
-                let range_start = range_end - range_ms;
+            let mut memo: Option<((u64, u64), Option<f64>)> = None;
+            let mut i = 0usize;
+            while i < steps {
+                let ts = ctx.time_at(i);
+                let range_end = at.unwrap_or(ts).saturating_sub(offset);
+                let range_start = range_end.saturating_sub(range_ms);
                 let (lo, hi) = window_bounds(&s.points, range_start, range_end);
                 if lo == hi {
-                    continue;
+                    // Skip to the first step whose window reaches the next sample.
+                    match (at, s.points.get(lo)) {
+                        (None, Some(next)) => {
+                            i = ctx.first_step_at_or_after(next.0.saturating_add(offset)).max(i + 1);
+                            continue;
+                        }
+                        _ => break,
+                    }
                 }
                 largest_window = largest_window.max(hi - lo);
                 let window = Window {
@@ -113,11 +131,27 @@ impl Evaluator {
                     range_start,
                     range_end,
                     range_ms,
-                    param: param.as_ref().and_then(|p| p.get(i).copied()).unwrap_or(f64::NAN),
+                    param: params.first().and_then(|p| p.get(i).copied()).unwrap_or(f64::NAN),
+                    param2: params.get(1).and_then(|p| p.get(i).copied()).unwrap_or(f64::NAN),
                 };
-                if let Some(v) = f(&window) {
+                if name == "holt_winters" {
+                    check_holt_winters_factors(window.param, window.param2)?;
+                }
+                let key = (window.param.to_bits(), window.param2.to_bits());
+                let value = match memo {
+                    Some((k, v)) if k == key => v,
+                    _ => {
+                        let v = f(&window);
+                        if step_invariant {
+                            memo = Some((key, v));
+                        }
+                        v
+                    }
+                };
+                if let Some(v) = value {
                     points.push((ts, v));
                 }
+                i += 1;
             }
             self.budget.check(largest_window + points.len())?;
             if !points.is_empty() {
@@ -128,8 +162,7 @@ impl Evaluator {
         }
         self.budget.current = self.budget.current.saturating_sub(held);
         if name == "absent_over_time" {
-            let all: Vec<i64> = ctx.times().collect();
-            return Ok(absent_over_time(&out, &all, args[matrix_arg], base, &mut self.budget));
+            return absent_over_time(&out, ctx, args[matrix_arg], base, &mut self.budget);
         }
         let mut seen = HashSet::with_capacity(out.len());
         if out.iter().any(|s| !seen.insert(s.labels.clone())) {
@@ -142,18 +175,27 @@ impl Evaluator {
 /// `absent_over_time`: 1 at the steps where no series had a sample.
 fn absent_over_time(
     present: &[StepSeries],
-    steps: &[i64],
+    ctx: &Ctx,
     arg: &Expr,
     base: usize,
     budget: &mut super::value::Budget,
-) -> Val {
+) -> Result<Val, EngineError> {
     let found: HashSet<i64> = present.iter().flat_map(|s| s.points.iter().map(|p| p.0)).collect();
-    let points: Vec<(i64, f64)> = steps.iter().filter(|t| !found.contains(t)).map(|&t| (t, 1.0)).collect();
-    budget.current = base + points.len();
-    if points.is_empty() {
-        return Val::Vector(Vec::new());
+    budget.current = base;
+    let mut points = Vec::new();
+    for t in ctx.times() {
+        if !found.contains(&t) {
+            if points.len() % 4096 == 0 {
+                budget.check_deadline()?;
+            }
+            budget.add(1)?;
+            points.push((t, 1.0));
+        }
     }
-    Val::Vector(vec![StepSeries { labels: Arc::new(absent_labels(arg)), points }])
+    if points.is_empty() {
+        return Ok(Val::Vector(Vec::new()));
+    }
+    Ok(Val::Vector(vec![StepSeries { labels: Arc::new(absent_labels(arg)), points }]))
 }
 
 /// The labels `absent()` reports: those pinned by exactly one equality matcher.
@@ -198,8 +240,8 @@ fn extrapolated_rate(w: &Window, is_counter: bool, is_rate: bool) -> Option<f64>
             prev = p.1;
         }
     }
-    let mut duration_to_start = (first.0 - w.range_start) as f64 / 1000.0;
-    let duration_to_end = (w.range_end - last.0) as f64 / 1000.0;
+    let mut duration_to_start = first.0.saturating_sub(w.range_start) as f64 / 1000.0;
+    let duration_to_end = w.range_end.saturating_sub(last.0) as f64 / 1000.0;
     let sampled_interval = (last.0 - first.0) as f64 / 1000.0;
     let average_between = sampled_interval / (points.len() - 1) as f64;
     if is_counter && result > 0.0 && first.1 >= 0.0 {
@@ -320,7 +362,7 @@ fn linear_regression(points: &[(i64, f64)], intercept_time: i64) -> (f64, f64) {
             const_y = false;
         }
         n += 1.0;
-        let x = (t - intercept_time) as f64 / 1e3;
+        let x = t.saturating_sub(intercept_time) as f64 / 1e3;
         (sum_x, c_x) = kahan_inc(x, sum_x, c_x);
         (sum_y, c_y) = kahan_inc(v, sum_y, c_y);
         (sum_xy, c_xy) = kahan_inc(x * v, sum_xy, c_xy);
@@ -352,4 +394,54 @@ fn predict_linear(w: &Window) -> Option<f64> {
     }
     let (slope, intercept) = linear_regression(w.points, w.ts);
     Some(slope * w.param + intercept)
+}
+
+/// `holt_winters`' factors must lie strictly between 0 and 1; Prometheus checks them each
+/// time the function runs on a window, so only when some series has samples.
+fn check_holt_winters_factors(sf: f64, tf: f64) -> Result<(), EngineError> {
+    if sf <= 0.0 || sf >= 1.0 {
+        return Err(EngineError::Execution(format!(
+            "invalid smoothing factor. Expected: 0 < sf < 1, got: {}",
+            go_percent_f(sf)
+        )));
+    }
+    if tf <= 0.0 || tf >= 1.0 {
+        return Err(EngineError::Execution(format!(
+            "invalid trend factor. Expected: 0 < tf < 1, got: {}",
+            go_percent_f(tf)
+        )));
+    }
+    Ok(())
+}
+
+/// Go's `%f`.
+fn go_percent_f(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+    } else {
+        format!("{v:.6}")
+    }
+}
+
+/// Prometheus 2.42's `holt_winters` (double exponential smoothing): the last smoothed
+/// value, with smoothing factor `param` and trend factor `param2`.
+fn holt_winters(w: &Window) -> Option<f64> {
+    let (sf, tf) = (w.param, w.param2);
+    let points = w.points;
+    if points.len() < 2 {
+        return None;
+    }
+    let (mut s0, mut s1) = (0.0f64, points[0].1);
+    let mut b = points[1].1 - points[0].1;
+    for (i, p) in points.iter().enumerate().skip(1) {
+        let x = sf * p.1;
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        (s0, s1) = (s1, x + y);
+    }
+    Some(s1)
 }

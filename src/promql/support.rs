@@ -2,7 +2,9 @@
 //! 3.x added (functions, aggregations, `or` inside selectors) is refused here as 2.42's
 //! parser refuses it, with a `bad_data` error.
 
-use promql_parser::parser::Expr;
+use std::time::Duration;
+
+use promql_parser::parser::{Expr, Offset, VectorSelector};
 
 use super::EngineError;
 
@@ -115,17 +117,109 @@ pub(crate) fn check_supported_syntax(expr: &Expr) -> Result<(), EngineError> {
         }
         Expr::Unary(u) => check_supported_syntax(&u.expr),
         Expr::Paren(p) => check_supported_syntax(&p.expr),
-        Expr::Subquery(sq) => check_supported_syntax(&sq.expr),
-        Expr::VectorSelector(vs) => check_selector(&vs.matchers),
-        Expr::MatrixSelector(ms) => check_selector(&ms.vs.matchers),
+        Expr::Subquery(sq) => {
+            check_duration(&sq.range)?;
+            if let Some(step) = &sq.step {
+                check_duration(step)?;
+            }
+            check_offset(&sq.offset)?;
+            check_supported_syntax(&sq.expr)
+        }
+        Expr::VectorSelector(vs) => check_selector(vs),
+        Expr::MatrixSelector(ms) => {
+            check_duration(&ms.range)?;
+            check_selector(&ms.vs)
+        }
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Ok(()),
         Expr::Extension(_) => Err(EngineError::BadData("unsupported expression".into())),
     }
 }
 
-fn check_selector(matchers: &promql_parser::label::Matchers) -> Result<(), EngineError> {
-    if !matchers.or_matchers.is_empty() {
+fn check_selector(vs: &VectorSelector) -> Result<(), EngineError> {
+    if !vs.matchers.or_matchers.is_empty() {
         return Err(EngineError::BadData("unexpected \"or\" in label matching".into()));
     }
+    check_offset(&vs.offset)
+}
+
+fn check_offset(offset: &Option<Offset>) -> Result<(), EngineError> {
+    match offset {
+        Some(Offset::Pos(d) | Offset::Neg(d)) => check_duration(d),
+        None => Ok(()),
+    }
+}
+
+/// Prometheus keeps durations as Go `time.Duration` (int64 nanoseconds), so its parser
+/// refuses any longer than about 292 years; the time arithmetic relies on that bound.
+fn check_duration(d: &Duration) -> Result<(), EngineError> {
+    if d.as_nanos() > i64::MAX as u128 {
+        return Err(EngineError::BadData(format!(
+            "not a valid duration string: {:?} (duration out of range)",
+            promql_parser::util::display_duration(d)
+        )));
+    }
     Ok(())
+}
+
+/// Prometheus 2.42's lexer wants a unit in every duration (`x[5]`: "missing unit character
+/// in duration"; `offset 5`: "unexpected number ... in offset, expected duration");
+/// promql-parser reads a bare number there as seconds. Strings and comments are skipped.
+pub(crate) fn check_duration_units(query: &str) -> Result<(), EngineError> {
+    let bytes = query.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        match c {
+            b'"' | b'\'' | b'`' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != c {
+                    if bytes[i] == b'\\' && c != b'`' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'[' => {
+                let end = query[i..].find(']').map_or(bytes.len(), |e| i + e);
+                if query[i + 1..end].split(':').any(|part| is_bare_number(part.trim())) {
+                    return Err(EngineError::BadData("parse error: missing unit character in duration".into()));
+                }
+                i = end + 1;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b':') {
+                    i += 1;
+                }
+                if query[start..i].eq_ignore_ascii_case("offset") {
+                    let rest = query[i..].trim_start();
+                    let rest = rest.strip_prefix('-').unwrap_or(rest);
+                    let len = rest
+                        .find(|ch: char| !(ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '+' | '-')))
+                        .unwrap_or(rest.len());
+                    let token = &rest[..len];
+                    if is_bare_number(token) {
+                        return Err(EngineError::BadData(format!(
+                            "parse error: unexpected number {token:?} in offset, expected duration"
+                        )));
+                    }
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
+/// A number without a unit (`5`, `1.5`, `1e30`).
+fn is_bare_number(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-'))
+        && s.parse::<f64>().is_ok()
 }

@@ -189,6 +189,8 @@ fn subqueries_evaluate_at_aligned_steps() {
     // At 10.5 minutes the aligned steps are 8, 9 and 10 minutes.
     assert_eq!(single(instant("min_over_time(x[2m30s:1m])", 630_000, &db)), 8.0);
     assert!(close(single(instant("rate(x[5m:1m])", 600_000, &db)), 1.0 / 60.0));
+    // Millisecond steps: 599,998, 599,999 and 600,000 ms.
+    assert_eq!(single(instant("count_over_time(x[2ms:1ms])", 600_000, &db)), 3.0);
     let Ok(Value::Matrix(m)) = instant("x[2m:1m]", 600_000, &db) else { panic!() };
     assert_eq!(m[0].points, vec![(480_000, 8.0), (540_000, 9.0), (600_000, 10.0)]);
 }
@@ -497,4 +499,95 @@ fn constructs_outside_2_42_or_native_histograms_are_refused() {
     assert!(matches!(parse(r#"x{a=~"("}"#), Err(EngineError::BadData(_))));
     let msg = execution_error(instant("histogram_count(x)", 0, &minutes()));
     assert!(msg.contains("histogram_count"), "{msg}");
+}
+
+/// The benchmark shapes of issue 21, timed in whatever profile the tests are built with:
+/// `cargo test --lib promql::tests::benchmark_shapes -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing only"]
+fn benchmark_shapes() {
+    let step = 15_000;
+    let hour = 3_600_000;
+    let counters: Vec<Series> = (0..1000)
+        .map(|i| {
+            let job = format!("job{}", i % 10);
+            let instance = format!("i{i}");
+            let points = (0..=(hour + 300_000) / step).map(|k| (k * step, (k * (i + 1)) as f64)).collect();
+            Series { labels: labels(&[("__name__", "x"), ("job", &job), ("instance", &instance)]), points }
+        })
+        .collect();
+    let t = std::time::Instant::now();
+    let got = range("sum by (job) (rate(x[5m]))", 300_000, 300_000 + hour, step, &counters).unwrap();
+    println!("(a) sum by (job) (rate(x[5m])), 1,000 series, 1 h at 15 s: {:?}", t.elapsed());
+    assert!(matches!(got, Value::Matrix(m) if m.len() == 10));
+
+    let day = 24 * hour;
+    let les = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"];
+    let buckets: Vec<Series> = (0..10)
+        .flat_map(|i| {
+            les.iter().enumerate().map(move |(b, le)| {
+                let instance = format!("i{i}");
+                let points = (0..=(day + 300_000) / step).map(|k| (k * step, (k * (b as i64 + 1)) as f64)).collect();
+                Series { labels: labels(&[("__name__", "h_bucket"), ("instance", &instance), ("le", le)]), points }
+            })
+        })
+        .collect();
+    let t = std::time::Instant::now();
+    let got =
+        range("histogram_quantile(0.99, sum by (le) (rate(h_bucket[5m])))", 300_000, 300_000 + day, 60_000, &buckets)
+            .unwrap();
+    println!("(b) histogram_quantile over 120 bucket series, 24 h at 60 s: {:?}", t.elapsed());
+    assert!(matches!(got, Value::Matrix(m) if m.len() == 1));
+
+    // (c) A step-invariant `@` call over a long window: computed once per series.
+    let t = std::time::Instant::now();
+    let got = range("max_over_time(x[1h] @ 3900)", 300_000, 300_000 + hour, step, &counters).unwrap();
+    println!("(c) max_over_time(x[1h] @ 3900), 1,000 series, 1 h at 15 s: {:?}", t.elapsed());
+    assert!(matches!(got, Value::Matrix(m) if m.len() == 1000));
+}
+
+#[test]
+fn holt_winters_smooths_as_2_42_does() {
+    // 1, 2, 4 with sf = tf = 0.5: s = 1, b = 1; then s = 1 + 1 = 2; then b = 0.5 x (2 - 1)
+    // + 0.5 x 1 = 1 and s = 0.5 x 4 + 0.5 x (2 + 1) = 3.5.
+    let db = vec![series(&[("__name__", "g"), ("job", "a")], &[(0, 1.0), (60_000, 2.0), (120_000, 4.0)])];
+    let got = vector(instant("holt_winters(g[5m], 0.5, 0.5)", 120_000, &db));
+    assert_eq!(got, vec![(labels(&[("job", "a")]), 3.5)]);
+    assert_eq!(
+        execution_error(instant("holt_winters(g[5m], 1, 0.5)", 120_000, &db)),
+        "invalid smoothing factor. Expected: 0 < sf < 1, got: 1.000000"
+    );
+    assert_eq!(
+        execution_error(instant("holt_winters(g[5m], 0.5, 0)", 120_000, &db)),
+        "invalid trend factor. Expected: 0 < tf < 1, got: 0.000000"
+    );
+    // Without samples the factors are never checked.
+    assert!(vector(instant("holt_winters(nothing[5m], 2, 2)", 120_000, &db)).is_empty());
+    // 3.x's name is not 2.42's.
+    assert!(matches!(parse("double_exponential_smoothing(g[5m], 0.5, 0.5)"), Err(EngineError::BadData(_))));
+}
+
+#[test]
+fn at_pinned_range_functions_give_one_value_at_every_step() {
+    let db = minutes();
+    let pinned = single(instant("sum_over_time(x[5m] @ 300)", 300_000, &db)); // 0 + 1 + ... + 5
+    assert_eq!(pinned, 1.0 + 2.0 + 3.0 + 4.0 + 5.0);
+    let Ok(Value::Matrix(m)) = range("sum_over_time(x[5m] @ 300)", 0, 600_000, 30_000, &db) else {
+        panic!("expected a matrix")
+    };
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].points.len(), 21);
+    assert!(m[0].points.iter().all(|p| p.1 == pinned));
+    // A parameter that changes with the step is used at each step.
+    let Ok(Value::Matrix(m)) = range("quantile_over_time(time() / 600, x[5m] @ 300)", 0, 600_000, 300_000, &db) else {
+        panic!("expected a matrix")
+    };
+    let values: Vec<f64> = m[0].points.iter().map(|p| p.1).collect();
+    assert_eq!(values, vec![0.0, 2.5, 5.0]);
+    // predict_linear extrapolates from each step's time, as in Prometheus (not step-invariant).
+    let Ok(Value::Matrix(m)) = range("predict_linear(x[5m] @ 300, 0)", 300_000, 360_000, 60_000, &db) else {
+        panic!("expected a matrix")
+    };
+    let values: Vec<f64> = m[0].points.iter().map(|p| p.1).collect();
+    assert!(close(values[0], 5.0) && close(values[1], 6.0), "{values:?}");
 }

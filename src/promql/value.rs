@@ -33,13 +33,35 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// The number of steps (computed wide, so no time range overflows it).
     pub fn steps(&self) -> usize {
-        usize::try_from((self.end - self.start) / self.step + 1).unwrap_or(0)
+        if self.end < self.start {
+            return 0;
+        }
+        let n = (i128::from(self.end) - i128::from(self.start)) / i128::from(self.step.max(1)) + 1;
+        usize::try_from(n).unwrap_or(usize::MAX)
     }
 
+    /// The step times; each is at most `end`, so none overflows.
     pub fn times(&self) -> impl Iterator<Item = i64> + use<> {
-        let (start, step, n) = (self.start, self.step, self.steps());
-        (0..n).map(move |i| start + step * i as i64)
+        let ctx = *self;
+        (0..self.steps()).map(move |i| ctx.time_at(i))
+    }
+
+    /// The index of the first step at or after `t` (`steps()` when there is none).
+    pub fn first_step_at_or_after(&self, t: i64) -> usize {
+        if t <= self.start {
+            return 0;
+        }
+        let step = i128::from(self.step.max(1));
+        let n = (i128::from(t) - i128::from(self.start) + step - 1) / step;
+        usize::try_from(n).unwrap_or(usize::MAX).min(self.steps())
+    }
+
+    /// The time of step `i`.
+    pub fn time_at(&self, i: usize) -> i64 {
+        let t = i128::from(self.start) + i128::from(self.step.max(1)) * i as i128;
+        i64::try_from(t).unwrap_or(if t < 0 { i64::MIN } else { i64::MAX })
     }
 }
 

@@ -247,6 +247,25 @@ fn string_arg(vals: &[Val], i: usize) -> &str {
     }
 }
 
+/// The first argument's series at every step with their labels mapped by `relabel`, which
+/// runs once per input series rather than once per step.
+fn relabel_each(
+    budget: &mut super::value::Budget,
+    ctx: &Ctx,
+    base: usize,
+    vals: &[Val],
+    relabel: impl Fn(&Lbl) -> Lbl,
+) -> Result<Val, EngineError> {
+    let mut cache: HashMap<usize, Lbl> = HashMap::new();
+    range_eval(budget, ctx, base, vals, |_, _, a| {
+        Ok(a[0]
+            .vector()
+            .iter()
+            .map(|s| (cache.entry(s.src).or_insert_with(|| relabel(&s.labels)).clone(), s.v))
+            .collect())
+    })
+}
+
 fn label_replace(budget: &mut super::value::Budget, ctx: &Ctx, base: usize, vals: &[Val]) -> Result<Val, EngineError> {
     let (dst, replacement, src, pattern) =
         (string_arg(vals, 1), string_arg(vals, 2), string_arg(vals, 3), string_arg(vals, 4));
@@ -255,31 +274,18 @@ fn label_replace(budget: &mut super::value::Budget, ctx: &Ctx, base: usize, vals
     if !is_valid_label_name(dst) {
         return Err(EngineError::Execution(format!("invalid destination label name in label_replace(): {dst}")));
     }
-    let mut cache: HashMap<usize, Lbl> = HashMap::new();
-    range_eval(budget, ctx, base, vals, |_, _, a| {
-        Ok(a[0]
-            .vector()
-            .iter()
-            .map(|s| {
-                let labels = cache
-                    .entry(s.src)
-                    .or_insert_with(|| {
-                        let value = s.labels.get(src).map(String::as_str).unwrap_or("");
-                        match regex.captures(value) {
-                            None => s.labels.clone(),
-                            Some(caps) => {
-                                let mut expanded = String::new();
-                                caps.expand(replacement, &mut expanded);
-                                let mut out = (*s.labels).clone();
-                                set_or_remove(&mut out, dst, &expanded);
-                                Arc::new(out)
-                            }
-                        }
-                    })
-                    .clone();
-                (labels, s.v)
-            })
-            .collect())
+    relabel_each(budget, ctx, base, vals, |labels| {
+        let value = labels.get(src).map(String::as_str).unwrap_or("");
+        match regex.captures(value) {
+            None => labels.clone(),
+            Some(caps) => {
+                let mut expanded = String::new();
+                caps.expand(replacement, &mut expanded);
+                let mut out = (**labels).clone();
+                set_or_remove(&mut out, dst, &expanded);
+                Arc::new(out)
+            }
+        }
     })
 }
 
@@ -292,24 +298,11 @@ fn label_join(budget: &mut super::value::Budget, ctx: &Ctx, base: usize, vals: &
     if !is_valid_label_name(dst) {
         return Err(EngineError::Execution(format!("invalid destination label name in label_join(): {dst}")));
     }
-    let mut cache: HashMap<usize, Lbl> = HashMap::new();
-    range_eval(budget, ctx, base, vals, |_, _, a| {
-        Ok(a[0]
-            .vector()
-            .iter()
-            .map(|s| {
-                let labels = cache
-                    .entry(s.src)
-                    .or_insert_with(|| {
-                        let joined: Vec<&str> =
-                            sources.iter().map(|name| s.labels.get(*name).map(String::as_str).unwrap_or("")).collect();
-                        let mut out = (*s.labels).clone();
-                        set_or_remove(&mut out, dst, &joined.join(separator));
-                        Arc::new(out)
-                    })
-                    .clone();
-                (labels, s.v)
-            })
-            .collect())
+    relabel_each(budget, ctx, base, vals, |labels| {
+        let joined: Vec<&str> =
+            sources.iter().map(|name| labels.get(*name).map(String::as_str).unwrap_or("")).collect();
+        let mut out = (**labels).clone();
+        set_or_remove(&mut out, dst, &joined.join(separator));
+        Arc::new(out)
     })
 }

@@ -11,21 +11,7 @@ fn db() -> Vec<Series> {
 }
 
 fn run(query: &str, range: EvalRange, limits: &Limits) -> Result<Value, EngineError> {
-    let expr = parse(query)?;
-    let db = db();
-    let data = fetches(&expr, &range, DEFAULT_LOOKBACK_MS)
-        .iter()
-        .map(|f| {
-            db.iter()
-                .filter(|s| f.matches(&s.labels))
-                .map(|s| Series {
-                    labels: s.labels.clone(),
-                    points: s.points.iter().copied().filter(|p| p.0 >= f.start_ms && p.0 <= f.end_ms).collect(),
-                })
-                .collect()
-        })
-        .collect();
-    evaluate(&expr, &range, data, limits)
+    super::tests::run(query, range, &db(), limits)
 }
 
 const PROBES: &[&str] = &[

@@ -14,7 +14,7 @@ fn series(pairs: &[(&str, &str)], points: &[(i64, f64)]) -> Series {
 }
 
 /// Runs `query` the way the API does: plan the fetches, read them from `db`, evaluate.
-fn run(query: &str, range: EvalRange, db: &[Series], limits: &Limits) -> Result<Value, EngineError> {
+pub(super) fn run(query: &str, range: EvalRange, db: &[Series], limits: &Limits) -> Result<Value, EngineError> {
     let expr = parse(query)?;
     let data = fetches(&expr, &range, DEFAULT_LOOKBACK_MS)
         .iter()

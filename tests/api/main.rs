@@ -18,6 +18,7 @@
 //! | `health` | `/healthz`, `/livez`, `/readyz`, `/metrics` |
 //! | `openapi` | `/api/v1/openapi.json` |
 //! | `retention` | `retention_days` of `/api/v1/sources`, the retention sweep and its lock, expired ingest dropped |
+//! | `security` | docs/SECURITY.md's rules no single area owns: no secret stored in plain text, an ingest key reaches only its source's ingest |
 //! | `otlp` | `/v1/logs`, `/v1/metrics` (and under `/otlp`), gRPC `LogsService/Export`, `MetricsService/Export`; the Python SDK end to end |
 //! | `request_pipeline` | what every route passes through: correlation ids, error bodies, limits, timeouts, CORS, shutdown |
 //! | `grpc` | the gRPC services |
@@ -49,6 +50,7 @@ mod promql;
 mod remote_write;
 mod request_pipeline;
 mod retention;
+mod security;
 mod sources;
 mod status_config;
 mod tls;
@@ -75,6 +77,7 @@ fn main() -> std::process::ExitCode {
         remote_write::cases(),
         request_pipeline::cases(),
         retention::cases(),
+        security::cases(),
         sources::cases(),
         status_config::cases(),
         tls::cases(),

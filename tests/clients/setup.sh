@@ -11,9 +11,11 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  # Debian's package starts a service where it can; the tests run their own instances
+  # (on ports of their own), so only the one the installation started is stopped, never
+  # a test's that runs meanwhile.
+  pkill -x prometheus 2>/dev/null || true
 fi
-# Debian's package starts a service where it can; the tests run their own instances.
-pkill -x prometheus 2>/dev/null || true
 
 VENV=${KK_CLIENTS_VENV:-target/clients-venv}
 REQUIREMENTS=tests/clients/requirements.txt

@@ -268,8 +268,7 @@ async fn load(args: &Args) {
 
     let started = Instant::now();
     let killkrill = format!("{}/prometheus/api/v1/write", args.killkrill);
-    let mut chunks = bodies.chunks(IN_FLIGHT);
-    while let Some(chunk) = chunks.next() {
+    for chunk in bodies.chunks(IN_FLIGHT) {
         let writes = chunk.iter().map(|body| write(&client, &killkrill, Some(&args.ingest_key), body.clone()));
         futures_util::future::join_all(writes).await;
     }

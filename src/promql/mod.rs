@@ -189,16 +189,5 @@ pub fn fetches(expr: &Expr, range: &EvalRange, lookback_ms: i64) -> Vec<Fetch> {
 /// An instant query answers the expression's own type; a range query answers a matrix
 /// (a scalar expression becomes one series without labels).
 pub fn evaluate(expr: &Expr, range: &EvalRange, data: Vec<Vec<Series>>, limits: &Limits) -> Result<Value, EngineError> {
-    evaluate_with_lookback(expr, range, data, limits, DEFAULT_LOOKBACK_MS)
-}
-
-/// [`evaluate`] with a lookback delta other than the default five minutes.
-pub fn evaluate_with_lookback(
-    expr: &Expr,
-    range: &EvalRange,
-    data: Vec<Vec<Series>>,
-    limits: &Limits,
-    lookback_ms: i64,
-) -> Result<Value, EngineError> {
-    eval::run(expr, range, data, limits, lookback_ms)
+    eval::run(expr, range, data, limits, DEFAULT_LOOKBACK_MS)
 }

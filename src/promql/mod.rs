@@ -60,6 +60,10 @@ pub struct Fetch {
     pub start_ms: i64,
     /// Last millisecond of the window (inclusive).
     pub end_ms: i64,
+    /// Whether only the newest sample of the window counts: a vector selector evaluated
+    /// at one instant (the whole query's, or pinned with `@`), which takes a series'
+    /// latest sample in the lookback window and nothing older.
+    pub latest_only: bool,
 }
 
 impl Fetch {

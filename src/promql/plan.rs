@@ -115,10 +115,13 @@ pub(crate) fn fetches(expr: &Expr, range: &EvalRange, lookback_ms: i64) -> Vec<F
         }
         start = start.saturating_sub(if range_ms == 0 { lookback_ms } else { range_ms });
         let own_offset = offset_ms(&vs.offset);
+        let one_instant =
+            vs.at.is_some() || (path.range_ms == 0 && (path.at_ms.is_some() || range.start_ms == range.end_ms));
         out.push(Fetch {
             matchers: full_matchers(vs),
             start_ms: start.saturating_sub(own_offset),
             end_ms: end.saturating_sub(own_offset),
+            latest_only: range_ms == 0 && one_instant,
         });
     });
     out

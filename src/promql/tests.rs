@@ -13,7 +13,8 @@ fn series(pairs: &[(&str, &str)], points: &[(i64, f64)]) -> Series {
     Series { labels: labels(pairs), points: points.to_vec() }
 }
 
-/// Runs `query` the way the API does: plan the fetches, read them from `db`, evaluate.
+/// Runs `query` the way the API does: plan the fetches, read them from `db` (only the
+/// newest point of the window for a latest-only fetch), evaluate.
 pub(super) fn run(query: &str, range: EvalRange, db: &[Series], limits: &Limits) -> Result<Value, EngineError> {
     let expr = parse(query)?;
     let data = fetches(&expr, &range, DEFAULT_LOOKBACK_MS)
@@ -21,9 +22,13 @@ pub(super) fn run(query: &str, range: EvalRange, db: &[Series], limits: &Limits)
         .map(|f| {
             db.iter()
                 .filter(|s| f.matches(&s.labels))
-                .map(|s| Series {
-                    labels: s.labels.clone(),
-                    points: s.points.iter().copied().filter(|p| p.0 >= f.start_ms && p.0 <= f.end_ms).collect(),
+                .map(|s| {
+                    let mut points: Vec<(i64, f64)> =
+                        s.points.iter().copied().filter(|p| p.0 >= f.start_ms && p.0 <= f.end_ms).collect();
+                    if f.latest_only {
+                        points.drain(..points.len().saturating_sub(1));
+                    }
+                    Series { labels: s.labels.clone(), points }
                 })
                 .filter(|s| !s.points.is_empty())
                 .collect()
@@ -72,6 +77,24 @@ fn execution_error(value: Result<Value, EngineError>) -> String {
 /// `x` at every minute from 0 to 10 minutes, value = minutes.
 fn minutes() -> Vec<Series> {
     vec![series(&[("__name__", "x"), ("job", "a")], &(0..=10).map(|m| (m * 60_000, m as f64)).collect::<Vec<_>>())]
+}
+
+#[test]
+fn only_a_vector_selector_at_one_instant_reads_its_newest_sample_alone() {
+    let latest = |query: &str, range: EvalRange| -> Vec<bool> {
+        let expr = parse(query).expect("parses");
+        fetches(&expr, &range, DEFAULT_LOOKBACK_MS).iter().map(|f| f.latest_only).collect()
+    };
+    let at = EvalRange::instant(600_000);
+    let over = EvalRange { start_ms: 0, end_ms: 600_000, step_ms: 60_000 };
+    assert_eq!(latest("x", at), [true]);
+    assert_eq!(latest("x + rate(y[5m])", at), [true, false]);
+    assert_eq!(latest("x offset 1m", at), [true]);
+    assert_eq!(latest("max_over_time(x[10m:1m])", at), [false]);
+    assert_eq!(latest("x", over), [false]);
+    assert_eq!(latest("x @ 300", over), [true]);
+    assert_eq!(latest("max_over_time((x @ 300)[10m:1m])", over), [true]);
+    assert_eq!(latest("(x)[10m:1m] @ 300", over), [false]);
 }
 
 #[test]

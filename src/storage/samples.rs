@@ -504,12 +504,15 @@ pub enum NameFilter<'a> {
     Prefix(&'a str),
 }
 
-/// A series as the query engine sees it: its row, name and labels (a JSON object).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A series as the query engine sees it: its row, name, labels (a JSON object) and
+/// newest sample.
+#[derive(Clone, Debug, PartialEq)]
 pub struct SeriesRow {
     pub id: i64,
     pub name: String,
     pub labels: String,
+    /// The time (µs) and value of the series' newest sample.
+    pub last: (i64, f64),
 }
 
 /// The series of every source that pass `name`, have a sample at `since` or later, and,
@@ -521,7 +524,14 @@ pub async fn find_series(
     sample_in: Option<std::ops::RangeInclusive<i64>>,
 ) -> Result<Vec<SeriesRow>, DbErr> {
     let mut query = Query::select()
-        .columns([series::Column::Id, series::Column::Name, series::Column::Labels])
+        .columns([
+            series::Column::Id,
+            series::Column::Name,
+            series::Column::Labels,
+            series::Column::LastTimestamp,
+            series::Column::LastValue,
+            series::Column::LastBits,
+        ])
         .from(series::Entity)
         .to_owned();
     match name {
@@ -558,6 +568,7 @@ pub async fn find_series(
             id: row.try_get_by_index(0)?,
             name: row.try_get_by_index(1)?,
             labels: row.try_get_by_index(2)?,
+            last: (row.try_get_by_index(3)?, loaded_value(row.try_get_by_index(4)?, row.try_get_by_index(5)?)),
         });
     }
     Ok(rows)

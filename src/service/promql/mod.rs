@@ -103,6 +103,8 @@ fn literal_prefix(re: &str) -> Option<&str> {
 pub struct Selected {
     pub labels: Labels,
     pub ids: Vec<i64>,
+    /// Each of `ids`' newest sample: time (µs) and value.
+    pub last: Vec<(i64, f64)>,
 }
 
 /// A stored series' label set; a label with an empty value is no label, in PromQL.
@@ -121,44 +123,66 @@ pub async fn select_series(db: &DatabaseConnection, fetch: &Fetch, sampled: bool
     let since = *micros(&window).start();
     let rows =
         storage::samples::find_series(db, name_filter(fetch), Some(since), sampled.then(|| micros(&window))).await?;
-    let mut by_labels: BTreeMap<Labels, Vec<i64>> = BTreeMap::new();
+    let mut by_labels: BTreeMap<Labels, Selected> = BTreeMap::new();
     for row in rows {
         match labels_of(&row) {
-            Some(labels) if fetch.matches(&labels) => by_labels.entry(labels).or_default().push(row.id),
+            Some(labels) if fetch.matches(&labels) => {
+                let selected = by_labels.entry(labels.clone()).or_insert_with(|| Selected {
+                    labels,
+                    ids: Vec::new(),
+                    last: Vec::new(),
+                });
+                selected.ids.push(row.id);
+                selected.last.push(row.last);
+            }
             Some(_) => {}
             None => tracing::warn!(event = "series_labels_unreadable", series_id = row.id),
         }
     }
-    Ok(by_labels.into_iter().map(|(labels, ids)| Selected { labels, ids }).collect())
+    Ok(by_labels.into_values().collect())
 }
 
 /// The samples of `selected` in `window` (milliseconds, inclusive), read in batches of
 /// series: each label set's points oldest first, those of its sources merged by time (at
-/// the same time, one of them). Fails with `TooManySamples` past `max_samples`.
+/// the same time, one of them). With `latest_only`, a series whose newest sample is not
+/// after the window gives that sample alone (or nothing, when it is before the window),
+/// without reading its samples. Fails with `TooManySamples` past `max_samples`.
 pub async fn read_samples(
     db: &DatabaseConnection,
     selected: &[Selected],
     window: RangeInclusive<i64>,
+    latest_only: bool,
     max_samples: usize,
 ) -> Result<Vec<Vec<(i64, f64)>>, ReadError> {
+    let times = micros(&window);
+    let mut points: Vec<Vec<(i64, f64)>> = vec![Vec::new(); selected.len()];
     let mut slot_of: HashMap<i64, usize> = HashMap::new();
     let mut ids = Vec::new();
+    let mut loaded = 0usize;
     for (slot, s) in selected.iter().enumerate() {
-        for id in &s.ids {
+        for (id, &(last_micros, last_value)) in s.ids.iter().zip(&s.last) {
+            if latest_only && last_micros <= *times.end() {
+                if last_micros >= *times.start() {
+                    loaded += 1;
+                    points[slot].push((last_micros, last_value));
+                }
+                continue;
+            }
             slot_of.insert(*id, slot);
             ids.push(*id);
         }
     }
+    if loaded > max_samples {
+        return Err(ReadError::TooManySamples);
+    }
     ids.sort_unstable();
-    let mut points: Vec<Vec<(i64, f64)>> = vec![Vec::new(); selected.len()];
-    let mut loaded = 0usize;
-    storage::samples::read_points(db, &ids, micros(&window), |id, micros, value| {
+    storage::samples::read_points(db, &ids, times, |id, micros, value| {
         loaded += 1;
         if loaded > max_samples {
             return ControlFlow::Break(());
         }
         if let Some(slot) = slot_of.get(&id) {
-            points[*slot].push((micros.div_euclid(1000), value));
+            points[*slot].push((micros, value));
         }
         ControlFlow::Continue(())
     })
@@ -171,8 +195,12 @@ pub async fn read_samples(
         if s.ids.len() > 1 {
             points.sort_by_key(|(t, _)| *t);
         }
-        // Two sources at the same time, or two microsecond samples in one millisecond.
-        points.dedup_by_key(|(t, _)| *t);
+        // Two sources at the same time, or two samples in one millisecond: the newest
+        // (the one a latest-only read gives too).
+        points.reverse();
+        points.dedup_by_key(|(t, _)| t.div_euclid(1000));
+        points.reverse();
+        points.iter_mut().for_each(|(t, _)| *t = t.div_euclid(1000));
     }
     Ok(points)
 }
@@ -202,7 +230,7 @@ async fn matching(
     }
     let (start_ms, end_ms) = window.as_ref().map_or((MIN_MS, MAX_MS), |w| (*w.start(), *w.end()));
     for selector in selectors {
-        let fetch = Fetch { matchers: selector.clone(), start_ms, end_ms };
+        let fetch = Fetch { matchers: selector.clone(), start_ms, end_ms, latest_only: false };
         found.extend(select_series(db, &fetch, window.is_some()).await?.into_iter().map(|s| s.labels));
     }
     Ok(found)
@@ -309,7 +337,7 @@ mod tests {
     }
 
     fn fetch(text: &str) -> Fetch {
-        Fetch { matchers: selector(text), start_ms: 0, end_ms: 0 }
+        Fetch { matchers: selector(text), start_ms: 0, end_ms: 0, latest_only: false }
     }
 
     #[test]

@@ -90,7 +90,7 @@ async fn read_all(
         }
         let selected = select_series(db, fetch, false).await?;
         let budget = max_samples.saturating_sub(loaded);
-        let points = match read_samples(db, &selected, fetch.start_ms..=fetch.end_ms, budget).await {
+        let points = match read_samples(db, &selected, fetch.start_ms..=fetch.end_ms, fetch.latest_only, budget).await {
             Ok(points) => points,
             Err(ReadError::TooManySamples) => return Err(QueryError::Engine(too_many_samples())),
             Err(ReadError::App(err)) => return Err(QueryError::App(err)),

@@ -8,6 +8,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod chunk;
 pub mod entity;
 mod health;
 pub mod ingest_keys;

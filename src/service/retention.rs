@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use sea_orm::DbErr;
 
+use super::compaction;
 use crate::{
     config::Retention,
     metrics::{IngestKind, Metrics},
@@ -22,8 +23,8 @@ use crate::{
     time::now_micros,
 };
 
-/// Rows one deleting statement removes at most (rollup rows: a tenth of it, each being
-/// up to tens of kilobytes).
+/// Rows one deleting statement removes at most (rollup rows and metric chunks: a tenth
+/// of it, each being up to tens of kilobytes).
 pub const CHUNK: u64 = 10_000;
 const ROLLUP_CHUNK: u64 = CHUNK / 10;
 const DAY_MICROS: i64 = 86_400_000_000;
@@ -73,6 +74,8 @@ pub struct Swept {
     pub samples: u64,
     /// Rollup rows of whole hours that had expired.
     pub rollups: u64,
+    /// Metric chunks of whole windows that had expired.
+    pub chunks: u64,
     pub duration: Duration,
 }
 
@@ -92,12 +95,13 @@ pub async fn sweep(db: &Database, metrics: &Metrics, global: Retention) -> Resul
     match &result {
         Ok(Sweep::Done(swept)) => {
             metrics.observe_sweep(swept.logs, swept.samples, now_micros().div_euclid(1_000_000));
-            if swept.logs + swept.samples + swept.rollups > 0 {
+            if swept.logs + swept.samples + swept.rollups + swept.chunks > 0 {
                 tracing::info!(
                     event = "retention_swept",
                     logs_removed = swept.logs,
                     samples_removed = swept.samples,
                     rollup_rows_removed = swept.rollups,
+                    chunks_removed = swept.chunks,
                     duration_seconds = swept.duration.as_secs_f64(),
                 );
             }
@@ -136,6 +140,9 @@ async fn remove_expired(db: &Database, global: Retention) -> Result<Swept, DbErr
             swept.rollups +=
                 in_chunks(db, ROLLUP_CHUNK, move |db| storage::retention::delete_rollups(db, id, before, ROLLUP_CHUNK))
                     .await?;
+            swept.chunks +=
+                in_chunks(db, ROLLUP_CHUNK, move |db| storage::retention::delete_chunks(db, id, before, ROLLUP_CHUNK))
+                    .await?;
         }
     }
     swept.duration = started.elapsed();
@@ -166,7 +173,8 @@ where
     }
 }
 
-/// Sweeps every `every`, the first time at once, until the task is aborted.
+/// Sweeps, then compacts the metric samples (see `service::compaction`), every `every`,
+/// the first time at once, until the task is aborted.
 pub fn spawn_sweeper(
     db: Database,
     metrics: std::sync::Arc<Metrics>,
@@ -178,8 +186,10 @@ pub fn spawn_sweeper(
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            // Errors are counted and logged by `sweep`; the next round tries again.
+            // Errors are counted and logged by `sweep` and `compact`; the next round tries
+            // again.
             let _ = sweep(&db, &metrics, global).await;
+            let _ = compaction::compact(&db, &metrics, now_micros()).await;
         }
     })
 }

@@ -321,7 +321,8 @@ mod tests {
         // Microsecond jitter, and gaps of every delta-of-delta size.
         let mut ts = 1_767_225_600_000_123;
         let mut jittered = Vec::new();
-        for (i, gap) in [1, 15_000_000, 15_000_001, 8_191, 8_192, 65_536, 1 << 19, 1 << 40, 3, 1 << 62].iter().enumerate()
+        for (i, gap) in
+            [1, 15_000_000, 15_000_001, 8_191, 8_192, 65_536, 1 << 19, 1 << 40, 3, 1 << 62].iter().enumerate()
         {
             ts += gap;
             jittered.push((ts, i as f64));
@@ -371,7 +372,8 @@ mod tests {
 
     #[test]
     fn a_cut_or_corrupt_blob_is_an_error_not_a_panic() {
-        let samples: Vec<_> = (0..50).map(|i| (i * 15_000_000 + (i % 3), f64::from_bits(i as u64 * 0x0123_4567))).collect();
+        let samples: Vec<_> =
+            (0..50).map(|i| (i * 15_000_000 + (i % 3), f64::from_bits(i as u64 * 0x0123_4567))).collect();
         let blob = encode(&samples);
         for cut in 0..blob.len() {
             assert!(decode(&blob[..cut]).is_err(), "cut at {cut}");

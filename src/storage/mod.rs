@@ -9,6 +9,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod chunk;
+pub mod compaction;
 pub mod entity;
 mod health;
 pub mod ingest_keys;

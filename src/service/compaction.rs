@@ -1,9 +1,9 @@
 //! Compaction: moves the metric samples of closed windows from the head, where ingest
 //! writes them, into compressed chunks (see `storage::compaction`).
 //!
-//! It runs in the retention sweeper's loop, after each sweep, and only on the replica that
-//! holds the sweep lock (`storage::retention::SweepLock`), whatever the retention (0 days
-//! too). Each transaction takes a few series and a few windows of each (see
+//! It runs in the retention sweeper's loop, after each sweep, under the same hold of the
+//! sweep lock (`storage::retention::SweepLock`), so on one replica at a time, whatever the
+//! retention (0 days too). Each transaction takes a few series and a few windows of each (see
 //! `storage::compaction`); after each, it pauses as long as the transaction took and, on
 //! SQLite, waits for a turn among the ingest batches, as the sweep's chunks do, so ingest
 //! is never kept waiting for long. Samples that arrive late for a compacted window land in
@@ -47,7 +47,13 @@ pub enum Compaction {
 /// call this to compact at a time of their choosing.
 pub async fn compact(db: &Database, metrics: &Metrics, now: i64) -> Result<Compaction, DbErr> {
     let result = compact_locked(db, now).await;
-    match &result {
+    observe(metrics, &result);
+    result
+}
+
+/// Counts and logs a compaction's result.
+pub fn observe(metrics: &Metrics, result: &Result<Compaction, DbErr>) {
+    match result {
         Ok(Compaction::Done(done)) => {
             metrics.observe_compaction(done.samples, done.chunks, now_micros().div_euclid(1_000_000));
             if done.samples > 0 {
@@ -65,16 +71,20 @@ pub async fn compact(db: &Database, metrics: &Metrics, now: i64) -> Result<Compa
             tracing::error!(event = "compaction_failed", error = %err);
         }
     }
-    result
 }
 
 async fn compact_locked(db: &Database, now: i64) -> Result<Compaction, DbErr> {
     let Some(lock) = SweepLock::try_acquire(db).await? else {
         return Ok(Compaction::Busy);
     };
-    let result = compact_closed(db, compaction::closed_before(now)).await;
+    let result = compact_held(db, now).await;
     lock.release().await;
     result.map(Compaction::Done)
+}
+
+/// Compacts the windows closed at `now`; the caller holds the sweep lock.
+pub async fn compact_held(db: &Database, now: i64) -> Result<Compacted, DbErr> {
+    compact_closed(db, compaction::closed_before(now)).await
 }
 
 /// Compacts, a batch of series after another (by id), every head sample before `before`.

@@ -8,14 +8,15 @@
 //! that takes the database's sweep lock works (see `storage::retention::SweepLock`); the
 //! others skip that round. It deletes source by source, in chunks of at most
 //! [`CHUNK`] rows, each its own short transaction, through the time indexes, so ingest is
-//! never kept waiting for long. Series whose samples have all expired are kept, with
-//! their last value (see docs/OPERATIONS.md).
+//! never kept waiting for long. Metric chunks go once their whole window has expired.
+//! Series whose samples have all expired are kept, with their last value (see
+//! docs/OPERATIONS.md). After each sweep, the sweeper compacts (`service::compaction`).
 
 use std::time::{Duration, Instant};
 
 use sea_orm::DbErr;
 
-use super::compaction;
+use super::compaction::{self, Compaction};
 use crate::{
     config::Retention,
     metrics::{IngestKind, Metrics},
@@ -92,7 +93,13 @@ pub enum Sweep {
 /// of their choosing.
 pub async fn sweep(db: &Database, metrics: &Metrics, global: Retention) -> Result<Sweep, DbErr> {
     let result = sweep_locked(db, global).await;
-    match &result {
+    observe(metrics, &result);
+    result
+}
+
+/// Counts and logs a sweep's result.
+fn observe(metrics: &Metrics, result: &Result<Sweep, DbErr>) {
+    match result {
         Ok(Sweep::Done(swept)) => {
             metrics.observe_sweep(swept.logs, swept.samples, now_micros().div_euclid(1_000_000));
             if swept.logs + swept.samples + swept.rollups + swept.chunks > 0 {
@@ -112,7 +119,6 @@ pub async fn sweep(db: &Database, metrics: &Metrics, global: Retention) -> Resul
             tracing::error!(event = "retention_sweep_failed", error = %err);
         }
     }
-    result
 }
 
 async fn sweep_locked(db: &Database, global: Retention) -> Result<Sweep, DbErr> {
@@ -122,6 +128,25 @@ async fn sweep_locked(db: &Database, global: Retention) -> Result<Sweep, DbErr> 
     let result = remove_expired(db, global).await;
     lock.release().await;
     result.map(Sweep::Done)
+}
+
+/// The sweeper's round: a sweep, then a compaction of the metric samples, both under one
+/// hold of the sweep lock (released before either is counted, so that a round counted is
+/// a lock free again).
+async fn sweep_and_compact(db: &Database, metrics: &Metrics, global: Retention) {
+    let lock = match SweepLock::try_acquire(db).await {
+        Ok(Some(lock)) => lock,
+        busy_or_failed => {
+            let result = busy_or_failed.map(|_| Sweep::Busy);
+            observe(metrics, &result);
+            return;
+        }
+    };
+    let swept = remove_expired(db, global).await.map(Sweep::Done);
+    let compacted = compaction::compact_held(db, now_micros()).await.map(Compaction::Done);
+    lock.release().await;
+    observe(metrics, &swept);
+    compaction::observe(metrics, &compacted);
 }
 
 async fn remove_expired(db: &Database, global: Retention) -> Result<Swept, DbErr> {
@@ -186,10 +211,8 @@ pub fn spawn_sweeper(
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            // Errors are counted and logged by `sweep` and `compact`; the next round tries
-            // again.
-            let _ = sweep(&db, &metrics, global).await;
-            let _ = compaction::compact(&db, &metrics, now_micros()).await;
+            // Errors are counted and logged; the next round tries again.
+            sweep_and_compact(&db, &metrics, global).await;
         }
     })
 }

@@ -480,7 +480,7 @@ pub struct SeriesPoints {
 /// minutes: those read the minute rollups, and only the samples of a last,
 /// partial minute are read one by one. Likewise with five-second slots when `start` and
 /// `step` are whole multiples of five seconds (unless some hour in range has none kept).
-/// Otherwise the samples are reduced in the database.
+/// Otherwise the stored samples (chunks and head) are reduced here.
 async fn buckets(
     db: &DatabaseConnection,
     ids: &[i64],

@@ -2,8 +2,8 @@
 //! MariaDB/MySQL, picked at run time from `DATABASE_URL`, with a background health check
 //! the probes read; the migrations; every entity (`entity`); and a module per aggregate
 //! (`users`, `sessions`, `api_keys`, `throttle`, `audit`, `settings`, `sources`,
-//! `ingest_keys`, `logs`, `samples` with `rollups`), and what the retention sweep deletes
-//! (`retention`). Services call them, inside the
+//! `ingest_keys`, `logs`, `samples` with `compaction` (the chunks; `chunk` is their
+//! encoding, pure) and `rollups`), and what the retention sweep deletes (`retention`). Services call them, inside the
 //! transactions they open with [`begin_write`].
 
 pub mod api_keys;

@@ -5,7 +5,7 @@
 #       bash benches/metrics/storage.sh
 #
 # Data: a 15 s scrape of SERIES=1000 series over HOURS=24 (5.76 M samples), remote-written
-# (POST /prometheus/api/v1/write, 40 samples a series a request, oldest first) into a fresh
+# (POST /prometheus/api/v1/write, 8 samples a series a request, oldest first) into a fresh
 # database: 500 counters (0 to 40 more each scrape), 250 integer gauges (a random walk of
 # +-3) and 250 gauges in hundredths (a random walk of +-0.20); timestamps whole
 # milliseconds, exactly 15 s apart, the 24 h ending at least 2 h before the run (every

@@ -335,7 +335,7 @@ mod tests {
         let mut seed = 0x9e37_79b9_7f4a_7c15;
         for _ in 0..200 {
             let len = (rng(&mut seed) % 300 + 1) as usize;
-            let millis = rng(&mut seed) % 2 == 0;
+            let millis = rng(&mut seed).is_multiple_of(2);
             let mut ts = (rng(&mut seed) as i64) >> 8;
             if millis {
                 ts -= ts.rem_euclid(1_000);

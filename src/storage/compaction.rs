@@ -19,7 +19,7 @@ use super::{
     Database,
     chunk::{self, Corrupt},
     entity::{sample, series},
-    samples::loaded_value,
+    value::loaded_value,
 };
 
 /// A chunk's time window: 30 minutes, in microseconds. Prometheus cuts its chunks at 120
@@ -50,6 +50,9 @@ pub fn window_of(ts: i64) -> i64 {
 pub fn closed_before(now: i64) -> i64 {
     window_of(now.saturating_sub(SETTLE))
 }
+
+/// A series' window: `(series_id, start_ts)`.
+type WindowKey = (i64, i64);
 
 /// What a compaction transaction did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -124,7 +127,7 @@ async fn compact_once(db: &Database, ids: &[i64], before: i64) -> Result<(Moved,
         .order_by(sample::Column::Id, Order::Asc)
         .to_owned();
     // (series, window) -> samples by time; the head's later row wins on equal times.
-    let mut windows: BTreeMap<(i64, i64), BTreeMap<i64, f64>> = BTreeMap::new();
+    let mut windows: BTreeMap<WindowKey, BTreeMap<i64, f64>> = BTreeMap::new();
     let mut moved = Moved::default();
     for row in txn.query_all(&head).await? {
         let (series_id, ts): (i64, i64) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
@@ -182,7 +185,7 @@ async fn lock_series(txn: &DatabaseTransaction, ids: &[i64]) -> Result<(), DbErr
 }
 
 /// Writes chunks, replacing those stored for the same series and window.
-async fn upsert(txn: &DatabaseTransaction, rows: &[((i64, i64), BTreeMap<i64, f64>)]) -> Result<(), DbErr> {
+async fn upsert(txn: &DatabaseTransaction, rows: &[(WindowKey, BTreeMap<i64, f64>)]) -> Result<(), DbErr> {
     let mut insert = Query::insert()
         .into_table("metric_chunks")
         .columns(["series_id", "start_ts", "first_ts", "end_ts", "samples", "data"])

@@ -24,6 +24,7 @@ pub mod settings;
 pub mod sources;
 pub mod throttle;
 pub mod users;
+mod value;
 
 use std::{
     sync::Arc,

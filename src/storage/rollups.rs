@@ -40,7 +40,7 @@ use sea_orm::{
     sqlx,
 };
 
-use super::{compaction, samples::loaded_value};
+use super::{compaction, value::loaded_value};
 use crate::float::whole;
 
 /// One minute, in microseconds.

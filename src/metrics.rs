@@ -97,6 +97,10 @@ pub struct Metrics {
     retention_removed: Family<KindLabels, Counter>,
     retention_last_run: Gauge,
     retention_errors: Counter,
+    compaction_samples: Counter,
+    compaction_chunks: Counter,
+    compaction_last_run: Gauge,
+    compaction_errors: Counter,
     requests_total: std::sync::atomic::AtomicU64,
 }
 
@@ -159,6 +163,27 @@ impl Metrics {
         );
         let retention_errors = Counter::default();
         registry.register("killkrill_retention_errors", "Retention sweeps that failed", retention_errors.clone());
+        let compaction_samples = Counter::default();
+        registry.register(
+            "killkrill_compaction_samples",
+            "Metric samples the compaction moved from the head into chunks",
+            compaction_samples.clone(),
+        );
+        let compaction_chunks = Counter::default();
+        registry.register(
+            "killkrill_compaction_chunks_written",
+            "Metric chunks the compaction wrote (new, or rewritten with late samples)",
+            compaction_chunks.clone(),
+        );
+        let compaction_last_run = Gauge::default();
+        registry.register_with_unit(
+            "killkrill_compaction_last_run_timestamp",
+            "When this replica last completed a compaction, in Unix seconds (0: not yet)",
+            Unit::Seconds,
+            compaction_last_run.clone(),
+        );
+        let compaction_errors = Counter::default();
+        registry.register("killkrill_compaction_errors", "Compactions that failed", compaction_errors.clone());
         let license_checks = Family::<CheckLabels, Counter>::default();
         registry.register("killkrill_license_checks", "Calls to the license server, by result", license_checks.clone());
         registry.register_collector(Box::new(ProcessCollector));
@@ -174,6 +199,10 @@ impl Metrics {
             retention_removed,
             retention_last_run,
             retention_errors,
+            compaction_samples,
+            compaction_chunks,
+            compaction_last_run,
+            compaction_errors,
             requests_total: Default::default(),
         }
     }
@@ -203,6 +232,19 @@ impl Metrics {
         self.retention_removed.get_or_create(&KindLabels { kind: IngestKind::Logs.as_str() }).inc_by(logs);
         self.retention_removed.get_or_create(&KindLabels { kind: IngestKind::Samples.as_str() }).inc_by(samples);
         self.retention_last_run.set(ended_unix_seconds);
+    }
+
+    /// Records a completed compaction: the samples it moved, the chunks it wrote, and
+    /// when it ended.
+    pub fn observe_compaction(&self, samples: u64, chunks: u64, ended_unix_seconds: i64) {
+        self.compaction_samples.inc_by(samples);
+        self.compaction_chunks.inc_by(chunks);
+        self.compaction_last_run.set(ended_unix_seconds);
+    }
+
+    /// Counts a compaction that failed.
+    pub fn observe_compaction_error(&self) {
+        self.compaction_errors.inc();
     }
 
     /// Counts a retention sweep that failed.

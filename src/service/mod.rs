@@ -2,6 +2,7 @@
 //! handlers (and the gRPC services) call these functions and only translate transport.
 
 pub mod audit;
+pub mod compaction;
 pub mod identity;
 pub mod ingest_keys;
 pub mod ingestor;

@@ -8,13 +8,15 @@
 //! that takes the database's sweep lock works (see `storage::retention::SweepLock`); the
 //! others skip that round. It deletes source by source, in chunks of at most
 //! [`CHUNK`] rows, each its own short transaction, through the time indexes, so ingest is
-//! never kept waiting for long. Series whose samples have all expired are kept, with
-//! their last value (see docs/OPERATIONS.md).
+//! never kept waiting for long. Metric chunks go once their whole window has expired.
+//! Series whose samples have all expired are kept, with their last value (see
+//! docs/OPERATIONS.md). After each sweep, the sweeper compacts (`service::compaction`).
 
 use std::time::{Duration, Instant};
 
 use sea_orm::DbErr;
 
+use super::compaction::{self, Compaction};
 use crate::{
     config::Retention,
     metrics::{IngestKind, Metrics},
@@ -22,8 +24,8 @@ use crate::{
     time::now_micros,
 };
 
-/// Rows one deleting statement removes at most (rollup rows: a tenth of it, each being
-/// up to tens of kilobytes).
+/// Rows one deleting statement removes at most (rollup rows and metric chunks: a tenth
+/// of it, each being up to tens of kilobytes).
 pub const CHUNK: u64 = 10_000;
 const ROLLUP_CHUNK: u64 = CHUNK / 10;
 const DAY_MICROS: i64 = 86_400_000_000;
@@ -73,6 +75,8 @@ pub struct Swept {
     pub samples: u64,
     /// Rollup rows of whole hours that had expired.
     pub rollups: u64,
+    /// Metric chunks of whole windows that had expired.
+    pub chunks: u64,
     pub duration: Duration,
 }
 
@@ -89,15 +93,22 @@ pub enum Sweep {
 /// of their choosing.
 pub async fn sweep(db: &Database, metrics: &Metrics, global: Retention) -> Result<Sweep, DbErr> {
     let result = sweep_locked(db, global).await;
-    match &result {
+    observe(metrics, &result);
+    result
+}
+
+/// Counts and logs a sweep's result.
+fn observe(metrics: &Metrics, result: &Result<Sweep, DbErr>) {
+    match result {
         Ok(Sweep::Done(swept)) => {
             metrics.observe_sweep(swept.logs, swept.samples, now_micros().div_euclid(1_000_000));
-            if swept.logs + swept.samples + swept.rollups > 0 {
+            if swept.logs + swept.samples + swept.rollups + swept.chunks > 0 {
                 tracing::info!(
                     event = "retention_swept",
                     logs_removed = swept.logs,
                     samples_removed = swept.samples,
                     rollup_rows_removed = swept.rollups,
+                    chunks_removed = swept.chunks,
                     duration_seconds = swept.duration.as_secs_f64(),
                 );
             }
@@ -108,7 +119,6 @@ pub async fn sweep(db: &Database, metrics: &Metrics, global: Retention) -> Resul
             tracing::error!(event = "retention_sweep_failed", error = %err);
         }
     }
-    result
 }
 
 async fn sweep_locked(db: &Database, global: Retention) -> Result<Sweep, DbErr> {
@@ -118,6 +128,25 @@ async fn sweep_locked(db: &Database, global: Retention) -> Result<Sweep, DbErr> 
     let result = remove_expired(db, global).await;
     lock.release().await;
     result.map(Sweep::Done)
+}
+
+/// The sweeper's round: a sweep, then a compaction of the metric samples, both under one
+/// hold of the sweep lock (released before either is counted, so that a round counted is
+/// a lock free again).
+async fn sweep_and_compact(db: &Database, metrics: &Metrics, global: Retention) {
+    let lock = match SweepLock::try_acquire(db).await {
+        Ok(Some(lock)) => lock,
+        busy_or_failed => {
+            let result = busy_or_failed.map(|_| Sweep::Busy);
+            observe(metrics, &result);
+            return;
+        }
+    };
+    let swept = remove_expired(db, global).await.map(Sweep::Done);
+    let compacted = compaction::compact_held(db, now_micros()).await.map(Compaction::Done);
+    lock.release().await;
+    observe(metrics, &swept);
+    compaction::observe(metrics, &compacted);
 }
 
 async fn remove_expired(db: &Database, global: Retention) -> Result<Swept, DbErr> {
@@ -135,6 +164,9 @@ async fn remove_expired(db: &Database, global: Retention) -> Result<Swept, DbErr
                 in_chunks(db, CHUNK, move |db| storage::retention::delete_samples(db, id, before, CHUNK)).await?;
             swept.rollups +=
                 in_chunks(db, ROLLUP_CHUNK, move |db| storage::retention::delete_rollups(db, id, before, ROLLUP_CHUNK))
+                    .await?;
+            swept.chunks +=
+                in_chunks(db, ROLLUP_CHUNK, move |db| storage::retention::delete_chunks(db, id, before, ROLLUP_CHUNK))
                     .await?;
         }
     }
@@ -166,7 +198,8 @@ where
     }
 }
 
-/// Sweeps every `every`, the first time at once, until the task is aborted.
+/// Sweeps, then compacts the metric samples (see `service::compaction`), every `every`,
+/// the first time at once, until the task is aborted.
 pub fn spawn_sweeper(
     db: Database,
     metrics: std::sync::Arc<Metrics>,
@@ -178,8 +211,8 @@ pub fn spawn_sweeper(
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            // Errors are counted and logged by `sweep`; the next round tries again.
-            let _ = sweep(&db, &metrics, global).await;
+            // Errors are counted and logged; the next round tries again.
+            sweep_and_compact(&db, &metrics, global).await;
         }
     })
 }

@@ -14,7 +14,7 @@ use crate::{
     error::{AppError, FieldError},
     metrics::{IngestKind, Metrics},
     storage::entity::{series, source},
-    storage::rollups::{self, FINE, MINUTE, Part, Partial},
+    storage::rollups::{self, FINE, MINUTE, Partial},
     storage::{
         self, Database,
         samples::{MetadataRow, SampleRow},
@@ -426,7 +426,7 @@ pub async fn query(db: &DatabaseConnection, q: RangeQuery) -> Result<Vec<SeriesP
     if !matching.is_empty() {
         let ids: Vec<i64> = matching.iter().map(|(s, _)| s.id).collect();
         let step_seconds = step as f64 / 1e6;
-        let mut buckets = buckets(db, &ids, start, end, step, aggregation).await?;
+        let mut buckets = buckets(db, &ids, start, end, step).await?;
         for (series, mut metric) in matching {
             let Some(series_buckets) = buckets.remove(&series.id) else { continue };
             let values = series_buckets
@@ -452,18 +452,6 @@ impl Aggregation {
             "rate" => Aggregation::Rate,
             _ => return Err("must be avg, sum, min, max, count or rate".to_owned()),
         })
-    }
-
-    /// The parts it is computed from: the samples query computes only those.
-    fn parts(self) -> &'static [Part] {
-        match self {
-            Aggregation::Avg => &[Part::Count, Part::Sum],
-            Aggregation::Sum => &[Part::Sum],
-            Aggregation::Min => &[Part::Min],
-            Aggregation::Max => &[Part::Max],
-            Aggregation::Count => &[Part::Count],
-            Aggregation::Rate => &[Part::Min, Part::Max],
-        }
     }
 
     fn reduce(self, p: &Partial, step_seconds: f64) -> f64 {
@@ -492,14 +480,13 @@ pub struct SeriesPoints {
 /// minutes: those read the minute rollups, and only the samples of a last,
 /// partial minute are read one by one. Likewise with five-second slots when `start` and
 /// `step` are whole multiples of five seconds (unless some hour in range has none kept).
-/// Otherwise the samples are reduced in the database.
+/// Otherwise the stored samples (chunks and head) are reduced here.
 async fn buckets(
     db: &DatabaseConnection,
     ids: &[i64],
     start: i64,
     end: i64,
     step: i64,
-    aggregation: Aggregation,
 ) -> Result<HashMap<i64, Vec<(i64, Partial)>>, AppError> {
     let mut buckets = Buckets::new(start, step);
     let mut samples_from = start;
@@ -518,10 +505,8 @@ async fn buckets(
     }
     if samples_from <= end {
         let range = samples_from..=end;
-        storage::samples::read_buckets(db, ids, (start, step), range, aggregation.parts(), |id, bucket, p| {
-            buckets.add(id, bucket, p)
-        })
-        .await?;
+        storage::samples::read_buckets(db, ids, (start, step), range, |id, bucket, p| buckets.add(id, bucket, p))
+            .await?;
     }
     Ok(buckets.done())
 }

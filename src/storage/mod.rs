@@ -2,12 +2,14 @@
 //! MariaDB/MySQL, picked at run time from `DATABASE_URL`, with a background health check
 //! the probes read; the migrations; every entity (`entity`); and a module per aggregate
 //! (`users`, `sessions`, `api_keys`, `throttle`, `audit`, `settings`, `sources`,
-//! `ingest_keys`, `logs`, `samples` with `rollups`), and what the retention sweep deletes
-//! (`retention`). Services call them, inside the
+//! `ingest_keys`, `logs`, `samples` with `compaction` (the chunks; `chunk` is their
+//! encoding, pure) and `rollups`), and what the retention sweep deletes (`retention`). Services call them, inside the
 //! transactions they open with [`begin_write`].
 
 pub mod api_keys;
 pub mod audit;
+pub mod chunk;
+pub mod compaction;
 pub mod entity;
 mod health;
 pub mod ingest_keys;
@@ -22,6 +24,7 @@ pub mod settings;
 pub mod sources;
 pub mod throttle;
 pub mod users;
+mod value;
 
 use std::{
     sync::Arc,

@@ -14,7 +14,7 @@ use sea_orm::{
 };
 
 use super::{
-    Backend, Database,
+    Backend, Database, compaction,
     entity::{log, sample, series},
 };
 
@@ -156,18 +156,39 @@ pub async fn delete_samples(db: &Database, source_id: &str, before: i64, chunk: 
 /// by `before`; returns how many it deleted. A row whose hour is only partly expired
 /// stays until the sweep after its hour has passed.
 pub async fn delete_rollups(db: &Database, source_id: &str, before: i64, chunk: u64) -> Result<u64, DbErr> {
-    let rollups = Alias::new("metric_rollups");
-    let (series_id, hour) = (Alias::new("series_id"), Alias::new("hour"));
+    delete_windows(db, ("metric_rollups", "hour", HOUR), source_id, before, chunk).await
+}
+
+/// Deletes up to `chunk` metric chunks of the series of `source_id` whose whole window
+/// ends by `before`; returns how many it deleted. A chunk whose window is only partly
+/// expired stays, samples before `before` included, until the sweep after its window has
+/// passed (at most [`compaction::WINDOW`] later).
+pub async fn delete_chunks(db: &Database, source_id: &str, before: i64, chunk: u64) -> Result<u64, DbErr> {
+    delete_windows(db, ("metric_chunks", "start_ts", compaction::WINDOW), source_id, before, chunk).await
+}
+
+/// Deletes up to `chunk` rows of `table` (keyed by `series_id` and the start of a window
+/// `width` long, in `start`) of the series of `source_id` whose whole window ends by
+/// `before`.
+async fn delete_windows(
+    db: &Database,
+    (table, start, width): (&'static str, &'static str, i64),
+    source_id: &str,
+    before: i64,
+    chunk: u64,
+) -> Result<u64, DbErr> {
+    let table = Alias::new(table);
+    let (series_id, start) = (Alias::new("series_id"), Alias::new(start));
     let select = Query::select()
-        .column((rollups.clone(), series_id.clone()))
-        .column((rollups.clone(), hour.clone()))
+        .column((table.clone(), series_id.clone()))
+        .column((table.clone(), start.clone()))
         .from(series::Entity)
         .inner_join(
-            rollups.clone(),
-            Expr::col((rollups.clone(), series_id.clone())).equals((series::Entity, series::Column::Id)),
+            table.clone(),
+            Expr::col((table.clone(), series_id.clone())).equals((series::Entity, series::Column::Id)),
         )
         .and_where(Expr::col((series::Entity, series::Column::SourceId)).eq(source_id))
-        .and_where(Expr::col((rollups.clone(), hour.clone())).lte(before - HOUR))
+        .and_where(Expr::col((table.clone(), start.clone())).lte(before.saturating_sub(width)))
         .limit(chunk)
         .to_owned();
     let keys: Vec<(i64, i64)> = db
@@ -181,9 +202,9 @@ pub async fn delete_rollups(db: &Database, source_id: &str, before: i64, chunk: 
         return Ok(0);
     }
     let delete = Query::delete()
-        .from_table(rollups)
+        .from_table(table)
         .and_where(
-            Expr::tuple([Expr::col(series_id), Expr::col(hour)])
+            Expr::tuple([Expr::col(series_id), Expr::col(start)])
                 .in_tuples(keys.into_iter().map(|(s, h)| sea_orm::sea_query::ValueTuple::Two(s.into(), h.into()))),
         )
         .to_owned();

@@ -40,6 +40,7 @@ use sea_orm::{
     sqlx,
 };
 
+use super::{compaction, value::loaded_value};
 use crate::float::whole;
 
 /// One minute, in microseconds.
@@ -471,9 +472,9 @@ pub fn row_of(series_id: i64, ts: i64) -> (i64, i64) {
     (series_id, floor(ts, HOUR))
 }
 
-/// Rebuilds the rollup rows `keys` from the samples stored in their hours, after a batch
-/// replaced samples there (a sum, minimum or maximum cannot give a value back). The
-/// caller holds the series rows, as for [`add`].
+/// Rebuilds the rollup rows `keys` from the samples stored in their hours (chunks and
+/// head), after a batch replaced samples there (a sum, minimum or maximum cannot give a
+/// value back). The caller holds the series rows, as for [`add`].
 pub async fn rebuild(txn: &DatabaseTransaction, keys: &BTreeSet<(i64, i64)>) -> Result<(), DbErr> {
     let mut samples = Vec::new();
     for &(series_id, hour) in keys {
@@ -484,16 +485,18 @@ pub async fn rebuild(txn: &DatabaseTransaction, keys: &BTreeSet<(i64, i64)>) -> 
             .to_owned();
         txn.execute(&delete).await?;
         let select = Query::select()
-            .columns(["ts", "value"])
+            .columns(["ts", "value", "bits"])
             .from("metric_samples")
             .and_where(Expr::col("series_id").eq(series_id))
             .and_where(Expr::col("ts").gte(hour))
             .and_where(Expr::col("ts").lt(hour + HOUR))
-            .and_where(Expr::cust(NUMBERS_ONLY))
             .to_owned();
+        let mut head = BTreeMap::new();
         for row in txn.query_all(&select).await? {
-            samples.push((series_id, row.try_get_by_index(0)?, row.try_get_by_index(1)?));
+            head.insert(row.try_get_by_index(0)?, loaded_value(row.try_get_by_index(1)?, row.try_get_by_index(2)?));
         }
+        let chunks = compaction::chunk_samples(txn, series_id, hour, hour + HOUR).await?;
+        samples.extend(numbers_of_hour(series_id, chunks, head));
     }
     add(txn, of_batch(samples.into_iter())).await
 }
@@ -507,19 +510,31 @@ pub async fn rebuild_pg(txn: &mut sqlx::PgConnection, keys: &BTreeSet<(i64, i64)
             .bind(hour)
             .execute(&mut *txn)
             .await?;
-        // The condition of NUMBERS_ONLY.
-        let rows: Vec<(i64, f64)> = sqlx::query_as(
-            "SELECT ts, value FROM metric_samples WHERE series_id = $1 AND ts >= $2 AND ts < $3 \
-             AND (bits IS NULL OR bits = -9223372036854775808)",
-        )
-        .bind(series_id)
-        .bind(hour)
-        .bind(hour + HOUR)
-        .fetch_all(&mut *txn)
-        .await?;
-        samples.extend(rows.into_iter().map(|(ts, value)| (series_id, ts, value)));
+        let rows: Vec<(i64, f64, Option<i64>)> =
+            sqlx::query_as("SELECT ts, value, bits FROM metric_samples WHERE series_id = $1 AND ts >= $2 AND ts < $3")
+                .bind(series_id)
+                .bind(hour)
+                .bind(hour + HOUR)
+                .fetch_all(&mut *txn)
+                .await?;
+        let head = rows.into_iter().map(|(ts, value, bits)| (ts, loaded_value(value, bits))).collect();
+        let chunks = compaction::chunk_samples_pg(txn, series_id, hour, hour + HOUR).await?;
+        samples.extend(numbers_of_hour(series_id, chunks, head));
     }
     add_pg(txn, of_batch(samples.into_iter())).await
+}
+
+/// An hour's stored samples whose value is a number, as `(series_id, ts, value)`: the
+/// chunks' and the head's, the head's winning on equal times.
+fn numbers_of_hour(
+    series_id: i64,
+    chunks: Vec<(i64, f64)>,
+    mut head: BTreeMap<i64, f64>,
+) -> impl Iterator<Item = (i64, i64, f64)> {
+    for (ts, value) in chunks {
+        head.entry(ts).or_insert(value);
+    }
+    head.into_iter().filter(|(_, value)| value.is_finite()).map(move |(ts, value)| (series_id, ts, value))
 }
 
 /// PostgreSQL ingest: [`add`] in two statements over arrays. The caller holds the batch's series

@@ -8,38 +8,23 @@ use std::{
 };
 
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set,
-    sea_query::{Expr, ExprTrait, LikeExpr, OnConflict, Order, Query},
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set,
+    sea_query::{Alias, Expr, ExprTrait, LikeExpr, OnConflict, Order, Query},
     sqlx,
 };
 
 use super::{
-    Backend, Database,
+    Backend, Database, compaction,
     entity::{metadata, sample, series},
-    rollups::{self, Part, Partial},
+    rollups::{self, Partial},
 };
 
 const INSERT_CHUNK: usize = 2_000;
 /// `(series_id, ts)` pairs in one DELETE of the rows a batch overwrites.
 const DELETE_CHUNK: usize = 500;
 
-/// The bits of -0.0, the one finite value stored with its bits (not every backend keeps
-/// its sign); reads that aggregate count it as a number.
-const NEGATIVE_ZERO_BITS: i64 = i64::MIN;
-
-/// A value as stored: a number as itself; -0.0, NaN (with its payload, such as
-/// Prometheus' stale marker) and ±Inf as 0 with their bits beside it, which every backend
-/// keeps exactly (SQLite binds NaN as NULL, MariaDB refuses it and ±Inf).
-pub fn stored_value(value: f64) -> (f64, Option<i64>) {
-    let bits = value.to_bits() as i64;
-    if value.is_finite() && bits != NEGATIVE_ZERO_BITS { (value, None) } else { (0.0, Some(bits)) }
-}
-
-/// The value a stored `(value, bits)` pair stands for.
-pub fn loaded_value(value: f64, bits: Option<i64>) -> f64 {
-    bits.map_or(value, |bits| f64::from_bits(bits as u64))
-}
+pub use super::value::{loaded_value, stored_value};
 
 /// A valid sample, as it will be stored, with what its series is made of.
 pub struct SampleRow {
@@ -156,6 +141,10 @@ async fn store(
             sample::Entity::delete_many().filter(same_time).exec(&txn).await?;
         }
     }
+    // Compacted samples the batch replaces too: their hours are rebuilt likewise.
+    let times: Vec<(i64, i64)> = resolved.iter().map(|(series_id, ts, _)| (*series_id, *ts)).collect();
+    let compacted = compaction::compacted_among(&txn, &times, crate::time::now_micros()).await?;
+    replaced.extend(compacted.into_iter().map(|(series_id, ts)| rollups::row_of(series_id, ts)));
     let rollups =
         rollups::of_batch(resolved.iter().copied().filter(|(series_id, ts, value)| {
             value.is_finite() && !replaced.contains(&rollups::row_of(*series_id, *ts))
@@ -252,7 +241,7 @@ async fn store_unnest(
     let stored = series_ids.len();
     // The samples this batch replaces (the last write wins), and the rollup rows that
     // counted them, rebuilt below from the samples.
-    let replaced: BTreeSet<(i64, i64)> = sqlx::query_as::<_, (i64, i64)>(
+    let mut replaced: BTreeSet<(i64, i64)> = sqlx::query_as::<_, (i64, i64)>(
         "DELETE FROM metric_samples AS m USING UNNEST($1::int8[], $2::int8[]) AS u(series_id, ts) \
          WHERE m.series_id = u.series_id AND m.ts = u.ts RETURNING m.series_id, m.ts",
     )
@@ -263,6 +252,10 @@ async fn store_unnest(
     .into_iter()
     .map(|(series_id, ts)| rollups::row_of(series_id, ts))
     .collect();
+    // Compacted samples the batch replaces too: their hours are rebuilt likewise.
+    let times: Vec<(i64, i64)> = series_ids.iter().copied().zip(ts.iter().copied()).collect();
+    let compacted = compaction::compacted_among_pg(&mut txn, &times, crate::time::now_micros()).await?;
+    replaced.extend(compacted.into_iter().map(|(series_id, ts)| rollups::row_of(series_id, ts)));
     let rollups = rollups::of_batch(
         series_ids
             .iter()
@@ -341,38 +334,35 @@ pub async fn series_named(db: &impl ConnectionTrait, name: &str) -> Result<Vec<s
     series::Entity::find().filter(series::Column::Name.eq(name)).all(db).await
 }
 
-/// Calls `each` with the samples of the series `ids` at the times `range`, reduced to
-/// `parts` in the database by `step`-wide bucket from `start`: `(series_id, bucket
-/// index, partial)`, in no particular order.
+/// Calls `each` with the samples of the series `ids` at the times `range` whose value is
+/// a number (not NaN nor ±Inf), reduced by `step`-wide bucket from `start`: `(series_id,
+/// bucket index, partial)`, a series' buckets in order.
 pub async fn read_buckets(
     db: &DatabaseConnection,
     ids: &[i64],
     (start, step): (i64, i64),
     range: std::ops::RangeInclusive<i64>,
-    parts: &[Part],
     mut each: impl FnMut(i64, i64, Partial),
 ) -> Result<(), DbErr> {
-    // start and step are integers we computed: safe to render as literals.
-    let bucket = match db.get_database_backend() {
-        DbBackend::MySql => format!("(ts - {start}) DIV {step}"),
-        _ => format!("(ts - {start}) / {step}"),
-    };
-    let statement = Query::select()
-        .column(sample::Column::SeriesId)
-        .expr_as(Expr::cust(bucket), "bucket")
-        .exprs(parts.iter().map(|part| Expr::cust(part.sql())))
-        .from(sample::Entity)
-        .and_where(Expr::col(sample::Column::SeriesId).is_in(ids.iter().copied()))
-        .and_where(Expr::col(sample::Column::Ts).gte(*range.start()))
-        .and_where(Expr::col(sample::Column::Ts).lte(*range.end()))
-        .and_where(Expr::cust(rollups::NUMBERS_ONLY))
-        .add_group_by([Expr::col(sample::Column::SeriesId), Expr::cust("bucket")])
-        .to_owned();
-    for row in db.query_all(&statement).await? {
-        let partial = Partial::read(&row, 2, parts)?;
-        each(row.try_get_by_index(0)?, row.try_get_by_index(1)?, partial);
-    }
-    Ok(())
+    read_series(db, ids, range, |series_id, samples| {
+        let mut open: Option<(i64, Partial)> = None;
+        for (ts, value) in samples.into_iter().filter(|(_, value)| value.is_finite()) {
+            let bucket = (ts - start).div_euclid(step);
+            match &mut open {
+                Some((at, p)) if *at == bucket => p.merge(&Partial::of(value)),
+                _ => {
+                    if let Some((at, p)) = open.replace((bucket, Partial::of(value))) {
+                        each(series_id, at, p);
+                    }
+                }
+            }
+        }
+        if let Some((at, p)) = open {
+            each(series_id, at, p);
+        }
+        ControlFlow::Continue(())
+    })
+    .await
 }
 
 /// A metric family's declared type, help and unit, as stored.
@@ -474,24 +464,19 @@ pub async fn metadata_of(
 }
 
 /// The samples of a series at the times `range`, oldest first, each value as it arrived
-/// (NaN payloads and infinities included).
+/// (NaN payloads and infinities included), from its chunks and its head.
 pub async fn points(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     series_id: i64,
     range: std::ops::RangeInclusive<i64>,
 ) -> Result<Vec<(i64, f64)>, DbErr> {
-    let rows: Vec<(i64, f64, Option<i64>)> = sample::Entity::find()
-        .select_only()
-        .column(sample::Column::Ts)
-        .column(sample::Column::Value)
-        .column(sample::Column::Bits)
-        .filter(sample::Column::SeriesId.eq(series_id))
-        .filter(sample::Column::Ts.between(*range.start(), *range.end()))
-        .order_by_asc(sample::Column::Ts)
-        .into_tuple()
-        .all(db)
-        .await?;
-    Ok(rows.into_iter().map(|(ts, value, bits)| (ts, loaded_value(value, bits))).collect())
+    let mut points = Vec::new();
+    read_series(db, &[series_id], range, |_, samples| {
+        points = samples;
+        ControlFlow::Continue(())
+    })
+    .await?;
+    Ok(points)
 }
 
 /// How a series lookup narrows by name in SQL; what it lets through is filtered again
@@ -550,17 +535,31 @@ pub async fn find_series(
         query.and_where(Expr::col(series::Column::LastTimestamp).gte(since));
     }
     if let Some(times) = sample_in {
-        query.and_where(Expr::exists(
-            Query::select()
-                .expr(Expr::val(1))
-                .from(sample::Entity)
-                .and_where(
-                    Expr::col((sample::Entity, sample::Column::SeriesId)).equals((series::Entity, series::Column::Id)),
-                )
-                .and_where(Expr::col((sample::Entity, sample::Column::Ts)).gte(*times.start()))
-                .and_where(Expr::col((sample::Entity, sample::Column::Ts)).lte(*times.end()))
-                .to_owned(),
-        ));
+        // A sample in the head, or a chunk whose samples span some of the times: a chunk
+        // counts even when the times fall in a gap between two of its samples (as a
+        // Prometheus chunk does).
+        let in_head = Query::select()
+            .expr(Expr::val(1))
+            .from(sample::Entity)
+            .and_where(
+                Expr::col((sample::Entity, sample::Column::SeriesId)).equals((series::Entity, series::Column::Id)),
+            )
+            .and_where(Expr::col((sample::Entity, sample::Column::Ts)).gte(*times.start()))
+            .and_where(Expr::col((sample::Entity, sample::Column::Ts)).lte(*times.end()))
+            .to_owned();
+        let chunks = Alias::new("metric_chunks");
+        let in_chunk = Query::select()
+            .expr(Expr::val(1))
+            .from(chunks.clone())
+            .and_where(
+                Expr::col((chunks.clone(), Alias::new("series_id"))).equals((series::Entity, series::Column::Id)),
+            )
+            .and_where(Expr::col((chunks.clone(), Alias::new("start_ts"))).gte(compaction::window_of(*times.start())))
+            .and_where(Expr::col((chunks.clone(), Alias::new("start_ts"))).lte(*times.end()))
+            .and_where(Expr::col((chunks.clone(), Alias::new("first_ts"))).lte(*times.end()))
+            .and_where(Expr::col((chunks, Alias::new("end_ts"))).gte(*times.start()))
+            .to_owned();
+        query.cond_where(Condition::any().add(Expr::exists(in_head)).add(Expr::exists(in_chunk)));
     }
     let mut rows = Vec::new();
     for row in db.query_all(&query).await? {
@@ -580,35 +579,107 @@ const POINTS_CHUNK: usize = 1_000;
 
 /// Calls `each(series_id, ts, value)` with the samples of the series `ids` at the times
 /// `range` (inclusive), a series' samples in time order, each value as it arrived (NaN
-/// payloads and infinities included). Rows are streamed, a statement per 1,000 series;
-/// `each` stops the reading by answering `Break`.
+/// payloads and infinities included); `each` stops the reading by answering `Break`.
 pub async fn read_points(
     db: &DatabaseConnection,
     ids: &[i64],
     range: std::ops::RangeInclusive<i64>,
     mut each: impl FnMut(i64, i64, f64) -> ControlFlow<()>,
 ) -> Result<(), DbErr> {
+    read_series(db, ids, range, |series_id, samples| {
+        for (ts, value) in samples {
+            each(series_id, ts, value)?;
+        }
+        ControlFlow::Continue(())
+    })
+    .await
+}
+
+/// The one reader of stored samples: calls `each(series_id, samples)` once for each of
+/// the series `ids` with samples at the times `range` (inclusive), with all of them in
+/// time order: those of its chunks and of its head, the head's winning on equal times.
+/// A statement per 1,000 series; `each` stops the reading by answering `Break`.
+///
+/// The head is read before the chunks: a compaction committing in between moves samples
+/// the head already gave into a chunk, where they are found again (and merged away), while
+/// the other order would miss them.
+pub async fn read_series(
+    db: &DatabaseConnection,
+    ids: &[i64],
+    range: std::ops::RangeInclusive<i64>,
+    mut each: impl FnMut(i64, Vec<(i64, f64)>) -> ControlFlow<()>,
+) -> Result<(), DbErr> {
     use futures_util::TryStreamExt;
     use sea_orm::StreamTrait;
-    for chunk in ids.chunks(POINTS_CHUNK) {
+    for batch in ids.chunks(POINTS_CHUNK) {
         let statement = Query::select()
             .columns([sample::Column::SeriesId, sample::Column::Ts, sample::Column::Value, sample::Column::Bits])
             .from(sample::Entity)
-            .and_where(Expr::col(sample::Column::SeriesId).is_in(chunk.iter().copied()))
+            .and_where(Expr::col(sample::Column::SeriesId).is_in(batch.iter().copied()))
             .and_where(Expr::col(sample::Column::Ts).gte(*range.start()))
             .and_where(Expr::col(sample::Column::Ts).lte(*range.end()))
             .order_by(sample::Column::SeriesId, Order::Asc)
             .order_by(sample::Column::Ts, Order::Asc)
             .to_owned();
+        let mut head: BTreeMap<i64, Vec<(i64, f64)>> = BTreeMap::new();
         let mut rows = db.stream(&statement).await?;
         while let Some(row) = rows.try_next().await? {
             let value = loaded_value(row.try_get_by_index(2)?, row.try_get_by_index(3)?);
-            if each(row.try_get_by_index(0)?, row.try_get_by_index(1)?, value).is_break() {
+            head.entry(row.try_get_by_index(0)?).or_default().push((row.try_get_by_index(1)?, value));
+        }
+        drop(rows);
+        // A series' chunks come in a run, in time order; it is handed over when the next
+        // series' begin.
+        let mut current: Option<(i64, Vec<(i64, f64)>)> = None;
+        let mut chunks = db.stream(&compaction::chunks_over(batch, &range)).await?;
+        while let Some(row) = chunks.try_next().await? {
+            let (series_id, samples) = compaction::decode_in(&row, &range)?;
+            match &mut current {
+                Some((id, kept)) if *id == series_id => kept.extend(samples),
+                _ => {
+                    if let Some((id, kept)) = current.replace((series_id, samples)) {
+                        let merged = merge(kept, head.remove(&id).unwrap_or_default());
+                        if !merged.is_empty() && each(id, merged).is_break() {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+        drop(chunks);
+        if let Some((id, kept)) = current {
+            let merged = merge(kept, head.remove(&id).unwrap_or_default());
+            if !merged.is_empty() && each(id, merged).is_break() {
+                return Ok(());
+            }
+        }
+        for (id, samples) in head {
+            if each(id, samples).is_break() {
                 return Ok(());
             }
         }
     }
     Ok(())
+}
+
+/// Two runs of samples in time order merged into one; `head`'s wins on equal times.
+fn merge(chunks: Vec<(i64, f64)>, head: Vec<(i64, f64)>) -> Vec<(i64, f64)> {
+    if head.is_empty() {
+        return chunks;
+    }
+    let mut merged = Vec::with_capacity(chunks.len() + head.len());
+    let mut head = head.into_iter().peekable();
+    for (ts, value) in chunks {
+        while let Some(h) = head.next_if(|h| h.0 < ts) {
+            merged.push(h);
+        }
+        if head.peek().is_some_and(|h| h.0 == ts) {
+            continue;
+        }
+        merged.push((ts, value));
+    }
+    merged.extend(head);
+    merged
 }
 
 /// What every source declared about the metric family `name` (all families when
@@ -619,21 +690,4 @@ pub async fn metadata_rows(db: &impl ConnectionTrait, name: Option<&str>) -> Res
         query = query.filter(metadata::Column::Name.eq(name));
     }
     query.order_by_asc(metadata::Column::Name).all(db).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_value_is_stored_so_its_bits_come_back() {
-        let stale = f64::from_bits(0x7ff0_0000_0000_0002);
-        for value in [1.5, 0.0, -0.0, f64::NAN, stale, f64::INFINITY, f64::NEG_INFINITY, f64::MIN_POSITIVE] {
-            let (stored, bits) = stored_value(value);
-            assert!(stored.is_finite(), "{value} is stored as a number");
-            assert_eq!(loaded_value(stored, bits).to_bits(), value.to_bits(), "{value}");
-        }
-        assert_eq!(stored_value(-0.0), (0.0, Some(NEGATIVE_ZERO_BITS)));
-        assert_eq!(stored_value(2.0), (2.0, None));
-    }
 }

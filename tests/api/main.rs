@@ -10,6 +10,7 @@
 //! | `sources` | `/api/v1/sources`, `/api/v1/sources/{id}`, `/api/v1/sources/{id}/keys[/{key_id}]` |
 //! | `logs` | `/api/v1/logs` |
 //! | `metrics` | `/api/v1/metrics`, `/api/v1/metrics/query` |
+//! | `chunks` | the metric chunks: compaction, reads across chunks and head, their retention |
 //! | `promql` | `/prometheus/api/v1/query`, `/query_range`, `/series`, `/labels`, `/label/{name}/values`, `/metadata`, `/status/buildinfo`, `/query_exemplars` (Prometheus' query API; `promql::conformance`: a corpus against a real Prometheus 2.42, and promtool) |
 //! | `remote_write` | `/prometheus/api/v1/write`, `/api/v1/push` (Prometheus remote_write, a real Prometheus end to end) |
 //! | `loki` | `/loki/api/v1/push` |
@@ -36,6 +37,7 @@ mod api_keys;
 mod audit;
 mod auth;
 mod binary;
+mod chunks;
 mod database;
 mod elastic;
 mod grpc;
@@ -62,6 +64,7 @@ fn main() -> std::process::ExitCode {
         audit::cases(),
         auth::cases(),
         binary::cases(),
+        chunks::cases(),
         database::cases(),
         elastic::cases(),
         grpc::cases(),

@@ -24,6 +24,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     Migration { version: 8, name: "metric_rollup_slots", up: metric_rollup_slots, data: Some(backfill_rollup_slots) },
     Migration { version: 9, name: "protocol_ingest", up: protocol_ingest, data: None },
     Migration { version: 10, name: "source_retention", up: source_retention, data: None },
+    Migration { version: 11, name: "metric_chunks", up: metric_chunks, data: None },
 ];
 
 #[derive(DeriveIden)]
@@ -736,4 +737,45 @@ fn source_retention(backend: DbBackend) -> Vec<Statement> {
             .add_column(ColumnDef::new(Sources::RetentionDays).integer().null())
             .to_owned()],
     )
+}
+
+#[derive(DeriveIden)]
+enum MetricChunks {
+    Table,
+    SeriesId,
+    StartTs,
+    FirstTs,
+    EndTs,
+    Samples,
+    Data,
+}
+
+/// `metric_chunks`: a series' samples of one closed window, compressed (see
+/// `storage::chunk` and `storage::compaction`). `start_ts` is the window's aligned start,
+/// `first_ts` and `end_ts` its first and last sample's times, so that "has a sample in a
+/// range" is answered without decoding. The table starts empty: the compaction moves the
+/// samples already stored into it in its first runs, window by window.
+fn metric_chunks(backend: DbBackend) -> Vec<Statement> {
+    let mut data = ColumnDef::new(MetricChunks::Data);
+    // MariaDB's BLOB holds 64 KiB: a window of a sub-second scrape can be more.
+    if backend == DbBackend::MySql {
+        data.custom(Alias::new("LONGBLOB"));
+    } else {
+        data.blob();
+    }
+    vec![
+        backend.build(&exact_collation(
+            Table::create()
+                .table(MetricChunks::Table)
+                .col(ColumnDef::new(MetricChunks::SeriesId).big_integer().not_null())
+                .col(micros(MetricChunks::StartTs))
+                .col(micros(MetricChunks::FirstTs))
+                .col(micros(MetricChunks::EndTs))
+                .col(ColumnDef::new(MetricChunks::Samples).integer().not_null())
+                .col(data.not_null())
+                .primary_key(Index::create().col(MetricChunks::SeriesId).col(MetricChunks::StartTs))
+                .foreign_key(&mut cascade_to_series(MetricChunks::Table, MetricChunks::SeriesId)),
+            backend,
+        )),
+    ]
 }

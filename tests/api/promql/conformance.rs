@@ -39,7 +39,7 @@ const CORPUS: &str = include_str!("../promql_corpus.txt");
 const KNOWN: &str = "\n[known differences]\n";
 
 /// The corpus: the expressions to match, and the known differences with their reasons.
-fn corpus() -> (Vec<&'static str>, Vec<(&'static str, &'static str)>) {
+pub fn corpus() -> (Vec<&'static str>, Vec<(&'static str, &'static str)>) {
     let (proper, known) = CORPUS.split_once(KNOWN).unwrap_or((CORPUS, ""));
     let lines = |text: &'static str| {
         text.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#')).collect::<Vec<_>>()

@@ -1,7 +1,6 @@
 //! Float helpers shared by the metric store and the Prometheus output.
 
-/// Whole numbers below 2^53, which print the same as an integer and faster (and which
-/// the rollups' slots store as integers).
+/// Whole numbers below 2^53, which print the same as an integer and faster.
 pub fn whole(x: f64) -> Option<i64> {
     // The cast saturates (NaN gives 0), so only a whole `x` comes back unchanged; cheaper
     // than `fract`, a libm call here.

@@ -23,7 +23,7 @@
 #      wrk -c$METRIC_CONNECTIONS POST /api/v1/metrics/query over the whole range with a step
 #      giving POINTS points per series, aggregations rate and avg, all series and one
 #      (labels {"instance": "i7"}), and all series as Grafana asks (step rounded up to
-#      whole minutes, start on a step: the query the minute rollups answer): req/s,
+#      whole minutes, start on a step): req/s,
 #      p50/p99 (goal p99 < 100 ms).
 #
 # Environment (all optional):

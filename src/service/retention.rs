@@ -24,10 +24,10 @@ use crate::{
     time::now_micros,
 };
 
-/// Rows one deleting statement removes at most (rollup rows and metric chunks: a tenth
-/// of it, each being up to tens of kilobytes).
+/// Rows one deleting statement removes at most (metric chunks: a tenth of it, each being
+/// up to a few kilobytes).
 pub const CHUNK: u64 = 10_000;
-const ROLLUP_CHUNK: u64 = CHUNK / 10;
+const METRIC_CHUNKS: u64 = CHUNK / 10;
 const DAY_MICROS: i64 = 86_400_000_000;
 /// The longest pause between two chunks.
 const MAX_PAUSE: Duration = Duration::from_secs(1);
@@ -73,8 +73,6 @@ pub enum Kept {
 pub struct Swept {
     pub logs: u64,
     pub samples: u64,
-    /// Rollup rows of whole hours that had expired.
-    pub rollups: u64,
     /// Metric chunks of whole windows that had expired.
     pub chunks: u64,
     pub duration: Duration,
@@ -102,12 +100,11 @@ fn observe(metrics: &Metrics, result: &Result<Sweep, DbErr>) {
     match result {
         Ok(Sweep::Done(swept)) => {
             metrics.observe_sweep(swept.logs, swept.samples, now_micros().div_euclid(1_000_000));
-            if swept.logs + swept.samples + swept.rollups + swept.chunks > 0 {
+            if swept.logs + swept.samples + swept.chunks > 0 {
                 tracing::info!(
                     event = "retention_swept",
                     logs_removed = swept.logs,
                     samples_removed = swept.samples,
-                    rollup_rows_removed = swept.rollups,
                     chunks_removed = swept.chunks,
                     duration_seconds = swept.duration.as_secs_f64(),
                 );
@@ -162,12 +159,10 @@ async fn remove_expired(db: &Database, global: Retention) -> Result<Swept, DbErr
         if let Some(before) = cutoff(days_of(days, global, IngestKind::Samples), now) {
             swept.samples +=
                 in_chunks(db, CHUNK, move |db| storage::retention::delete_samples(db, id, before, CHUNK)).await?;
-            swept.rollups +=
-                in_chunks(db, ROLLUP_CHUNK, move |db| storage::retention::delete_rollups(db, id, before, ROLLUP_CHUNK))
-                    .await?;
-            swept.chunks +=
-                in_chunks(db, ROLLUP_CHUNK, move |db| storage::retention::delete_chunks(db, id, before, ROLLUP_CHUNK))
-                    .await?;
+            swept.chunks += in_chunks(db, METRIC_CHUNKS, move |db| {
+                storage::retention::delete_chunks(db, id, before, METRIC_CHUNKS)
+            })
+            .await?;
         }
     }
     swept.duration = started.elapsed();

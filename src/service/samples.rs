@@ -14,10 +14,9 @@ use crate::{
     error::{AppError, FieldError},
     metrics::{IngestKind, Metrics},
     storage::entity::{series, source},
-    storage::rollups::{self, FINE, MINUTE, Partial},
     storage::{
         self, Database,
-        samples::{MetadataRow, SampleRow},
+        samples::{MetadataRow, Partial, SampleRow},
     },
     time::{micros_to_rfc3339, now_micros},
 };
@@ -475,12 +474,8 @@ pub struct SeriesPoints {
     pub values: Vec<(f64, f64)>,
 }
 
-/// Each series' non-empty buckets as `(bucket index, partial)`, in order. When
-/// `start` is on a minute and `step` is whole minutes, every bucket is made of whole
-/// minutes: those read the minute rollups, and only the samples of a last,
-/// partial minute are read one by one. Likewise with five-second slots when `start` and
-/// `step` are whole multiples of five seconds (unless some hour in range has none kept).
-/// Otherwise the stored samples (chunks and head) are reduced here.
+/// Each series' non-empty buckets as `(bucket index, partial)`, in order: the stored
+/// samples (chunks and head) reduced here.
 async fn buckets(
     db: &DatabaseConnection,
     ids: &[i64],
@@ -488,170 +483,21 @@ async fn buckets(
     end: i64,
     step: i64,
 ) -> Result<HashMap<i64, Vec<(i64, Partial)>>, AppError> {
-    let mut buckets = Buckets::new(start, step);
-    let mut samples_from = start;
-    // The first minute, and slot, that does not end by `end`.
-    let partial = |width: i64| (end + 1) - (end + 1).rem_euclid(width);
-    let on = |width: i64| start.rem_euclid(width) == 0 && step % width == 0 && partial(width) > start;
-    if on(MINUTE) {
-        rollups::read(db, ids, start, partial(MINUTE), |id, minute, p| buckets.add_at(id, minute, p)).await?;
-        samples_from = partial(MINUTE);
-    } else if on(FINE) {
-        let mut slots = Buckets::new(start, step);
-        if rollups::read_fine(db, ids, start, partial(FINE), |id, slot, p| slots.add_at(id, slot, p)).await? {
-            buckets = slots;
-            samples_from = partial(FINE);
+    let mut buckets: HashMap<i64, Vec<(i64, Partial)>> = HashMap::new();
+    storage::samples::read_buckets(db, ids, (start, step), start..=end, |id, bucket, p| {
+        let series = buckets.entry(id).or_default();
+        match series.last_mut() {
+            Some((last, merged)) if *last == bucket => merged.merge(&p),
+            _ => series.push((bucket, p)),
         }
-    }
-    if samples_from <= end {
-        let range = samples_from..=end;
-        storage::samples::read_buckets(db, ids, (start, step), range, |id, bucket, p| buckets.add(id, bucket, p))
-            .await?;
-    }
-    Ok(buckets.done())
-}
-
-/// Buckets gathered per series, `step` wide from `start`. Rows mostly arrive in order (a
-/// series' rollup minutes, then its partial last minute): an entry for the bucket just
-/// added merges into it, and only a series whose entries came out of order is sorted and
-/// merged afterwards. The series last added to is remembered, as entries come in runs of
-/// a series.
-struct Buckets {
-    start: i64,
-    step: i64,
-    index: HashMap<i64, usize>,
-    series: Vec<(i64, Vec<(i64, Partial)>)>,
-    last: Option<(i64, usize)>,
-    /// The bucket [`Buckets::add_at`] merges into while what it is given falls in it.
-    open: Option<Open>,
-}
-
-/// A bucket being filled: `series_id`'s `bucket`, the times `[from, until)` (kept, not
-/// derived from `bucket`, as every entry added is checked against them).
-struct Open {
-    series_id: i64,
-    bucket: i64,
-    from: i64,
-    until: i64,
-    p: Partial,
-}
-
-impl Buckets {
-    fn new(start: i64, step: i64) -> Self {
-        Self { start, step, index: HashMap::new(), series: Vec::new(), last: None, open: None }
-    }
-
-    /// Adds what a series measured from `at` on (a minute or slot start, at or after
-    /// `start`). A row's minutes and slots come in time order, about ten to a bucket: the
-    /// bucket is divided out only when one falls outside the last, not once an entry (an
-    /// all-series day of slots is a million of them).
-    fn add_at(&mut self, series_id: i64, at: i64, p: Partial) {
-        if let Some(open) = &mut self.open
-            && open.series_id == series_id
-            && (open.from..open.until).contains(&at)
-        {
-            open.p.merge(&p);
-            return;
-        }
-        let bucket = (at - self.start).div_euclid(self.step);
-        let from = self.start + bucket * self.step;
-        self.close();
-        self.open = Some(Open { series_id, bucket, from, until: from.saturating_add(self.step), p });
-    }
-
-    /// Adds to a series' `bucket`.
-    fn add(&mut self, series_id: i64, bucket: i64, p: Partial) {
-        self.close();
-        self.add_closed(series_id, bucket, p);
-    }
-
-    /// Adds the open bucket, if any, to its series.
-    fn close(&mut self) {
-        if let Some(open) = self.open.take() {
-            self.add_closed(open.series_id, open.bucket, open.p);
-        }
-    }
-
-    fn add_closed(&mut self, series_id: i64, bucket: i64, p: Partial) {
-        let at = match self.last {
-            Some((id, at)) if id == series_id => at,
-            _ => {
-                let at = *self.index.entry(series_id).or_insert_with(|| {
-                    self.series.push((series_id, Vec::new()));
-                    self.series.len() - 1
-                });
-                self.last = Some((series_id, at));
-                at
-            }
-        };
-        let entries = &mut self.series[at].1;
-        match entries.last_mut() {
-            Some((last, kept)) if *last == bucket => kept.merge(&p),
-            _ => entries.push((bucket, p)),
-        }
-    }
-
-    fn done(mut self) -> HashMap<i64, Vec<(i64, Partial)>> {
-        self.close();
-        let mut done = HashMap::with_capacity(self.series.len());
-        for (series_id, mut entries) in self.series {
-            if !entries.is_sorted_by(|a, b| a.0 < b.0) {
-                entries.sort_by_key(|(bucket, _)| *bucket);
-                entries.dedup_by(|later, kept| {
-                    let same = later.0 == kept.0;
-                    if same {
-                        kept.1.merge(&later.1);
-                    }
-                    same
-                });
-            }
-            done.insert(series_id, entries);
-        }
-        done
-    }
+    })
+    .await?;
+    Ok(buckets)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn buckets_merge_and_sort_whatever_order_rows_arrive_in() {
-        let mut buckets = Buckets::new(0, 10);
-        for (series, bucket, value) in [(1, 0, 1.0), (1, 0, 2.0), (2, 5, 7.0), (1, 3, 4.0), (1, 1, 8.0), (1, 3, -1.0)] {
-            buckets.add(series, bucket, Partial::of(value));
-        }
-        let done = buckets.done();
-        let one: Vec<(i64, i64, f64)> = done[&1].iter().map(|(b, p)| (*b, p.count, p.sum)).collect();
-        assert_eq!(one, [(0, 2, 3.0), (1, 1, 8.0), (3, 2, 3.0)]);
-        assert_eq!(done[&2], [(5, Partial::of(7.0))]);
-    }
-
-    #[test]
-    fn entries_by_time_land_in_the_bucket_they_fall_in() {
-        // Buckets 100 wide from 1,000; the entries of two series, as rows of a few
-        // entries each come: in time order within a row, rows in any order.
-        let rows: [(i64, &[i64]); 5] = [
-            (1, &[1_000, 1_010, 1_090, 1_100, 1_150]),
-            (2, &[1_000, 1_099]),
-            (1, &[1_190, 1_200, 1_299]),
-            (1, &[1_050]),
-            (2, &[1_100, 5_000]),
-        ];
-        let mut buckets = Buckets::new(1_000, 100);
-        for (series, times) in rows {
-            for at in times {
-                buckets.add_at(series, *at, Partial::of(*at as f64));
-            }
-        }
-        // A bucket index from the samples' query merges with what came by time.
-        buckets.add(2, 40, Partial::of(1.0));
-        let done = buckets.done();
-        let by_bucket =
-            |series: i64| -> Vec<(i64, i64, f64)> { done[&series].iter().map(|(b, p)| (*b, p.count, p.sum)).collect() };
-        assert_eq!(by_bucket(1), [(0, 4, 4_150.0), (1, 3, 3_440.0), (2, 2, 2_499.0)]);
-        assert_eq!(by_bucket(2), [(0, 2, 2_099.0), (1, 1, 1_100.0), (40, 2, 5_001.0)]);
-    }
 
     #[test]
     fn metric_and_label_names_follow_prometheus() {

@@ -7,12 +7,11 @@
 //! window's chunk when it already has one (a late sample), the head winning on equal
 //! times: the last write wins across both.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use sea_orm::{
     ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement,
-    sea_query::{Expr, ExprTrait, OnConflict, Order, Query, SelectStatement, ValueTuple},
-    sqlx,
+    sea_query::{Expr, ExprTrait, OnConflict, Order, Query, SelectStatement},
 };
 
 use super::{
@@ -36,8 +35,6 @@ const SERIES_BATCH: u64 = 16;
 const WINDOWS_PER_TRANSACTION: i64 = 16;
 /// Chunk rows in one upserting statement.
 const UPSERT_ROWS: usize = 200;
-/// `(series_id, start_ts)` keys in one lookup of [`compacted_among`].
-const LOOKUP_KEYS: usize = 500;
 
 /// The window a time falls in (its aligned start), floored before 1970 too; the first
 /// partial window of `i64` time starts at `i64::MIN`.
@@ -240,118 +237,6 @@ pub fn decode_in(
     let mut samples = chunk::decode(&blob).map_err(corrupt)?;
     samples.retain(|(ts, _)| range.contains(ts));
     Ok((series_id, samples))
-}
-
-/// The `(series_id, ts)` of `samples` that chunks already hold: a batch storing them
-/// replaces a compacted sample. Only windows that ended by `now` are looked up (a window
-/// is compacted a minute after its end at the earliest, by a replica's clock: live
-/// batches look nothing up).
-pub async fn compacted_among(
-    txn: &impl ConnectionTrait,
-    samples: &[(i64, i64)],
-    now: i64,
-) -> Result<BTreeSet<(i64, i64)>, DbErr> {
-    let wanted = ended_windows(samples, now);
-    let mut found = BTreeSet::new();
-    let keys: Vec<(i64, i64)> = wanted.keys().copied().collect();
-    for batch in keys.chunks(LOOKUP_KEYS) {
-        let select = Query::select()
-            .columns(["series_id", "start_ts", "data"])
-            .from("metric_chunks")
-            .and_where(Expr::tuple([Expr::col("series_id"), Expr::col("start_ts")]).in_tuples(
-                batch.iter().map(|(series_id, start)| ValueTuple::Two((*series_id).into(), (*start).into())),
-            ))
-            .to_owned();
-        for row in txn.query_all(&select).await? {
-            let key: (i64, i64) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
-            let blob: Vec<u8> = row.try_get_by_index(2)?;
-            found.extend(held(&wanted, key, &blob)?);
-        }
-    }
-    Ok(found)
-}
-
-/// PostgreSQL ingest: [`compacted_among`] over the transaction's connection.
-pub async fn compacted_among_pg(
-    txn: &mut sqlx::PgConnection,
-    samples: &[(i64, i64)],
-    now: i64,
-) -> Result<BTreeSet<(i64, i64)>, sqlx::Error> {
-    let wanted = ended_windows(samples, now);
-    if wanted.is_empty() {
-        return Ok(BTreeSet::new());
-    }
-    let rows: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(
-        "SELECT c.series_id, c.start_ts, c.data FROM metric_chunks AS c \
-         JOIN UNNEST($1::int8[], $2::int8[]) AS k(series_id, start_ts) USING (series_id, start_ts)",
-    )
-    .bind(wanted.keys().map(|k| k.0).collect::<Vec<_>>())
-    .bind(wanted.keys().map(|k| k.1).collect::<Vec<_>>())
-    .fetch_all(&mut *txn)
-    .await?;
-    let mut found = BTreeSet::new();
-    for (series_id, start, blob) in rows {
-        found.extend(held(&wanted, (series_id, start), &blob).map_err(|e| sqlx::Error::Decode(Box::new(e)))?);
-    }
-    Ok(found)
-}
-
-/// `(series_id, window) -> times` of the samples in windows that ended by `now`.
-fn ended_windows(samples: &[(i64, i64)], now: i64) -> BTreeMap<(i64, i64), BTreeSet<i64>> {
-    let open = window_of(now);
-    let mut wanted: BTreeMap<(i64, i64), BTreeSet<i64>> = BTreeMap::new();
-    for &(series_id, ts) in samples {
-        if window_of(ts) < open {
-            wanted.entry((series_id, window_of(ts))).or_default().insert(ts);
-        }
-    }
-    wanted
-}
-
-/// The wanted samples of the chunk `key` that its blob holds.
-fn held(wanted: &BTreeMap<(i64, i64), BTreeSet<i64>>, key: (i64, i64), blob: &[u8]) -> Result<Vec<(i64, i64)>, DbErr> {
-    let Some(times) = wanted.get(&key) else { return Ok(Vec::new()) };
-    let stored = chunk::decode(blob).map_err(corrupt)?;
-    Ok(stored.into_iter().filter(|(ts, _)| times.contains(ts)).map(|(ts, _)| (key.0, ts)).collect())
-}
-
-/// The samples chunks hold for `series_id` at `[from, until)`, in time order (for a
-/// rollup rebuilt from every stored sample of its hour).
-pub async fn chunk_samples(
-    txn: &impl ConnectionTrait,
-    series_id: i64,
-    from: i64,
-    until: i64,
-) -> Result<Vec<(i64, f64)>, DbErr> {
-    let mut samples = Vec::new();
-    for row in txn.query_all(&chunks_in(&[series_id], window_of(from), until)).await? {
-        let blob: Vec<u8> = row.try_get_by_index(2)?;
-        samples.extend(chunk::decode(&blob).map_err(corrupt)?.into_iter().filter(|(ts, _)| (from..until).contains(ts)));
-    }
-    Ok(samples)
-}
-
-/// PostgreSQL ingest: [`chunk_samples`] over the transaction's connection.
-pub async fn chunk_samples_pg(
-    txn: &mut sqlx::PgConnection,
-    series_id: i64,
-    from: i64,
-    until: i64,
-) -> Result<Vec<(i64, f64)>, sqlx::Error> {
-    let blobs: Vec<(Vec<u8>,)> = sqlx::query_as(
-        "SELECT data FROM metric_chunks WHERE series_id = $1 AND start_ts >= $2 AND start_ts < $3 ORDER BY start_ts",
-    )
-    .bind(series_id)
-    .bind(window_of(from))
-    .bind(until)
-    .fetch_all(&mut *txn)
-    .await?;
-    let mut samples = Vec::new();
-    for (blob,) in blobs {
-        let decoded = chunk::decode(&blob).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-        samples.extend(decoded.into_iter().filter(|(ts, _)| (from..until).contains(ts)));
-    }
-    Ok(samples)
 }
 
 #[cfg(test)]

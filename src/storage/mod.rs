@@ -3,8 +3,8 @@
 //! the probes read; the migrations; every entity (`entity`); and a module per aggregate
 //! (`users`, `sessions`, `api_keys`, `throttle`, `audit`, `settings`, `sources`,
 //! `ingest_keys`, `logs`, `samples` with `compaction` (the chunks; `chunk` is their
-//! encoding, pure) and `rollups`), and what the retention sweep deletes (`retention`). Services call them, inside the
-//! transactions they open with [`begin_write`].
+//! encoding, pure)), and what the retention sweep deletes (`retention`). Services call
+//! them, inside the transactions they open with [`begin_write`].
 
 pub mod api_keys;
 pub mod audit;
@@ -17,7 +17,6 @@ pub mod logs;
 pub mod migrate;
 pub mod paging;
 pub mod retention;
-pub mod rollups;
 pub mod samples;
 pub mod sessions;
 pub mod settings;
@@ -49,9 +48,9 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 /// How long a SQLite writer waits for another writer before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rows a SQLite connection's thread may read ahead of the task taking them. sqlx's 50
-/// is soon full when the task decodes each row as it comes (the metric rollups): from
-/// then on every row taken wakes that thread for one more. The buffer never holds more than `query_all` collects whole; a
-/// rollup row is 2-3 KB for a 10 s scrape, up to 25 KB for a scrape every second.
+/// is soon full when the task decodes each row as it comes (the metric chunks): from
+/// then on every row taken wakes that thread for one more. The buffer never holds more
+/// than `query_all` collects whole; a metric chunk is a few hundred bytes.
 const SQLITE_ROW_BUFFER: usize = 4096;
 /// How many ingest batches may be validated and written at once on SQLite. SQLite has one
 /// writer: with two, one batch is prepared while the other is written; more only queue on

@@ -25,8 +25,6 @@ const PG_LOCK_KEY: i64 = 0x6b6b_7265_7465;
 /// back (a digest, as a name has at most 64 characters).
 const MYSQL_LOCK: &str = "SELECT GET_LOCK(CONCAT('killkrill_retention_', MD5(DATABASE())), 0)";
 const MYSQL_UNLOCK: &str = "SELECT RELEASE_LOCK(CONCAT('killkrill_retention_', MD5(DATABASE())))";
-/// Width of a rollup row: an hour, in microseconds.
-const HOUR: i64 = 3_600_000_000;
 
 /// The sweep lock, held by one replica at a time, on a connection of its own taken out
 /// of the pool: a session-level advisory lock on PostgreSQL, a named lock (`GET_LOCK`) on
@@ -150,13 +148,6 @@ pub async fn delete_samples(db: &Database, source_id: &str, before: i64, chunk: 
     let deleted = sample::Entity::delete_many().filter(sample::Column::Id.is_in(ids)).exec(&txn).await?.rows_affected;
     txn.commit().await?;
     Ok(deleted)
-}
-
-/// Deletes up to `chunk` rollup rows of the series of `source_id` whose whole hour ends
-/// by `before`; returns how many it deleted. A row whose hour is only partly expired
-/// stays until the sweep after its hour has passed.
-pub async fn delete_rollups(db: &Database, source_id: &str, before: i64, chunk: u64) -> Result<u64, DbErr> {
-    delete_windows(db, ("metric_rollups", "hour", HOUR), source_id, before, chunk).await
 }
 
 /// Deletes up to `chunk` metric chunks of the series of `source_id` whose whole window

@@ -1,9 +1,9 @@
 //! The metric tables: series (`metric_series`, one per source, name and labels, with its
-//! last value) and their samples (`metric_samples`); the rollups kept beside them are
-//! `rollups`'.
+//! last value) and their samples: the head (`metric_samples`, a row a sample, as ingest
+//! writes them) and the chunks compaction makes of it (`compaction`). Reads merge both.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, HashMap},
     ops::ControlFlow,
 };
 
@@ -17,7 +17,6 @@ use sea_orm::{
 use super::{
     Backend, Database, compaction,
     entity::{metadata, sample, series},
-    rollups::{self, Partial},
 };
 
 const INSERT_CHUNK: usize = 2_000;
@@ -40,9 +39,8 @@ pub struct SampleRow {
 
 /// Stores the samples of a source's batch in one transaction, or none: the series it
 /// introduces, the samples (replacing any stored at the same series and time: the last
-/// write wins), the series' last values and the rollups. The batch holds at most one
-/// sample per series and time. Only finite values go into the rollups; a replaced value
-/// stays counted in them (they are sums, minima and maxima of what arrived).
+/// write wins) and the series' last values. The batch holds at most one sample per
+/// series and time.
 pub async fn insert(db: &Database, source_id: &str, samples: &[SampleRow]) -> Result<usize, DbErr> {
     // Create the series this batch introduces; concurrent batches may race to do so.
     // A BTreeMap: series rows are locked in key order, so concurrent batches that touch
@@ -74,8 +72,7 @@ async fn store(
     samples: &[SampleRow],
 ) -> Result<usize, DbErr> {
     // The upserts below lock the batch's series rows, in key order (the BTreeMap's), on
-    // MariaDB (SQLite's writer holds the whole file). They keep every other batch off
-    // these series' rollups, so those are read without locking gaps (see `rollups::add`).
+    // MariaDB (SQLite's writer holds the whole file), so no gap locks are needed.
     let txn = super::begin_write_gapless(conn).await?;
     // The source first, shared: a deletion of it (which locks it, then cascades to the
     // series) waits for the batch, or the batch for the deletion, instead of each holding
@@ -117,38 +114,17 @@ async fn store(
         .into_iter()
         .map(|s| (s.series_key, s.id))
         .collect();
-    // Each sample's series id, looked up once for the rollups and the rows.
     let resolved: Vec<(i64, i64, f64)> =
         samples.iter().filter_map(|s| Some((*ids.get(&s.key)?, s.ts, s.value))).collect();
-    // The samples this batch replaces (the last write wins), and the rollup rows that
-    // counted them, rebuilt below from the samples.
-    let mut replaced = BTreeSet::new();
+    // The head samples this batch replaces (the last write wins; a compacted one is
+    // outranked by the head when read and when compacted again).
     for chunk in resolved.chunks(DELETE_CHUNK) {
         let mut same_time = Condition::any();
         for (series_id, ts, _) in chunk {
             same_time = same_time.add(sample::Column::SeriesId.eq(*series_id).and(sample::Column::Ts.eq(*ts)));
         }
-        let found: Vec<(i64, i64)> = sample::Entity::find()
-            .select_only()
-            .column(sample::Column::SeriesId)
-            .column(sample::Column::Ts)
-            .filter(same_time.clone())
-            .into_tuple()
-            .all(&txn)
-            .await?;
-        if !found.is_empty() {
-            replaced.extend(found.into_iter().map(|(series_id, ts)| rollups::row_of(series_id, ts)));
-            sample::Entity::delete_many().filter(same_time).exec(&txn).await?;
-        }
+        sample::Entity::delete_many().filter(same_time).exec(&txn).await?;
     }
-    // Compacted samples the batch replaces too: their hours are rebuilt likewise.
-    let times: Vec<(i64, i64)> = resolved.iter().map(|(series_id, ts, _)| (*series_id, *ts)).collect();
-    let compacted = compaction::compacted_among(&txn, &times, crate::time::now_micros()).await?;
-    replaced.extend(compacted.into_iter().map(|(series_id, ts)| rollups::row_of(series_id, ts)));
-    let rollups =
-        rollups::of_batch(resolved.iter().copied().filter(|(series_id, ts, value)| {
-            value.is_finite() && !replaced.contains(&rollups::row_of(*series_id, *ts))
-        }));
     let mut rows = resolved.into_iter().map(|(series_id, ts, value)| {
         let (value, bits) = stored_value(value);
         sample::ActiveModel {
@@ -180,9 +156,6 @@ async fn store(
             .exec(&txn)
             .await?;
     }
-    // A batch only touches a series' rollups while it holds that series.
-    rollups::add(&txn, rollups).await?;
-    rollups::rebuild(&txn, &replaced).await?;
     txn.commit().await?;
     Ok(stored)
 }
@@ -239,31 +212,15 @@ async fn store_unnest(
         }
     }
     let stored = series_ids.len();
-    // The samples this batch replaces (the last write wins), and the rollup rows that
-    // counted them, rebuilt below from the samples.
-    let mut replaced: BTreeSet<(i64, i64)> = sqlx::query_as::<_, (i64, i64)>(
+    // The head samples this batch replaces (the last write wins, as in `store`).
+    sqlx::query(
         "DELETE FROM metric_samples AS m USING UNNEST($1::int8[], $2::int8[]) AS u(series_id, ts) \
-         WHERE m.series_id = u.series_id AND m.ts = u.ts RETURNING m.series_id, m.ts",
+         WHERE m.series_id = u.series_id AND m.ts = u.ts",
     )
     .bind(&series_ids)
     .bind(&ts)
-    .fetch_all(&mut *txn)
-    .await?
-    .into_iter()
-    .map(|(series_id, ts)| rollups::row_of(series_id, ts))
-    .collect();
-    // Compacted samples the batch replaces too: their hours are rebuilt likewise.
-    let times: Vec<(i64, i64)> = series_ids.iter().copied().zip(ts.iter().copied()).collect();
-    let compacted = compaction::compacted_among_pg(&mut txn, &times, crate::time::now_micros()).await?;
-    replaced.extend(compacted.into_iter().map(|(series_id, ts)| rollups::row_of(series_id, ts)));
-    let rollups = rollups::of_batch(
-        series_ids
-            .iter()
-            .zip(&ts)
-            .zip(samples.iter().filter(|s| ids.contains_key(&s.key)))
-            .filter(|((id, ts), s)| s.value.is_finite() && !replaced.contains(&rollups::row_of(**id, **ts)))
-            .map(|((id, ts), s)| (*id, *ts, s.value)),
-    );
+    .execute(&mut *txn)
+    .await?;
     sqlx::query(
         "INSERT INTO metric_samples (series_id, ts, value, bits) \
          SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::float8[], $4::int8[])",
@@ -274,9 +231,6 @@ async fn store_unnest(
     .bind(bits)
     .execute(&mut *txn)
     .await?;
-    // The series rows are locked: no other batch touches their rollups meanwhile.
-    rollups::add_pg(&mut txn, rollups).await?;
-    rollups::rebuild_pg(&mut txn, &replaced).await?;
     let (mut last_ids, mut last_values, mut last_bits, mut last_ts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for s in latest.values() {
         if let Some(id) = ids.get(&s.key) {
@@ -363,6 +317,29 @@ pub async fn read_buckets(
         ControlFlow::Continue(())
     })
     .await
+}
+
+/// The count, sum, min and max of some samples: every aggregation of the seed's range
+/// query is computed from these, and two of them merge into those of both sets.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Partial {
+    pub count: i64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Partial {
+    pub fn of(value: f64) -> Self {
+        Self { count: 1, sum: value, min: value, max: value }
+    }
+
+    pub fn merge(&mut self, other: &Partial) {
+        self.count += other.count;
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+    }
 }
 
 /// A metric family's declared type, help and unit, as stored.

@@ -1,12 +1,11 @@
 //! `/api/v1/metrics` (ingest and the series list) and `/api/v1/metrics/query` (range
-//! queries, their step buckets, rollups and slots).
+//! queries and their step buckets).
 //! Each case runs on SQLite, PostgreSQL and MariaDB, through the real server on a real socket.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use killkrill::auth::Role;
 use reqwest::Method;
-use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 
 use crate::common::{TestDb, TestServer, TestUser, rest::*};
@@ -16,11 +15,7 @@ cases! {
         the_series_list_shows_each_series_latest_value,
         range_queries_reduce_each_step_bucket,
         range_queries_accept_rfc3339_unix_seconds_and_durations,
-        minute_rollups_answer_as_the_samples_do,
-        rollups_are_built_from_samples_stored_before_them,
-        five_second_slots_answer_without_the_samples,
-        slots_are_built_for_rollups_stored_before_them,
-        slots_an_older_replica_left_behind_are_not_used,
+        range_queries_answer_as_the_samples_say,
         a_metrics_batch_with_one_bad_sample_stores_nothing,
         concurrent_batches_into_the_same_series_all_succeed,
         concurrent_batches_creating_series_all_succeed,
@@ -177,10 +172,9 @@ async fn concurrent_batches_into_the_same_series_all_succeed(db: TestDb) {
     server.stop().await.unwrap();
 }
 
-/// Batches that each create a series (and its first rollup row), all at once: MariaDB
-/// deadlocked 30 in 100 of these pairs (gap locks on the rollups), answering 500. Retrying
-/// the victims still left a 500 in about 1 of 15 runs of 10 rounds of 8; 16 at once make
-/// deadlocks that outlast the retries likelier.
+/// Batches that each create a series, all at once, 16 at a time: concurrent series
+/// creation must neither deadlock past the retries nor answer 500 (MariaDB's gap locks
+/// once did).
 async fn concurrent_batches_creating_series_all_succeed(db: TestDb) {
     let server = TestServer::start(db.config()).await;
     let (_, mia) = user(&server, "mia", Role::Maintainer).await;
@@ -343,7 +337,7 @@ async fn range_queries_reduce_each_step_bucket(db: TestDb) {
 /// `(Unix seconds, value)` of one gauge, sent in the batches below: minutes filled over
 /// several batches, late samples for minutes already stored, negative values, a fraction
 /// of a second, and a last minute that a query ending at `T0 + 150` cuts in two.
-fn rollup_batches() -> Vec<Vec<(f64, f64)>> {
+fn range_batches() -> Vec<Vec<(f64, f64)>> {
     let t = T0 as f64;
     vec![
         vec![(t, 4.0), (t + 30.0, -2.5), (t + 59.999, 8.0), (t + 61.0, 1.0), (t + 150.5, 3.0)],
@@ -359,36 +353,24 @@ fn last_written(samples: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
     by_time.into_values().collect()
 }
 
-/// A server where mia, a maintainer, has sent the rollup batches to a new source.
-async fn server_with_rollup_batches(db: &TestDb) -> (TestServer, TestUser, String) {
+/// A server where mia, a maintainer, has sent the range batches to a new source.
+async fn server_with_range_batches(db: &TestDb) -> (TestServer, TestUser, String) {
     let server = TestServer::start(db.config()).await;
     let (user_mia, mia) = user(&server, "mia", Role::Maintainer).await;
     let id = new_source(&server, &mia, "queues").await;
-    ingest_rollup_batches(&server, &mia, &id).await;
+    ingest_range_batches(&server, &mia, &id).await;
     (server, user_mia, mia)
 }
 
-/// Deletes the samples behind the server's back: the queries the slots answer whole still
-/// answer as the samples did, from the rollups alone.
-async fn assert_slots_answer_without_the_samples(db: &TestDb, server: &TestServer, token: &str) {
-    run_sql(db, &["DELETE FROM metric_samples"]).await;
-    let all = last_written(rollup_batches().concat());
-    for (start, end, step) in SLOT_QUERIES {
-        assert_range_queries(server, token, &all, start, end, step).await;
-    }
-}
-
-async fn ingest_rollup_batches(server: &TestServer, token: &str, source_id: &str) {
-    for batch in rollup_batches() {
+async fn ingest_range_batches(server: &TestServer, token: &str, source_id: &str) {
+    for batch in range_batches() {
         let batch = batch.into_iter().map(|(ts, v)| sample("queue_depth", "gauge", json!({ "q": "a" }), v, json!(ts)));
         ingest_metrics(server, token, source_id, Value::Array(batch.collect())).await;
     }
 }
 
-/// `(start, end, step)` in Unix seconds of queries that the five-second slots answer
-/// whole: start and step multiples of 5 s (not both of a minute), and no sample in the
-/// last slot, which `end` cuts short (it ends a microsecond later), so it is read from the
-/// samples.
+/// `(start, end, step)` in Unix seconds of queries on multiples of 5 s (not both of a
+/// minute), whose last bucket `end` cuts short.
 const SLOT_QUERIES: [(i64, i64, i64); 5] = [
     (T0, T0 + 299, 45),
     (T0 + 30, T0 + 299, 60),
@@ -397,12 +379,11 @@ const SLOT_QUERIES: [(i64, i64, i64); 5] = [
     (T0, T0 + 184, 10),
 ];
 
-/// Queries the rollup batches with every aggregation over ranges and steps that read the
-/// minute rollups (whole minutes from a whole minute), the five-second slots, either with
-/// or without a partial last minute or slot, and over ones that can read neither; each
-/// answer is checked against the samples.
-async fn assert_rollup_queries(server: &TestServer, token: &str) {
-    let all = last_written(rollup_batches().concat());
+/// Queries the range batches with every aggregation over ranges and steps of whole
+/// minutes, of multiples of five seconds, with or without a partial last bucket, and of
+/// neither; each answer is checked against the samples.
+async fn assert_bucket_queries(server: &TestServer, token: &str) {
+    let all = last_written(range_batches().concat());
     let queries = [
         (T0, T0 + 299, 60),
         (T0, T0 + 150, 60),
@@ -441,111 +422,9 @@ async fn assert_range_queries(
     }
 }
 
-/// Runs each statement on the test's database, directly.
-async fn run_sql(db: &TestDb, statements: &[&str]) {
-    let conn = db.connect().await;
-    let backend = conn.get_database_backend();
-    for sql in statements {
-        conn.execute_raw(Statement::from_string(backend, *sql)).await.unwrap();
-    }
-    conn.close().await.unwrap();
-}
-
-/// With the samples deleted behind the server's back, only the rollups can answer.
-async fn five_second_slots_answer_without_the_samples(db: TestDb) {
-    let (server, _, mia) = server_with_rollup_batches(&db).await;
-    assert_slots_answer_without_the_samples(&db, &server, &mia).await;
-    // A step the slots cannot answer reads the samples, which are gone: the check above
-    // can tell the two apart.
-    let query = json!({ "metric": "queue_depth", "start": T0, "end": T0 + 299, "step": 7 });
-    assert_eq!(range_query(&server, &mia, query).await, Vec::<Value>::new());
-    // Minutes rewritten without the mark, as a replica that keeps no slots rewrites them:
-    // the slots are no longer believed, and the samples, gone, answer nothing.
-    let unmarked = format!("UPDATE metric_rollups SET minutes = substr(minutes, 34) WHERE hour = {}", T0 * 1_000_000);
-    run_sql(&db, &[unmarked.as_str()]).await;
-    let query = json!({ "metric": "queue_depth", "start": T0, "end": T0 + 299, "step": 45 });
-    assert_eq!(range_query(&server, &mia, query).await, Vec::<Value>::new());
-    server.stop().await.unwrap();
-}
-
-/// A database whose rollups predate the slots (their migration is undone and run again by
-/// the next start) gets them from the samples.
-async fn slots_are_built_for_rollups_stored_before_them(db: TestDb) {
-    let (server, user_mia, _) = server_with_rollup_batches(&db).await;
-    server.stop().await.unwrap();
-    run_sql(
-        &db,
-        &["ALTER TABLE metric_rollups DROP COLUMN fine", "DELETE FROM kk_schema_migrations WHERE version = 8"],
-    )
-    .await;
-
-    let server = TestServer::start(db.config()).await;
-    let mia = server.token(&user_mia).await;
-    assert_rollup_queries(&server, &mia).await;
-    // Built from the samples, not left empty: they answer alone.
-    assert_slots_answer_without_the_samples(&db, &server, &mia).await;
-    server.stop().await.unwrap();
-}
-
-/// A replica of the release before the slots, during a rolling update, writes rows
-/// without them, and rewrites the minutes of others without the mark that says the slots
-/// match them (the test strips it, as that replica's rewrite would). Such a row keeps no
-/// slots after later batches, and queries it overlaps read the samples instead, whether it
-/// comes before or after a row with slots (whose slots, already gathered, are then thrown
-/// away).
-async fn slots_an_older_replica_left_behind_are_not_used(db: TestDb) {
-    let server = TestServer::start(db.config()).await;
-    let (_, mia) = user(&server, "mia", Role::Maintainer).await;
-    let older = ["UPDATE metric_rollups SET fine = NULL", "UPDATE metric_rollups SET minutes = substr(minutes, 34)"];
-    let cases = older.iter().flat_map(|sql| [(sql, T0, T0 + 3600), (sql, T0 + 3600, T0)]);
-    for (n, (older, without, with)) in cases.enumerate() {
-        let id = new_source(&server, &mia, &format!("queues-{n}")).await;
-        ingest_rollup_batches(&server, &mia, &id).await;
-        let older = format!("{older} WHERE hour = {}", without * 1_000_000);
-        run_sql(&db, &[older.as_str()]).await;
-        let late = [(T0 as f64 + 42.0, 12.0), (T0 as f64 + 3610.0, -3.0)];
-        let batch = late.iter().map(|(ts, v)| sample("queue_depth", "gauge", json!({ "q": "a" }), *v, json!(ts)));
-        ingest_metrics(&server, &mia, &id, Value::Array(batch.collect())).await;
-        assert_eq!(count_rows(&db, "metric_rollups WHERE fine IS NULL").await, 1);
-
-        let all = last_written([rollup_batches().concat(), late.to_vec()].concat());
-        for (start, end, step) in SLOT_QUERIES {
-            assert_range_queries(&server, &mia, &all, start, end, step).await;
-        }
-        // The other hour's slots are still kept and used: without the samples, a query of
-        // that hour alone still answers, and one that overlaps the hour without does not.
-        run_sql(&db, &["DELETE FROM metric_samples"]).await;
-        assert_range_queries(&server, &mia, &all, with, with + 295, 5).await;
-        for (start, end) in [(without, without + 295), (T0 + 5, T0 + 3614)] {
-            let query = json!({ "metric": "queue_depth", "start": start, "end": end, "step": 5 });
-            assert_eq!(range_query(&server, &mia, query).await, Vec::<Value>::new());
-        }
-        let (status, body) = send(call(&server, Method::DELETE, &format!("/api/v1/sources/{id}"), &mia)).await;
-        assert_eq!(status, 204, "{body}");
-    }
-    server.stop().await.unwrap();
-}
-
-async fn minute_rollups_answer_as_the_samples_do(db: TestDb) {
-    let (server, _, mia) = server_with_rollup_batches(&db).await;
-    // A row an hour that has samples: the hours from T0 and from T0 + 1 h.
-    assert_eq!(count_rows(&db, "metric_rollups").await, 2);
-    assert_rollup_queries(&server, &mia).await;
-    server.stop().await.unwrap();
-}
-
-/// A database that had samples before the rollups existed (the rollups migration is
-/// undone and run again by the next start) answers as one that always had them.
-async fn rollups_are_built_from_samples_stored_before_them(db: TestDb) {
-    let (server, user_mia, _) = server_with_rollup_batches(&db).await;
-    server.stop().await.unwrap();
-
-    run_sql(&db, &["DROP TABLE metric_rollups", "DELETE FROM kk_schema_migrations WHERE version IN (5, 8)"]).await;
-
-    let server = TestServer::start(db.config()).await;
-    assert_eq!(count_rows(&db, "metric_rollups").await, 2);
-    let mia = server.token(&user_mia).await;
-    assert_rollup_queries(&server, &mia).await;
+async fn range_queries_answer_as_the_samples_say(db: TestDb) {
+    let (server, _, mia) = server_with_range_batches(&db).await;
+    assert_bucket_queries(&server, &mia).await;
     server.stop().await.unwrap();
 }
 

@@ -483,7 +483,6 @@ async fn deleting_a_source_deletes_its_metric_series_and_samples(db: TestDb) {
     // The samples went with their series.
     assert_eq!(count_rows(&db, "metric_series").await, 1);
     assert_eq!(count_rows(&db, "metric_samples").await, 1);
-    assert_eq!(count_rows(&db, "metric_rollups").await, 1);
     server.stop().await.unwrap();
 }
 

@@ -1,10 +1,8 @@
 //! The migrations themselves, written with sea-query so each renders for all three
 //! backends from one definition.
 
-use std::{future::Future, pin::Pin};
-
 use sea_orm::{
-    DatabaseTransaction, DbBackend, DbErr, DeriveIden, Statement,
+    DbBackend, DeriveIden, Statement,
     sea_query::{
         Alias, ColumnDef, ForeignKey, ForeignKeyAction, ForeignKeyCreateStatement, Index, Query, Table,
         TableCreateStatement,
@@ -18,13 +16,15 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "identity", up: identity, data: None },
     Migration { version: 3, name: "telemetry", up: telemetry, data: None },
     Migration { version: 4, name: "covering_samples_index", up: covering_samples_index, data: None },
-    Migration { version: 5, name: "metric_rollups", up: metric_rollups, data: Some(backfill_rollups) },
+    // The data steps of 5 and 8 built the rollups from the samples; 12 drops them.
+    Migration { version: 5, name: "metric_rollups", up: metric_rollups, data: None },
     Migration { version: 6, name: "mariadb_exact_utf8", up: mariadb_exact_utf8, data: None },
     Migration { version: 7, name: "login_throttle", up: login_throttle, data: None },
-    Migration { version: 8, name: "metric_rollup_slots", up: metric_rollup_slots, data: Some(backfill_rollup_slots) },
+    Migration { version: 8, name: "metric_rollup_slots", up: metric_rollup_slots, data: None },
     Migration { version: 9, name: "protocol_ingest", up: protocol_ingest, data: None },
     Migration { version: 10, name: "source_retention", up: source_retention, data: None },
     Migration { version: 11, name: "metric_chunks", up: metric_chunks, data: None },
+    Migration { version: 12, name: "drop_metric_rollups", up: drop_metric_rollups, data: None },
 ];
 
 #[derive(DeriveIden)]
@@ -548,8 +548,8 @@ enum MetricRollups {
     Fine,
 }
 
-/// Each series' samples summed up per minute, an hour a row (see `data::rollups`), kept
-/// by ingest; the migration's data step builds them from the samples already stored.
+/// Each series' samples summed up per minute, an hour a row, which range queries read
+/// until the metric chunks answered them (dropped by 12).
 fn metric_rollups(backend: DbBackend) -> Vec<Statement> {
     let create = backend.build(&exact_collation(
         Table::create()
@@ -563,10 +563,6 @@ fn metric_rollups(backend: DbBackend) -> Vec<Statement> {
     ));
     // Not WITHOUT ROWID on SQLite: rows of up to 2 KB would spill into overflow pages.
     vec![create]
-}
-
-fn backfill_rollups(txn: &DatabaseTransaction) -> Pin<Box<dyn Future<Output = Result<(), DbErr>> + Send + '_>> {
-    Box::pin(crate::storage::rollups::backfill(txn, false))
 }
 
 /// MariaDB only: text that migrations 1 and 2 left in the database's default character
@@ -667,10 +663,8 @@ fn login_throttle(backend: DbBackend) -> Vec<Statement> {
     .collect()
 }
 
-/// Five-second slots beside the minutes of each rollup row (see `data::rollups`), for
-/// range queries on whole multiples of five seconds; `NULL` in a row written by a replica
-/// of an earlier release. The data step rebuilds every row, minutes and slots, from the
-/// samples.
+/// Five-second slots beside the minutes of each rollup row, for range queries on whole
+/// multiples of five seconds (dropped with the rollups by 12).
 fn metric_rollup_slots(backend: DbBackend) -> Vec<Statement> {
     build_all(
         backend,
@@ -679,10 +673,6 @@ fn metric_rollup_slots(backend: DbBackend) -> Vec<Statement> {
             .add_column(ColumnDef::new(MetricRollups::Fine).blob().null())
             .to_owned()],
     )
-}
-
-fn backfill_rollup_slots(txn: &DatabaseTransaction) -> Pin<Box<dyn Future<Output = Result<(), DbErr>> + Send + '_>> {
-    Box::pin(crate::storage::rollups::backfill(txn, true))
 }
 
 /// What the standard protocols bring beyond the JSON API:
@@ -778,4 +768,12 @@ fn metric_chunks(backend: DbBackend) -> Vec<Statement> {
             backend,
         )),
     ]
+}
+
+/// The rollups go: range queries reduce the samples of the metric chunks and the head,
+/// and ingest no longer writes them. A replica of an earlier release still running
+/// during a rolling update fails its metric batches once the table is gone (they are
+/// answered 5xx and resent by the agents): upgrade metric ingest in one step.
+fn drop_metric_rollups(backend: DbBackend) -> Vec<Statement> {
+    build_all(backend, &[Table::drop().table(MetricRollups::Table).if_exists().to_owned()])
 }

@@ -143,18 +143,22 @@ api() { # METHOD PATH [BODY]
     curl -sf --max-time 60 -X "$1" "$BASE$2" -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' ${3:+-d "$3"}
 }
 
-start_server() { # DATABASE_URL
-    local port
-    port=$((20000 + RANDOM % 20000))
+start_server() { # DATABASE_URL; a random port, tried again (5 times) when it is taken
+    local port attempt
     mkdir -p "$WORK/$BACKEND"
-    (cd "$WORK/$BACKEND" && DATABASE_URL="$1" exec "$WORK/killkrill" --host 127.0.0.1 --port "$port" --no-grpc \
-        >"$WORK/$BACKEND/stdout.log" 2>"$WORK/$BACKEND/stderr.log") &
-    SERVER_PID=$!
-    BASE="http://127.0.0.1:$port"
-    for _ in $(seq 1 600); do
-        http_ok "$BASE" && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
+    for attempt in 1 2 3 4 5; do
+        port=$((20000 + RANDOM % 20000))
+        (cd "$WORK/$BACKEND" && DATABASE_URL="$1" exec "$WORK/killkrill" --host 127.0.0.1 --port "$port" --no-grpc \
+            >"$WORK/$BACKEND/stdout.log" 2>"$WORK/$BACKEND/stderr.log") &
+        SERVER_PID=$!
+        BASE="http://127.0.0.1:$port"
+        for _ in $(seq 1 600); do
+            http_ok "$BASE" && return 0
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        wait "$SERVER_PID" 2>/dev/null || true
+        grep -q "Address already in use" "$WORK/$BACKEND/stderr.log" || break
     done
     tail -n 20 "$WORK/$BACKEND/stderr.log" >&2
     die "killkrill did not start on $BACKEND"

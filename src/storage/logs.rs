@@ -2,8 +2,8 @@
 //! keyset (`(ts, id)`, below a snapshot's highest id: see `service::logs`).
 
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, sea_query::Expr, sqlx,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, ExprTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Set, sea_query::Expr, sqlx,
 };
 
 use super::{Backend, Database, entity::log};
@@ -151,7 +151,7 @@ pub async fn max_id(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
 }
 
 /// Which rows a page is taken from.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 pub struct LogSelection<'a> {
     pub source_id: Option<&'a str>,
     pub level: Option<&'a str>,
@@ -165,10 +165,93 @@ pub struct LogSelection<'a> {
     pub after: Option<(i64, i64)>,
 }
 
+/// The newest rows of a selection a text search on SQLite reads before it turns to the
+/// trigram index. The index lists every row holding the string before they can be sorted
+/// by time, a cost in proportion to how common the string is, while a short scan of the
+/// newest rows finds a page of a common string at once; a rarer one costs this scan more.
+const SQLITE_SCAN_FIRST: u64 = 10_000;
+
 /// Up to `limit` rows of `selection`, newest first (`ts DESC, id DESC`).
 pub async fn page(db: &DatabaseConnection, selection: &LogSelection<'_>, limit: u64) -> Result<Vec<log::Model>, DbErr> {
-    // On PostgreSQL the source's (else the level's) own index must answer: see `pinned_eq`.
-    let postgres = db.get_database_backend() == sea_orm::DbBackend::Postgres;
+    let search = selection.q.filter(|_| db.get_database_backend() == sea_orm::DbBackend::Sqlite);
+    match search.and_then(fts_trigrams) {
+        Some(trigrams) => sqlite_search(db, selection, &trigrams, limit).await,
+        None => scan(db, selection, limit).await,
+    }
+}
+
+/// The rows of `selection` as the database's planner chooses to find them (PostgreSQL
+/// uses its trigram index for `q` this way).
+async fn scan(db: &DatabaseConnection, selection: &LogSelection<'_>, limit: u64) -> Result<Vec<log::Model>, DbErr> {
+    let (condition, leading) = conditions(selection, db.get_database_backend());
+    let mut select = log::Entity::find().filter(condition);
+    if let Some(column) = leading {
+        select = select.order_by_desc(column);
+    }
+    select.order_by_desc(log::Column::Ts).order_by_desc(log::Column::Id).limit(limit).all(db).await
+}
+
+/// SQLite, `q` of a trigram or more: the newest [`SQLITE_SCAN_FIRST`] rows of the
+/// selection are scanned, and when they hold less than a page, the rows below them are
+/// looked up from `logs_fts`.
+async fn sqlite_search(
+    db: &DatabaseConnection,
+    selection: &LogSelection<'_>,
+    trigrams: &str,
+    limit: u64,
+) -> Result<Vec<log::Model>, DbErr> {
+    let backend = db.get_database_backend();
+    let unsearched = LogSelection { q: None, ..*selection };
+    let edge: Option<(i64, i64)> = log::Entity::find()
+        .filter(conditions(&unsearched, backend).0)
+        .select_only()
+        .column(log::Column::Ts)
+        .column(log::Column::Id)
+        .order_by_desc(log::Column::Ts)
+        .order_by_desc(log::Column::Id)
+        .offset(SQLITE_SCAN_FIRST - 1)
+        .limit(1)
+        .into_tuple()
+        .one(db)
+        .await?;
+    // Fewer rows than that: the scan reads them all.
+    let Some((edge_ts, edge_id)) = edge else { return scan(db, selection, limit).await };
+    let newest = log::Column::Ts.gt(edge_ts).or(log::Column::Ts.eq(edge_ts).and(log::Column::Id.gte(edge_id)));
+    let mut rows = log::Entity::find()
+        .filter(conditions(selection, backend).0.add(log::Column::Ts.gte(edge_ts)).add(newest))
+        .order_by_desc(log::Column::Ts)
+        .order_by_desc(log::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?;
+    if rows.len() as u64 >= limit {
+        return Ok(rows);
+    }
+    // The rows below the edge (which is at or below `after`) that hold every trigram.
+    let older = LogSelection { after: Some((edge_ts, edge_id)), ..*selection };
+    let fts = "id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?)";
+    let statement = log::Entity::find()
+        .filter(conditions(&older, backend).0.add(Expr::cust_with_values(fts, [trigrams])))
+        .order_by_desc(log::Column::Ts)
+        .order_by_desc(log::Column::Id)
+        .limit(limit - rows.len() as u64)
+        .build(backend);
+    rows.extend(log::Entity::find().from_raw_sql(not_indexed(statement)).all(db).await?);
+    Ok(rows)
+}
+
+/// `statement` reading `logs` by primary key only: its planner would otherwise walk an
+/// index that gives the order (`(ts, id)`, or a source's) and test each row against the
+/// list of matches, reading every row of the selection for a rare string.
+fn not_indexed(mut statement: sea_orm::Statement) -> sea_orm::Statement {
+    statement.sql = statement.sql.replacen(r#"FROM "logs" WHERE"#, r#"FROM "logs" NOT INDEXED WHERE"#, 1);
+    statement
+}
+
+/// The `WHERE` of `selection`, and on PostgreSQL the column whose index must answer it
+/// (see [`pinned_eq`]), which the order must then start with.
+fn conditions(selection: &LogSelection<'_>, backend: sea_orm::DbBackend) -> (Condition, Option<log::Column>) {
+    let postgres = backend == sea_orm::DbBackend::Postgres;
     let mut leading = None;
     let mut condition = Condition::all().add(log::Column::Id.lte(selection.max_id));
     for (column, value) in [(log::Column::SourceId, selection.source_id), (log::Column::Level, selection.level)] {
@@ -190,13 +273,13 @@ pub async fn page(db: &DatabaseConnection, selection: &LogSelection<'_>, limit: 
         // The database's own LOWER() lowers both sides, so searching for a stored message
         // exactly always finds it, whatever that function does with a letter (SQLite's
         // folds ASCII only; Unicode's rules for 'İ', 'ẞ' or a final sigma differ between
-        // Rust and the databases, and between databases).
-        let sql = match db.get_database_backend() {
+        // Rust and the databases, and between databases). This predicate decides the
+        // results on every backend; a text index only narrows the rows it is tested on.
+        let sql = match backend {
             sea_orm::DbBackend::Postgres => "LOWER(message) LIKE LOWER($1) ESCAPE '!'",
             _ => "LOWER(message) LIKE LOWER(?) ESCAPE '!'",
         };
-        let matches = Expr::cust_with_values(sql, [like_pattern(q)]);
-        condition = condition.add(matches);
+        condition = condition.add(Expr::cust_with_values(sql, [like_pattern(q)]));
     }
     if let Some((ts, id)) = selection.after {
         // `ts <= c.ts` alone is what an index range can start from: without it the
@@ -208,11 +291,7 @@ pub async fn page(db: &DatabaseConnection, selection: &LogSelection<'_>, limit: 
                 .add(Condition::all().add(log::Column::Ts.eq(ts)).add(log::Column::Id.lt(id))),
         );
     }
-    let mut select = log::Entity::find().filter(condition);
-    if let Some(column) = leading {
-        select = select.order_by_desc(column);
-    }
-    select.order_by_desc(log::Column::Ts).order_by_desc(log::Column::Id).limit(limit).all(db).await
+    (condition, leading)
 }
 
 /// Escapes LIKE wildcards so `q` matches as a plain substring.
@@ -227,6 +306,29 @@ fn like_pattern(q: &str) -> String {
     }
     pattern.push('%');
     pattern
+}
+
+/// Trigrams of `q` picked from evenly spaced places, at most this many: more would
+/// narrow the rows less than they cost to look up.
+const MAX_TRIGRAMS: usize = 16;
+
+/// An FTS5 query for the rows of `logs_fts` holding trigrams of `q`, each as a quoted
+/// string (the table's trigram tokenizer folds its case the way it folded the messages';
+/// a quote in it is doubled); `None` when `q` is shorter than a trigram, which the index
+/// cannot answer.
+fn fts_trigrams(q: &str) -> Option<String> {
+    let chars: Vec<char> = q.chars().collect();
+    let windows = chars.len().checked_sub(2).filter(|&n| n > 0)?;
+    let step = windows.div_ceil(MAX_TRIGRAMS);
+    let mut picked: Vec<String> = Vec::new();
+    for start in (0..windows).step_by(step).chain([windows - 1]) {
+        let trigram: String = chars[start..start + 3].iter().collect();
+        if !picked.contains(&trigram) {
+            picked.push(trigram);
+        }
+    }
+    let quoted: Vec<String> = picked.iter().map(|t| format!("\"{}\"", t.replace('"', "\"\""))).collect();
+    Some(quoted.join(" AND "))
 }
 
 /// `column = value` in a form PostgreSQL's planner does not fold into a constant, for the
@@ -251,5 +353,33 @@ mod tests {
     fn like_wildcards_are_escaped() {
         assert_eq!(like_pattern("50%_Off!"), "%50!%!_Off!!%");
         assert_eq!(like_pattern("Échec"), "%Échec%");
+    }
+
+    #[test]
+    fn the_index_path_reads_logs_by_primary_key_only() {
+        let selection = LogSelection { q: Some("abc"), source_id: Some("s"), max_id: 9, ..Default::default() };
+        let statement = log::Entity::find()
+            .filter(conditions(&selection, sea_orm::DbBackend::Sqlite).0)
+            .build(sea_orm::DbBackend::Sqlite);
+        assert!(not_indexed(statement).sql.contains(r#"FROM "logs" NOT INDEXED WHERE"#));
+    }
+
+    #[test]
+    fn fts_queries_quote_each_trigram() {
+        assert_eq!(fts_trigrams("ab"), None);
+        assert_eq!(fts_trigrams(""), None);
+        assert_eq!(fts_trigrams("abc").as_deref(), Some(r#""abc""#));
+        assert_eq!(fts_trigrams(r#"a"bc"#).as_deref(), Some(r#""a""b" AND """bc""#));
+        assert_eq!(fts_trigrams("aaaa").as_deref(), Some(r#""aaa""#));
+        assert_eq!(fts_trigrams("Éé🚀x").as_deref(), Some(r#""Éé🚀" AND "é🚀x""#));
+    }
+
+    #[test]
+    fn long_fts_queries_keep_trigrams_from_both_ends() {
+        let q: String = ('a'..='z').collect();
+        let query = fts_trigrams(&q).unwrap();
+        assert!(query.starts_with(r#""abc" AND"#), "{query}");
+        assert!(query.ends_with(r#"AND "xyz""#), "{query}");
+        assert!(query.matches(" AND ").count() < MAX_TRIGRAMS + 1, "{query}");
     }
 }

@@ -9,6 +9,7 @@
 //! | `license` | `/api/v1/license`, `/api/v1/audit/export`, and the license server's calls |
 //! | `sources` | `/api/v1/sources`, `/api/v1/sources/{id}`, `/api/v1/sources/{id}/keys[/{key_id}]` |
 //! | `logs` | `/api/v1/logs` |
+//! | `log_search` | `q` of `/api/v1/logs` from the text index: the same lines as the scan |
 //! | `metrics` | `/api/v1/metrics`, `/api/v1/metrics/query` |
 //! | `chunks` | the metric chunks: compaction, reads across chunks and head, their retention |
 //! | `promql` | `/prometheus/api/v1/query`, `/query_range`, `/series`, `/labels`, `/label/{name}/values`, `/metadata`, `/status/buildinfo`, `/query_exemplars` (Prometheus' query API; `promql::conformance`: a corpus against a real Prometheus 2.42, and promtool) |
@@ -43,6 +44,7 @@ mod elastic;
 mod grpc;
 mod health;
 mod license;
+mod log_search;
 mod logs;
 mod loki;
 mod metrics;
@@ -70,6 +72,7 @@ fn main() -> std::process::ExitCode {
         grpc::cases(),
         health::cases(),
         license::cases(),
+        log_search::cases(),
         logs::cases(),
         loki::cases(),
         metrics::cases(),

@@ -25,6 +25,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     Migration { version: 10, name: "source_retention", up: source_retention, data: None },
     Migration { version: 11, name: "metric_chunks", up: metric_chunks, data: None },
     Migration { version: 12, name: "drop_metric_rollups", up: drop_metric_rollups, data: None },
+    Migration { version: 13, name: "log_text_search", up: log_text_search, data: None },
 ];
 
 #[derive(DeriveIden)]
@@ -776,4 +777,50 @@ fn metric_chunks(backend: DbBackend) -> Vec<Statement> {
 /// answered 5xx and resent by the agents): upgrade metric ingest in one step.
 fn drop_metric_rollups(backend: DbBackend) -> Vec<Statement> {
     build_all(backend, &[Table::drop().table(MetricRollups::Table).if_exists().to_owned()])
+}
+
+/// An index that answers `q` (a substring of the message, see `storage::logs::page`)
+/// without reading every line:
+/// - PostgreSQL: `pg_trgm`'s GIN index on `LOWER(message)`, the very expression the
+///   search compares, so the results are those of the scan (the index only narrows the rows
+///   the predicate is checked on). The extension is created here; a role that may not
+///   create it gets an error saying what to run and as whom (see docs/OPERATIONS.md).
+/// - SQLite: an FTS5 table of the messages' trigrams, with no copy of the text
+///   (`content='logs'`) and no positions (`detail=none`), kept by
+///   triggers on insert and delete (cascaded deletes fire them too); existing lines are
+///   indexed here.
+/// - MariaDB: none. Its FULLTEXT parsers find words, not substrings (the n-gram parser is
+///   MySQL's), so `q` stays a scan there.
+fn log_text_search(backend: DbBackend) -> Vec<Statement> {
+    let statements: &[&str] = match backend {
+        DbBackend::Postgres => &[
+            "DO $$ BEGIN \
+               IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm') THEN \
+                 CREATE EXTENSION pg_trgm; \
+               END IF; \
+             EXCEPTION \
+               WHEN insufficient_privilege THEN RAISE EXCEPTION \
+                 'role % may not create the extension pg_trgm (text search index): run \"CREATE EXTENSION pg_trgm;\" in database % as a superuser or the database owner, then start again', \
+                 current_user, current_database(); \
+               WHEN undefined_file THEN RAISE EXCEPTION \
+                 'the extension pg_trgm (text search index) is not installed on the PostgreSQL server: install the server''s contrib package (Debian: postgresql-contrib, part of postgresql), then start again'; \
+             END $$",
+            "CREATE INDEX ix_logs_message_trgm ON logs USING gin (LOWER(message) gin_trgm_ops)",
+        ],
+        DbBackend::Sqlite => &[
+            "CREATE VIRTUAL TABLE logs_fts USING fts5(message, content = 'logs', content_rowid = 'id', \
+             tokenize = 'trigram', detail = 'none')",
+            "CREATE TRIGGER logs_fts_insert AFTER INSERT ON logs BEGIN \
+             INSERT INTO logs_fts (rowid, message) VALUES (new.id, new.message); END",
+            "CREATE TRIGGER logs_fts_delete AFTER DELETE ON logs BEGIN \
+             INSERT INTO logs_fts (logs_fts, rowid, message) VALUES ('delete', old.id, old.message); END",
+            "CREATE TRIGGER logs_fts_update AFTER UPDATE OF message ON logs BEGIN \
+             INSERT INTO logs_fts (logs_fts, rowid, message) VALUES ('delete', old.id, old.message); \
+             INSERT INTO logs_fts (rowid, message) VALUES (new.id, new.message); END",
+            "INSERT INTO logs_fts (logs_fts) VALUES ('rebuild')",
+        ],
+        // MariaDB.
+        _ => &[],
+    };
+    statements.iter().map(|sql| Statement::from_string(backend, *sql)).collect()
 }

@@ -52,7 +52,7 @@ pub async fn admit(State(state): State<AppState>, request: Request, next: Next) 
             Ok(()) => request,
             Err(err) => return overloaded_refusal(&path, request.headers(), err),
         },
-        None => request.map(|body| Body::new(Charged { body, charge: charge.clone() })),
+        None => request.map(|body| Body::new(Charged { body, charge: charge.clone(), refuse: axum::Error::new })),
     };
     let headers = request.headers().clone();
     let response = CHARGE.scope(charge.clone(), next.run(request)).await;
@@ -91,11 +91,26 @@ fn refusal(path: &str, headers: &HeaderMap, err: AppError) -> Response {
     }
 }
 
-/// A chunked body, charged frame by frame as it arrives; a frame that does not fit ends
-/// it with an error.
+/// The gRPC port's layer: every request's frames are charged as they arrive (a gRPC
+/// request has no `Content-Length`); one that does not fit ends the call with
+/// UNAVAILABLE, which the exporters retry. The health service never waits on it. A gzip
+/// message's decompressed copy, made inside tonic, is bounded by its message limit only.
+pub async fn admit_grpc(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if request.uri().path().starts_with("/grpc.health.v1.Health/") {
+        return next.run(request).await;
+    }
+    let charge = Charge::new(state.body_budget.clone());
+    let refuse = |err: AppError| axum::Error::new(tonic::Status::unavailable(err.to_string()));
+    let request = request.map(|body| Body::new(Charged { body, charge: charge.clone(), refuse }));
+    next.run(request).await
+}
+
+/// A body charged frame by frame as it arrives; a frame that does not fit ends it with
+/// the error `refuse` makes.
 struct Charged {
     body: Body,
     charge: Charge,
+    refuse: fn(AppError) -> axum::Error,
 }
 
 impl http_body::Body for Charged {
@@ -108,7 +123,7 @@ impl http_body::Body for Charged {
             && let Some(data) = frame.data_ref()
             && let Err(err) = self.charge.take(data.len())
         {
-            return Poll::Ready(Some(Err(axum::Error::new(err))));
+            return Poll::Ready(Some(Err((self.refuse)(err))));
         }
         polled
     }

@@ -9,6 +9,11 @@
 use std::{io::Write, time::Duration};
 
 use killkrill::auth::Role;
+use opentelemetry_proto::tonic::{
+    collector::logs::v1::{ExportLogsServiceRequest, logs_service_client::LogsServiceClient},
+    common::v1::{AnyValue, any_value::Value as V},
+    logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
+};
 use prost::Message;
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
@@ -133,6 +138,22 @@ async fn bodies_beyond_the_budget_are_503_with_retry_after_in_each_protocols_for
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["status"], 503, "{answer}");
     assert!(answer["error"]["reason"].as_str().unwrap().contains("retry"), "{answer}");
+
+    // gRPC: the export's frames do not fit, UNAVAILABLE (the exporters retry it); the
+    // health service still answers.
+    let record = LogRecord {
+        body: Some(AnyValue { value: Some(V::StringValue("y".repeat(300 * 1024))) }),
+        ..Default::default()
+    };
+    let scope_logs = vec![ScopeLogs { log_records: vec![record], ..Default::default() }];
+    let export = ExportLogsServiceRequest { resource_logs: vec![ResourceLogs { scope_logs, ..Default::default() }] };
+    let mut request = tonic::Request::new(export);
+    request.metadata_mut().insert("x-api-key", key.parse().unwrap());
+    let refused = LogsServiceClient::new(server.grpc().await).export(request).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(server.grpc().await);
+    let serving = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.unwrap();
+    assert_eq!(serving.into_inner().status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 
     for probe in ["/healthz", "/livez", "/readyz"] {
         assert_eq!(server.get(probe).await.status(), 200, "{probe}");

@@ -21,7 +21,7 @@ and the largest VmRSS sampled every 0.1 s), and the latency of GET /healthz sent
 0.02 s during the phase (p50, p99, max). The client runs on the same machine (its CPU
 use is reported): the figures are of that machine, other builds included.
 
-Environment: OURS_BIN, WORKERS=4, LINES=10000, CONNECTIONS=4, CALIBRATE=15, OVERLOAD=60,
+Environment: PHASES="1 2 3 4 5" (2 and 3 need 1), OURS_BIN, WORKERS=4, LINES=10000, CONNECTIONS=4, CALIBRATE=15, OVERLOAD=60,
 FACTOR=2, BURST=40, BIG=40, BIG_BYTES=17301504, SERVER_ENV="" (extra NAME=VALUE pairs
 for the server, e.g. "MAX_INFLIGHT_BODY_BYTES=33554432"). The report (markdown) goes to
 stdout and benches/results/overload-<date>.md.
@@ -50,6 +50,7 @@ FACTOR = float(os.environ.get("FACTOR", "2"))
 BURST = int(os.environ.get("BURST", "40"))
 BIG = int(os.environ.get("BIG", "40"))
 BIG_BYTES = int(os.environ.get("BIG_BYTES", str(16_500 * 1024 + 404 * 1024)))
+PHASES = set(os.environ.get("PHASES", "1 2 3 4 5").split())
 SERVER_ENV = dict(pair.split("=", 1) for pair in os.environ.get("SERVER_ENV", "").split())
 
 
@@ -222,7 +223,9 @@ def main():
         body = batch("load")
         start_rss = server.kib("VmRSS")
 
-        with Phase(server, f"1. sustained, {CONNECTIONS} closed-loop senders") as phase:
+        rate, recovery = float("nan"), float("nan")
+
+        def sustained(phase):
             deadline = time.time() + CALIBRATE
 
             def loop():
@@ -234,36 +237,44 @@ def main():
                 t.start()
             for t in threads:
                 t.join()
-        rows.append(phase.row())
-        rate = max(phase.counts["2xx"] / phase.elapsed, 0.5)
 
-        offered = rate * FACTOR
-        with Phase(server, f"2. overload, {offered:.1f} batches/s offered ({FACTOR:g}x)") as phase:
+        def overload(phase, offered):
             with ThreadPoolExecutor(max_workers=256) as pool:
                 t0, n = time.time(), 0
                 while time.time() - t0 < OVERLOAD:
                     pool.submit(phase.send, body, key, source_id)
                     n += 1
                     time.sleep(max(0.0, t0 + n / offered - time.time()))
-        rows.append(phase.row())
 
-        with Phase(server, "3. recovery: one batch after the load") as phase:
-            stopped = time.time()
-            while phase.send(body, key, source_id) != "2xx" and time.time() - stopped < 60:
-                time.sleep(0.1)
-            recovery = time.time() - stopped
-        rows.append(phase.row())
+        def at_once(phase, count, payload):
+            with ThreadPoolExecutor(max_workers=count) as pool:
+                list(pool.map(lambda _: phase.send(payload, key, source_id), range(count)))
 
-        with Phase(server, f"4. burst, {BURST} batches at once") as phase:
-            with ThreadPoolExecutor(max_workers=BURST) as pool:
-                list(pool.map(lambda _: phase.send(body, key, source_id), range(BURST)))
-        rows.append(phase.row())
-
-        big = b"x" * BIG_BYTES
-        with Phase(server, f"5. big, {BIG} bodies of {BIG_BYTES / 1e6:.1f} MB at once") as phase:
-            with ThreadPoolExecutor(max_workers=BIG) as pool:
-                list(pool.map(lambda _: phase.send(big, key, source_id), range(BIG)))
-        rows.append(phase.row())
+        if "1" in PHASES:
+            with Phase(server, f"1. sustained, {CONNECTIONS} closed-loop senders") as phase:
+                sustained(phase)
+            rows.append(phase.row())
+            rate = max(phase.counts["2xx"] / phase.elapsed, 0.5)
+            if "2" in PHASES:
+                offered = rate * FACTOR
+                with Phase(server, f"2. overload, {offered:.1f} batches/s offered ({FACTOR:g}x)") as phase:
+                    overload(phase, offered)
+                rows.append(phase.row())
+            if "3" in PHASES:
+                with Phase(server, "3. recovery: one batch after the load") as phase:
+                    stopped = time.time()
+                    while phase.send(body, key, source_id) != "2xx" and time.time() - stopped < 60:
+                        time.sleep(0.1)
+                    recovery = time.time() - stopped
+                rows.append(phase.row())
+        if "4" in PHASES:
+            with Phase(server, f"4. burst, {BURST} batches at once") as phase:
+                at_once(phase, BURST, body)
+            rows.append(phase.row())
+        if "5" in PHASES:
+            with Phase(server, f"5. big, {BIG} bodies of {BIG_BYTES / 1e6:.1f} MB at once") as phase:
+                at_once(phase, BIG, b"x" * BIG_BYTES)
+            rows.append(phase.row())
         end_rss = server.kib("VmRSS")
     finally:
         server.stop()

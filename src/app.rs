@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     bootstrap,
+    budget::Budget,
     config::{Config, Environment},
     metrics::Metrics,
     router,
@@ -114,8 +115,10 @@ async fn assemble(
         spawn_license_checks(license.clone(), db.clone(), metrics.clone()),
         retention::spawn_sweeper(db.clone(), metrics.clone(), config.retention, config.retention_interval),
     ];
+    let body_budget = Arc::new(Budget::new(config.max_inflight_body_bytes));
     let state = AppState::new(Components {
         config: Arc::new(config),
+        body_budget,
         db,
         metrics,
         identity,

@@ -8,6 +8,7 @@
 mod app;
 pub mod auth;
 pub mod bootstrap;
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod error;

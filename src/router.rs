@@ -91,7 +91,8 @@ pub fn api() -> OpenApiRouter<AppState> {
 }
 
 /// Adds the 404 fallback and the layers every request passes through (outermost first):
-/// correlation id, error body, log line and metrics; panic catcher; request timeout;
+/// correlation id, error body, log line and metrics; the in-flight body budget (and the
+/// body size limit for a declared length); panic catcher; request timeout;
 /// body idle timeout; CORS; body size limit. Public so tests can put probe routes
 /// (a handler that panics, one that sleeps) behind exactly the production stack.
 pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
@@ -100,6 +101,7 @@ pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(middleware::from_fn_with_state(state.clone(), crate::http::middleware::observe))
+                .layer(middleware::from_fn_with_state(state.clone(), crate::http::budget::admit))
                 .layer(CatchPanicLayer::new())
                 .layer(RequestTimeoutLayer::new(state.config.request_timeout, StatusCode::REQUEST_TIMEOUT))
                 .layer(RequestBodyTimeoutLayer::new(BODY_IDLE_TIMEOUT.min(state.config.request_timeout / 2)))

@@ -3,8 +3,8 @@
 use std::{sync::Arc, time::Instant};
 
 use crate::{
-    config::Config, metrics::Metrics, service::identity::Identity, service::ingest_keys::IngestKeyCache,
-    service::license::License, storage::Database, telemetry::LogLevelHandle,
+    budget::Budget, config::Config, metrics::Metrics, service::identity::Identity,
+    service::ingest_keys::IngestKeyCache, service::license::License, storage::Database, telemetry::LogLevelHandle,
 };
 
 /// Shared application state. One `Arc` inside, so the clone every handler and layer
@@ -36,6 +36,8 @@ pub struct Components {
     pub ingest_keys: Arc<IngestKeyCache>,
     pub license: Arc<License>,
     pub log_level: LogLevelHandle,
+    /// Request bodies held in memory, bounded by `MAX_INFLIGHT_BODY_BYTES`.
+    pub body_budget: Arc<Budget>,
     pub started_at: Instant,
 }
 

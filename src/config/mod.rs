@@ -30,6 +30,12 @@ const KNOWN_DEFAULT_SECRETS: &[&str] = &[
 ];
 
 /// The smallest `JWT_SECRET` accepted in production, in bytes.
+/// The default in-flight body budget, in bodies of the largest size: room for a few
+/// large batches being decoded and stored at once (more rarely help, as they wait on the
+/// same database), with memory held by bodies bounded at 64 MiB under the default
+/// 16 MiB limit.
+const INFLIGHT_BODIES_BY_DEFAULT: usize = 4;
+
 pub const MIN_PRODUCTION_SECRET_BYTES: usize = 32;
 
 /// Secret used in development and testing when `JWT_SECRET` is unset.
@@ -247,6 +253,12 @@ pub struct Cli {
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Most bytes of request bodies (and their decompressed copies) held in memory at
+    /// once; a body that does not fit is answered 503 with Retry-After. Default: 4 times
+    /// MAX_BODY_BYTES. At least MAX_BODY_BYTES.
+    #[arg(long, env = "MAX_INFLIGHT_BODY_BYTES")]
+    pub max_inflight_body_bytes: Option<usize>,
+
     /// Longest a whole request may take, in seconds.
     #[arg(long, env = "REQUEST_TIMEOUT_SECONDS", default_value_t = 60)]
     pub request_timeout_seconds: u64,
@@ -360,6 +372,7 @@ pub struct Config {
     pub grpc_port: u16,
     pub cors_origins: CorsOrigins,
     pub max_body_bytes: usize,
+    pub max_inflight_body_bytes: usize,
     pub request_timeout: Duration,
     pub promql_query_timeout: Duration,
     pub promql_max_samples: usize,
@@ -415,6 +428,15 @@ impl Config {
         }
         if cli.jwt_expiry_hours == 0 {
             return Err(ConfigError::new("JWT_EXPIRY_HOURS", "must be at least 1"));
+        }
+        // Every body the size limit lets in must fit in the budget when nothing else is held.
+        let max_inflight_body_bytes =
+            cli.max_inflight_body_bytes.unwrap_or(cli.max_body_bytes.saturating_mul(INFLIGHT_BODIES_BY_DEFAULT));
+        if max_inflight_body_bytes < cli.max_body_bytes {
+            return Err(ConfigError::new(
+                "MAX_INFLIGHT_BODY_BYTES",
+                format!("is {max_inflight_body_bytes}; at least MAX_BODY_BYTES ({})", cli.max_body_bytes),
+            ));
         }
         if cli.request_timeout_seconds == 0 {
             return Err(ConfigError::new("REQUEST_TIMEOUT_SECONDS", "must be at least 1"));
@@ -473,6 +495,7 @@ impl Config {
             grpc_port: cli.grpc_port,
             cors_origins: parse_cors_origins(&cli.cors_origins)?,
             max_body_bytes: cli.max_body_bytes,
+            max_inflight_body_bytes,
             request_timeout: Duration::from_secs(cli.request_timeout_seconds),
             promql_query_timeout: Duration::from_secs(cli.promql_query_timeout_seconds),
             promql_max_samples: cli.promql_max_samples,

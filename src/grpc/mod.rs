@@ -84,8 +84,11 @@ pub fn router(state: AppState) -> (axum::Router, tokio::task::JoinHandle<()>) {
         (Err(err), _) | (_, Err(err)) => tracing::error!(event = "grpc_reflection_unavailable", error = %err),
     }
     let health_task = spawn_health_reporter(state.clone(), reporter);
-    let router =
-        routes.prepare().into_axum_router().layer(axum::middleware::from_fn_with_state(state, observe::observe));
+    let router = routes
+        .prepare()
+        .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::http::budget::admit_grpc))
+        .layer(axum::middleware::from_fn_with_state(state, observe::observe));
     (router, health_task)
 }
 

@@ -22,6 +22,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use crate::{
+    budget,
     error::AppError,
     http::{
         context::RequestContext,
@@ -448,7 +449,11 @@ fn read_body(
     };
     match codec::decode_content(&body, encoding, state.config.max_body_bytes) {
         Ok(Cow::Borrowed(_)) => Ok(body.clone()),
-        Ok(Cow::Owned(decoded)) => Ok(Bytes::from(decoded)),
+        Ok(Cow::Owned(decoded)) => {
+            // Refused, the request is answered 503 by `http::budget`, whatever is returned here.
+            budget::charge_copy(decoded.len()).map_err(|err| Box::new(app_error(err, ctx)))?;
+            Ok(Bytes::from(decoded))
+        }
         Err(CodecError::TooLarge(reason)) => Err(status(StatusCode::PAYLOAD_TOO_LARGE, reason)),
         Err(CodecError::Malformed(reason)) => Err(Box::new(refuse(&Failure::invalid("parse_exception", reason)))),
         Err(err @ CodecError::UnsupportedEncoding(_)) => {

@@ -3,6 +3,8 @@
 //! or the status of the refusal with its reason in plain text. A push is stored whole or
 //! not at all.
 
+use std::borrow::Cow;
+
 use axum::{
     Router,
     extract::State,
@@ -12,6 +14,7 @@ use axum::{
 };
 
 use crate::{
+    budget,
     error::AppError,
     http::{error::HttpError, extract::Body, ingest_auth::ProtocolSource, plain_text, remote_write::codec_error},
     metrics::IngestKind,
@@ -44,10 +47,14 @@ async fn push(
         let json = plain_text::content_type(&headers).is_some_and(|(essence, _)| essence == "application/json");
         let encoding = plain_text::content_encoding(&headers)?.filter(|e| e != "snappy");
         let content = codec::decode_content(&body, encoding.as_deref(), limit).map_err(codec_error)?;
+        if let Cow::Owned(copy) = &content {
+            budget::charge_copy(copy.len())?;
+        }
         let push = if json {
             loki::read_json(&content)
         } else {
             let decoded = codec::snappy_block(&content, limit).map_err(codec_error)?;
+            budget::charge_copy(decoded.len())?;
             loki::read_protobuf(&decoded)
         }
         .map_err(AppError::Invalid)?;

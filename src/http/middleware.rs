@@ -74,20 +74,8 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
 
     // No stored text can hold a NUL (PostgreSQL refuses it; SQLite's string functions stop
     // at it), so a path or query with one is refused here, the same on every database.
-    // A client that waits for `100 Continue` before sending a body longer than the limit is
-    // refused at once, and sends nothing. Others are sending already: the extractors read
-    // up to the limit and answer 413, which a client still writing its body can then read
-    // (closing on it at once would break its pipe before it reads the answer).
-    let declared_length = request
-        .headers()
-        .get(header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
-        .then(|| request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()))
-        .flatten();
     let mut response = if uri.path_and_query().is_some_and(|pq| pq.as_str().contains("%00")) {
         AppError::Invalid(NUL_IN_TEXT.to_owned()).into_response()
-    } else if declared_length.is_some_and(|length: u64| length > state.config.max_body_bytes as u64) {
-        AppError::TooLarge("The request body is larger than the limit".to_owned()).into_response()
     } else {
         next.run(request).await
     };

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod budget;
 pub mod context;
 pub mod elastic;
 pub mod error;

@@ -4,6 +4,8 @@
 //! (`partial_success` when some items were refused), or an error status with a
 //! `google.rpc.Status`, never the JSON error body of the rest of the API.
 
+use std::borrow::Cow;
+
 use axum::{
     Router,
     body::Bytes,
@@ -17,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::{
+    budget,
     error::AppError,
     http::{
         error::{ErrorInfo, status_of},
@@ -149,6 +152,12 @@ impl From<CodecError> for Refusal {
     }
 }
 
+/// `err` as an OTLP error answer in the request's encoding (JSON when it names neither),
+/// for the layers that refuse a request before its handler.
+pub fn refusal(headers: &HeaderMap, err: AppError) -> Response {
+    Refusal::from(err).render(Encoding::of(headers).unwrap_or(Encoding::Json))
+}
+
 /// The gRPC code of an HTTP error status, the `code` of its `Status`.
 fn grpc_code(status: StatusCode) -> i32 {
     let code = match status {
@@ -173,6 +182,9 @@ fn decode<T: Message + Default + DeserializeOwned>(
 ) -> Result<T, Refusal> {
     let content_encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
     let body = codec::decode_content(body, content_encoding, state.config.max_body_bytes)?;
+    if let Cow::Owned(copy) = &body {
+        budget::charge_copy(copy.len())?;
+    }
     match encoding {
         Encoding::Protobuf => T::decode(&*body)
             .map_err(|err| Refusal::new(StatusCode::BAD_REQUEST, format!("Malformed protobuf body: {err}"))),

@@ -12,6 +12,7 @@ use axum::{
 };
 
 use crate::{
+    budget,
     error::AppError,
     http::{error::HttpError, extract::Body, ingest_auth::ProtocolSource, plain_text},
     metrics::IngestKind,
@@ -40,6 +41,7 @@ async fn write(
         check_headers(&headers)?;
         let Body(body) = body?;
         let decoded = codec::snappy_block(&body, state.config.max_body_bytes).map_err(codec_error)?;
+        budget::charge_copy(decoded.len())?;
         let request = remote_write::decode(&decoded).map_err(AppError::Invalid)?;
         let items = request.timeseries.iter().map(|s| s.samples.len()).sum();
         let read = remote_write::read(request).map_err(|reason| {

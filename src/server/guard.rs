@@ -5,6 +5,12 @@
 //! error, and answers 408 to a request head that has begun to arrive and is not complete
 //! within [`HEADER_READ_TIMEOUT`](super::HEADER_READ_TIMEOUT).
 //!
+//! When hyper closes a connection, [`Guarded`] closes its writing side first and then reads
+//! and discards what the client still sends, for at most [`LINGER_TIME`] and
+//! [`LINGER_BYTES`]: a client refused (413, 503) while still sending its body then reads
+//! the answer, where closing with its bytes unread would reset the connection and could
+//! destroy the answer in the client's buffers.
+//!
 //! HTTP/2 connections (from their preface on) pass through untouched: hyper answers their
 //! errors with HTTP/2 frames.
 
@@ -35,6 +41,10 @@ use crate::http::error::ErrorBody;
 /// How far into a write to look for the end of a response head.
 const MAX_HEAD: usize = 1024;
 const H2_PREFACE_START: &[u8; 4] = b"PRI ";
+/// Longest a closing connection reads what the client still sends.
+const LINGER_TIME: Duration = Duration::from_secs(5);
+/// Most bytes a closing connection reads and discards.
+const LINGER_BYTES: usize = 64 << 20;
 
 /// Requests of one connection the router started and finished answering: while they are
 /// equal, the connection waits for the next request head.
@@ -113,6 +123,8 @@ pub(super) struct Guarded<I> {
     answer: Option<(Vec<u8>, usize, Then)>,
     /// After a 408: the connection is over.
     timed_out: bool,
+    /// Closing: the writing side is shut, the deadline of the drain and the bytes drained.
+    lingering: Option<(Pin<Box<Sleep>>, usize)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -134,6 +146,7 @@ impl<I> Guarded<I> {
             deadline: None,
             answer: None,
             timed_out: false,
+            lingering: None,
         }
     }
 }
@@ -269,7 +282,30 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Guarded<I> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.poll_answer(cx))?;
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        let (deadline, drained) = match &mut this.lingering {
+            Some((deadline, drained)) => (deadline, drained),
+            None => {
+                ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+                let deadline = Box::pin(tokio::time::sleep(LINGER_TIME));
+                let (deadline, drained) = this.lingering.insert((deadline, 0));
+                (deadline, drained)
+            }
+        };
+        let mut scratch = [0u8; 8192];
+        while *drained < LINGER_BYTES {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => *drained += buf.filled().len(),
+                // The client's end of the stream, or a failure: nothing more to wait for.
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+                Poll::Pending => {
+                    ready!(deadline.as_mut().poll(cx));
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 }
 

@@ -22,6 +22,7 @@
 //! | `retention` | `retention_days` of `/api/v1/sources`, the retention sweep and its lock, expired ingest dropped |
 //! | `security` | docs/SECURITY.md's rules no single area owns: no secret stored in plain text, an ingest key reaches only its source's ingest |
 //! | `otlp` | `/v1/logs`, `/v1/metrics` (and under `/otlp`), gRPC `LogsService/Export`, `MetricsService/Export`; the Python SDK end to end |
+//! | `overload` | the in-flight body budget (`MAX_INFLIGHT_BODY_BYTES`) across every ingest protocol, the 413 of a body over the limit read whole |
 //! | `request_pipeline` | what every route passes through: correlation ids, error bodies, limits, timeouts, CORS, shutdown |
 //! | `grpc` | the gRPC services |
 //! | `tls` | HTTPS, client certificates, forwarded headers |
@@ -50,6 +51,7 @@ mod loki;
 mod metrics;
 mod openapi;
 mod otlp;
+mod overload;
 mod promql;
 mod remote_write;
 mod request_pipeline;
@@ -78,6 +80,7 @@ fn main() -> std::process::ExitCode {
         metrics::cases(),
         openapi::cases(),
         otlp::cases(),
+        overload::cases(),
         promql::cases(),
         promql::conformance::cases(),
         remote_write::cases(),

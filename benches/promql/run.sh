@@ -19,7 +19,10 @@
 #
 # Environment (all optional):
 #   BACKENDS="sqlite postgres"   RUNS=20   SCALE=1 (divides the x_total and y series counts)
-#   SETTLE=0             seconds to wait between loading and querying killkrill
+#   SETTLE=0             seconds to wait between loading and querying killkrill, after
+#                        its compaction has moved what it can into chunks (killkrill runs
+#                        with RETENTION_INTERVAL_SECONDS=5; a binary without compaction
+#                        is queried at once)
 #   BUILD=1              0: use the binaries already built
 #   OURS_BIN=...         the killkrill binary to measure (default: target/release/killkrill)
 #   BENCH_BIN=...        the client (default: target/release/examples/promql_bench)
@@ -123,7 +126,7 @@ PROM_URL="http://127.0.0.1:$PPORT"
 PROM_VERSION="$("$PROMETHEUS" --version 2>&1 | awk 'NR == 1 { print $3 }')"
 PROM_LOADED=0
 
-declare -A LINES_OF LOAD_OF DISK_OF RSS_OF
+declare -A LINES_OF LOAD_OF DISK_OF RSS_OF COMPACTED_OF
 for BACKEND in $BACKENDS; do
     dir="$WORK/$BACKEND"
     mkdir -p "$dir"
@@ -135,7 +138,7 @@ for BACKEND in $BACKENDS; do
         url="sqlite:///$dir/killkrill.db"
     fi
     port="$(free_port)"
-    (cd "$dir" && DATABASE_URL="$url" exec "$WORK/killkrill" --host 127.0.0.1 --port "$port" --no-grpc \
+    (cd "$dir" && DATABASE_URL="$url" RETENTION_INTERVAL_SECONDS=5 exec "$WORK/killkrill" --host 127.0.0.1 --port "$port" --no-grpc \
         >"$dir/stdout.log" 2>"$dir/stderr.log") &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
@@ -155,6 +158,18 @@ for BACKEND in $BACKENDS; do
     LOAD_OF[$BACKEND]="$("$BENCH_BIN" load --killkrill "$BASE" --ingest-key "$ingest_key" \
         ${prometheus_target:+--prometheus "$prometheus_target"} --end-ms "$END_MS" --scale "$SCALE")"
     PROM_LOADED=1
+    # Compaction done: its sample count has stopped growing over two rounds.
+    compacted() { curl -sf "$BASE/metrics" | awk '$1 == "killkrill_compaction_samples_total" { print $2 }'; }
+    if [[ -n "$(compacted)" ]]; then
+        last=-1
+        for _ in $(seq 1 120); do
+            now="$(compacted)"
+            [[ "$now" != "$last" || "$now" == 0 ]] || break
+            last="$now"
+            sleep 11
+        done
+        COMPACTED_OF[$BACKEND]="$now"
+    fi
     sleep "$SETTLE"
 
     echo "promql: querying $BACKEND and Prometheus, $RUNS runs each" >&2
@@ -188,6 +203,7 @@ print(round(d, 1) if isinstance(d, float) else d)' "$1" "$2"; }
         echo "## $BACKEND"
         echo
         echo "Loaded $samples samples: killkrill $(field "${LOAD_OF[$BACKEND]}" killkrill_seconds) s$(grep -q "\"prometheus_seconds\":[0-9]" <<<"${LOAD_OF[$BACKEND]}" && echo ", Prometheus $(field "${LOAD_OF[$BACKEND]}" prometheus_seconds) s")."
+        [[ -z "${COMPACTED_OF[$BACKEND]:-}" ]] || echo "Compacted into chunks before the queries: ${COMPACTED_OF[$BACKEND]} samples (the rest, the last 30-minute window, is in the head)."
         echo "Disk: killkrill $(mb_of "${DISK_OF[$BACKEND]}") MB ($(awk -v b="${DISK_OF[$BACKEND]}" -v s="$samples" 'BEGIN { printf "%.1f", b / s }') B/sample, whole database), Prometheus $(mb_of "${DISK_OF[prometheus]}") MB. Peak RSS: killkrill ${RSS_OF[$BACKEND]}, Prometheus ${RSS_OF[prometheus]}."
         echo
         echo "| query | killkrill p50 / p90 / max ms | Prometheus p50 / p90 / max ms | ratio p50 | series x points | same answer |"

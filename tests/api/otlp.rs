@@ -46,11 +46,11 @@ cases! {
 
 /// `google.rpc.Status`, the body of OTLP's error answers.
 #[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
+pub struct RpcStatus {
     #[prost(int32, tag = "1")]
-    code: i32,
+    pub code: i32,
     #[prost(string, tag = "2")]
-    message: String,
+    pub message: String,
 }
 
 /// 2026-01-01T00:00:00.123456789Z in nanoseconds.

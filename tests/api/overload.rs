@@ -19,7 +19,10 @@ use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::common::{TestDb, TestServer, eventually, rest::*};
+use crate::{
+    common::{TestDb, TestServer, eventually, rest::*},
+    otlp::RpcStatus,
+};
 
 cases! {
     on_all_databases:
@@ -28,15 +31,6 @@ cases! {
 }
 
 const MIB: usize = 1024 * 1024;
-
-/// `google.rpc.Status`, the body of OTLP's error answers.
-#[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-}
 
 /// NDJSON log lines of about `bytes` bytes in all, each message marked with `mark`.
 fn ndjson_lines(mark: &str, bytes: usize) -> String {

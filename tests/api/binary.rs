@@ -358,6 +358,17 @@ async fn answers_once_ready(running: &Running) {
     assert!(grpc_serving(grpc_port as u16).await);
 }
 
+/// Starts `command` in a blocking thread and waits until its HTTP and gRPC ports listen.
+async fn listening_on_both_ports(mut command: Command) -> Running {
+    tokio::task::spawn_blocking(move || {
+        let mut running = Running::listening(&mut command);
+        running.wait_for("grpc_server_started", Duration::from_secs(5));
+        running
+    })
+    .await
+    .unwrap()
+}
+
 /// Waits in a blocking thread for a log line.
 async fn wait_for_line(running: Running, event: &'static str, within: Duration) -> (Running, Value) {
     tokio::task::spawn_blocking(move || {
@@ -383,13 +394,7 @@ async fn starts_while_the_database_port_is_closed_and_turns_ready_when_it_opens(
     let mut command = killkrill(dir.path());
     command.env("DATABASE_URL", url.as_str()).env("DB_CONNECT_RETRY_SECONDS", "5");
     let started = Instant::now();
-    let running = tokio::task::spawn_blocking(move || {
-        let mut running = Running::listening(&mut command);
-        running.wait_for("grpc_server_started", Duration::from_secs(5));
-        running
-    })
-    .await
-    .unwrap();
+    let running = listening_on_both_ports(command).await;
     assert!(started.elapsed() < Duration::from_secs(5), "listening took {:?}", started.elapsed());
     answers_while_starting(&running).await;
     let (running, retry) = wait_for_line(running, "database_connect_retry", Duration::from_secs(10)).await;
@@ -418,13 +423,7 @@ async fn starts_before_its_database_exists_and_migrates_once_it_is_created() {
     let dir = tempfile::tempdir().unwrap();
     let mut command = killkrill(dir.path());
     command.env("DATABASE_URL", &url);
-    let running = tokio::task::spawn_blocking(move || {
-        let mut running = Running::listening(&mut command);
-        running.wait_for("grpc_server_started", Duration::from_secs(5));
-        running
-    })
-    .await
-    .unwrap();
+    let running = listening_on_both_ports(command).await;
     answers_while_starting(&running).await;
     let (running, retry) = wait_for_line(running, "database_connect_retry", Duration::from_secs(10)).await;
     assert!(retry["error"].as_str().unwrap().contains(&name), "{retry}");

@@ -121,9 +121,8 @@ async fn compact_once(db: &Database, ids: &[i64], before: i64) -> Result<(Moved,
         .and_where(Expr::col(sample::Column::Ts).lt(until))
         .order_by(sample::Column::SeriesId, Order::Asc)
         .order_by(sample::Column::Ts, Order::Asc)
-        .order_by(sample::Column::Id, Order::Asc)
         .to_owned();
-    // (series, window) -> samples by time; the head's later row wins on equal times.
+    // (series, window) -> samples by time (the head holds one a series and time).
     let mut windows: BTreeMap<WindowKey, BTreeMap<i64, f64>> = BTreeMap::new();
     let mut moved = Moved::default();
     for row in txn.query_all(&head).await? {

@@ -111,9 +111,9 @@ pub mod sample {
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "metric_samples")]
     pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
         pub series_id: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
         pub ts: i64,
         pub value: f64,
         /// The bits of a value that is not a finite number (`value` is then 0).

@@ -67,6 +67,7 @@ pub struct Database {
     max_connections: u32,
     /// Bounds concurrent ingest batches where the database takes one writer at a time.
     ingest_gate: Option<Arc<tokio::sync::Semaphore>>,
+    series_ids: Arc<samples::SeriesIds>,
 }
 
 /// Why the service could not start: the database could not be opened, or a setting that
@@ -118,7 +119,14 @@ impl Database {
             .map_err(|err| StartError::Unreachable { waited: config.db_connect_retry, cause: err.to_string() })?;
         let ingest_gate =
             (url.backend() == Backend::Sqlite).then(|| Arc::new(tokio::sync::Semaphore::new(SQLITE_INGEST_WRITERS)));
-        Ok(Self { conn, backend: url.backend(), health: DbHealth::new_healthy(), max_connections, ingest_gate })
+        Ok(Self {
+            conn,
+            backend: url.backend(),
+            health: DbHealth::new_healthy(),
+            max_connections,
+            ingest_gate,
+            series_ids: Arc::default(),
+        })
     }
 
     pub fn conn(&self) -> &DatabaseConnection {
@@ -127,6 +135,11 @@ impl Database {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The series ids this process has seen stored (see [`samples::SeriesIds`]).
+    fn series_ids(&self) -> &samples::SeriesIds {
+        &self.series_ids
     }
 
     /// Waits for a turn to write an ingest batch, on backends that take one writer at a

@@ -15,7 +15,7 @@ use sea_orm::{
 
 use super::{
     Backend, Database, compaction,
-    entity::{log, sample, series},
+    entity::{log, series},
 };
 
 /// Arbitrary, fixed key of the PostgreSQL advisory lock ("kkrete" in ASCII).
@@ -119,35 +119,12 @@ pub async fn delete_logs(db: &Database, source_id: &str, before: i64, chunk: u64
     Ok(deleted)
 }
 
-/// Deletes up to `chunk` samples of the series of `source_id` older than `before`;
-/// returns how many it deleted. The samples are found series by series through
-/// `ix_samples_series_ts_value`.
+/// Deletes up to `chunk` head samples of the series of `source_id` older than `before`;
+/// returns how many it deleted. The samples are found series by series through the
+/// head's `(series_id, ts)` key.
 pub async fn delete_samples(db: &Database, source_id: &str, before: i64, chunk: u64) -> Result<u64, DbErr> {
-    let select = Query::select()
-        .column((sample::Entity, sample::Column::Id))
-        .from(series::Entity)
-        .inner_join(
-            sample::Entity,
-            Expr::col((sample::Entity, sample::Column::SeriesId)).equals((series::Entity, series::Column::Id)),
-        )
-        .and_where(Expr::col((series::Entity, series::Column::SourceId)).eq(source_id))
-        .and_where(Expr::col((sample::Entity, sample::Column::Ts)).lt(before))
-        .limit(chunk)
-        .to_owned();
-    let ids: Vec<i64> = db
-        .conn()
-        .query_all(&select)
-        .await?
-        .iter()
-        .map(|row| row.try_get_by_index::<i64>(0))
-        .collect::<Result<_, _>>()?;
-    if ids.is_empty() {
-        return Ok(0);
-    }
-    let txn = super::begin_write_gapless(db.conn()).await?;
-    let deleted = sample::Entity::delete_many().filter(sample::Column::Id.is_in(ids)).exec(&txn).await?.rows_affected;
-    txn.commit().await?;
-    Ok(deleted)
+    // A "window" one microsecond wide: the samples at `before - 1` and earlier.
+    delete_windows(db, ("metric_samples", "ts", 1), source_id, before, chunk).await
 }
 
 /// Deletes up to `chunk` metric chunks of the series of `source_id` whose whole window

@@ -8,8 +8,8 @@ use std::{
 };
 
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement,
     sea_query::{Alias, Expr, ExprTrait, LikeExpr, OnConflict, Order, Query},
     sqlx,
 };
@@ -19,15 +19,19 @@ use super::{
     entity::{metadata, sample, series},
 };
 
+/// Sample rows in one upserting INSERT (four bound values each, under SQLite's 32,766).
 const INSERT_CHUNK: usize = 2_000;
-/// `(series_id, ts)` pairs in one DELETE of the rows a batch overwrites.
-const DELETE_CHUNK: usize = 500;
+/// Series in one statement setting last values on SQLite (four bound values each).
+const LAST_VALUES_CHUNK: usize = 2_000;
+/// Series ids [`SeriesIds`] remembers at most (about 40 bytes each); past it, it starts
+/// over.
+const SERIES_IDS_KEPT: usize = 1_000_000;
 
 pub use super::value::{loaded_value, stored_value};
 
 /// A valid sample, as it will be stored, with what its series is made of.
 pub struct SampleRow {
-    /// The series' unique key (`metric_series.series_key`).
+    /// The series' unique key (`metric_series.series_key`): 64 hex digits.
     pub key: String,
     pub name: String,
     /// A JSON object of strings, as text.
@@ -37,12 +41,48 @@ pub struct SampleRow {
     pub value: f64,
 }
 
+/// The ids of series this process has seen stored, by key, so that a batch of known
+/// series neither inserts nor looks them up again. A series row keeps its id for as long
+/// as it exists and is deleted only with its source (whose batches then fail on the source
+/// first), so a remembered id is never wrong for a batch that may write.
+#[derive(Default)]
+pub struct SeriesIds(std::sync::Mutex<HashMap<u128, i64>>);
+
+impl std::fmt::Debug for SeriesIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeriesIds").finish_non_exhaustive()
+    }
+}
+
+impl SeriesIds {
+    /// A series key (hex SHA-256) by its first 128 bits, which tell series apart as well.
+    fn short(key: &str) -> Option<u128> {
+        key.get(..32).and_then(|hex| u128::from_str_radix(hex, 16).ok())
+    }
+
+    fn known<'a>(&self, keys: impl Iterator<Item = &'a str>) -> HashMap<&'a str, i64> {
+        let Ok(ids) = self.0.lock() else { return HashMap::new() };
+        keys.filter_map(|key| Some((key, *ids.get(&Self::short(key)?)?))).collect()
+    }
+
+    fn remember<'a>(&self, found: impl Iterator<Item = (&'a str, i64)>) {
+        let Ok(mut ids) = self.0.lock() else { return };
+        for (key, id) in found {
+            if ids.len() >= SERIES_IDS_KEPT {
+                ids.clear();
+            }
+            if let Some(short) = Self::short(key) {
+                ids.insert(short, id);
+            }
+        }
+    }
+}
+
 /// Stores the samples of a source's batch in one transaction, or none: the series it
 /// introduces, the samples (replacing any stored at the same series and time: the last
 /// write wins) and the series' last values. The batch holds at most one sample per
 /// series and time.
 pub async fn insert(db: &Database, source_id: &str, samples: &[SampleRow]) -> Result<usize, DbErr> {
-    // Create the series this batch introduces; concurrent batches may race to do so.
     // A BTreeMap: series rows are locked in key order, so concurrent batches that touch
     // the same series cannot deadlock each other.
     let mut latest: BTreeMap<&str, &SampleRow> = BTreeMap::new();
@@ -52,25 +92,39 @@ pub async fn insert(db: &Database, source_id: &str, samples: &[SampleRow]) -> Re
             *entry = s;
         }
     }
-    super::retry_deadlocks(|| async {
+    let (stored, introduced) = super::retry_deadlocks(|| async {
         match db.backend() {
-            Backend::Postgres => store_unnest(db.conn().get_postgres_connection_pool(), source_id, &latest, samples)
-                .await
-                .map_err(super::exec_error),
-            Backend::Sqlite | Backend::MySql => store(db.conn(), source_id, &latest, samples).await,
+            Backend::Postgres => store_unnest(db, source_id, &latest, samples).await.map_err(super::exec_error),
+            Backend::Sqlite | Backend::MySql => store(db, source_id, &latest, samples).await,
         }
     })
-    .await
+    .await?;
+    db.series_ids().remember(introduced.iter().map(|(key, id)| (*key, *id)));
+    Ok(stored)
 }
 
-/// SQLite and MariaDB: the series the batch introduces (one INSERT each), their ids, the
-/// samples in multi-row INSERTs, then each series' last value, in one transaction.
-async fn store(
-    conn: &DatabaseConnection,
+/// The series of a batch and the ids of those stored: `(id by key, the batch's keys
+/// whose ids are not known yet)`. MariaDB knows none: there the series' upserts are what
+/// locks their rows in key order (see [`store`]).
+fn split_known<'a>(db: &Database, latest: &BTreeMap<&'a str, &SampleRow>) -> (HashMap<&'a str, i64>, Vec<&'a str>) {
+    let ids = match db.backend() {
+        Backend::MySql => HashMap::new(),
+        Backend::Sqlite | Backend::Postgres => db.series_ids().known(latest.keys().copied()),
+    };
+    let unknown = latest.keys().copied().filter(|key| !ids.contains_key(key)).collect();
+    (ids, unknown)
+}
+
+/// SQLite and MariaDB: the series the batch introduces (one INSERT each) and their ids,
+/// the samples in multi-row upserts, then each series' last value, in one transaction.
+/// Answers how many samples it stored and the ids it found of series unknown before.
+async fn store<'a>(
+    db: &Database,
     source_id: &str,
-    latest: &BTreeMap<&str, &SampleRow>,
+    latest: &BTreeMap<&'a str, &SampleRow>,
     samples: &[SampleRow],
-) -> Result<usize, DbErr> {
+) -> Result<(usize, Vec<(&'a str, i64)>), DbErr> {
+    let conn = db.conn();
     // The upserts below lock the batch's series rows, in key order (the BTreeMap's), on
     // MariaDB (SQLite's writer holds the whole file), so no gap locks are needed.
     let txn = super::begin_write_gapless(conn).await?;
@@ -79,7 +133,9 @@ async fn store(
     // series rows the other wants. A source already gone fails the series' foreign key
     // below.
     super::sources::lock_shared(&txn, source_id).await?;
-    for s in latest.values() {
+    let (mut ids, unknown) = split_known(db, latest);
+    for key in &unknown {
+        let s = latest[key];
         let insert = Query::insert()
             .into_table(series::Entity)
             .columns([
@@ -106,35 +162,24 @@ async fn store(
             .to_owned();
         txn.execute(&insert).await?;
     }
-    let keys: Vec<String> = latest.keys().map(|k| (*k).to_owned()).collect();
-    let ids: HashMap<String, i64> = series::Entity::find()
-        .filter(series::Column::SeriesKey.is_in(keys))
-        .all(&txn)
-        .await?
-        .into_iter()
-        .map(|s| (s.series_key, s.id))
-        .collect();
-    let resolved: Vec<(i64, i64, f64)> =
-        samples.iter().filter_map(|s| Some((*ids.get(&s.key)?, s.ts, s.value))).collect();
-    // The head samples this batch replaces (the last write wins; a compacted one is
-    // outranked by the head when read and when compacted again).
-    for chunk in resolved.chunks(DELETE_CHUNK) {
-        let mut same_time = Condition::any();
-        for (series_id, ts, _) in chunk {
-            same_time = same_time.add(sample::Column::SeriesId.eq(*series_id).and(sample::Column::Ts.eq(*ts)));
+    let mut introduced = Vec::new();
+    if !unknown.is_empty() {
+        let found: Vec<(String, i64)> = series::Entity::find()
+            .select_only()
+            .column(series::Column::SeriesKey)
+            .column(series::Column::Id)
+            .filter(series::Column::SeriesKey.is_in(unknown.iter().copied()))
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        for (key, id) in found {
+            if let Some((key, _)) = latest.get_key_value(key.as_str()) {
+                ids.insert(key, id);
+                introduced.push((*key, id));
+            }
         }
-        sample::Entity::delete_many().filter(same_time).exec(&txn).await?;
     }
-    let mut rows = resolved.into_iter().map(|(series_id, ts, value)| {
-        let (value, bits) = stored_value(value);
-        sample::ActiveModel {
-            series_id: Set(series_id),
-            ts: Set(ts),
-            value: Set(value),
-            bits: Set(bits),
-            ..Default::default()
-        }
-    });
+    let mut rows = samples.iter().filter_map(|s| Some((*ids.get(s.key.as_str())?, s.ts, s.value)));
     let mut stored = 0;
     loop {
         let chunk: Vec<_> = rows.by_ref().take(INSERT_CHUNK).collect();
@@ -142,68 +187,125 @@ async fn store(
             break;
         }
         stored += chunk.len();
-        sample::Entity::insert_many(chunk).exec_without_returning(&txn).await?;
+        txn.execute(&upsert_samples(&chunk)).await?;
     }
-    for s in latest.values() {
-        let Some(id) = ids.get(&s.key) else { continue };
-        let (value, bits) = stored_value(s.value);
-        series::Entity::update_many()
-            .col_expr(series::Column::LastValue, Expr::value(value))
-            .col_expr(series::Column::LastBits, Expr::value(bits))
-            .col_expr(series::Column::LastTimestamp, Expr::value(s.ts))
-            .filter(series::Column::Id.eq(*id))
-            .filter(series::Column::LastTimestamp.lte(s.ts))
-            .exec(&txn)
-            .await?;
+    let last: Vec<(i64, &SampleRow)> = latest.iter().filter_map(|(key, s)| Some((*ids.get(key)?, *s))).collect();
+    match db.backend() {
+        Backend::Sqlite => {
+            for chunk in last.chunks(LAST_VALUES_CHUNK) {
+                txn.execute_raw(sqlite_last_values(chunk)).await?;
+            }
+        }
+        _ => {
+            for (id, s) in last {
+                let (value, bits) = stored_value(s.value);
+                series::Entity::update_many()
+                    .col_expr(series::Column::LastValue, Expr::value(value))
+                    .col_expr(series::Column::LastBits, Expr::value(bits))
+                    .col_expr(series::Column::LastTimestamp, Expr::value(s.ts))
+                    .filter(series::Column::Id.eq(id))
+                    .filter(series::Column::LastTimestamp.lte(s.ts))
+                    .exec(&txn)
+                    .await?;
+            }
+        }
     }
     txn.commit().await?;
-    Ok(stored)
+    Ok((stored, introduced))
 }
 
-/// PostgreSQL: the same steps as [`store`], each one statement over arrays (five round
-/// trips per batch instead of two per series plus one per 2,000 samples).
-async fn store_unnest(
-    pool: &sqlx::PgPool,
+/// One INSERT of head samples `(series_id, ts, value)`, each replacing the one stored at
+/// its series and time.
+fn upsert_samples(rows: &[(i64, i64, f64)]) -> sea_orm::sea_query::InsertStatement {
+    let mut insert = Query::insert()
+        .into_table(sample::Entity)
+        .columns([sample::Column::SeriesId, sample::Column::Ts, sample::Column::Value, sample::Column::Bits])
+        .to_owned();
+    for (series_id, ts, value) in rows {
+        let (value, bits) = stored_value(*value);
+        insert.values_panic([(*series_id).into(), (*ts).into(), value.into(), bits.into()]);
+    }
+    insert
+        .on_conflict(
+            OnConflict::columns([sample::Column::SeriesId, sample::Column::Ts])
+                .update_columns([sample::Column::Value, sample::Column::Bits])
+                .to_owned(),
+        )
+        .to_owned()
+}
+
+/// SQLite: the last values of many series in one UPDATE, each kept where the series
+/// already holds a later sample.
+fn sqlite_last_values(rows: &[(i64, &SampleRow)]) -> Statement {
+    let mut sql = String::from(
+        "UPDATE metric_series SET last_value = u.column2, last_bits = u.column3, last_timestamp = u.column4 \
+         FROM (VALUES ",
+    );
+    let mut values = Vec::with_capacity(rows.len() * 4);
+    for (n, (id, s)) in rows.iter().enumerate() {
+        sql.push_str(if n == 0 { "(?, ?, ?, ?)" } else { ", (?, ?, ?, ?)" });
+        let (value, bits) = stored_value(s.value);
+        values.extend([(*id).into(), value.into(), bits.into(), s.ts.into()]);
+    }
+    sql.push_str(") AS u WHERE metric_series.id = u.column1 AND metric_series.last_timestamp <= u.column4");
+    Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
+}
+
+/// PostgreSQL: the same steps as [`store`], each one statement over arrays.
+async fn store_unnest<'a>(
+    db: &Database,
     source_id: &str,
-    latest: &BTreeMap<&str, &SampleRow>,
+    latest: &BTreeMap<&'a str, &SampleRow>,
     samples: &[SampleRow],
-) -> Result<usize, sqlx::Error> {
-    let mut txn = pool.begin().await?;
+) -> Result<(usize, Vec<(&'a str, i64)>), sqlx::Error> {
+    let mut txn = db.conn().get_postgres_connection_pool().begin().await?;
     // The source first, shared, as in `store` (see `sources::lock_shared`).
     sqlx::query(super::sources::PG_LOCK_SHARED).bind(source_id).execute(&mut *txn).await?;
-    let keys: Vec<&str> = latest.keys().copied().collect();
-    // Keys in sorted order, so concurrent batches meet the unique index in the same order.
-    sqlx::query(
-        "INSERT INTO metric_series \
-         (source_id, series_key, name, labels, metric_type, last_value, last_timestamp) \
-         SELECT $1, t.series_key, t.name, t.labels, t.metric_type, t.last_value, $7 \
-         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::float8[]) WITH ORDINALITY \
-         AS t(series_key, name, labels, metric_type, last_value, n) ORDER BY t.n \
-         ON CONFLICT (series_key) DO NOTHING",
-    )
-    .bind(source_id)
-    .bind(&keys)
-    .bind(latest.values().map(|s| s.name.as_str()).collect::<Vec<_>>())
-    .bind(latest.values().map(|s| s.labels.as_str()).collect::<Vec<_>>())
-    .bind(latest.values().map(|s| s.metric_type).collect::<Vec<_>>())
-    .bind(latest.values().map(|s| stored_value(s.value).0).collect::<Vec<_>>())
-    .bind(i64::MIN)
-    .execute(&mut *txn)
-    .await?;
-    // Locks the series rows in key order (as `store` updates them) before the samples'
+    let (mut ids, unknown) = split_known(db, latest);
+    let mut introduced = Vec::new();
+    if !unknown.is_empty() {
+        let new: Vec<&SampleRow> = unknown.iter().map(|key| latest[key]).collect();
+        // Keys in sorted order, so concurrent batches meet the unique index in the same order.
+        sqlx::query(
+            "INSERT INTO metric_series \
+             (source_id, series_key, name, labels, metric_type, last_value, last_timestamp) \
+             SELECT $1, t.series_key, t.name, t.labels, t.metric_type, t.last_value, $7 \
+             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::float8[]) WITH ORDINALITY \
+             AS t(series_key, name, labels, metric_type, last_value, n) ORDER BY t.n \
+             ON CONFLICT (series_key) DO NOTHING",
+        )
+        .bind(source_id)
+        .bind(&unknown)
+        .bind(new.iter().map(|s| s.name.as_str()).collect::<Vec<_>>())
+        .bind(new.iter().map(|s| s.labels.as_str()).collect::<Vec<_>>())
+        .bind(new.iter().map(|s| s.metric_type).collect::<Vec<_>>())
+        .bind(new.iter().map(|s| stored_value(s.value).0).collect::<Vec<_>>())
+        .bind(i64::MIN)
+        .execute(&mut *txn)
+        .await?;
+        let found: Vec<(String, i64)> =
+            sqlx::query_as("SELECT series_key, id FROM metric_series WHERE series_key = ANY($1)")
+                .bind(&unknown)
+                .fetch_all(&mut *txn)
+                .await?;
+        for (key, id) in found {
+            if let Some((key, _)) = latest.get_key_value(key.as_str()) {
+                ids.insert(key, id);
+                introduced.push((*key, id));
+            }
+        }
+    }
+    // Locks the series rows in key order (as `store` does on MariaDB) before the samples'
     // foreign-key checks share-lock them in sample order; NO KEY UPDATE does not conflict
-    // with those share locks.
-    let ids: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
-        "SELECT series_key, id FROM metric_series WHERE series_key = ANY($1) ORDER BY series_key FOR NO KEY UPDATE",
-    )
-    .bind(&keys)
-    .fetch_all(&mut *txn)
-    .await?
-    .into_iter()
-    .collect();
+    // with those share locks, and the last values' UPDATE below finds them locked already.
+    let batch_ids: Vec<i64> = latest.keys().filter_map(|key| ids.get(key).copied()).collect();
+    sqlx::query("SELECT id FROM metric_series WHERE id = ANY($1) ORDER BY series_key FOR NO KEY UPDATE")
+        .bind(&batch_ids)
+        .execute(&mut *txn)
+        .await?;
     let (mut series_ids, mut ts, mut values, mut bits) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for s in samples {
-        if let Some(id) = ids.get(&s.key) {
+        if let Some(id) = ids.get(s.key.as_str()) {
             let (value, value_bits) = stored_value(s.value);
             series_ids.push(*id);
             ts.push(s.ts);
@@ -212,18 +314,10 @@ async fn store_unnest(
         }
     }
     let stored = series_ids.len();
-    // The head samples this batch replaces (the last write wins, as in `store`).
-    sqlx::query(
-        "DELETE FROM metric_samples AS m USING UNNEST($1::int8[], $2::int8[]) AS u(series_id, ts) \
-         WHERE m.series_id = u.series_id AND m.ts = u.ts",
-    )
-    .bind(&series_ids)
-    .bind(&ts)
-    .execute(&mut *txn)
-    .await?;
     sqlx::query(
         "INSERT INTO metric_samples (series_id, ts, value, bits) \
-         SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::float8[], $4::int8[])",
+         SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::float8[], $4::int8[]) \
+         ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value, bits = EXCLUDED.bits",
     )
     .bind(series_ids)
     .bind(ts)
@@ -232,8 +326,8 @@ async fn store_unnest(
     .execute(&mut *txn)
     .await?;
     let (mut last_ids, mut last_values, mut last_bits, mut last_ts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for s in latest.values() {
-        if let Some(id) = ids.get(&s.key) {
+    for (key, s) in latest {
+        if let Some(id) = ids.get(key) {
             let (value, bits) = stored_value(s.value);
             last_ids.push(*id);
             last_values.push(value);
@@ -253,7 +347,7 @@ async fn store_unnest(
     .execute(&mut *txn)
     .await?;
     txn.commit().await?;
-    Ok(stored)
+    Ok((stored, introduced))
 }
 
 /// A page of the series named `name` and of `source_id` (any when `None`), by name, and

@@ -10,7 +10,10 @@ use serde_json::Value;
 use tokio::{net::TcpListener, sync::watch};
 
 cases! {
-    on_all_databases: concurrent_replicas_apply_each_migration_once, migrations_are_idempotent;
+    on_all_databases:
+        concurrent_replicas_apply_each_migration_once,
+        migrations_are_idempotent,
+        keying_the_head_keeps_the_latest_sample_of_each_series_and_time;
     tokio_multi_thread[MySql]: mariadb_outage_turns_probes_503_then_back_to_200;
     tokio_multi_thread[Postgres]: startup_retries_until_the_database_answers;
     tokio_multi_thread[Postgres]: postgres_outage_turns_probes_503_then_back_to_200;
@@ -45,6 +48,50 @@ async fn concurrent_replicas_apply_each_migration_once(db: TestDb) {
     let applied: Vec<usize> = runs.into_iter().map(|r| r.expect("no replica fails")).collect();
     assert_eq!(applied.iter().sum::<usize>(), migrate::MIGRATIONS.len(), "{applied:?}");
     assert_eq!(count_applied(&db).await, migrate::MIGRATIONS.len() as i64);
+}
+
+/// Migration 14 rebuilds the head with the key `(series_id, ts)`: of the rows an earlier
+/// release stored at one series and time, the latest (highest id) is the one kept.
+async fn keying_the_head_keeps_the_latest_sample_of_each_series_and_time(db: TestDb) {
+    let conn = db.connect().await;
+    let backend = conn.get_database_backend();
+    let (before, keyed) = migrate::MIGRATIONS.split_at(13);
+    assert_eq!(keyed[0].name, "metric_samples_keyed");
+    let run = |sql: &str| Statement::from_string(backend, sql.to_owned());
+    for migration in before {
+        for statement in (migration.up)(backend) {
+            conn.execute_raw(statement).await.unwrap();
+        }
+    }
+    for sql in [
+        "INSERT INTO sources (id, name, source_type, description, enabled, config, allowed_cidrs, created_at, \
+         updated_at) VALUES ('s1', 'one', 'app', '', TRUE, '{}', '[]', 0, 0)",
+        "INSERT INTO metric_series (id, source_id, series_key, name, labels, metric_type, last_value, last_timestamp) \
+         VALUES (7, 's1', 'k7', 'up', '{}', 'gauge', 0, 3000000)",
+        // Written in id order: 1.0 then 2.0 at the same time, and two other times.
+        "INSERT INTO metric_samples (series_id, ts, value, bits) VALUES (7, 1000000, 1.0, NULL)",
+        "INSERT INTO metric_samples (series_id, ts, value, bits) VALUES (7, 2000000, 5.0, NULL)",
+        "INSERT INTO metric_samples (series_id, ts, value, bits) VALUES (7, 1000000, 2.0, NULL)",
+        "INSERT INTO metric_samples (series_id, ts, value, bits) VALUES (7, 3000000, 0, 9218868437227405314)",
+    ] {
+        conn.execute_raw(run(sql)).await.unwrap();
+    }
+    for statement in (keyed[0].up)(backend) {
+        conn.execute_raw(statement).await.unwrap();
+    }
+    let rows = conn
+        .query_all_raw(run("SELECT ts, value, bits FROM metric_samples WHERE series_id = 7 ORDER BY ts"))
+        .await
+        .unwrap();
+    let rows: Vec<(i64, f64, Option<i64>)> = rows
+        .iter()
+        .map(|r| (r.try_get("", "ts").unwrap(), r.try_get("", "value").unwrap(), r.try_get("", "bits").unwrap()))
+        .collect();
+    assert_eq!(rows, [(1_000_000, 2.0, None), (2_000_000, 5.0, None), (3_000_000, 0.0, Some(0x7ff0_0000_0000_0002))]);
+    // The key refuses a second row at one series and time.
+    let again =
+        conn.execute_raw(run("INSERT INTO metric_samples (series_id, ts, value) VALUES (7, 1000000, 3.0)")).await;
+    assert!(again.is_err(), "{again:?}");
 }
 
 async fn migrations_are_idempotent(db: TestDb) {

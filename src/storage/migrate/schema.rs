@@ -26,6 +26,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     Migration { version: 11, name: "metric_chunks", up: metric_chunks, data: None },
     Migration { version: 12, name: "drop_metric_rollups", up: drop_metric_rollups, data: None },
     Migration { version: 13, name: "log_text_search", up: log_text_search, data: None },
+    Migration { version: 14, name: "metric_samples_keyed", up: metric_samples_keyed, data: None },
 ];
 
 #[derive(DeriveIden)]
@@ -823,4 +824,47 @@ fn log_text_search(backend: DbBackend) -> Vec<Statement> {
         _ => &[],
     };
     statements.iter().map(|sql| Statement::from_string(backend, *sql)).collect()
+}
+
+/// The head (`metric_samples`) keyed by `(series_id, ts)`: a series has one sample at a
+/// time, so ingest writes a batch with one upsert (the last write wins) instead of deleting
+/// the rows it replaces first, and each row goes into one B-tree (SQLite's table is
+/// `WITHOUT ROWID`; MariaDB's rows are clustered on the key) instead of a table and an
+/// index. The rows are copied over, the latest of each series and time only (the head
+/// holds at most the open windows' samples, about half an hour's).
+///
+/// A replica of an earlier release still running during a rolling update keeps writing
+/// samples the new key accepts, but its batches that replace a stored sample fail
+/// (answered 5xx and resent by the agents): upgrade metric ingest in one step.
+fn metric_samples_keyed(backend: DbBackend) -> Vec<Statement> {
+    let mut create = Table::create()
+        .table(Alias::new("metric_samples_keyed"))
+        .col(ColumnDef::new(MetricSamples::SeriesId).big_integer().not_null())
+        .col(micros(MetricSamples::Ts))
+        .col(ColumnDef::new(MetricSamples::Value).double().not_null())
+        .col(ColumnDef::new(MetricSamples::Bits).big_integer().null())
+        .primary_key(Index::create().col(MetricSamples::SeriesId).col(MetricSamples::Ts))
+        .foreign_key(&mut cascade(
+            Alias::new("metric_samples_keyed"),
+            Alias::new("series_id"),
+            Alias::new("metric_series"),
+            Alias::new("id"),
+        ))
+        .to_owned();
+    let mut create = backend.build(&exact_collation(&mut create, backend));
+    if backend == DbBackend::Sqlite {
+        create.sql.push_str(" WITHOUT ROWID");
+    }
+    let copy = "INSERT INTO metric_samples_keyed (series_id, ts, value, bits) \
+                SELECT m.series_id, m.ts, m.value, m.bits FROM metric_samples m \
+                WHERE NOT EXISTS (SELECT 1 FROM metric_samples n \
+                                  WHERE n.series_id = m.series_id AND n.ts = m.ts AND n.id > m.id)";
+    let rename = match backend {
+        DbBackend::MySql => "RENAME TABLE metric_samples_keyed TO metric_samples",
+        _ => "ALTER TABLE metric_samples_keyed RENAME TO metric_samples",
+    };
+    let mut statements = vec![create, Statement::from_string(backend, copy)];
+    statements.extend(build_all(backend, &[Table::drop().table(MetricSamples::Table).to_owned()]));
+    statements.push(Statement::from_string(backend, rename));
+    statements
 }

@@ -228,9 +228,10 @@ impl Metrics {
     }
 
     /// Records a completed retention sweep: the rows it removed and when it ended.
-    pub fn observe_sweep(&self, logs: u64, samples: u64, ended_unix_seconds: i64) {
+    pub fn observe_sweep(&self, logs: u64, samples: u64, chunks: u64, ended_unix_seconds: i64) {
         self.retention_removed.get_or_create(&KindLabels { kind: IngestKind::Logs.as_str() }).inc_by(logs);
         self.retention_removed.get_or_create(&KindLabels { kind: IngestKind::Samples.as_str() }).inc_by(samples);
+        self.retention_removed.get_or_create(&KindLabels { kind: "metric_chunks" }).inc_by(chunks);
         self.retention_last_run.set(ended_unix_seconds);
     }
 

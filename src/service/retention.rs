@@ -99,7 +99,7 @@ pub async fn sweep(db: &Database, metrics: &Metrics, global: Retention) -> Resul
 fn observe(metrics: &Metrics, result: &Result<Sweep, DbErr>) {
     match result {
         Ok(Sweep::Done(swept)) => {
-            metrics.observe_sweep(swept.logs, swept.samples, now_micros().div_euclid(1_000_000));
+            metrics.observe_sweep(swept.logs, swept.samples, swept.chunks, now_micros().div_euclid(1_000_000));
             if swept.logs + swept.samples + swept.chunks > 0 {
                 tracing::info!(
                     event = "retention_swept",

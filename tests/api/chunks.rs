@@ -277,6 +277,9 @@ async fn chunks_expire_with_their_whole_window(db: TestDb) {
         }
     };
     assert_eq!((swept.samples, swept.chunks), (0, 1), "{swept:?}");
+    let text = server.get("/metrics").await.text().await.unwrap();
+    let removed = "killkrill_retention_removed_rows_total{kind=\"metric_chunks\"} 1";
+    assert!(text.lines().any(|line| line == removed), "{text}");
     let times: Vec<i64> = stored(&db, "kept").await.into_iter().map(|(ts, _)| ts / 1000).collect();
     assert_eq!(times, vec![straddling, newer, recent]);
     server.stop().await.unwrap();

@@ -579,17 +579,47 @@ pub async fn find_series(
     since: Option<i64>,
     sample_in: Option<std::ops::RangeInclusive<i64>>,
 ) -> Result<Vec<SeriesRow>, DbErr> {
-    let mut query = Query::select()
-        .columns([
-            series::Column::Id,
-            series::Column::Name,
-            series::Column::Labels,
-            series::Column::LastTimestamp,
-            series::Column::LastValue,
-            series::Column::LastBits,
-        ])
-        .from(series::Entity)
-        .to_owned();
+    let mut query = series_where(name, since, sample_in);
+    query.columns([
+        series::Column::Id,
+        series::Column::Name,
+        series::Column::Labels,
+        series::Column::LastTimestamp,
+        series::Column::LastValue,
+        series::Column::LastBits,
+    ]);
+    let mut rows = Vec::new();
+    for row in db.query_all(&query).await? {
+        rows.push(SeriesRow {
+            id: row.try_get_by_index(0)?,
+            name: row.try_get_by_index(1)?,
+            labels: row.try_get_by_index(2)?,
+            last: (row.try_get_by_index(3)?, loaded_value(row.try_get_by_index(4)?, row.try_get_by_index(5)?)),
+        });
+    }
+    Ok(rows)
+}
+
+/// The distinct names of the series [`find_series`] finds with no name filter, without
+/// reading their labels.
+pub async fn series_names(
+    db: &DatabaseConnection,
+    since: Option<i64>,
+    sample_in: Option<std::ops::RangeInclusive<i64>>,
+) -> Result<Vec<String>, DbErr> {
+    let mut query = series_where(NameFilter::Any, since, sample_in);
+    query.distinct().column(series::Column::Name);
+    db.query_all(&query).await?.iter().map(|row| row.try_get_by_index(0)).collect()
+}
+
+/// A query of `metric_series` (its columns still to choose) narrowed as [`find_series`]
+/// says.
+fn series_where(
+    name: NameFilter<'_>,
+    since: Option<i64>,
+    sample_in: Option<std::ops::RangeInclusive<i64>>,
+) -> sea_orm::sea_query::SelectStatement {
+    let mut query = Query::select().from(series::Entity).to_owned();
     match name {
         NameFilter::Any => {}
         NameFilter::Exact(name) => {
@@ -632,16 +662,7 @@ pub async fn find_series(
             .to_owned();
         query.cond_where(Condition::any().add(Expr::exists(in_head)).add(Expr::exists(in_chunk)));
     }
-    let mut rows = Vec::new();
-    for row in db.query_all(&query).await? {
-        rows.push(SeriesRow {
-            id: row.try_get_by_index(0)?,
-            name: row.try_get_by_index(1)?,
-            labels: row.try_get_by_index(2)?,
-            last: (row.try_get_by_index(3)?, loaded_value(row.try_get_by_index(4)?, row.try_get_by_index(5)?)),
-        });
-    }
-    Ok(rows)
+    query
 }
 
 /// Series ids in one statement of [`read_points`]: well under every backend's limit of

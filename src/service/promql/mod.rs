@@ -275,6 +275,14 @@ pub async fn label_values(
     window: &Window,
     limit: usize,
 ) -> Result<(Vec<String>, bool), AppError> {
+    if name == METRIC_NAME && selectors.is_empty() {
+        // Every series' name (Grafana's metric browser asks this on opening): read
+        // without the labels.
+        let times = window.as_ref().map(micros);
+        let since = times.as_ref().map(|times| *times.start());
+        let names: BTreeSet<String> = storage::samples::series_names(db, since, times).await?.into_iter().collect();
+        return Ok(limited(names, limit));
+    }
     let values: BTreeSet<String> =
         matching(db, selectors, window).await?.into_iter().filter_map(|mut labels| labels.remove(name)).collect();
     Ok(limited(values, limit))

@@ -45,6 +45,9 @@
 #                        over, which the report flags: a receiver refuses old samples)
 #   QUIET_WAIT=120       before each run, wait at most this long for the CPUs to be idle
 #                        (<= 10 % busy over 2 s); "other CPU %" in the report says how quiet
+#   PERF=0               1: record the killkrill server during each measured run
+#                        (perf record -g -p) and write its self time and inclusive time
+#                        by symbol beside the raw outputs (<key>.perf.txt)
 #   BUILD=1              0: use the binaries already built
 #   OURS_BIN=...         the killkrill binary to measure (default: target/release/killkrill)
 #   PAYLOADS_BIN, GRPC_LOAD_BIN  the two examples (target/release/examples/...)
@@ -70,6 +73,7 @@ RW_SAMPLES="${RW_SAMPLES:-4}"
 RW_SHARDS="${RW_SHARDS:-$CONNECTIONS}"
 RW_FILES="${RW_FILES:-$(((WARMUP + DURATION) * 300))}"
 QUIET_WAIT="${QUIET_WAIT:-120}"
+PERF="${PERF:-0}"
 PROMETHEUS="${PROMETHEUS:-prometheus}"
 PG_HOST="${PG_HOST:-127.0.0.1}"
 PG_PORT="${PG_PORT:-5432}"
@@ -332,6 +336,13 @@ count_rows() { # TABLE: rows in the current server's database
 declare -A RPS UNITS P50 P99 BAD BAD_LAST REFUSED CPU_US DB_US HWM RSSMAX OTHER STORED SENT NOTE
 
 # wrk_load KEY PID URL PROTOCOL AUTH_KEY SOURCE_ID: warm-up, then the measured run.
+perf_summary() {
+    echo "# self time by symbol"
+    perf report -i "$1" --stdio --no-children --sort symbol -g none --percent-limit 0.7 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 40 || true
+    echo "# inclusive time (children) by symbol"
+    perf report -i "$1" --stdio --children --sort symbol -g none --percent-limit 2 2>/dev/null | grep -v '^#' | grep -v '^$' |
+        grep -v 'poll\|call_once\|catch_unwind\|do_call\|closure_env\|{closure#0}\|0xffffffff\|async_block\|async_fn\|(inlined)' | head -n 50 || true
+}
 wrk_load() {
     local key="$1" pid="$2" url="$3" protocol="$4" auth="$5" source="$6" start=0 out warm
     local args=("$protocol" "$WORK/payloads" "$auth" "$source" "$CONNECTIONS")
@@ -348,10 +359,18 @@ wrk_load() {
     sample_rss "$pid" "$WORK/rss"
     echo "== $key: wrk -t$CONNECTIONS -c$CONNECTIONS -d${DURATION}s -s post.lua $url -- $protocol" >&2
     children_ticks
-    local before="$LOAD_T"
+    local before="$LOAD_T" perf_pid=""
     window_start "$pid"
+    if [[ "$PERF" == 1 && "$key" != prometheus:* ]]; then
+        perf record -q -g -p "$pid" -o "$RAW/${key//:/-}.perf" -- sleep "$DURATION" 2>/dev/null &
+        perf_pid=$!
+    fi
     wrk -t"$CONNECTIONS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 30s --latency -s "$LUA" "$url" -- "${args[@]}" "${start:-0}" >"$out"
     children_ticks
+    if [[ -n "$perf_pid" ]]; then
+        wait "$perf_pid" || true
+        perf_summary "$RAW/${key//:/-}.perf" >"$RAW/${key//:/-}.perf.txt"
+    fi
     LOAD_TICKS=$((LOAD_T - before))
     window_end "$pid"
     stop_sampler

@@ -78,7 +78,7 @@ fn series_key(source_id: &str, name: &str, labels: &str) -> String {
 
 fn validate(
     index: usize,
-    input: NewSample,
+    input: &NewSample,
     source_id: &str,
     declared: Option<&str>,
     now: i64,
@@ -86,8 +86,8 @@ fn validate(
 ) -> Option<SampleRow> {
     let field = |name: &str| format!("metrics[{index}].{name}");
     let before = problems.len();
-    let name = input.name;
-    if name.len() > 255 || !valid_name(&name, true) {
+    let name = &input.name;
+    if name.len() > 255 || !valid_name(name, true) {
         problems.push(FieldError::new(field("name"), "must match [a-zA-Z_:][a-zA-Z0-9_:]* (at most 255 characters)"));
     }
     let requested = input.metric_type.as_deref().or(declared).unwrap_or("gauge");
@@ -95,46 +95,50 @@ fn validate(
     if metric_type.is_none() {
         problems.push(FieldError::new(field("type"), "must be counter, gauge or histogram"));
     }
-    let mut labels = BTreeMap::new();
-    let given = input.labels;
-    if given.len() > MAX_LABELS {
+    if input.labels.len() > MAX_LABELS {
         problems.push(FieldError::new(field("labels"), format!("at most {MAX_LABELS} labels")));
     }
-    for (key, value) in given {
+    for (key, value) in &input.labels {
         let Some(text) = value else {
             problems.push(FieldError::new(field("labels"), format!("label `{key}` must be a string")));
             continue;
         };
         let too_long = key.len() > MAX_LABEL_NAME_CHARS || text.chars().count() > MAX_LABEL_VALUE_CHARS;
-        if !valid_name(&key, false) || key.starts_with("__") || too_long || text.contains('\0') {
+        if !valid_name(key, false) || key.starts_with("__") || too_long || text.contains('\0') {
             problems.push(FieldError::new(field("labels"), format!("label `{key}` is not a valid label or value")));
-            continue;
         }
-        labels.insert(key, text);
     }
-    let value = input.value;
-    if value.is_none() {
-        problems.push(FieldError::new(field("value"), "must be a number"));
-    }
-    let ts = match input.timestamp {
-        Ok(ts) => Some(ts.unwrap_or(now)),
-        Err(m) => {
-            problems.push(FieldError::new(field("timestamp"), m));
-            None
-        }
-    };
+    let value = value_and_time(index, input, now, problems);
     if problems.len() > before {
         return None;
     }
-    let labels = serde_json::to_string(&labels).ok()?;
+    let (value, ts) = value?;
+    // Every label is text here: `Some(text)` is written as the text, as a map of strings.
+    let labels = serde_json::to_string(&input.labels).ok()?;
     Some(SampleRow {
-        key: series_key(source_id, &name, &labels),
-        name,
+        key: series_key(source_id, name, &labels),
+        name: name.clone(),
         labels,
         metric_type: metric_type?,
-        ts: ts?,
-        value: value?,
+        ts,
+        value,
     })
+}
+
+/// A sample's value and time (microseconds; the receipt time when it names none), or
+/// their problems added to `problems`.
+fn value_and_time(index: usize, input: &NewSample, now: i64, problems: &mut Vec<FieldError>) -> Option<(f64, i64)> {
+    if input.value.is_none() {
+        problems.push(FieldError::new(format!("metrics[{index}].value"), "must be a number"));
+    }
+    let ts = match &input.timestamp {
+        Ok(ts) => Some(ts.unwrap_or(now)),
+        Err(m) => {
+            problems.push(FieldError::new(format!("metrics[{index}].timestamp"), m.clone()));
+            None
+        }
+    };
+    Some((input.value?, ts?))
 }
 
 /// Validates every sample and the metadata, then stores all of them in one transaction,
@@ -270,22 +274,50 @@ async fn validated(
     let now = now_micros();
     let mut outcomes = Vec::with_capacity(inputs.len());
     let mut rows: Vec<SampleRow> = Vec::with_capacity(inputs.len());
-    let mut position: HashMap<(String, i64), usize> = HashMap::new();
+    // Each stored sample's place in `rows` by series and time.
+    let mut position: HashMap<(u128, i64), usize> = HashMap::with_capacity(inputs.len());
+    // The previous valid sample, as sent, and the row it was stored as: a transport gives a
+    // series' samples one after the other, and a series needs validating and keying once.
+    let mut previous: Option<(NewSample, usize)> = None;
     for (index, input) in inputs.into_iter().enumerate() {
-        let family_type = families_of(&input.name).find_map(|family| declared.get(family)).map(String::as_str);
         let mut problems = Vec::new();
-        match validate(index, input, source_id, family_type, now, &mut problems) {
-            Some(row) => {
-                outcomes.push(Ok(row.ts));
-                match position.get(&(row.key.clone(), row.ts)) {
-                    Some(&at) => rows[at] = row,
-                    None => {
-                        position.insert((row.key.clone(), row.ts), rows.len());
-                        rows.push(row);
-                    }
-                }
+        let series_row = previous.as_ref().and_then(|(sent, at)| {
+            let same = sent.name == input.name && sent.metric_type == input.metric_type && sent.labels == input.labels;
+            same.then_some(*at)
+        });
+        let row = match series_row {
+            Some(at) => value_and_time(index, &input, now, &mut problems).map(|(value, ts)| SampleRow {
+                key: rows[at].key.clone(),
+                name: rows[at].name.clone(),
+                labels: rows[at].labels.clone(),
+                metric_type: rows[at].metric_type,
+                ts,
+                value,
+            }),
+            None => {
+                let family_type = families_of(&input.name).find_map(|family| declared.get(family)).map(String::as_str);
+                validate(index, &input, source_id, family_type, now, &mut problems)
             }
-            None => outcomes.push(Err(problems)),
+        };
+        let Some(row) = row else {
+            outcomes.push(Err(problems));
+            continue;
+        };
+        outcomes.push(Ok(row.ts));
+        let place = (storage::samples::short_key(&row.key), row.ts);
+        let at = match position.get(&place) {
+            Some(&stored) => {
+                rows[stored] = row;
+                stored
+            }
+            None => {
+                position.insert(place, rows.len());
+                rows.push(row);
+                rows.len() - 1
+            }
+        };
+        if series_row.is_none() {
+            previous = Some((input, at));
         }
     }
     Ok((rows, outcomes))

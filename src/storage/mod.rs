@@ -416,6 +416,11 @@ fn connect_options(url: &DbUrl, max_connections: u32) -> ConnectOptions {
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)
                 .row_buffer_size(SQLITE_ROW_BUFFER)
+                // Statement journals (which every multi-row write inside a transaction
+                // keeps, for its own rollback) and temporary tables in memory: as files
+                // they were created, written and deleted once a batch, about 12 % of a
+                // remote_write batch's time (benches/README.md, "Protocols").
+                .pragma("temp_store", "memory")
         });
     }
     if url.backend() == Backend::MySql {

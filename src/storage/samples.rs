@@ -54,15 +54,16 @@ impl std::fmt::Debug for SeriesIds {
     }
 }
 
-impl SeriesIds {
-    /// A series key (hex SHA-256) by its first 128 bits, which tell series apart as well.
-    fn short(key: &str) -> Option<u128> {
-        key.get(..32).and_then(|hex| u128::from_str_radix(hex, 16).ok())
-    }
+/// A series key (hex SHA-256, [`SampleRow::key`]) by its first 128 bits, which tell
+/// series apart as well; 0 for a key that is not one.
+pub fn short_key(key: &str) -> u128 {
+    key.get(..32).and_then(|hex| u128::from_str_radix(hex, 16).ok()).unwrap_or_default()
+}
 
+impl SeriesIds {
     fn known<'a>(&self, keys: impl Iterator<Item = &'a str>) -> HashMap<&'a str, i64> {
         let Ok(ids) = self.0.lock() else { return HashMap::new() };
-        keys.filter_map(|key| Some((key, *ids.get(&Self::short(key)?)?))).collect()
+        keys.filter_map(|key| Some((key, *ids.get(&short_key(key))?))).collect()
     }
 
     fn remember<'a>(&self, found: impl Iterator<Item = (&'a str, i64)>) {
@@ -71,9 +72,7 @@ impl SeriesIds {
             if ids.len() >= SERIES_IDS_KEPT {
                 ids.clear();
             }
-            if let Some(short) = Self::short(key) {
-                ids.insert(short, id);
-            }
+            ids.insert(short_key(key), id);
         }
     }
 }

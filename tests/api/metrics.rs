@@ -524,6 +524,9 @@ async fn a_metrics_batch_with_one_bad_sample_stores_nothing(db: TestDb) {
         (json!([good, { "name": "ok", "value": 1, "labels": { "__name__": "x" } }]), &["metrics[1].labels"]),
         (json!([good, { "name": "ok", "value": 1, "labels": { "bad-label": "x" } }]), &["metrics[1].labels"]),
         (json!([good, { "name": "ok", "value": 1, "timestamp": "yesterday" }]), &["metrics[1].timestamp"]),
+        // The same series as the sample before it: its value and time are checked alone.
+        (json!([good, { "name": "good_metric", "value": 2, "timestamp": "yesterday" }]), &["metrics[1].timestamp"]),
+        (json!([good, { "name": "good_metric", "timestamp": "x" }]), &["metrics[1].value", "metrics[1].timestamp"]),
         (
             json!([good, { "name": "9", "type": "rate" }, good]),
             &["metrics[1].name", "metrics[1].type", "metrics[1].value"],

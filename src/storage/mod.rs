@@ -220,6 +220,12 @@ pub fn sqlstate(err: &DbErr) -> Option<String> {
     e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned())
 }
 
+/// Whether the database refused a write for want of disk space: SQLite's SQLITE_FULL
+/// (result code 13, which sqlx reports as the code) or PostgreSQL's `disk_full` (53100).
+pub fn out_of_space(err: &DbErr) -> bool {
+    matches!(sqlstate(err).as_deref(), Some("13" | "53100"))
+}
+
 /// How many times a transaction that lost a deadlock is run again.
 const DEADLOCK_RETRIES: u32 = 4;
 
@@ -403,6 +409,31 @@ fn connect_options(url: &DbUrl, max_connections: u32) -> ConnectOptions {
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)
                 .row_buffer_size(SQLITE_ROW_BUFFER)
+        });
+        // SQLite rolls a transaction back by itself when its COMMIT fails for want of
+        // disk space (SQLITE_FULL; also on I/O errors and when out of memory). The driver
+        // still counts the transaction as open: its ROLLBACK then fails ("no transaction
+        // is active"), and the connection would go back to the pool one level deep. The
+        // next `BEGIN IMMEDIATE` on it fails, and a plain `begin` becomes a SAVEPOINT
+        // that a failed write leaves open (ROLLBACK TO does not end it), holding the
+        // write lock ("database is locked" for every other connection) and swallowing
+        // the commits of later batches. Such a connection is closed instead of reused;
+        // the ping first runs the rollback a dropped transaction has queued.
+        options.map_sqlx_sqlite_pool_opts(|pool| {
+            pool.after_release(|conn, _| {
+                Box::pin(async move {
+                    use sea_orm::sqlx::Connection;
+                    conn.ping().await?;
+                    if conn.is_in_transaction() {
+                        tracing::warn!(
+                            event = "database_connection_discarded",
+                            detail = "released inside a transaction SQLite had already rolled back",
+                        );
+                        return Ok(false);
+                    }
+                    Ok(true)
+                })
+            })
         });
     }
     if url.backend() == Backend::MySql {

@@ -52,9 +52,8 @@ impl AppError {
 
 impl From<sea_orm::DbErr> for AppError {
     fn from(err: sea_orm::DbErr) -> Self {
-        use sea_orm::DbErr;
         match err {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
+            err if crate::storage::connection_lost(&err) => {
                 tracing::error!(event = "database_unavailable", error = %err);
                 AppError::Unavailable("The database is unavailable; try again shortly".to_owned())
             }

@@ -220,6 +220,29 @@ pub fn sqlstate(err: &DbErr) -> Option<String> {
     e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned())
 }
 
+/// Whether the database could not be reached or the connection to it was lost: no
+/// connection could be had, the socket failed or closed, or the server said it is
+/// shutting down, restarting or not yet accepting connections (SQLSTATE class 08, and
+/// PostgreSQL's 57P01 to 57P03; MariaDB's 70100, a statement interrupted, is what its
+/// shutdown answers the statements it cuts off). Not the statement's fault: the client
+/// may send it again once the database is back.
+pub fn connection_lost(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e)) | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => {
+            match e.as_ref() {
+                Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed => true,
+                Sqlx::Database(db) => db
+                    .code()
+                    .is_some_and(|code| code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "70100")),
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
 /// Whether the database refused a write for want of disk space: SQLite's SQLITE_FULL
 /// (result code 13, which sqlx reports as the code) or PostgreSQL's `disk_full` (53100).
 pub fn out_of_space(err: &DbErr) -> bool {

@@ -211,6 +211,12 @@ pub fn exec_error(err: sea_orm::sqlx::Error) -> DbErr {
     DbErr::Exec(sea_orm::RuntimeErr::SqlxError(Arc::new(err)))
 }
 
+/// A failure to get a connection from the driver's pool directly (sqlx): the database is
+/// unreachable, as when sea-orm's own pool reports it (`DbErr::Conn`).
+pub fn acquire_error(err: sea_orm::sqlx::Error) -> DbErr {
+    DbErr::Conn(sea_orm::RuntimeErr::SqlxError(Arc::new(err)))
+}
+
 /// The SQLSTATE of a database error, when the driver reported one (PostgreSQL and
 /// MariaDB/MySQL both do).
 pub fn sqlstate(err: &DbErr) -> Option<String> {
@@ -233,9 +239,9 @@ pub fn connection_lost(err: &DbErr) -> bool {
         DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e)) | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => {
             match e.as_ref() {
                 Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed => true,
-                Sqlx::Database(db) => db
-                    .code()
-                    .is_some_and(|code| code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "70100")),
+                Sqlx::Database(db) => db.code().is_some_and(|code| {
+                    code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "70100")
+                }),
                 _ => false,
             }
         }

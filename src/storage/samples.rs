@@ -54,9 +54,10 @@ pub async fn insert(db: &Database, source_id: &str, samples: &[SampleRow]) -> Re
     }
     super::retry_deadlocks(|| async {
         match db.backend() {
-            Backend::Postgres => store_unnest(db.conn().get_postgres_connection_pool(), source_id, &latest, samples)
-                .await
-                .map_err(super::exec_error),
+            Backend::Postgres => {
+                let txn = db.conn().get_postgres_connection_pool().begin().await.map_err(super::acquire_error)?;
+                store_unnest(txn, source_id, &latest, samples).await.map_err(super::exec_error)
+            }
             Backend::Sqlite | Backend::MySql => store(db.conn(), source_id, &latest, samples).await,
         }
     })
@@ -163,12 +164,11 @@ async fn store(
 /// PostgreSQL: the same steps as [`store`], each one statement over arrays (five round
 /// trips per batch instead of two per series plus one per 2,000 samples).
 async fn store_unnest(
-    pool: &sqlx::PgPool,
+    mut txn: sqlx::Transaction<'_, sqlx::Postgres>,
     source_id: &str,
     latest: &BTreeMap<&str, &SampleRow>,
     samples: &[SampleRow],
 ) -> Result<usize, sqlx::Error> {
-    let mut txn = pool.begin().await?;
     // The source first, shared, as in `store` (see `sources::lock_shared`).
     sqlx::query(super::sources::PG_LOCK_SHARED).bind(source_id).execute(&mut *txn).await?;
     let keys: Vec<&str> = latest.keys().copied().collect();

@@ -84,8 +84,9 @@ def request(port, method, path, body=None, headers=None, timeout=60):
         conn.close()
 
 
-def send_in_two(port, path, body, headers, pause, timeout):
-    """POST with half of the body sent, a pause, then the rest."""
+def send_in_two(port, path, body, headers, pause, timeout, half_sent=None):
+    """POST with half of the body sent, a pause, then the rest; `half_sent` (an Event) is
+    set once the first half is out."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.putrequest("POST", path)
@@ -95,6 +96,8 @@ def send_in_two(port, path, body, headers, pause, timeout):
         conn.endheaders()
         half = len(body) // 2
         conn.send(body[:half])
+        if half_sent is not None:
+            half_sent.set()
         time.sleep(pause)
         conn.send(body[half:])
         resp = conn.getresponse()
@@ -264,7 +267,7 @@ class Server:
         env.update({
             "FLASK_ENV": "development",
             "DATABASE_URL": self.db_url,
-            "LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": os.environ.get("KK_FAULTS_LOG_LEVEL", "WARNING"),
             "RETENTION_INTERVAL_SECONDS": "86400",
             "DB_CONNECT_RETRY_SECONDS": "5",
         })
@@ -351,14 +354,14 @@ class Batch:
                     "value": float(i), "timestamp": now - self.size + i} for i in range(self.size)]
         return {"source_id": source_id, "metrics": samples}
 
-    def send(self, port, source_id, key, timeout=60, pause_at_half=0.0):
+    def send(self, port, source_id, key, timeout=60, pause_at_half=0.0, half_sent=None):
         body = json.dumps(self.payload(source_id)).encode()
         self.started = time.monotonic()
         headers = {"X-API-Key": key, "Content-Type": "application/json"}
         try:
             if pause_at_half:
                 self.status, self.body = send_in_two(port, f"/api/v1/{self.kind}", body, headers, pause_at_half,
-                                                     timeout)
+                                                     timeout, half_sent)
             else:
                 self.status, self.body, _ = request(port, "POST", f"/api/v1/{self.kind}", body, headers, timeout)
         except OSError as e:
@@ -557,10 +560,15 @@ def scenario_sigterm(kind="sqlite", rounds=6, lines=10000):
             # Odd rounds: SIGTERM while the body is still arriving (half of it sent, the
             # rest after the signal). Even rounds: at a random moment of the whole request.
             split = r % 2 == 1
+            half_sent = threading.Event()
             t = threading.Thread(target=b.send, args=(server.port, client.source_id, client.key, 120),
-                                 kwargs={"pause_at_half": 0.3 if split else 0.0})
+                                 kwargs={"pause_at_half": 0.3 if split else 0.0, "half_sent": half_sent})
             t.start()
-            time.sleep(0.1 if split else RNG.uniform(0.0, took))
+            if split:
+                half_sent.wait(30)
+                time.sleep(0.1)  # the server has accepted the connection and reads the body
+            else:
+                time.sleep(RNG.uniform(0.0, took))
             t_term = time.monotonic()
             code = server.terminate(within=60)
             exits.append(round(time.monotonic() - t_term, 2))

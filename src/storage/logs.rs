@@ -40,7 +40,7 @@ impl LogRow {
     }
 }
 
-/// Stores all of `rows` in one transaction (PostgreSQL: one statement), or none.
+/// Stores all of `rows` in one transaction (PostgreSQL: of one statement), or none.
 pub async fn insert(db: &Database, source_id: &str, received_at: i64, rows: Vec<LogRow>) -> Result<(), DbErr> {
     match db.backend() {
         Backend::Postgres => {
@@ -101,11 +101,11 @@ const PG_INSERT_LOGS: &str = "INSERT INTO logs \
     FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[]) \
     AS t(ts, level, message, hostname, application, attributes, labels)";
 
-///
-/// The statement is atomic by itself, but in autocommit PostgreSQL runs it to the end and
-/// commits even when the connection is lost meanwhile: the batch would be stored while the
-/// client is answered 503. In a transaction, a connection lost before the COMMIT rolls it
-/// back, and only the COMMIT's own round trip is left in doubt.
+/// Runs [`PG_INSERT_LOGS`] in `txn` and commits it. The statement is atomic by itself, but
+/// in autocommit PostgreSQL runs it to the end and commits even when the connection is
+/// lost meanwhile: the batch would be stored while the client is answered 503. In a
+/// transaction, a connection lost before the COMMIT rolls it back, and only the COMMIT's
+/// own round trip is left in doubt.
 async fn insert_unnest(
     mut txn: sqlx::Transaction<'_, sqlx::Postgres>,
     source_id: &str,

@@ -218,7 +218,7 @@ pub fn acquire_error(err: sea_orm::sqlx::Error) -> DbErr {
 }
 
 /// The SQLSTATE of a database error, when the driver reported one (PostgreSQL and
-/// MariaDB/MySQL both do).
+/// MariaDB/MySQL both do; for SQLite, its extended result code, e.g. "13").
 pub fn sqlstate(err: &DbErr) -> Option<String> {
     let (DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e)) | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))) = err else {
         return None;
@@ -229,9 +229,9 @@ pub fn sqlstate(err: &DbErr) -> Option<String> {
 /// Whether the database could not be reached or the connection to it was lost: no
 /// connection could be had, the socket failed or closed, or the server said it is
 /// shutting down, restarting or not yet accepting connections (SQLSTATE class 08, and
-/// PostgreSQL's 57P01 to 57P03; MariaDB's 70100, a statement interrupted, is what its
-/// shutdown answers the statements it cuts off). Not the statement's fault: the client
-/// may send it again once the database is back.
+/// PostgreSQL's 57P01 to 57P03, and 70100, MariaDB's connection or statement killed, by
+/// its shutdown or a KILL). Not the statement's fault: the client may send it again once
+/// the database is back.
 pub fn connection_lost(err: &DbErr) -> bool {
     use sea_orm::sqlx::Error as Sqlx;
     match err {

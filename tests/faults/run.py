@@ -478,13 +478,14 @@ LOG_DIR = os.path.join(ROOT, "target", "faults")
 CURRENT = {"name": "run"}
 
 
-def keep_log(work):
-    """Keeps the server's log of the scenario as target/faults/<scenario>.log."""
-    src = os.path.join(work, "server.log")
+def keep_log(work, name="server.log", suffix=""):
+    """Keeps a log of the scenario as target/faults/<scenario>[-<suffix>].log: the
+    server's, or a private database's."""
+    src = os.path.join(work, name)
     if os.path.exists(src):
         os.makedirs(LOG_DIR, exist_ok=True)
-        dest = os.path.join(LOG_DIR, CURRENT["name"].replace(":", "-") + ".log")
-        shutil.copyfile(src, dest)
+        base = CURRENT["name"].replace(":", "-") + (f"-{suffix}" if suffix else "")
+        shutil.copyfile(src, os.path.join(LOG_DIR, base + ".log"))
 
 
 def make_db(kind):
@@ -707,7 +708,8 @@ class PrivatePostgres:
 
     def start(self):
         r = run_cmd(self.as_user + [f"{PG_BIN}/pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "pg.log"), "-w",
-                                    "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=on",
+                                    "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=on "
+                                    + os.environ.get("KK_FAULTS_PG_OPTIONS", ""),
                                     "start"])
         if r.returncode != 0:
             raise Failed(f"pg_ctl start: {r.stdout} {r.stderr}")
@@ -719,6 +721,7 @@ class PrivatePostgres:
 
     def destroy(self):
         run_cmd(self.as_user + [f"{PG_BIN}/pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop"])
+        keep_log(self.dir, "pg.log", "postgres")
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -769,6 +772,7 @@ class PrivateMariaDb:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        keep_log(self.dir, "mariadbd.log", "mariadbd")
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -862,7 +866,7 @@ def main(argv):
         print(f"{BINARY} not found: run cargo build", file=sys.stderr)
         return 2
     log(f"seed {SEED} (KK_FAULTS_SEED={SEED} repeats the random choices)")
-    results = {}
+    results = []
     for name in names:
         log(f"== {name}")
         CURRENT["name"] = name
@@ -871,23 +875,23 @@ def main(argv):
             figures, problems = SCENARIOS[name]()
         except Skipped as e:
             log(f"SKIPPED: {e}")
-            results[name] = "skipped"
+            results.append((name, "skipped"))
             continue
         except Failed as e:
             log(f"ERROR: {e}")
-            results[name] = "error"
+            results.append((name, "error"))
             continue
         show(figures)
         for p in problems[:20]:
             log(f"  FAIL {p}")
         if len(problems) > 20:
             log(f"  ... and {len(problems) - 20} more")
-        results[name] = "FAIL" if problems else "ok"
-        log(f"{name}: {results[name]} in {time.monotonic() - t0:.0f}s")
-    log("summary: " + ", ".join(f"{k} {v}" for k, v in results.items()))
-    if any(v == "FAIL" for v in results.values()):
+        results.append((name, "FAIL" if problems else "ok"))
+        log(f"{name}: {results[-1][1]} in {time.monotonic() - t0:.0f}s")
+    log("summary: " + ", ".join(f"{k} {v}" for k, v in results))
+    if any(v == "FAIL" for _, v in results):
         return 1
-    if any(v == "error" for v in results.values()):
+    if any(v == "error" for _, v in results):
         return 2
     return 0
 

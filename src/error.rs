@@ -52,11 +52,15 @@ impl AppError {
 
 impl From<sea_orm::DbErr> for AppError {
     fn from(err: sea_orm::DbErr) -> Self {
-        use sea_orm::DbErr;
         match err {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
+            err if crate::storage::connection_lost(&err) => {
                 tracing::error!(event = "database_unavailable", error = %err);
                 AppError::Unavailable("The database is unavailable; try again shortly".to_owned())
+            }
+            // A full disk passes when space is freed: the client should send again later.
+            other if crate::storage::out_of_space(&other) => {
+                tracing::error!(event = "database_out_of_space", error = %other);
+                AppError::Unavailable("The database is out of disk space; try again later".to_owned())
             }
             // PostgreSQL refuses a NUL in text (character_not_in_repertoire): the input's
             // fault, wherever it came in (the HTTP layer refuses it before; gRPC may not).

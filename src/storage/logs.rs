@@ -40,12 +40,13 @@ impl LogRow {
     }
 }
 
-/// Stores all of `rows` in one transaction (PostgreSQL: one statement), or none.
+/// Stores all of `rows` in one transaction (PostgreSQL: of one statement), or none.
 pub async fn insert(db: &Database, source_id: &str, received_at: i64, rows: Vec<LogRow>) -> Result<(), DbErr> {
     match db.backend() {
-        Backend::Postgres => insert_unnest(db.conn().get_postgres_connection_pool(), source_id, received_at, rows)
-            .await
-            .map_err(super::exec_error),
+        Backend::Postgres => {
+            let txn = db.conn().get_postgres_connection_pool().begin().await.map_err(super::acquire_error)?;
+            insert_unnest(txn, source_id, received_at, rows).await.map_err(super::exec_error)
+        }
         Backend::Sqlite | Backend::MySql => insert_values(db.conn(), source_id, received_at, rows).await,
     }
 }
@@ -93,16 +94,20 @@ fn row_model(source_id: &str, received_at: i64, row: LogRow) -> log::ActiveModel
 /// PostgreSQL: the whole batch in one statement of nine parameters, a column of the
 /// batch in each array. One prepared statement serves every batch size (a multi-row
 /// `VALUES` is a new statement, prepared anew, for each size), PostgreSQL reads nine
-/// arrays instead of binding 9,000 parameters for each 1,000 rows, and one statement is atomic without
-/// a transaction around it.
+/// arrays instead of binding 9,000 parameters for each 1,000 rows.
 const PG_INSERT_LOGS: &str = "INSERT INTO logs \
     (source_id, ts, received_at, level, message, hostname, application, attributes, labels) \
     SELECT $1, t.ts, $2, t.level, t.message, t.hostname, t.application, t.attributes, t.labels \
     FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[]) \
     AS t(ts, level, message, hostname, application, attributes, labels)";
 
+/// Runs [`PG_INSERT_LOGS`] in `txn` and commits it. The statement is atomic by itself, but
+/// in autocommit PostgreSQL runs it to the end and commits even when the connection is
+/// lost meanwhile: the batch would be stored while the client is answered 503. In a
+/// transaction, a connection lost before the COMMIT rolls it back, and only the COMMIT's
+/// own round trip is left in doubt.
 async fn insert_unnest(
-    pool: &sqlx::PgPool,
+    mut txn: sqlx::Transaction<'_, sqlx::Postgres>,
     source_id: &str,
     received_at: i64,
     rows: Vec<LogRow>,
@@ -133,9 +138,9 @@ async fn insert_unnest(
         .bind(application)
         .bind(attributes)
         .bind(labels)
-        .execute(pool)
+        .execute(&mut *txn)
         .await?;
-    Ok(())
+    txn.commit().await
 }
 
 /// The highest log id there is (0 for none): the snapshot a first page starts.

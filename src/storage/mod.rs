@@ -224,13 +224,48 @@ pub fn exec_error(err: sea_orm::sqlx::Error) -> DbErr {
     DbErr::Exec(sea_orm::RuntimeErr::SqlxError(Arc::new(err)))
 }
 
+/// A failure to get a connection from the driver's pool directly (sqlx): the database is
+/// unreachable, as when sea-orm's own pool reports it (`DbErr::Conn`).
+pub fn acquire_error(err: sea_orm::sqlx::Error) -> DbErr {
+    DbErr::Conn(sea_orm::RuntimeErr::SqlxError(Arc::new(err)))
+}
+
 /// The SQLSTATE of a database error, when the driver reported one (PostgreSQL and
-/// MariaDB/MySQL both do).
+/// MariaDB/MySQL both do; for SQLite, its extended result code, e.g. "13").
 pub fn sqlstate(err: &DbErr) -> Option<String> {
     let (DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e)) | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))) = err else {
         return None;
     };
     e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned())
+}
+
+/// Whether the database could not be reached or the connection to it was lost: no
+/// connection could be had, the socket failed or closed, or the server said it is
+/// shutting down, restarting or not yet accepting connections (SQLSTATE class 08, and
+/// PostgreSQL's 57P01 to 57P03, and 70100, MariaDB's connection or statement killed, by
+/// its shutdown or a KILL). Not the statement's fault: the client may send it again once
+/// the database is back.
+pub fn connection_lost(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e)) | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => {
+            match e.as_ref() {
+                Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed => true,
+                Sqlx::Database(db) => db.code().is_some_and(|code| {
+                    code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "70100")
+                }),
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Whether the database refused a write for want of disk space: SQLite's SQLITE_FULL
+/// (result code 13, which sqlx reports as the code) or PostgreSQL's `disk_full` (53100).
+pub fn out_of_space(err: &DbErr) -> bool {
+    matches!(sqlstate(err).as_deref(), Some("13" | "53100"))
 }
 
 /// How many times a transaction that lost a deadlock is run again.
@@ -421,6 +456,31 @@ fn connect_options(url: &DbUrl, max_connections: u32) -> ConnectOptions {
                 // they were created, written and deleted once a batch, about 12 % of a
                 // remote_write batch's time (benches/README.md, "Protocols").
                 .pragma("temp_store", "memory")
+        });
+        // SQLite rolls a transaction back by itself when its COMMIT fails for want of
+        // disk space (SQLITE_FULL; also on I/O errors and when out of memory). The driver
+        // still counts the transaction as open: its ROLLBACK then fails ("no transaction
+        // is active"), and the connection would go back to the pool one level deep. The
+        // next `BEGIN IMMEDIATE` on it fails, and a plain `begin` becomes a SAVEPOINT
+        // that a failed write leaves open (ROLLBACK TO does not end it), holding the
+        // write lock ("database is locked" for every other connection) and swallowing
+        // the commits of later batches. Such a connection is closed instead of reused;
+        // the ping first runs the rollback a dropped transaction has queued.
+        options.map_sqlx_sqlite_pool_opts(|pool| {
+            pool.after_release(|conn, _| {
+                Box::pin(async move {
+                    use sea_orm::sqlx::Connection;
+                    conn.ping().await?;
+                    if conn.is_in_transaction() {
+                        tracing::warn!(
+                            event = "database_connection_discarded",
+                            detail = "released inside a transaction SQLite had already rolled back",
+                        );
+                        return Ok(false);
+                    }
+                    Ok(true)
+                })
+            })
         });
     }
     if url.backend() == Backend::MySql {

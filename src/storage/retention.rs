@@ -55,7 +55,7 @@ impl SweepLock {
             Backend::Sqlite => Ok(Some(SweepLock::Sqlite)),
             Backend::Postgres => {
                 let pool = db.conn().get_postgres_connection_pool();
-                let mut conn = pool.acquire().await.map_err(super::exec_error)?.detach();
+                let mut conn = pool.acquire().await.map_err(super::acquire_error)?.detach();
                 let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                     .bind(PG_LOCK_KEY)
                     .fetch_one(&mut conn)
@@ -69,7 +69,7 @@ impl SweepLock {
             }
             Backend::MySql => {
                 let pool = db.conn().get_mysql_connection_pool();
-                let mut conn = pool.acquire().await.map_err(super::exec_error)?.detach();
+                let mut conn = pool.acquire().await.map_err(super::acquire_error)?.detach();
                 let got: Option<i64> =
                     sqlx::query_scalar(MYSQL_LOCK).fetch_one(&mut conn).await.map_err(super::exec_error)?;
                 if got == Some(1) {

@@ -93,7 +93,10 @@ pub async fn insert(db: &Database, source_id: &str, samples: &[SampleRow]) -> Re
     }
     let (stored, introduced) = super::retry_deadlocks(|| async {
         match db.backend() {
-            Backend::Postgres => store_unnest(db, source_id, &latest, samples).await.map_err(super::exec_error),
+            Backend::Postgres => {
+                let txn = db.conn().get_postgres_connection_pool().begin().await.map_err(super::acquire_error)?;
+                store_unnest(db, txn, source_id, &latest, samples).await.map_err(super::exec_error)
+            }
             Backend::Sqlite | Backend::MySql => store(db, source_id, &latest, samples).await,
         }
     })
@@ -253,11 +256,11 @@ fn sqlite_last_values(rows: &[(i64, &SampleRow)]) -> Statement {
 /// PostgreSQL: the same steps as [`store`], each one statement over arrays.
 async fn store_unnest<'a>(
     db: &Database,
+    mut txn: sqlx::Transaction<'_, sqlx::Postgres>,
     source_id: &str,
     latest: &BTreeMap<&'a str, &SampleRow>,
     samples: &[SampleRow],
 ) -> Result<(usize, Vec<(&'a str, i64)>), sqlx::Error> {
-    let mut txn = db.conn().get_postgres_connection_pool().begin().await?;
     // The source first, shared, as in `store` (see `sources::lock_shared`).
     sqlx::query(super::sources::PG_LOCK_SHARED).bind(source_id).execute(&mut *txn).await?;
     let (mut ids, unknown) = split_known(db, latest);

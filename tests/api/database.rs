@@ -17,6 +17,8 @@ cases! {
     tokio_multi_thread[MySql]: mariadb_outage_turns_probes_503_then_back_to_200;
     tokio_multi_thread[Postgres]: startup_retries_until_the_database_answers;
     tokio_multi_thread[Postgres]: postgres_outage_turns_probes_503_then_back_to_200;
+    tokio_multi_thread[Postgres]: postgres_outage_answers_ingest_503_then_stores_again;
+    tokio_multi_thread[MySql]: mariadb_outage_answers_ingest_503_then_stores_again;
     tokio:
         sqlite_runs_in_wal_mode_with_a_busy_timeout,
         sqlite_admits_two_ingest_batches_at_once,
@@ -291,6 +293,92 @@ async fn postgres_outage_turns_probes_503_then_back_to_200() {
 
 async fn mariadb_outage_turns_probes_503_then_back_to_200() {
     probes_follow_an_outage_and_recover(Kind::MySql).await;
+}
+
+/// Ingest cut off from the database, before or in the middle of a batch, is refused
+/// with 503 and the error body (a client sends it again, where a 500 it would drop), and
+/// the refused batch leaves nothing stored; once the database is back, batches are stored
+/// again without a restart. The cut lands at a different moment of a 10,000-line batch
+/// each round: the driver then reports a closed socket, a pool that timed out or the
+/// server's goodbye, which were once 500s.
+async fn ingest_during_an_outage_is_503_then_stored_again(kind: Kind) {
+    use crate::common::rest;
+    use serde_json::json;
+
+    let db = TestDb::create(kind).await;
+    let proxy = Proxy::start(upstream_of(&db)).await;
+    let (url, _) = through(&db, &proxy);
+    let mut config = db.config();
+    config.database_url = killkrill::storage::DbUrl::parse(&url).unwrap();
+    let server = TestServer::start(config).await;
+    let (_, token) = rest::user(&server, "outage-admin", killkrill::auth::Role::Admin).await;
+    let source = rest::new_source(&server, &token, "outage").await;
+    let (_, key) = server.create_ingest_key(&token, &source).await;
+    let big = |round: usize| {
+        let line = |i: usize| json!({ "message": format!("round {round} line {i} {}", "x".repeat(200)) });
+        Value::Array((0..10_000).map(line).collect())
+    };
+    let samples = |round: usize| {
+        let now = chrono::Utc::now().timestamp();
+        let samples: Vec<Value> = (0..10_000)
+            .map(|i| rest::sample("outage_gauge", "gauge", json!({ "round": round.to_string() }), 1.0, json!(now - i)))
+            .collect();
+        Value::Array(samples)
+    };
+    rest::ingest_logs(&server, &key, &source, json!([{ "message": "before" }])).await;
+
+    let mut answers = Vec::new();
+    for (round, cut_after_ms) in [0u64, 20, 60, 150, 300, 600].into_iter().enumerate() {
+        let request = if round % 2 == 1 {
+            rest::metrics_request(&server, &key, &source, samples(round))
+        } else {
+            rest::logs_request(&server, &key, &source, big(round))
+        };
+        let sending = tokio::spawn(rest::send(request));
+        tokio::time::sleep(Duration::from_millis(cut_after_ms)).await;
+        proxy.set_cut(true);
+        let (status, body) = sending.await.unwrap();
+        answers.push(status);
+        assert!(status == 202 || status == 503, "round {round} (cut after {cut_after_ms} ms): {status} {body}");
+        if status == 503 {
+            assert_eq!(body["status_code"], 503, "{body}");
+            assert_eq!(body["error"], "Service Unavailable", "{body}");
+        }
+        proxy.set_cut(false);
+        let back = eventually(Duration::from_secs(15), || async {
+            rest::status(rest::logs_request(&server, &key, &source, json!([{ "message": "probe" }]))).await == 202
+        })
+        .await;
+        assert!(back, "ingest did not recover after the database came back (round {round})");
+    }
+    let logs = rest::count_rows(&db, "logs").await;
+    let probes = count_probes(&db).await;
+    let rounds_stored = (logs - probes - 1) / 10_000;
+    assert_eq!((logs - probes - 1) % 10_000, 0, "a log batch was stored in part: {logs} lines ({answers:?})");
+    let acknowledged = answers.iter().enumerate().filter(|(r, s)| r % 2 == 0 && **s == 202).count() as i64;
+    assert_eq!(rounds_stored, acknowledged, "log batches stored vs answered 202: {answers:?}");
+    server.stop().await.unwrap();
+}
+
+async fn count_probes(db: &TestDb) -> i64 {
+    let conn = db.connect().await;
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM logs WHERE message = 'probe'",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get("", "n").unwrap()
+}
+
+async fn postgres_outage_answers_ingest_503_then_stores_again() {
+    ingest_during_an_outage_is_503_then_stored_again(Kind::Postgres).await;
+}
+
+async fn mariadb_outage_answers_ingest_503_then_stores_again() {
+    ingest_during_an_outage_is_503_then_stored_again(Kind::MySql).await;
 }
 
 async fn startup_retries_until_the_database_answers() {

@@ -165,13 +165,7 @@ fn labels_problem(labels: &BTreeMap<String, String>) -> Option<String> {
     })
 }
 
-fn validate(
-    index: usize,
-    entry: NewLog,
-    source: &source::Model,
-    received_at: i64,
-    problems: &mut Vec<FieldError>,
-) -> Option<LogRow> {
+fn validate(index: usize, entry: NewLog, received_at: i64, problems: &mut Vec<FieldError>) -> Option<LogRow> {
     let field = |name: &str| format!("logs[{index}].{name}");
     let before = problems.len();
     let ts = match entry.timestamp {
@@ -228,18 +222,13 @@ fn validate(
         return None;
     }
     let level = level?.as_str();
-    labels.insert("source".to_owned(), source.name.clone());
-    labels.insert("level".to_owned(), level.to_owned());
-    for (name, value) in [("hostname", &entry.hostname), ("application", &entry.application)] {
-        match value {
-            Some(value) => labels.insert(name.to_owned(), value.clone()),
-            None => labels.remove(name),
-        };
-    }
+    // The own labels are the row's columns and its source's name: stored once, there.
+    labels.retain(|name, _| !OWN_LABELS.contains(&name.as_str()));
+    let labels = if labels.is_empty() { None } else { Some(serde_json::to_string(&labels).ok()?) };
     Some(LogRow {
         ts: ts?,
         level,
-        labels: serde_json::to_string(&labels).ok()?,
+        labels,
         message,
         hostname: entry.hostname,
         application: entry.application,
@@ -274,7 +263,7 @@ async fn store(
     let mut problems = Vec::new();
     let mut rows = Vec::with_capacity(entries.len());
     for (index, entry) in entries.into_iter().enumerate() {
-        if let Some(row) = validate(index, entry, source, received_at, &mut problems) {
+        if let Some(row) = validate(index, entry, received_at, &mut problems) {
             rows.push(row);
         }
     }
@@ -328,7 +317,7 @@ async fn store_each(
     let mut rows = Vec::with_capacity(entries.len());
     for (index, entry) in entries.into_iter().enumerate() {
         let mut problems = Vec::new();
-        match validate(index, entry, source, received_at, &mut problems) {
+        match validate(index, entry, received_at, &mut problems) {
             Some(row) if oldest.is_some_and(|oldest| row.ts < oldest) => outcomes.push(Ok(Kept::Dropped)),
             Some(row) => {
                 rows.push(row);
@@ -359,12 +348,30 @@ pub struct LogView {
     pub application: Option<String>,
     #[schema(value_type = Option<Object>, required = true)]
     pub attributes: Value,
-    /// The line's stream labels (`source`, `level`, and those the sender supplied).
+    /// The line's stream labels: `source` (its source's name), `level`, `hostname` and
+    /// `application` (when it has them), and those the sender supplied.
     pub labels: BTreeMap<String, String>,
 }
 
-impl From<log::Model> for LogView {
-    fn from(l: log::Model) -> Self {
+impl LogView {
+    /// The row as the API shows it; `source_name` is its source's (for the `source`
+    /// label), the other own labels come from the row's columns.
+    fn of(l: log::Model, source_name: Option<&str>) -> Self {
+        let mut labels: BTreeMap<String, String> =
+            l.labels.and_then(|a| serde_json::from_str(&a).ok()).unwrap_or_default();
+        // Rows stored before the own labels were left out have them too: these win.
+        labels.retain(|name, _| !OWN_LABELS.contains(&name.as_str()));
+        let own = [
+            ("source", source_name),
+            ("level", Some(l.level.as_str())),
+            ("hostname", l.hostname.as_deref()),
+            ("application", l.application.as_deref()),
+        ];
+        for (name, value) in own {
+            if let Some(value) = value {
+                labels.insert(name.to_owned(), value.to_owned());
+            }
+        }
         Self {
             id: crate::ids::of_row(l.id),
             source_id: l.source_id,
@@ -375,7 +382,7 @@ impl From<log::Model> for LogView {
             hostname: l.hostname,
             application: l.application,
             attributes: l.attributes.and_then(|a| serde_json::from_str(&a).ok()).unwrap_or(Value::Null),
-            labels: l.labels.and_then(|a| serde_json::from_str(&a).ok()).unwrap_or_default(),
+            labels,
         }
     }
 }
@@ -467,7 +474,18 @@ pub async fn query(
     } else {
         None
     };
-    Ok((rows.into_iter().map(LogView::from).collect(), next))
+    let mut source_ids: Vec<&str> = rows.iter().map(|row| row.source_id.as_str()).collect();
+    source_ids.sort_unstable();
+    source_ids.dedup();
+    let names = storage::sources::names(db, &source_ids).await?;
+    let views = rows
+        .into_iter()
+        .map(|row| {
+            let name = names.get(&row.source_id).cloned();
+            LogView::of(row, name.as_deref())
+        })
+        .collect();
+    Ok((views, next))
 }
 
 #[cfg(test)]

@@ -23,8 +23,9 @@ pub struct LogRow {
     pub application: Option<String>,
     /// A JSON object, as text.
     pub attributes: Option<String>,
-    /// A JSON object of strings, as text.
-    pub labels: String,
+    /// The labels the line's own columns and source do not give (see `service::logs`),
+    /// as a JSON object of strings; `None` when there are none.
+    pub labels: Option<String>,
 }
 
 impl LogRow {
@@ -35,7 +36,7 @@ impl LogRow {
             + optional(&self.hostname)
             + optional(&self.application)
             + optional(&self.attributes)
-            + self.labels.len()
+            + optional(&self.labels)
             + 80
     }
 }
@@ -86,7 +87,7 @@ fn row_model(source_id: &str, received_at: i64, row: LogRow) -> log::ActiveModel
         hostname: Set(row.hostname),
         application: Set(row.application),
         attributes: Set(row.attributes),
-        labels: Set(Some(row.labels)),
+        labels: Set(row.labels),
         ..Default::default()
     }
 }

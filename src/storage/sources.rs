@@ -16,6 +16,24 @@ pub async fn find_by_name(db: &impl ConnectionTrait, name: &str) -> Result<Optio
     source::Entity::find().filter(source::Column::Name.eq(name)).one(db).await
 }
 
+/// The names of the sources `ids` (those that exist), by id.
+pub async fn names(
+    db: &impl ConnectionTrait,
+    ids: &[&str],
+) -> Result<std::collections::HashMap<String, String>, DbErr> {
+    if ids.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    let rows: Vec<(String, String)> = source::Entity::find()
+        .select_only()
+        .columns([source::Column::Id, source::Column::Name])
+        .filter(source::Column::Id.is_in(ids.iter().copied()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
 pub async fn insert(db: &impl ConnectionTrait, row: source::Model) -> Result<source::Model, DbErr> {
     source::ActiveModel {
         id: Set(row.id),

@@ -488,7 +488,44 @@ async fn labels_are_set_by_the_server_over_those_a_client_sends(db: TestDb) {
         "the server's own labels win, a missing application drops the forged one"
     );
     assert_eq!(labels_of("plain"), json!({"source": "edge-proxies", "level": "info"}));
+
+    // Only the supplied labels are stored; the own ones are the row's columns and its
+    // source's name, so a rename shows on the lines already stored.
+    assert_eq!(
+        stored_labels(&db).await,
+        vec![("plain".to_owned(), None), ("up".to_owned(), Some(r#"{"team":"infra"}"#.to_owned()))]
+    );
+    let request = call(&server, Method::PUT, &format!("/api/v1/sources/{source_id}"), &mia);
+    assert_eq!(status(request.json(&json!({ "name": "edge-gateways" }))).await, 200);
+    let logs = get_logs(&server, &mia, &[]).await["logs"].as_array().unwrap().clone();
+    assert!(logs.iter().all(|l| l["labels"]["source"] == "edge-gateways"), "{logs:?}");
+
+    // A line stored with its own labels in the column (as before they were left out)
+    // shows the columns' and the source's.
+    let legacy = r#"{"application":"old","level":"debug","source":"edge-proxies","team":"ops"}"#;
+    {
+        use sea_orm::{ConnectionTrait, Statement};
+        let conn = db.connect().await;
+        let sql = format!("UPDATE logs SET labels = '{legacy}' WHERE message = 'plain'");
+        conn.execute_raw(Statement::from_string(conn.get_database_backend(), sql)).await.unwrap();
+        conn.close().await.unwrap();
+    }
+    let logs = get_logs(&server, &mia, &[]).await["logs"].as_array().unwrap().clone();
+    let plain = logs.iter().find(|l| l["message"] == "plain").unwrap();
+    assert_eq!(plain["labels"], json!({"source": "edge-gateways", "level": "info", "team": "ops"}));
     server.stop().await.unwrap();
+}
+
+/// `(message, labels)` of every stored line, by message, read directly in the database.
+async fn stored_labels(db: &TestDb) -> Vec<(String, Option<String>)> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let conn = db.connect().await;
+    let sql = "SELECT message, labels FROM logs ORDER BY message";
+    let rows = conn.query_all_raw(Statement::from_string(conn.get_database_backend(), sql)).await.unwrap();
+    let labels =
+        rows.iter().map(|row| (row.try_get("", "message").unwrap(), row.try_get("", "labels").unwrap())).collect();
+    conn.close().await.unwrap();
+    labels
 }
 
 async fn labels_beyond_their_bounds_refuse_the_entry(db: TestDb) {

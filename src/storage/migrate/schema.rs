@@ -679,7 +679,9 @@ fn metric_rollup_slots(backend: DbBackend) -> Vec<Statement> {
 
 /// What the standard protocols bring beyond the JSON API:
 /// - `logs.labels`: a log line's stream labels, a JSON object of strings (MEDIUMTEXT on
-///   MariaDB: 20 labels of 1,024 characters can outgrow TEXT);
+///   MariaDB: 20 labels of 1,024 characters can outgrow TEXT); those the line's columns
+///   and source give (`source`, `level`, `hostname`, `application`) are not stored, and a
+///   line with no others has NULL;
 /// - `metric_samples.bits` and `metric_series.last_bits`: the bits of a value that is not
 ///   a finite number (NaN, Prometheus' stale marker, ±Inf), which SQLite would turn into
 ///   NULL and MariaDB refuses; `value` then holds 0 and the reads skip the row;

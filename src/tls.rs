@@ -110,15 +110,20 @@ impl ClientCa {
     /// Verifies a PEM chain as a TLS-terminating proxy forwards it in `X-Client-Cert`
     /// (URL-encoded; a raw PEM is accepted too).
     pub fn verify_forwarded(&self, header: &str) -> Result<ClientCert, CertRejected> {
-        let pem = percent_encoding::percent_decode_str(header).decode_utf8_lossy();
-        let chain = CertificateDer::pem_slice_iter(pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| CertRejected::Malformed(e.to_string()))?;
-        self.verify(&chain)
+        self.verify(&forwarded_chain(header)?)
     }
 }
 
-fn identity_of(leaf: &CertificateDer<'_>) -> Result<ClientCert, CertRejected> {
+/// The certificates (DER) of an `X-Client-Cert` header: URL-encoded PEM, or raw PEM.
+pub fn forwarded_chain(header: &str) -> Result<Vec<CertificateDer<'static>>, CertRejected> {
+    let pem = percent_encoding::percent_decode_str(header).decode_utf8_lossy();
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CertRejected::Malformed(e.to_string()))
+}
+
+/// The identity (CN, SAN emails, fingerprint) a leaf certificate names; no verification.
+pub fn identity_of(leaf: &CertificateDer<'_>) -> Result<ClientCert, CertRejected> {
     use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
     let (_, cert) = X509Certificate::from_der(leaf).map_err(|e| CertRejected::Malformed(e.to_string()))?;
     let common_name = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_owned);

@@ -114,7 +114,7 @@ pub struct LogBatch {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct IngestQuery {
-    source_id: Option<String>,
+    pub source_id: Option<String>,
 }
 
 fn is_ndjson(headers: &HeaderMap) -> bool {
@@ -129,7 +129,7 @@ fn malformed(err: serde_json::Error) -> AppError {
 }
 
 /// Parses a JSON batch, or NDJSON (one entry a line, `source_id` in the query).
-fn parse_logs(headers: &HeaderMap, query: IngestQuery, body: &[u8]) -> Result<(String, Vec<LogInput>), HttpError> {
+pub fn parse_logs(headers: &HeaderMap, query: IngestQuery, body: &[u8]) -> Result<(String, Vec<LogInput>), HttpError> {
     if is_ndjson(headers) {
         refuse_nul(body)?;
         let source_id = query.source_id.ok_or_else(|| {
@@ -177,13 +177,13 @@ pub async fn ingest_logs(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogsQuery {
-    source_id: Option<String>,
-    level: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    q: Option<String>,
-    limit: Option<u64>,
-    cursor: Option<String>,
+    pub source_id: Option<String>,
+    pub level: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub q: Option<String>,
+    pub limit: Option<u64>,
+    pub cursor: Option<String>,
 }
 
 #[utoipa::path(operation_id = "telemetry_query_logs", get, path = "/api/v1/logs", tag = "logs", security(("bearer" = []), ("api_key" = [])), params(LogsQuery), responses((status = 200, body = crate::http::schemas::LogPage), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse)))]
@@ -236,9 +236,9 @@ impl From<SampleInput> for NewSample {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricBatch {
-    source_id: String,
+    pub source_id: String,
     #[schema(min_items = 1, max_items = 10000)]
-    metrics: Vec<SampleInput>,
+    pub metrics: Vec<SampleInput>,
 }
 
 #[utoipa::path(operation_id = "telemetry_ingest_metrics", post, path = "/api/v1/metrics", tag = "metrics", security(("bearer" = []), ("api_key" = [])), request_body = MetricBatch, responses((status = 202, body = crate::http::schemas::Accepted), (status = 400, description = "Invalid input", body = ErrorResponse), (status = 401, description = "Missing or invalid credentials", body = ErrorResponse), (status = 403, description = "Not allowed", body = ErrorResponse), (status = 404, description = "Not found", body = ErrorResponse), (status = 413, body = ErrorResponse)))]

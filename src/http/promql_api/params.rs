@@ -24,17 +24,22 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             && req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
                 v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/x-www-form-urlencoded")
             });
-        let mut pairs = Vec::new();
-        if form {
-            let Body(body) = Body::from_request(req, state).await?;
-            pairs.extend(url::form_urlencoded::parse(&body).into_owned());
-        }
-        pairs.extend(url::form_urlencoded::parse(query.as_bytes()).into_owned());
-        Ok(Params(pairs))
+        let body = if form { Some(Body::from_request(req, state).await?.0) } else { None };
+        Ok(Params::parse(body.as_deref(), query.as_bytes()))
     }
 }
 
 impl Params {
+    /// The pairs of a form body (if any), then those of the URL's query string.
+    pub fn parse(form: Option<&[u8]>, query: &[u8]) -> Params {
+        let mut pairs = Vec::new();
+        if let Some(body) = form {
+            pairs.extend(url::form_urlencoded::parse(body).into_owned());
+        }
+        pairs.extend(url::form_urlencoded::parse(query).into_owned());
+        Params(pairs)
+    }
+
     /// The first value of `name`; empty counts as absent, as Go's `FormValue` has it.
     pub fn value(&self, name: &str) -> Option<&str> {
         self.0.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str()).filter(|v| !v.is_empty())

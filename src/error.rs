@@ -62,6 +62,11 @@ impl From<sea_orm::DbErr> for AppError {
                 tracing::error!(event = "database_out_of_space", error = %other);
                 AppError::Unavailable("The database is out of disk space; try again later".to_owned())
             }
+            // Another writer held SQLite's lock past the busy timeout: back-pressure.
+            other if crate::storage::busy(&other) => {
+                tracing::warn!(event = "database_busy", error = %other);
+                AppError::Unavailable("The database is busy; try again shortly".to_owned())
+            }
             // PostgreSQL refuses a NUL in text (character_not_in_repertoire): the input's
             // fault, wherever it came in (the HTTP layer refuses it before; gRPC may not).
             other if crate::storage::sqlstate(&other).as_deref() == Some("22021") => {

@@ -268,6 +268,13 @@ pub fn out_of_space(err: &DbErr) -> bool {
     matches!(sqlstate(err).as_deref(), Some("13" | "53100"))
 }
 
+/// Whether SQLite gave up waiting for another writer's lock (SQLITE_BUSY, with its
+/// extended codes, after the busy timeout; SQLITE_LOCKED): the statement is not at fault
+/// and goes through once the other writer is done.
+pub fn busy(err: &DbErr) -> bool {
+    matches!(sqlstate(err).as_deref(), Some("5" | "261" | "517" | "773" | "6" | "262"))
+}
+
 /// How many times a transaction that lost a deadlock is run again.
 const DEADLOCK_RETRIES: u32 = 4;
 

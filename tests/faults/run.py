@@ -498,15 +498,21 @@ def make_db(kind):
     raise ValueError(kind)
 
 
-def scenario_sigkill(kind, kills=6):
-    """SIGKILL the server at random moments under concurrent ingest; restart on the same
-    database; every 2xx stored exactly once, every other batch whole or not at all."""
+def fresh_server(kind):
+    """A new database of `kind` (the scenario is skipped when its server is unreachable),
+    a work directory, and a server on them, not started yet."""
     try:
         db = make_db(kind)
     except Failed as e:
         raise Skipped(f"{kind} unreachable: {e}")
     work = tempfile.mkdtemp(prefix="kk_faults_run_")
-    server = Server(db.url, work)
+    return db, work, Server(db.url, work)
+
+
+def scenario_sigkill(kind, kills=6):
+    """SIGKILL the server at random moments under concurrent ingest; restart on the same
+    database; every 2xx stored exactly once, every other batch whole or not at all."""
+    db, work, server = fresh_server(kind)
     try:
         server.start()
         client = Client(server.port)
@@ -541,12 +547,7 @@ def scenario_sigkill(kind, kills=6):
 def scenario_sigterm(kind="sqlite", rounds=6, lines=10000):
     """SIGTERM while a 10,000-line batch is in flight: the batch is answered 2xx and
     stored, or not stored at all; the server exits 0."""
-    try:
-        db = make_db(kind)
-    except Failed as e:
-        raise Skipped(f"{kind} unreachable: {e}")
-    work = tempfile.mkdtemp(prefix="kk_faults_run_")
-    server = Server(db.url, work)
+    db, work, server = fresh_server(kind)
     problems, batches, codes, exits = [], [], [], []
     try:
         server.start()

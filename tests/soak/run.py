@@ -173,11 +173,15 @@ class Server:
         raise Failed(f"server not ready within 120 s; see {log_path}")
 
     def proc_status(self):
-        """(VmRSS, VmHWM) in KiB, or None once the process is gone."""
+        """(VmRSS, VmHWM, RssAnon, RssFile, open descriptors, threads), sizes in KiB, or
+        None once the process is gone."""
         try:
             with open(f"/proc/{self.proc.pid}/status") as f:
                 fields = dict(line.split(":", 1) for line in f if ":" in line)
-            return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+            fds = len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+            return (int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0]),
+                    int(fields["RssAnon"].split()[0]), int(fields["RssFile"].split()[0]), fds,
+                    int(fields["Threads"]))
         except (OSError, KeyError, ValueError):
             return None
 
@@ -495,9 +499,11 @@ def summarize(recorder, rss, duration, window, offered, server_log):
             "last": {"n": len(last), "p50_ms": ms(percentile(last, 50)), "p99_ms": ms(percentile(last, 99)),
                      "max_ms": ms(max(last) if last else None)},
         }
-    at_window = [kb for t, kb, _ in rss if t >= window]
-    rss_window = at_window[0] if at_window else None
-    rss_end = rss[-1][1] if rss else None
+    at_window = [r for r in rss if r[0] >= window]
+    base = at_window[0] if at_window else None
+    end = rss[-1] if rss else None
+    rss_window = base[1] if base else None
+    rss_end = end[1] if end else None
     ratio = round(rss_end / rss_window, 4) if rss_window and rss_end else None
     fivexx = {k: v["status_classes"].get("5xx", 0) for k, v in per_kind.items()}
     unanswered = {k: v["status_classes"].get("no_answer", 0) for k, v in per_kind.items()}
@@ -512,8 +518,11 @@ def summarize(recorder, rss, duration, window, offered, server_log):
     }
     return {
         "rss_kib": {"at_warmup": rss_window, "at_end": rss_end, "ratio_end_to_warmup": ratio,
-                    "max": max((kb for _, kb, _ in rss), default=None),
-                    "hwm": max((h for _, _, h in rss), default=None)},
+                    "max": max((r[1] for r in rss), default=None),
+                    "hwm": max((r[2] for r in rss), default=None),
+                    "anon_at_warmup": base[3] if base else None, "anon_at_end": end[3] if end else None,
+                    "file_at_warmup": base[4] if base else None, "file_at_end": end[4] if end else None,
+                    "fds_at_warmup": base[5] if base else None, "fds_at_end": end[5] if end else None},
         "fivexx": fivexx,
         "unanswered": unanswered,
         "unexpected_status_classes": unexpected,
@@ -553,7 +562,10 @@ def scan_log(path, limit=20):
 def print_table(summary):
     r = summary["rss_kib"]
     log(f"RSS: {fmt_mib(r['at_warmup'])} after warm-up, {fmt_mib(r['at_end'])} at the end "
-        f"(ratio {r['ratio_end_to_warmup']}), max {fmt_mib(r['max'])}, peak (VmHWM) {fmt_mib(r['hwm'])}")
+        f"(ratio {r['ratio_end_to_warmup']}), max {fmt_mib(r['max'])}, peak (VmHWM) {fmt_mib(r['hwm'])}; "
+        f"anonymous {fmt_mib(r['anon_at_warmup'])} -> {fmt_mib(r['anon_at_end'])}, "
+        f"file-backed {fmt_mib(r['file_at_warmup'])} -> {fmt_mib(r['file_at_end'])}, "
+        f"descriptors {r['fds_at_warmup']} -> {r['fds_at_end']}")
     head = f"{'kind':16} {'offered/s':>9} {'achieved/s':>10} {'requests':>8} {'5xx':>4} {'other':>14} " \
            f"{'p50 first':>9} {'p99 first':>9} {'p50 last':>9} {'p99 last':>9}"
     print(head)
@@ -629,7 +641,7 @@ def main():
                  ("apikey_read", offered["apikey_read"], traffic.apikey_read)]
         streams = [Stream(f"{kind}-{i}", kind, rate, make, server.port, recorder, random.Random(rng.random()), stop)
                    for i, (kind, rate, make) in enumerate(plan)]
-        rss = []  # (offset s, VmRSS KiB, VmHWM KiB)
+        rss = []  # (offset s, VmRSS, VmHWM, RssAnon, RssFile (KiB), descriptors, threads)
         cpu0, own0 = server.cpu_seconds(), os.times()
         recorder.t0 = time.monotonic()
         for s in streams:
@@ -647,19 +659,20 @@ def main():
                     died = server.proc.poll()
                     log(f"server exited ({died}) at {t:.0f} s")
                     break
-                rss.append((round(t, 1), st[0], st[1]))
+                rss.append((round(t, 1), *st))
                 next_sample += 10.0
                 if t - last_report >= 60 or len(rss) == 1:
                     last_report = t
                     with recorder.lock:
                         n = len(recorder.samples)
                         bad = sum(1 for s in recorder.samples if s[3] is None or s[3] == 0 or s[3] >= 500)
-                    log(f"t={t:.0f}s RSS {st[0] / 1024:.1f} MiB, {n} requests, {bad} 5xx/unanswered")
+                    log(f"t={t:.0f}s RSS {st[0] / 1024:.1f} MiB (anon {st[2] / 1024:.1f}, file {st[3] / 1024:.1f}), "
+                        f"{st[4]} fds, {st[5]} threads, {n} requests, {bad} 5xx/unanswered")
             time.sleep(min(1.0, max(0.0, next_sample - (time.monotonic() - recorder.t0))))
         # The end point of RSS is taken while the load is still on, as the warm-up's was.
         st = server.proc_status()
         if st is not None:
-            rss.append((round(time.monotonic() - recorder.t0, 1), st[0], st[1]))
+            rss.append((round(time.monotonic() - recorder.t0, 1), *st))
         stop.set()
         for s in streams:
             s.join(120)

@@ -47,7 +47,8 @@ RATES = {
     "login": 1.0,
     "apikey_read": 5.0,
 }
-LOG_LINES = (100, 500)  # lines per log batch
+# Lines per log batch, at random between the two.
+LOG_LINES = tuple(int(n) for n in os.environ.get("KK_SOAK_LOG_LINES", "100,500").split(","))
 METRIC_HOSTS = 8  # hosts per source; with the routes below, 520 series per source
 ROUTES = ["/", "/api/orders", "/api/users", "/api/cart", "/login", "/static"]
 BUCKETS = ["0.005", "0.01", "0.05", "0.1", "0.5", "1", "+Inf"]
@@ -602,7 +603,13 @@ def main():
                                                        os.path.join(ROOT, "target", "release", "killkrill")))
     ap.add_argument("--log-level", default=os.environ.get("KK_SOAK_LOG_LEVEL", "WARNING"))
     ap.add_argument("--out", default=os.environ.get("KK_SOAK_OUT"))
+    ap.add_argument("--kinds", default=os.environ.get("KK_SOAK_KINDS", ",".join(RATES)),
+                    help="comma-separated kinds of request to send (default: all), to tell which one a growth follows")
     args = ap.parse_args()
+    kinds = [k for k in args.kinds.split(",") if k]
+    if not kinds or any(k not in RATES for k in kinds):
+        print(f"--kinds: choose among {', '.join(RATES)}", file=sys.stderr)
+        return 2
     if args.warmup * 2 > args.seconds:
         print("--seconds must be at least twice --warmup", file=sys.stderr)
         return 2
@@ -629,16 +636,18 @@ def main():
         traffic = Traffic(setup)
         recorder = Recorder()
         stop = threading.Event()
-        offered = {k: r * args.scale for k, r in RATES.items()}
+        offered = {k: r * args.scale for k, r in RATES.items() if k in kinds}
+        rate = {k: r * args.scale for k, r in RATES.items()}
         plan = []  # (kind, rate, make)
         for i in range(2):
-            plan.append(("ingest_logs", offered["ingest_logs"] / 2, traffic.log_batch(i)))
-            plan.append(("ingest_metrics", offered["ingest_metrics"] / 2, traffic.metric_batch(i)))
-        plan += [("log_query", offered["log_query"], traffic.log_query),
-                 ("promql_instant", offered["promql_instant"], traffic.promql_instant),
-                 ("promql_range", offered["promql_range"], traffic.promql_range),
-                 ("login", offered["login"], traffic.login),
-                 ("apikey_read", offered["apikey_read"], traffic.apikey_read)]
+            plan.append(("ingest_logs", rate["ingest_logs"] / 2, traffic.log_batch(i)))
+            plan.append(("ingest_metrics", rate["ingest_metrics"] / 2, traffic.metric_batch(i)))
+        plan += [("log_query", rate["log_query"], traffic.log_query),
+                 ("promql_instant", rate["promql_instant"], traffic.promql_instant),
+                 ("promql_range", rate["promql_range"], traffic.promql_range),
+                 ("login", rate["login"], traffic.login),
+                 ("apikey_read", rate["apikey_read"], traffic.apikey_read)]
+        plan = [p for p in plan if p[0] in kinds]
         streams = [Stream(f"{kind}-{i}", kind, rate, make, server.port, recorder, random.Random(rng.random()), stop)
                    for i, (kind, rate, make) in enumerate(plan)]
         rss = []  # (offset s, VmRSS, VmHWM, RssAnon, RssFile (KiB), descriptors, threads)

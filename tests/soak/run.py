@@ -603,6 +603,8 @@ def main():
                                                        os.path.join(ROOT, "target", "release", "killkrill")))
     ap.add_argument("--log-level", default=os.environ.get("KK_SOAK_LOG_LEVEL", "WARNING"))
     ap.add_argument("--out", default=os.environ.get("KK_SOAK_OUT"))
+    ap.add_argument("--nice", type=int, default=int(os.environ.get("KK_SOAK_NICE", "5")),
+                    help="niceness the load generator takes once the server (which keeps its own) has started")
     ap.add_argument("--kinds", default=os.environ.get("KK_SOAK_KINDS", ",".join(RATES)),
                     help="comma-separated kinds of request to send (default: all), to tell which one a growth follows")
     args = ap.parse_args()
@@ -632,6 +634,8 @@ def main():
     server = None
     try:
         server = Server(args.binary, db.url, server_log, args.log_level)
+        if args.nice:
+            os.nice(args.nice)
         setup = Setup(server.port)
         traffic = Traffic(setup)
         recorder = Recorder()

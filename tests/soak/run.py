@@ -477,6 +477,35 @@ def status_class(status):
     return f"{status // 100}xx"
 
 
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2] if values else None
+
+
+def rss_figures(rss, window):
+    """RSS at the warm-up point and at the end. Each is the median of a minute's readings
+    (the first minute from the warm-up point, the last minute), since single readings
+    swing by tens of MiB: a login's password hash takes 19 MiB while it runs, and the
+    allocator keeps or returns such blocks as it pleases. The single readings are given
+    too."""
+    if not rss:
+        return {}
+    first = [r for r in rss if window <= r[0] < window + 60] or [r for r in rss if r[0] >= window][:1]
+    last_t = rss[-1][0]
+    last = [r for r in rss if r[0] > last_t - 60]
+    at_warmup = median([r[1] for r in first]) if first else None
+    at_end = median([r[1] for r in last])
+    return {
+        "at_warmup": at_warmup, "at_end": at_end,
+        "ratio_end_to_warmup": round(at_end / at_warmup, 4) if at_warmup and at_end else None,
+        "reading_at_warmup": first[0][1] if first else None, "reading_at_end": rss[-1][1],
+        "max": max(r[1] for r in rss), "hwm": max(r[2] for r in rss),
+        "anon_at_warmup": median([r[3] for r in first]) if first else None, "anon_at_end": median([r[3] for r in last]),
+        "file_at_warmup": median([r[4] for r in first]) if first else None, "file_at_end": median([r[4] for r in last]),
+        "fds_at_warmup": first[0][5] if first else None, "fds_at_end": rss[-1][5],
+    }
+
+
 def summarize(recorder, rss, duration, window, offered, server_log):
     kinds = list(offered)
     per_kind = {}
@@ -500,12 +529,8 @@ def summarize(recorder, rss, duration, window, offered, server_log):
             "last": {"n": len(last), "p50_ms": ms(percentile(last, 50)), "p99_ms": ms(percentile(last, 99)),
                      "max_ms": ms(max(last) if last else None)},
         }
-    at_window = [r for r in rss if r[0] >= window]
-    base = at_window[0] if at_window else None
-    end = rss[-1] if rss else None
-    rss_window = base[1] if base else None
-    rss_end = end[1] if end else None
-    ratio = round(rss_end / rss_window, 4) if rss_window and rss_end else None
+    rss_kib = rss_figures(rss, window)
+    ratio = rss_kib["ratio_end_to_warmup"]
     fivexx = {k: v["status_classes"].get("5xx", 0) for k, v in per_kind.items()}
     unanswered = {k: v["status_classes"].get("no_answer", 0) for k, v in per_kind.items()}
     expected = {"2xx"}
@@ -518,12 +543,7 @@ def summarize(recorder, rss, duration, window, offered, server_log):
         "every_request_answered": sum(unanswered.values()) == 0,
     }
     return {
-        "rss_kib": {"at_warmup": rss_window, "at_end": rss_end, "ratio_end_to_warmup": ratio,
-                    "max": max((r[1] for r in rss), default=None),
-                    "hwm": max((r[2] for r in rss), default=None),
-                    "anon_at_warmup": base[3] if base else None, "anon_at_end": end[3] if end else None,
-                    "file_at_warmup": base[4] if base else None, "file_at_end": end[4] if end else None,
-                    "fds_at_warmup": base[5] if base else None, "fds_at_end": end[5] if end else None},
+        "rss_kib": rss_kib,
         "fivexx": fivexx,
         "unanswered": unanswered,
         "unexpected_status_classes": unexpected,
@@ -562,8 +582,9 @@ def scan_log(path, limit=20):
 
 def print_table(summary):
     r = summary["rss_kib"]
-    log(f"RSS: {fmt_mib(r['at_warmup'])} after warm-up, {fmt_mib(r['at_end'])} at the end "
-        f"(ratio {r['ratio_end_to_warmup']}), max {fmt_mib(r['max'])}, peak (VmHWM) {fmt_mib(r['hwm'])}; "
+    log(f"RSS (median of a minute): {fmt_mib(r['at_warmup'])} after warm-up, {fmt_mib(r['at_end'])} at the end "
+        f"(ratio {r['ratio_end_to_warmup']}; single readings {fmt_mib(r['reading_at_warmup'])} and "
+        f"{fmt_mib(r['reading_at_end'])}), max {fmt_mib(r['max'])}, peak (VmHWM) {fmt_mib(r['hwm'])}; "
         f"anonymous {fmt_mib(r['anon_at_warmup'])} -> {fmt_mib(r['anon_at_end'])}, "
         f"file-backed {fmt_mib(r['file_at_warmup'])} -> {fmt_mib(r['file_at_end'])}, "
         f"descriptors {r['fds_at_warmup']} -> {r['fds_at_end']}")

@@ -8,7 +8,9 @@ use sea_orm::{
 
 use super::{Backend, Database, entity::log};
 
-const INSERT_CHUNK: usize = 1_000;
+/// Rows in one multi-row INSERT, at most: a power of two, so that a full chunk is one
+/// statement of one of the sizes [`statement_sizes`] gives.
+const INSERT_CHUNK: usize = 512;
 /// Text bytes in one multi-row INSERT, at most. MariaDB refuses a statement larger than
 /// its `max_allowed_packet` (16 MiB by default), and a batch just under the body limit
 /// holds more than that once each row repeats its source id and times.
@@ -53,7 +55,8 @@ pub async fn insert(db: &Database, source_id: &str, received_at: i64, rows: Vec<
 }
 
 /// SQLite and MariaDB: multi-row INSERTs of at most [`INSERT_CHUNK`] rows and
-/// [`INSERT_CHUNK_BYTES`] of text, in one transaction.
+/// [`INSERT_CHUNK_BYTES`] of text, each of a row count [`statement_sizes`] gives, in one
+/// transaction.
 async fn insert_values(
     conn: &DatabaseConnection,
     source_id: &str,
@@ -70,11 +73,27 @@ async fn insert_values(
         let full = chunk.len() == INSERT_CHUNK
             || rows.peek().is_some_and(|next| bytes + next.text_bytes() > INSERT_CHUNK_BYTES);
         if full || rows.peek().is_none() {
-            log::Entity::insert_many(std::mem::take(&mut chunk)).exec_without_returning(&txn).await?;
+            let mut models = std::mem::take(&mut chunk).into_iter();
+            for size in statement_sizes(models.len()) {
+                log::Entity::insert_many(models.by_ref().take(size)).exec_without_returning(&txn).await?;
+            }
             bytes = 0;
         }
     }
     txn.commit().await
+}
+
+/// The row counts of the INSERTs that store `n` rows: the powers of two of `n`'s binary
+/// form, largest first (300 rows: 256, 32, 8 and 4). A multi-row INSERT of each row count
+/// is a statement of its own, which the driver prepares and keeps in the connection's
+/// statement cache (100 statements a connection): with one INSERT of whatever size a batch
+/// has, batches of a few hundred lines of varying sizes filled every connection's cache
+/// with statements used about once, each holding its compiled program and parameters
+/// (hundreds of KiB for a few hundred rows), and RSS grew by some hundred MiB before it
+/// levelled off (tests/soak). Powers of two up to [`INSERT_CHUNK`] are ten statements, each
+/// prepared once a connection.
+fn statement_sizes(n: usize) -> impl Iterator<Item = usize> {
+    (0..usize::BITS).rev().map(|bit| 1_usize << bit).filter(move |size| n & size != 0)
 }
 
 fn row_model(source_id: &str, received_at: i64, row: LogRow) -> log::ActiveModel {
@@ -354,6 +373,69 @@ fn pinned_eq(column: log::Column, value: &str) -> sea_orm::sea_query::SimpleExpr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Batches of 1 to 300 lines are stored with few distinct INSERT statements (each a
+    /// prepared statement the connection keeps), not one for each batch size.
+    #[tokio::test]
+    async fn batches_of_any_size_share_a_few_insert_statements() {
+        use std::{
+            collections::HashSet,
+            sync::{Arc, Mutex},
+        };
+        let mut conn = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
+        crate::storage::migrate::run(&conn).await.unwrap();
+        let source = "0b4f3c2a-6a55-4f3e-9d1e-6c8a2f7e1b00";
+        conn.execute_unprepared(&format!(
+            "INSERT INTO sources (id, name, source_type, description, enabled, config, allowed_cidrs, created_at, updated_at) \
+             VALUES ('{source}', 'statements', 'http', '', 1, '{{}}', '[]', 0, 0)"
+        ))
+        .await
+        .unwrap();
+        let inserts = Arc::new(Mutex::new(HashSet::new()));
+        let seen = Arc::clone(&inserts);
+        conn.set_metric_callback(move |info| {
+            if info.statement.sql.starts_with(r#"INSERT INTO "logs""#) {
+                seen.lock().unwrap().insert(info.statement.sql.clone());
+            }
+        });
+        let mut stored = 0;
+        for size in 1..=300 {
+            let rows = (0..size)
+                .map(|i| LogRow {
+                    ts: i,
+                    level: "info",
+                    message: format!("line {i} of {size}"),
+                    hostname: None,
+                    application: None,
+                    attributes: None,
+                    labels: "{}".to_owned(),
+                })
+                .collect();
+            insert_values(&conn, source, 0, rows).await.unwrap();
+            stored += size;
+        }
+        let count: Option<i64> = log::Entity::find()
+            .select_only()
+            .column_as(log::Column::Id.count(), "n")
+            .into_tuple()
+            .one(&conn)
+            .await
+            .unwrap();
+        assert_eq!(count, Some(stored));
+        let distinct = inserts.lock().unwrap().len();
+        assert!(distinct <= 9, "{distinct} distinct INSERT statements for 300 batch sizes");
+    }
+
+    #[test]
+    fn statement_sizes_are_the_binary_digits() {
+        assert_eq!(statement_sizes(300).collect::<Vec<_>>(), [256, 32, 8, 4]);
+        assert_eq!(statement_sizes(512).collect::<Vec<_>>(), [512]);
+        assert_eq!(statement_sizes(1).collect::<Vec<_>>(), [1]);
+        assert_eq!(statement_sizes(0).count(), 0);
+        for n in 1..=INSERT_CHUNK {
+            assert_eq!(statement_sizes(n).sum::<usize>(), n);
+        }
+    }
 
     #[test]
     fn like_wildcards_are_escaped() {

@@ -408,7 +408,7 @@ mod tests {
                     hostname: None,
                     application: None,
                     attributes: None,
-                    labels: "{}".to_owned(),
+                    labels: None,
                 })
                 .collect();
             insert_values(&conn, source, 0, rows).await.unwrap();

@@ -283,13 +283,18 @@ async fn status_of(server: &TestServer, path: &str) -> (u16, Value) {
     }
 }
 
+/// A server on `db` whose connections go through `proxy`.
+async fn server_through(db: &TestDb, proxy: &Proxy) -> TestServer {
+    let (url, _) = through(db, proxy);
+    let mut config = db.config();
+    config.database_url = killkrill::storage::DbUrl::parse(&url).unwrap();
+    TestServer::start(config).await
+}
+
 async fn probes_follow_an_outage_and_recover(kind: Kind) {
     let db = TestDb::create(kind).await;
     let proxy = Proxy::start(upstream_of(&db)).await;
-    let (url, _) = through(&db, &proxy);
-    let mut config = db.config();
-    config.database_url = killkrill::storage::DbUrl::parse(&url).unwrap();
-    let server = TestServer::start(config).await;
+    let server = server_through(&db, &proxy).await;
     assert_eq!(status_of(&server, "/healthz").await.0, 200);
 
     proxy.set_cut(true);
@@ -338,10 +343,7 @@ async fn ingest_during_an_outage_is_503_then_stored_again(kind: Kind) {
 
     let db = TestDb::create(kind).await;
     let proxy = Proxy::start(upstream_of(&db)).await;
-    let (url, _) = through(&db, &proxy);
-    let mut config = db.config();
-    config.database_url = killkrill::storage::DbUrl::parse(&url).unwrap();
-    let server = TestServer::start(config).await;
+    let server = server_through(&db, &proxy).await;
     let (_, token) = rest::user(&server, "outage-admin", killkrill::auth::Role::Admin).await;
     let source = rest::new_source(&server, &token, "outage").await;
     let (_, key) = server.create_ingest_key(&token, &source).await;

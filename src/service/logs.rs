@@ -481,8 +481,8 @@ pub async fn query(
     let views = rows
         .into_iter()
         .map(|row| {
-            let name = names.get(&row.source_id).cloned();
-            LogView::of(row, name.as_deref())
+            let name = names.get(&row.source_id).map(String::as_str);
+            LogView::of(row, name)
         })
         .collect();
     Ok((views, next))
